@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from stseval.metrics import bootstrap_ci, cosine_scores, spearman, spearman_cosine, task_averages
+
+
+def test_cosine_scores_hand_computed():
+    a = np.array([[1.0, 0.0], [3.0, 4.0], [1.0, 1.0]], dtype=np.float32)
+    b = np.array([[0.0, 2.0], [3.0, 4.0], [-1.0, -1.0]], dtype=np.float32)
+    np.testing.assert_allclose(cosine_scores(a, b), [0.0, 1.0, -1.0], atol=1e-6)
+
+
+def test_spearman_hand_computed():
+    # ranks of predicted: 1,2,3,4 ; gold ranks: 1,3,2,4 -> d^2 = 0+1+1+0 = 2 -> 1 - 6*2/(4*15) = 0.8
+    assert spearman(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 2, 1, 3])) == pytest.approx(0.8)
+
+
+def test_spearman_with_ties_uses_average_ranks():
+    # binary gold labels tie heavily, as in ATEC/BQ/LCQMC/PAWSX
+    predicted = np.array([0.9, 0.1, 0.8, 0.2])
+    gold = np.array([1, 0, 1, 0])
+    assert spearman(predicted, gold) == pytest.approx(np.corrcoef([4, 1, 3, 2], [3.5, 1.5, 3.5, 1.5])[0, 1])
+
+
+def test_identical_vectors_rank_perfectly():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 8)).astype(np.float32)
+    b = a + 0.01 * rng.normal(size=(50, 8)).astype(np.float32) * np.arange(50)[:, None]
+    # gold decreases as noise grows, so cosine ranks should match
+    assert spearman_cosine(a, b, -np.arange(50)) > 0.9
+
+
+def test_matches_sentence_transformers_evaluator():
+    from sentence_transformers import SimilarityFunction
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    rng = np.random.default_rng(1)
+    n, d = 200, 16
+    a, b = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(n, d)).astype(np.float32)
+    gold = rng.integers(0, 6, size=n).astype(float)
+    sentences1 = [f"a{i}" for i in range(n)]
+    sentences2 = [f"b{i}" for i in range(n)]
+    lookup = {**dict(zip(sentences1, a)), **dict(zip(sentences2, b))}
+
+    class FixedModel:
+        """Stands in for a SentenceTransformer: returns the fixed vectors of the test."""
+        similarity_fn_name = "cosine"
+
+        class model_card_data:
+            @staticmethod
+            def set_evaluation_metrics(*args, **kwargs):
+                pass
+
+        def encode(self, sentences, **kwargs):
+            return np.stack([lookup[s] for s in sentences])
+
+    evaluator = EmbeddingSimilarityEvaluator(sentences1, sentences2, gold.tolist(),
+                                             main_similarity=SimilarityFunction.COSINE)
+    embeddings1, embeddings2 = FixedModel().encode(sentences1), FixedModel().encode(sentences2)
+    metrics = evaluator(FixedModel())
+    key = next(k for k in metrics if k.endswith("spearman_cosine"))
+    assert spearman_cosine(embeddings1, embeddings2, gold) == pytest.approx(metrics[key], abs=1e-6)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(2)
+    gold = rng.integers(0, 2, size=2000)
+    predicted = gold + rng.normal(size=2000)
+    first = bootstrap_ci(predicted, gold, n_resamples=200, seed=7)
+    again = bootstrap_ci(predicted, gold, n_resamples=200, seed=7)
+    other = bootstrap_ci(predicted, gold, n_resamples=200, seed=8)
+    assert first == again
+    assert first != other
+    estimate = spearman(predicted, gold)
+    assert first[0] < estimate < first[1]
+    assert first[1] - first[0] < 0.1
+
+
+def test_task_averages_plain_and_weighted():
+    averages = task_averages({"A": 0.2, "B": 0.6}, {"A": 300, "B": 100})
+    assert averages["avg"] == pytest.approx(0.4)
+    assert averages["weighted_avg"] == pytest.approx((0.2 * 300 + 0.6 * 100) / 400)

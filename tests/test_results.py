@@ -1,0 +1,56 @@
+import pandas as pd
+import pytest
+
+from stseval.errors import StsevalError
+from stseval.results import COLUMNS, ResultRow, ResultsFile, cell_key, read_rows, rows_to_frame, write_frame
+
+
+def make_row(**changes):
+    values = dict(model="tiny", pooling="cls", method="raw", task="STS-B", split="test",
+                  metric="spearman_cosine", value=0.5, n_pairs=10)
+    values.update(changes)
+    return ResultRow(**values)
+
+
+def test_results_csv_has_documented_columns(tmp_path):
+    path = tmp_path / "r.csv"
+    write_frame(rows_to_frame([make_row()]), path)
+    assert list(pd.read_csv(path).columns) == COLUMNS
+    for column in ("model", "pooling", "method", "dims", "fit_on", "train_on", "prefix", "task", "split",
+                   "value", "ci_low", "ci_high", "n_pairs", "seconds", "data_sha256", "command", "versions"):
+        assert column in COLUMNS
+
+
+def test_results_file_resumes_and_replaces_same_cell(tmp_path):
+    path = tmp_path / "r.csv"
+    results = ResultsFile(path)
+    results.add([make_row(), make_row(pooling="last-avg", value=0.6)])
+    reopened = ResultsFile(path)
+    assert reopened.has(cell_key(make_row()))
+    assert not reopened.has(cell_key(make_row(pooling="max")))
+    reopened.add([make_row(value=0.7)])
+    frame = read_rows(path)
+    assert len(frame) == 2
+    assert frame.loc[frame.pooling == "cls", "value"].item() == pytest.approx(0.7)
+
+
+def test_prefix_is_part_of_the_cell(tmp_path):
+    assert cell_key(make_row(prefix="query: ")) != cell_key(make_row())
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    write_frame(rows_to_frame([make_row()]), tmp_path / "r.csv")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"),
+    ("a,b\n1,2\n", "missing column"),
+    ("model,pooling,method,task,split,metric,value\nm,cls,raw,ATEC,test,spearman_cosine,abc\n", r"r.csv:2"),
+])
+def test_malformed_results_file_names_the_file(tmp_path, content, message):
+    path = tmp_path / "r.csv"
+    path.write_text(content)
+    with pytest.raises(StsevalError, match=message) as info:
+        read_rows(path)
+    assert "r.csv" in str(info.value)
