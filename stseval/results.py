@@ -60,6 +60,8 @@ class ResultRow:
 
 
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
+# the columns a CSV needs to count as a results file (the rest are filled with "")
+REQUIRED_COLUMNS = ("model", "pooling", "method", "task", "split", "metric", "value")
 
 
 def provenance(seed: int = 0) -> dict[str, str | int]:
@@ -138,8 +140,7 @@ def read_rows(path: Path) -> pd.DataFrame:
         raise StsevalError(f"{path}: results file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise StsevalError(f"{path}: not a readable results CSV ({err})") from None
-    required = ("model", "pooling", "method", "task", "split", "metric", "value")
-    missing = [name for name in required if name not in frame.columns]
+    missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
         raise StsevalError(f"{path}: missing column(s) {', '.join(missing)}; is this a stseval results file?")
     for column in COLUMNS:
