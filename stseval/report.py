@@ -1,0 +1,872 @@
+"""Wide grids (CSV, markdown, PNG) built from long-format result rows, with how they were produced.
+
+A grid is a view of results rows: one row per (model, pooling, method, dims, ...), one column per task
+in `TASKS` order plus the plain `avg` and the pair-weighted `w-avg`, each cell the metric x 100 rounded
+to two decimals. Grids are written for people to read, paste and diff; they are never read back as a
+source. Each step is a plain function, so `whiten` and `simcse-train` can print their own grids with
+`build_grid` + `grid_to_markdown`:
+
+    load_results -> apply_filters -> resolve_duplicates -> build_grid -> grid_to_markdown / plot_heatmap
+
+`write_report` runs the whole chain and writes `<out>/<name>.csv`, `.md`, `.png` and
+`.provenance.json`. The same rows always give the same bytes: nothing in the output comes from the
+clock or the machine, only from the rows.
+
+Example:
+    >>> frame = resolve_duplicates(load_results(["results/whitening"]))
+    >>> grid = build_grid(frame, reference=["su2021:BERT"])
+    >>> print(grid_to_markdown(grid, best=True))
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stseval.errors import StsevalError
+from stseval.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame, write_text_atomic
+from stseval.tasks import TASKS
+
+TASK_ORDER: tuple[str, ...] = tuple(TASKS)
+# pooling.POOLINGS order, copied because importing stseval.pooling loads torch
+POOLING_ORDER = ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg", "max")
+METHOD_ORDER = ("raw", "whitening", "whitening-unnormalized", "simcse", "simcse+whitening")
+SPLIT_ORDER = ("train", "valid", "test")
+_KNOWN_ORDER = {"task": TASK_ORDER, "pooling": POOLING_ORDER, "method": METHOD_ORDER, "split": SPLIT_ORDER}
+
+DEFAULT_ROWS = ("model", "pooling", "method", "dims")
+VARYING_ROWS = ("fit_on", "train_on", "prefix", "dropout")  # row keys only where they take several values
+DEFAULT_COLS = ("task",)
+AVG, WEIGHTED_AVG = "avg", "w-avg"
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of the interval columns `--ci` adds after each task
+NA = "n/a"
+SOURCE_COLUMNS = ("source_file", "source_line")  # added by load_results: where each row came from
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "data" / "reference"
+REFERENCES = {"su2021": "su2021.csv", "mteb": "mteb_e5.csv"}
+REFERENCE_METRIC = "spearman_cosine"  # the only metric the published tables report
+
+PNG_DPI = 100
+_CELL_IN = (0.8, 0.3)  # heatmap cell width and height in inches
+_CHAR_IN = 0.065  # width of one 9-pt DejaVu Sans character, for the row-label margin
+
+
+# ---------------------------------------------------------------------------------------------- input
+
+
+def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Read long-format results CSVs, given as files or folders, into one frame.
+
+    Args:
+        paths: results files and/or folders. A folder stands for every `*.csv` under it (recursively,
+            hidden names skipped) whose header has the results columns, so grids and other CSVs beside
+            the results are skipped; a file named directly must be a results file.
+    Returns:
+        every row in path order, with `results.COLUMNS`, any extra columns, and `source_file` /
+        `source_line` saying where it came from. A file reached twice is read once.
+    Raises:
+        StsevalError naming the path when it is missing, empty, malformed or a folder without results.
+    """
+    if not paths:
+        raise StsevalError("report: give at least one results file or folder")
+    frames = []
+    for path, named in _results_files([Path(p) for p in paths]):
+        frame = read_rows(path)
+        if frame.empty:
+            if named:
+                raise StsevalError(f"{path}: results file has a header but no rows")
+            continue
+        frame["source_file"] = path.as_posix()
+        frame["source_line"] = np.arange(2, len(frame) + 2)  # the header is line 1
+        frames.append(frame)
+    if not frames:
+        raise StsevalError(f"{', '.join(str(p) for p in paths)}: no result rows found")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _results_files(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, named directly) for each results file the paths stand for, each file once."""
+    found, seen = [], set()
+    for given in paths:
+        if given.is_dir():
+            candidates = sorted(p for p in given.rglob("*.csv")
+                                if not any(part.startswith(".") for part in p.relative_to(given).parts))
+            inside = [(p, False) for p in candidates if _has_results_header(p)]
+            if not inside:
+                raise StsevalError(f"{given}: no results CSV under this folder "
+                                   f"(a results CSV has the columns {', '.join(REQUIRED_COLUMNS)})")
+        elif given.exists():
+            inside = [(given, True)]
+        else:
+            raise StsevalError(f"{given}: no such results file or folder")
+        for path, named in inside:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                found.append((path, named))
+    return found
+
+
+def _has_results_header(path: Path) -> bool:
+    """Whether the first line of a CSV names the columns every results file has."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return set(REQUIRED_COLUMNS) <= set(header)
+
+
+def apply_filters(frame: pd.DataFrame, filters: Sequence[str]) -> pd.DataFrame:
+    """Keep the rows that match every `KEY=PATTERN` (the `--filter` option).
+
+    Args:
+        frame: long-format rows.
+        filters: e.g. ["model=*e5-small", "pooling=cls", "pooling=last-avg"]. Patterns are shell-style
+            (`*`, `?`, `[...]`) and match the whole value; repeating a key means either value, different
+            keys must all match.
+    Returns:
+        the matching rows.
+    Raises:
+        StsevalError naming the filter when it is malformed, names no column, or nothing matches.
+    """
+    patterns: dict[str, list[str]] = {}
+    for text in filters:
+        key, sep, pattern = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise StsevalError(f"--filter {text!r}: write KEY=VALUE, e.g. --filter model=intfloat/multilingual-e5-small")
+        if key not in frame.columns:
+            known = ", ".join(c for c in frame.columns if c not in SOURCE_COLUMNS)
+            raise StsevalError(f"--filter {text!r}: no column {key!r}; columns: {known}, source_file")
+        patterns.setdefault(key, []).append(pattern)
+    keep = pd.Series(True, index=frame.index)
+    for key, wanted in patterns.items():
+        matches = _text(frame[key]).map(lambda value: any(fnmatch.fnmatchcase(value, p) for p in wanted))
+        if not matches.any():
+            values = sorted(set(_text(frame[key])))
+            shown = ", ".join(repr(v) for v in values[:12]) + (", ..." if len(values) > 12 else "")
+            raise StsevalError(f"--filter {key}={' / '.join(wanted)}: no row matches; {key} takes {shown}")
+        keep &= matches
+    if not keep.any():
+        raise StsevalError(f"--filter {' '.join(filters)}: each matches some rows, but no row matches all")
+    return frame[keep]
+
+
+def resolve_duplicates(frame: pd.DataFrame, strict: bool = False) -> pd.DataFrame:
+    """Keep one row per result cell (`results.CELL_KEY`): re-runs resolve to the latest `created_at`.
+
+    Rows equal in every column but their source (the same file reached twice, a copied file) count as
+    one row. Rows without a parsable `created_at` count as the oldest; ties keep the one read last.
+
+    Args:
+        frame: long-format rows, e.g. from load_results.
+        strict: refuse duplicates instead of keeping the latest.
+    Returns:
+        the kept rows, in input order.
+    Raises:
+        StsevalError with strict, naming one duplicated cell, where its rows came from, and the count.
+    """
+    frame = frame.reset_index(drop=True).drop_duplicates(subset=[c for c in frame.columns if c not in SOURCE_COLUMNS])
+    repeated = frame.duplicated(subset=list(CELL_KEY), keep=False)
+    if not repeated.any():
+        return frame
+    if strict:
+        keys = frame.loc[repeated, list(CELL_KEY)].astype(str)
+        first = keys.iloc[0]
+        group = frame.loc[keys.index[(keys == first).all(axis=1)]]
+        n_cells = len(keys.drop_duplicates())
+        raise StsevalError(
+            f"{n_cells} result cell(s) appear more than once (re-runs?), e.g. {_describe(first)}: "
+            f"{_locations(group)}; drop --strict to keep the latest created_at of each, or --filter one run")
+    created = pd.to_datetime(_text(frame["created_at"]), utc=True, errors="coerce", format="ISO8601")
+    oldest_first = created.sort_values(kind="mergesort", na_position="first").index
+    latest = frame.loc[oldest_first].drop_duplicates(subset=list(CELL_KEY), keep="last")
+    return frame[frame.index.isin(latest.index)]
+
+
+def select_rows(frame: pd.DataFrame, metric: str = "spearman_cosine", split: str | None = "test") -> pd.DataFrame:
+    """The rows of one metric and split (split "all" or None keeps every split).
+
+    Raises:
+        StsevalError naming --metric or --split, with the values present, when nothing is left.
+    """
+    metrics = _text(frame["metric"])
+    if metric not in set(metrics):
+        raise StsevalError(f"--metric {metric!r}: no rows have it; present: {', '.join(sorted(set(metrics)))}")
+    chosen = frame[metrics == metric]
+    if split not in (None, "all"):
+        splits = _text(chosen["split"])
+        if split not in set(splits):
+            raise StsevalError(f"--split {split!r}: no {metric} rows for it; present: "
+                               f"{', '.join(_ordered('split', set(splits)))}, all")
+        chosen = chosen[splits == split]
+    return chosen
+
+
+def check_consistent(frame: pd.DataFrame) -> None:
+    """Refuse rows scored on different data files, or with different library versions, in one grid.
+
+    Rows with an empty data_sha256 or versions (not recorded) are not compared.
+
+    Raises:
+        StsevalError naming the conflicting values and where they came from, and the --filter to pick one.
+    """
+    sha = _text(frame["data_sha256"])
+    recorded = frame[sha != ""]
+    for (task, split), group in recorded.groupby([_text(recorded["task"]), _text(recorded["split"])], sort=False):
+        if _text(group["data_sha256"]).nunique() > 1:
+            raise StsevalError(
+                f"{task} {split}: rows come from different data files ({_values_with_sources(group, 'data_sha256')}); "
+                "a grid never mixes them: rerun on one copy of the data or pick one with --filter data_sha256=...")
+    versions = _text(frame["versions"])
+    if versions[versions != ""].nunique() > 1:
+        raise StsevalError(
+            f"rows come from different library versions ({_values_with_sources(frame[versions != ''], 'versions')}); "
+            "a grid never mixes them: rerun in one environment or pick one with --filter 'versions=...'")
+
+
+# ---------------------------------------------------------------------------------------------- grid
+
+
+def build_grid(
+    frame: pd.DataFrame,
+    rows: Sequence[str] | None = None,
+    cols: Sequence[str] = DEFAULT_COLS,
+    metric: str = "spearman_cosine",
+    split: str | None = "test",
+    ci: bool = False,
+    reference: Sequence[str] | None = None,
+    scale: float = 100.0,
+) -> pd.DataFrame:
+    """Pivot long rows into the wide grid people paste into papers.
+
+    Args:
+        frame: long-format rows with at most one row per grid cell (run resolve_duplicates first when
+            the rows come from several runs), e.g. `rows_to_frame(rows)` or `load_results(paths)`.
+        rows: row keys; None means model, pooling, method, dims, then those of fit_on, train_on,
+            prefix, dropout (and split, with split="all") that take more than one value.
+        cols: column keys; with the default ("task",) the columns are the tasks in TASKS order followed
+            by `avg` (plain mean over the tasks) and `w-avg` (weighted by n_pairs). Several keys give
+            columns named "A/B" and no averages.
+        metric: the metric to show, e.g. "spearman_cosine" or "recall@10".
+        split: the split to show; "all" (or None) keeps every split.
+        ci: add `<column>_ci_low` / `<column>_ci_high` after each column, from the rows' bootstrap
+            interval.
+        reference: published tables to put beside our rows: "su2021", "mteb", or "su2021:BERT,SimBERT"
+            for some of their models. Their rows are labelled `Su2021:BERT` etc. in the model column
+            and sit right after our last row with the same pooling, method and dims.
+        scale: multiply values by this (100 gives Spearman x 100).
+    Returns:
+        DataFrame indexed by the row keys (rows in TASKS / pooling / method order, dims "full" first),
+        one float column per task (value x scale rounded to 2 decimals; NaN where no row), where a row's
+        status is not "ok" the cell holds the status text instead, e.g. "n/a"; averages are blank
+        unless every task has a number, "n/a" where the gaps are all n/a cells.
+    Raises:
+        StsevalError when the metric or split has no rows, data checksums or library versions are
+        mixed, a key is unknown, or two rows fall into one cell (naming the columns they differ in).
+    """
+    ours = _normalized(select_rows(frame, metric, split))
+    check_consistent(ours)
+    cols = list(cols)
+    row_keys = _row_keys(ours, rows, cols, split)
+    for option, keys in (("--rows", row_keys), ("--cols", cols)):
+        unknown = [key for key in keys if key not in ours.columns]
+        if unknown or not keys:
+            raise StsevalError(f"{option}: unknown column(s) {', '.join(unknown) or '(none given)'}; "
+                               f"use results columns such as {', '.join(DEFAULT_ROWS)}, task, split")
+    if set(row_keys) & set(cols):
+        raise StsevalError(f"--rows and --cols share {', '.join(sorted(set(row_keys) & set(cols)))}")
+
+    cells = ours.assign(_reference=False)
+    if reference:
+        if metric != REFERENCE_METRIC:
+            raise StsevalError(f"--reference: published tables hold {REFERENCE_METRIC} only, not {metric}")
+        published = _normalized(reference_rows(reference, ours, split))
+        cells = pd.concat([cells, published.assign(_reference=True)], ignore_index=True)
+        for key in row_keys + cols:  # published rows lack run-only columns such as seed
+            cells[key] = _text(cells[key])
+    _check_one_row_per_cell(cells, row_keys + cols)
+
+    ok = cells["status"].isin(["ok", ""])
+    weights = cells["n_pairs"].where(cells["n_pairs"] > 0)
+    cells = cells.assign(
+        _value=cells["value"].where(ok) * scale, _status=cells["status"].where(~ok, ""),
+        _low=cells["ci_low"].where(ok) * scale, _high=cells["ci_high"].where(ok) * scale, _weight=weights,
+    )
+    order, is_ours = _row_order(cells, row_keys)
+    index = pd.MultiIndex.from_tuples(order, names=row_keys) if len(row_keys) > 1 else pd.Index(
+        [key[0] for key in order], name=row_keys[0])
+    column_keys = _sorted_keys(cells, cols)
+    columns = pd.MultiIndex.from_tuples(column_keys) if len(cols) > 1 else pd.Index([key[0] for key in column_keys])
+    wide = cells.pivot(index=row_keys, columns=cols, values=["_value", "_status", "_low", "_high", "_weight"])
+    wide = wide.reindex(index)
+
+    def block(name: str, dtype=float) -> np.ndarray:
+        """(n_rows, n_columns) array of one pivoted field, in grid order."""
+        return wide[name].reindex(columns=columns).to_numpy(dtype=dtype)
+
+    values, lows, highs = block("_value"), block("_low"), block("_high")
+    status = block("_status", object)
+    status[pd.isna(status)] = ""
+    out: dict[str, list] = {}
+    for j, key in enumerate(column_keys):
+        label = "/".join(key)
+        out[label] = _cells(values[:, j], status[:, j])
+        if ci:
+            out[label + CI_LOW], out[label + CI_HIGH] = _round(lows[:, j]), _round(highs[:, j])
+    if cols == ["task"]:
+        weights = _fill_weights(block("_weight"), is_ours)
+        out[AVG], out[WEIGHTED_AVG] = _averages(values, status, weights)
+    return pd.DataFrame({name: list(column) for name, column in out.items()}, index=index)
+
+
+def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | None = "test") -> pd.DataFrame:
+    """Published rows, as long-format results rows, that compare with ours.
+
+    Args:
+        reference: names from REFERENCES, optionally with models: "su2021", "su2021:BERT,SimBERT", "mteb".
+        ours: our rows; only published rows with the pooling, method and dims of one of ours, and the
+            tasks ours cover, are kept.
+        split: our split; a published "test (assumed)" counts as test.
+    Returns:
+        rows with model "<label>:<model>" (e.g. "Su2021:BERT"), value = published Spearman / 100, and
+        `reference_source`, `reference_note`, `source_file` columns for provenance.
+    Raises:
+        StsevalError for an unknown table or model, or when no published row compares with ours.
+    """
+    tables = []
+    for spec in reference:
+        name, _, models = spec.partition(":")
+        table = _reference_table(name.strip().lower())
+        if models:
+            wanted = [m.strip() for m in models.split(",") if m.strip()]
+            unknown = [m for m in wanted if m not in set(table["model"])]
+            if unknown:
+                raise StsevalError(f"--reference {spec}: no model {', '.join(unknown)} in {name}; "
+                                   f"it has {', '.join(dict.fromkeys(table['model']))}")
+            table = table[table["model"].isin(wanted)]
+        tables.append(table)
+    published = pd.concat(tables, ignore_index=True).drop_duplicates()
+    published_split = published["split"].str.split().str[0]  # "test (assumed)" -> "test"
+    if split not in (None, "all"):
+        published = published[published_split == split]
+        published_split = published_split[published.index]
+    comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"])))
+    keep = [(p, m, d) in comparable for p, m, d in zip(published["pooling"], published["method"], published["dims"])]
+    keep = np.array(keep, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
+    if not keep.any():
+        offered = sorted(set(zip(published["pooling"], published["method"], published["dims"])))
+        raise StsevalError(
+            f"--reference {' '.join(reference)}: no published row has the pooling/method/dims of ours "
+            f"(published: {', '.join('/'.join(t) for t in offered[:8])}{', ...' if len(offered) > 8 else ''})")
+    published, published_split = published[keep], published_split[keep]
+    return pd.DataFrame({
+        "model": published["label"] + ":" + published["model"],
+        "pooling": published["pooling"], "method": published["method"], "dims": published["dims"],
+        "task": published["task"], "split": published_split, "metric": REFERENCE_METRIC,
+        "value": published["spearman_x100"].astype(float) / 100.0, "status": "ok",
+        "reference_source": published["source"], "reference_note": published["note"],
+        "source_file": published["source_file"],
+    }).reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_table_cached(name: str) -> pd.DataFrame:
+    path = REFERENCE_DIR / REFERENCES[name]
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table["source_file"] = f"data/reference/{path.name}"
+    return table
+
+
+def _reference_table(name: str) -> pd.DataFrame:
+    """One published table from data/reference/ (cached; a copy, so callers may change it)."""
+    if name not in REFERENCES:
+        raise StsevalError(f"--reference {name!r}: unknown table; known: {', '.join(REFERENCES)}")
+    return _reference_table_cached(name).copy()
+
+
+def _row_keys(ours: pd.DataFrame, rows: Sequence[str] | None, cols: list[str], split: str | None) -> list[str]:
+    """The row keys given, or the defaults plus the optional keys that vary in these rows."""
+    if rows:
+        return list(rows)
+    keys = list(DEFAULT_ROWS) + [key for key in VARYING_ROWS if _text(ours[key]).nunique() > 1]
+    if split in (None, "all") and _text(ours["split"]).nunique() > 1 and "split" not in cols:
+        keys.append("split")
+    return [key for key in keys if key not in cols]
+
+
+def _check_one_row_per_cell(cells: pd.DataFrame, keys: list[str]) -> None:
+    """Raise when two rows share a grid cell, naming the columns that tell them apart."""
+    clash = cells.duplicated(subset=keys, keep=False)
+    if not clash.any():
+        return
+    first = cells.loc[clash, keys].iloc[0]
+    group = cells[clash & (cells[keys] == first).all(axis=1)]
+    differ = [c for c in CELL_KEY if c not in keys and _text(group[c]).nunique() > 1]
+    hint = (f"they differ in {', '.join(differ)}: add one to --rows or pick with --filter {differ[0]}=..."
+            if differ else "they are re-runs of one result cell: resolve them with resolve_duplicates() first")
+    raise StsevalError(f"{len(group)} rows fall into one grid cell ({_describe(first)}); {hint}")
+
+
+def _normalized(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with text key columns and numeric value columns, whatever way the frame was built."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if column in ("value", "ci_low", "ci_high", "n_pairs", "seconds", "source_line"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        elif not column.startswith("_"):
+            frame[column] = _text(frame[column])
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan if column in ("value", "ci_low", "ci_high", "n_pairs", "seconds") else ""
+    return frame
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Values as strings, missing ones as ""."""
+    return series.astype(object).where(series.notna(), "").astype(str)
+
+
+def _order_key(column: str, value: str) -> tuple:
+    """Sort key: known orders first (tasks, poolings, methods, splits; dims full, then largest), then text."""
+    known = _KNOWN_ORDER.get(column, ())
+    if value in known:
+        return (0, float(known.index(value)), "", value)
+    if column == "dims" and (value == "full" or value.isdigit()):
+        return (0, float("-inf") if value == "full" else -float(value), "", value)
+    return (1, 0.0, value.lower(), value)
+
+
+def _ordered(column: str, values) -> list[str]:
+    return sorted(values, key=lambda value: _order_key(column, value))
+
+
+def _sorted_keys(cells: pd.DataFrame, keys: list[str]) -> list[tuple[str, ...]]:
+    """The distinct key tuples of the rows, sorted key by key."""
+    tuples = set(map(tuple, cells[keys].to_numpy().tolist()))
+    return sorted(tuples, key=lambda t: tuple(_order_key(k, v) for k, v in zip(keys, t)))
+
+
+def _row_order(cells: pd.DataFrame, row_keys: list[str]) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """Grid row keys: ours sorted, each published row right after our last row of its pooling/method/dims.
+
+    Returns:
+        the row key tuples, and a (n_rows,) bool array that is True for our rows.
+    """
+    ours = _sorted_keys(cells[~cells["_reference"]], row_keys)
+    published = _sorted_keys(cells[cells["_reference"]], row_keys)
+    match = [i for i, key in enumerate(row_keys) if key in ("pooling", "method", "dims")]
+    last_of = {tuple(row[i] for i in match): position for position, row in enumerate(ours)}
+    after: dict[int, list[tuple[str, ...]]] = {}
+    for row in published:
+        after.setdefault(last_of.get(tuple(row[i] for i in match), len(ours) - 1), []).append(row)
+    order, is_ours = [], []
+    for position, row in enumerate(ours):
+        order.append(row)
+        order.extend(after.get(position, []))
+        is_ours += [True] + [False] * len(after.get(position, []))
+    return order, np.array(is_ours, dtype=bool)
+
+
+def _round(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.round(np.asarray(values, dtype=float), 2) + 0.0]  # + 0.0 turns -0.0 into 0.0
+
+
+def _cells(values: np.ndarray, status: np.ndarray) -> list:
+    """Rounded numbers, with the status text ("n/a") where a row's status is not ok."""
+    return [text if text else number for number, text in zip(_round(values), status)]
+
+
+def _fill_weights(weights: np.ndarray, is_ours: np.ndarray) -> np.ndarray:
+    """Pair counts per cell; a row without one (published rows) borrows the column's usual count."""
+    filled = weights.copy()
+    for j in range(weights.shape[1]):
+        known = weights[is_ours, j]
+        known = known[np.isfinite(known)]
+        if known.size:
+            counts = pd.Series(known).value_counts()
+            usual = counts[counts == counts.max()].index.min()  # the most common; ties take the smaller
+            filled[~np.isfinite(filled[:, j]), j] = usual
+    return filled
+
+
+def _averages(values: np.ndarray, status: np.ndarray, weights: np.ndarray) -> tuple[list, list]:
+    """Plain and pair-weighted means over the task columns, per row; blank unless every task has a number."""
+    plain, weighted = [], []
+    for row_values, row_status, row_weights in zip(values, status, weights):
+        if np.isfinite(row_values).all():
+            plain.append(row_values.mean())
+            weighted.append(np.average(row_values, weights=row_weights) if np.isfinite(row_weights).all() else np.nan)
+        else:
+            gaps_are_status = all(np.isfinite(v) or s for v, s in zip(row_values, row_status))
+            fill = NA if gaps_are_status else np.nan
+            plain.append(fill)
+            weighted.append(fill)
+    return [_round([v])[0] if not isinstance(v, str) else v for v in plain], \
+        [_round([v])[0] if not isinstance(v, str) else v for v in weighted]
+
+
+def _describe(cell: pd.Series) -> str:
+    """'model=..., pooling=..., ...' for the non-empty fields of a cell key."""
+    return ", ".join(f"{name}={value}" for name, value in cell.items() if str(value) != "")
+
+
+def _locations(group: pd.DataFrame) -> str:
+    """'a.csv:3 (created_at ...), b.csv:7 (created_at ...)' for rows from load_results."""
+    parts = []
+    for _, row in group.iterrows():
+        where = f"{row['source_file']}:{row['source_line']}" if "source_file" in group.columns else "row"
+        parts.append(f"{where} (created_at {row['created_at'] or '?'})")
+    return ", ".join(parts)
+
+
+def _values_with_sources(group: pd.DataFrame, column: str) -> str:
+    """"'abc' in a.csv (40 rows) vs 'def' in b.csv (5 rows)" for the values of one column."""
+    parts = []
+    for value, rows in group.groupby(_text(group[column]), sort=True):
+        files = sorted(set(_text(rows["source_file"]))) if "source_file" in rows.columns else []
+        where = f" in {', '.join(files)}" if files and files != [""] else ""
+        parts.append(f"{value!r}{where} ({len(rows)} rows)")
+    return " vs ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def value_columns(grid: pd.DataFrame) -> list[str]:
+    """The grid's value columns (tasks and averages), without the --ci interval columns."""
+    return [c for c in grid.columns if not (c.endswith(CI_LOW) or c.endswith(CI_HIGH))]
+
+
+def grid_to_csv_frame(grid: pd.DataFrame) -> pd.DataFrame:
+    """The grid as a flat table of text: row keys, then values with two decimals ("" where empty)."""
+    flat = grid.reset_index()
+    for column in grid.columns:
+        flat[column] = [_number_text(value) for value in grid[column]]
+    return flat
+
+
+def grid_to_markdown(grid: pd.DataFrame, best: bool = False, provenance: dict | None = None,
+                     title: str | None = None) -> str:
+    """Render a grid as a GitHub markdown table, with its provenance as a footer.
+
+    Args:
+        grid: from build_grid.
+        best: put the best (highest) number of each column in bold; ties are all bold.
+        provenance: from collect_provenance; adds a "How this was produced" footer.
+        title: a heading above the table.
+    Returns:
+        markdown text ending in a newline; cells read "41.23", or "41.23 [40.10, 42.30]" when the grid
+        has interval columns.
+    """
+    keys = list(grid.index.names)
+    columns = value_columns(grid)
+    index = grid.index.to_frame(index=False)
+    tops = {}
+    if best:
+        for column in columns:
+            numbers = pd.to_numeric(pd.Series(list(grid[column])), errors="coerce")
+            tops[column] = numbers.max() if numbers.notna().any() else None
+    lines = []
+    if title:
+        lines += [f"# {title}", ""]
+    if provenance:
+        lines += [_summary_line(provenance), ""]
+    lines.append("| " + " | ".join(_md(k) for k in keys + columns) + " |")
+    lines.append("|" + "|".join(["---"] * len(keys) + ["---:"] * len(columns)) + "|")
+    for position in range(len(grid)):
+        texts = [_md(_key_text(v)) for v in index.iloc[position]]
+        for column in columns:
+            value = grid[column].iloc[position]
+            text = _number_text(value)
+            if text and column + CI_LOW in grid.columns and isinstance(value, float):
+                low, high = grid[column + CI_LOW].iloc[position], grid[column + CI_HIGH].iloc[position]
+                if np.isfinite(low) and np.isfinite(high):
+                    text += f" [{low:.2f}, {high:.2f}]"
+            if best and tops.get(column) is not None and isinstance(value, float) and value == tops[column]:
+                text = f"**{text}**"
+            texts.append(_md(text))
+        lines.append("| " + " | ".join(texts) + " |")
+    if provenance:
+        lines += ["", *_provenance_lines(provenance)]
+    return "\n".join(lines) + "\n"
+
+
+def _number_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    return "" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def _key_text(value) -> str:
+    text = str(value)
+    return f'"{text}"' if text != text.strip() else text  # keep the space of a prefix like "query: " visible
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def plot_heatmap(grid: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Draw the grid as an annotated heatmap PNG, written atomically.
+
+    Each column is shaded from its own lowest to highest number, because the tasks differ in scale
+    (PAWSX around 15, STS-B around 75); the numbers are printed in the cells. The figure size depends
+    only on the grid's shape and label lengths, and the PNG carries no software or time stamp, so the
+    same grid gives the same bytes.
+
+    Args:
+        grid: from build_grid (interval columns are not drawn).
+        path: the .png to write.
+        title: drawn above the table.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, whatever backend pyplot uses
+    from matplotlib.figure import Figure
+
+    columns = value_columns(grid)
+    # (n_rows, n_columns); status texts such as "n/a" are drawn as grey cells
+    numbers = np.array([[v if isinstance(v, float) else np.nan for v in grid[c]] for c in columns], dtype=float).T
+    labels = [" / ".join(str(v) for v in (key if isinstance(key, tuple) else (key,)) if str(v) != "")
+              for key in grid.index]
+    low = np.array([np.nanmin(c) if np.isfinite(c).any() else 0.0 for c in numbers.T])
+    high = np.array([np.nanmax(c) if np.isfinite(c).any() else 0.0 for c in numbers.T])
+    spread = np.where(high > low, high - low, 1.0)
+    shade = np.where(high > low, (numbers - low) / spread, 0.5)
+
+    cell_w, cell_h = _CELL_IN
+    label_w = 0.3 + _CHAR_IN * max((len(label) for label in labels), default=1)
+    width = max(label_w + cell_w * len(columns) + 0.3, _CHAR_IN * 1.2 * len(title) + 0.6, 3.0)
+    top_h, bottom_h = 0.9, 0.2
+    height = top_h + cell_h * len(grid) + bottom_h
+    figure = Figure(figsize=(width, height), dpi=PNG_DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes((label_w / width, bottom_h / height, cell_w * len(columns) / width,
+                            cell_h * len(grid) / height))
+    cmap = colormaps["Blues"].with_extremes(bad="#eeeeee")
+    axes.imshow(np.ma.masked_invalid(0.1 + 0.7 * shade), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
+                interpolation="nearest")
+    for i in range(len(grid)):
+        for j, column in enumerate(columns):
+            text = _number_text(grid[column].iloc[i])
+            dark = np.isfinite(shade[i, j]) and shade[i, j] > 0.6
+            axes.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    axes.set_xticks(range(len(columns)), columns, fontsize=9)
+    axes.set_yticks(range(len(grid)), labels, fontsize=9)
+    axes.xaxis.tick_top()
+    axes.tick_params(length=0)
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    n_tasks = len([c for c in columns if c not in (AVG, WEIGHTED_AVG)])
+    if n_tasks < len(columns):
+        axes.axvline(n_tasks - 0.5, color="white", linewidth=3)
+    axes_top = 1 - (top_h - 0.05) / height
+    figure.text(label_w / width - 0.1 / width, axes_top + 0.08 / height, " / ".join(map(str, grid.index.names)),
+                ha="right", va="bottom", fontsize=8, color="#555555")
+    if title:
+        figure.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same dir, so os.replace is atomic
+    figure.savefig(tmp, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+
+
+def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | None = None,
+                       reference: Sequence[str] | None = None) -> dict:
+    """How a grid was produced, gathered from its rows: nothing here comes from the clock or machine.
+
+    Args:
+        rows: our rows in the grid (select_rows of the resolved frame).
+        grid: from build_grid; its row and column keys are recorded.
+        settings: report options to record first (metric, split, filters, duplicates, ...); metric
+            and split default to those of the rows.
+        reference: the --reference values used, to record the published sources and caveats.
+    Returns:
+        a JSON-ready dict: settings, grid shape, inputs (file: rows used), commands, models with
+        fingerprints, data_sha256 per task/split, versions, stseval versions, git commits, seeds,
+        created_at first/last, and the published sources.
+    """
+    frame = _normalized(rows)
+
+    def distinct(column: str) -> list[str]:
+        return sorted(v for v in set(frame[column]) if v)
+
+    models = {model: sorted(v for v in set(frame.loc[frame["model"] == model, "model_fingerprint"]) if v)
+              for model in _ordered("model", distinct("model"))}
+    checksums = {}
+    for (task, split), group in frame.groupby(["task", "split"], sort=False):
+        values = sorted(v for v in set(_text(group["data_sha256"])) if v)
+        checksums[f"{task}/{split}"] = values[0] if len(values) == 1 else values
+    checksums = dict(sorted(checksums.items(), key=lambda item: tuple(
+        _order_key(k, v) for k, v in zip(("task", "split"), item[0].split("/", 1)))))
+    created = pd.to_datetime(frame["created_at"], utc=True, errors="coerce", format="ISO8601").dropna()
+    inputs = {}
+    if "source_file" in frame.columns:
+        inputs = {name: int(count) for name, count in frame["source_file"].value_counts().sort_index().items()}
+    metrics, splits = distinct("metric"), distinct("split")
+    provenance = {
+        "metric": metrics[0] if len(metrics) == 1 else metrics,
+        "split": splits[0] if len(splits) == 1 else "all",
+        "scale": 100,
+        **(settings or {}),
+        "row_keys": list(grid.index.names),
+        "columns": list(grid.columns),
+        "n_grid_rows": int(len(grid)),
+        "n_result_rows": int(len(frame)),
+        "inputs": inputs,
+        "commands": distinct("command"),
+        "models": models,
+        "data_sha256": checksums,
+        "versions": distinct("versions"),
+        "stseval_versions": distinct("stseval_version"),
+        "git_commits": distinct("git_commit"),
+        "seeds": distinct("seed"),
+        "created_at": {"first": created.min().isoformat(), "last": created.max().isoformat()} if len(created) else {},
+    }
+    if reference:
+        published = reference_rows(reference, frame, settings.get("split", "test") if settings else "test")
+        shown = set(_text(grid.index.get_level_values("model"))) if "model" in grid.index.names else None
+        if shown is not None:
+            published = published[published["model"].isin(shown)]
+        provenance["reference"] = {
+            "tables": list(reference),
+            "files": sorted(set(published["source_file"])),
+            "sources": {label: sorted(set(group["reference_source"]))
+                        for label, group in published.groupby(published["model"].str.split(":").str[0], sort=True)},
+            "notes": sorted(set(published["reference_note"])),
+            "caveats": "data/reference/README.md",
+        }
+    return provenance
+
+
+def _summary_line(provenance: dict) -> str:
+    """One line under the title: what the numbers are."""
+    parts = [f"`{provenance.get('metric', '?')}` x {provenance.get('scale', 100):g}",
+             f"split `{provenance.get('split', '?')}`",
+             f"{provenance['n_result_rows']} result rows"
+             + (f" from {len(provenance['inputs'])} file(s)" if provenance["inputs"] else "")]
+    if provenance.get("columns") and AVG in provenance["columns"]:
+        parts.append("`avg` = mean over tasks, `w-avg` = mean weighted by pairs")
+    return "; ".join(parts) + "."
+
+
+def _provenance_lines(provenance: dict) -> list[str]:
+    """The markdown footer: how the grid was produced."""
+    def code(values) -> str:
+        return ", ".join(f"`{v}`" for v in values) if values else "not recorded"
+
+    lines = ["**How this was produced**", ""]
+    settings = [f"{k}={' '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in provenance.items()
+                if k in ("metric", "split", "filters", "duplicates", "reference_tables") and v not in ([], "")]
+    lines.append(f"- report: {code(settings)}; rows by {', '.join(provenance['row_keys'])}")
+    if provenance.get("dropped_duplicates"):
+        lines.append(f"- duplicates: {provenance['dropped_duplicates']} older re-run row(s) dropped, latest created_at kept")
+    if provenance["inputs"]:
+        lines.append("- inputs: " + ", ".join(f"`{name}` ({count} rows)" for name, count in provenance["inputs"].items()))
+    lines.append("- commands:" + ("" if provenance["commands"] else " not recorded"))
+    lines += [f"  - `{command}`" for command in provenance["commands"]]
+    lines.append("- models: " + ", ".join(
+        f"`{model}`" + (f" (fingerprint {code(prints)})" if prints else "") for model, prints in provenance["models"].items()))
+    lines.append("- data sha256: " + (", ".join(
+        f"{key} {code(value if isinstance(value, list) else [value])}" for key, value in provenance["data_sha256"].items())
+        or "not recorded"))
+    lines.append(f"- versions: {code(provenance['versions'])}")
+    lines.append(f"- stseval: {code(provenance['stseval_versions'])}; git commits: {code(provenance['git_commits'])}; "
+                 f"seeds: {code(provenance['seeds'])}")
+    if provenance["created_at"]:
+        lines.append(f"- created: {provenance['created_at']['first']} to {provenance['created_at']['last']}")
+    if "reference" in provenance:
+        reference = provenance["reference"]
+        for label, sources in reference["sources"].items():
+            lines.append(f"- published rows `{label}:*`: {'; '.join(sources)}")
+        lines.append(f"- published caveats ({reference['caveats']}): " + "; ".join(reference["notes"]))
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def write_report(
+    paths: Sequence[str | Path],
+    out: Path,
+    rows: Sequence[str] | None = None,
+    cols: Sequence[str] = DEFAULT_COLS,
+    metrics: Sequence[str] | None = None,
+    split: str = "test",
+    best: bool = False,
+    ci: bool = False,
+    filters: Sequence[str] = (),
+    reference: Sequence[str] = (),
+    strict: bool = False,
+    name: str | None = None,
+) -> list[Path]:
+    """Turn results files into grids: `<out>/<name>.csv`, `.md`, `.png` and `.provenance.json` per metric.
+
+    Args:
+        paths: results files or folders (see load_results).
+        out: output folder.
+        rows, cols, split, ci: as in build_grid.
+        metrics: one grid per metric; None means every metric in the (filtered) rows.
+        best: bold the best number of each column in the markdown.
+        filters: `--filter KEY=PATTERN` values (see apply_filters).
+        reference: published tables beside our rows (spearman_cosine grids only).
+        strict: refuse re-runs of a cell instead of keeping the latest created_at.
+        name: file stem; None gives "<metric>_<split>". With several metrics the metric is appended.
+    Returns:
+        the written paths, four per metric.
+    Raises:
+        StsevalError for anything the user can fix (see the functions above).
+    """
+    frame = apply_filters(load_results(paths), filters)
+    resolved = resolve_duplicates(frame, strict)
+    if not metrics:
+        metrics = _ordered("metric", set(_text(resolved["metric"])))
+    if reference and REFERENCE_METRIC not in metrics:
+        raise StsevalError(f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
+    written = []
+    for metric in metrics:
+        used_reference = list(reference) if metric == REFERENCE_METRIC else []
+        grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference)
+        used = select_rows(resolved, metric, split)
+        settings = {
+            "metric": metric, "split": split, "scale": 100,
+            "filters": list(filters), "duplicates": "strict" if strict else "latest created_at",
+            "dropped_duplicates": int(len(select_rows(frame, metric, split)) - len(used)),
+            "reference_tables": used_reference, "best": best, "ci": ci,
+        }
+        provenance = collect_provenance(used, grid, settings, used_reference)
+        stem = _stem(name, metric, split, several=len(metrics) > 1)
+        title = f"{metric} x 100, {split} split"
+        paths_out = [out / f"{stem}{suffix}" for suffix in (".csv", ".md", ".png", ".provenance.json")]
+        write_frame(grid_to_csv_frame(grid), paths_out[0])
+        write_text_atomic(grid_to_markdown(grid, best, provenance, title), paths_out[1])
+        plot_heatmap(grid, paths_out[2], title)
+        write_text_atomic(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", paths_out[3])
+        written += paths_out
+    return written
+
+
+def _stem(name: str | None, metric: str, split: str, several: bool) -> str:
+    """Output file stem: NAME, NAME_METRIC when there are several metrics, METRIC_SPLIT without a name."""
+    stem = f"{metric}_{split}" if not name else f"{name}_{metric}" if several else name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-") or "grid"  # a safe file name
+
+
+def parse_keys(text: str | None) -> list[str] | None:
+    """'model, pooling' -> ["model", "pooling"] for --rows / --cols; None or "" -> None."""
+    keys = [key.strip() for key in (text or "").split(",") if key.strip()]
+    return keys or None

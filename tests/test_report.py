@@ -1,0 +1,216 @@
+"""Grids from long-format result rows: pivoting, duplicates, mixing refused, bad files, references, output."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from stseval.errors import StsevalError
+from stseval.report import (
+    build_grid, grid_to_markdown, load_results, parse_keys, resolve_duplicates, write_report,
+)
+from stseval.results import ResultRow, rows_to_frame, write_frame
+from stseval.tasks import TASKS
+
+N_PAIRS = {"ATEC": 400, "BQ": 200, "LCQMC": 100, "PAWSX": 50, "STS-B": 50}
+MODEL = "intfloat/multilingual-e5-small"
+
+
+def make_rows(values: dict[tuple[str, str], list[float]], model: str = MODEL, created_at: str = "2026-01-01T00:00:00+00:00",
+              **fields) -> list[ResultRow]:
+    """Rows for (pooling, method) -> one value per task in TASKS order (None: status n/a)."""
+    rows = []
+    for (pooling, method), per_task in values.items():
+        for task, value in zip(TASKS, per_task):
+            rows.append(ResultRow(
+                model=model, pooling=pooling, method=method, task=task, split="test", metric="spearman_cosine",
+                value=math.nan if value is None else value, status="n/a" if value is None else "ok",
+                ci_low=math.nan if value is None else value - 0.01, ci_high=math.nan if value is None else value + 0.01,
+                n_pairs=N_PAIRS[task], data_sha256=f"sha-{task}", versions="python=3.11.7;numpy=2.4.6",
+                command="stseval whiten", git_commit="abc123", created_at=created_at, model_fingerprint="fp",
+                **fields))
+    return rows
+
+
+def write(rows: list[ResultRow], path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_frame(rows_to_frame(rows), path)
+    return path
+
+
+def test_grid_pivots_tasks_in_order_with_averages():
+    rows = make_rows({("last-avg", "whitening"): [0.5, 0.4, 0.3, 0.2, 0.1],
+                      ("cls", "raw"): [0.123456, 0.2, 0.3, 0.4, 0.5],
+                      ("last-avg", "raw"): [0.1, 0.2, 0.3, 0.4, 0.6]})
+    grid = build_grid(rows_to_frame(rows[::-1]))  # input order must not matter
+
+    assert list(grid.columns) == [*TASKS, "avg", "w-avg"]
+    assert list(grid.index.names) == ["model", "pooling", "method", "dims"]
+    assert [key[1:3] for key in grid.index] == [("cls", "raw"), ("last-avg", "raw"), ("last-avg", "whitening")]
+    cls_raw = grid.iloc[0]
+    assert cls_raw["ATEC"] == 12.35  # x100, two decimals
+    assert cls_raw["avg"] == round((12.3456 + 20 + 30 + 40 + 50) / 5, 2)
+    weights = [N_PAIRS[t] for t in TASKS]
+    expected = sum(w * v for w, v in zip(weights, [12.3456, 20, 30, 40, 50])) / sum(weights)
+    assert cls_raw["w-avg"] == round(expected, 2)
+
+
+def test_na_status_shows_na_and_optional_keys_appear_when_they_vary():
+    rows = make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("pooler", "raw"): [None] * 5}) \
+        + make_rows({("cls", "whitening"): [0.2] * 5}, fit_on="test")
+    grid = build_grid(rows_to_frame(rows))
+    assert list(grid.index.names) == ["model", "pooling", "method", "dims", "fit_on"]
+    pooler = grid.xs("pooler", level="pooling").iloc[0]
+    assert list(pooler) == ["n/a"] * 7
+    assert "| n/a | n/a |" in grid_to_markdown(grid)
+
+
+def test_other_columns_and_rows_pivot(tmp_path):
+    rows = make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5], ("last-avg", "raw"): [0.6, 0.7, 0.8, 0.9, 1.0]})
+    grid = build_grid(rows_to_frame(rows), rows=["task"], cols=["pooling"])
+    assert list(grid.index) == list(TASKS)
+    assert list(grid.columns) == ["cls", "last-avg"]  # no averages over poolings
+    assert grid.loc["PAWSX", "last-avg"] == 90.0
+
+
+def test_ci_columns_and_markdown_intervals():
+    grid = build_grid(rows_to_frame(make_rows({("cls", "raw"): [0.4123, 0.5, 0.5, 0.5, 0.5]})), ci=True)
+    assert grid.iloc[0]["ATEC_ci_low"] == 40.23
+    assert "41.23 [40.23, 42.23]" in grid_to_markdown(grid)
+
+
+def test_markdown_bolds_best_per_column():
+    rows = make_rows({("cls", "raw"): [0.1, 0.9, 0.3, 0.4, 0.5], ("last-avg", "raw"): [0.2, 0.2, 0.3, 0.1, 0.1]})
+    text = grid_to_markdown(build_grid(rows_to_frame(rows)), best=True)
+    cls_line = next(line for line in text.splitlines() if "| cls |" in line)
+    last_line = next(line for line in text.splitlines() if "| last-avg |" in line)
+    assert "**90.00**" in cls_line and "**20.00**" in last_line
+    assert "**30.00**" in cls_line and "**30.00**" in last_line  # ties are all bold
+
+
+def test_duplicates_keep_latest_by_default_and_strict_refuses(tmp_path):
+    old = write(make_rows({("cls", "raw"): [0.1] * 5}, created_at="2026-01-01T00:00:00+00:00"), tmp_path / "a" / "r.csv")
+    new = write(make_rows({("cls", "raw"): [0.3] * 5}, created_at="2026-02-01T00:00:00+00:00"), tmp_path / "b" / "r.csv")
+    frame = load_results([new, old])  # the latest wins whatever the file order
+    grid = build_grid(resolve_duplicates(frame))
+    assert grid.iloc[0]["ATEC"] == 30.0
+    with pytest.raises(StsevalError, match=r"5 result cell\(s\).*a/r.csv:2.*b/r.csv:2|5 result cell\(s\).*b/r.csv:2.*a/r.csv:2"):
+        resolve_duplicates(frame, strict=True)
+    with pytest.raises(StsevalError, match="re-runs"):
+        build_grid(frame)  # unresolved duplicates are never averaged or picked silently
+
+
+def test_identical_copies_are_one_row_even_when_strict(tmp_path):
+    rows = make_rows({("cls", "raw"): [0.1] * 5})
+    frame = load_results([write(rows, tmp_path / "a.csv"), write(rows, tmp_path / "copy.csv")])
+    assert len(resolve_duplicates(frame, strict=True)) == 5
+
+
+def test_mixed_data_checksums_are_refused_unless_filtered(tmp_path):
+    write(make_rows({("cls", "raw"): [0.1] * 5}), tmp_path / "in" / "a.csv")
+    other = make_rows({("last-avg", "raw"): [0.2] * 5})
+    other[1].data_sha256 = "sha-BQ-v2"
+    write(other, tmp_path / "in" / "b.csv")
+    with pytest.raises(StsevalError, match=r"BQ test: .*'sha-BQ'.*a.csv.*'sha-BQ-v2'.*b.csv"):
+        write_report([tmp_path / "in"], tmp_path / "out")
+    written = write_report([tmp_path / "in"], tmp_path / "out", filters=["pooling=cls"])
+    assert [p.name for p in written] == ["spearman_cosine_test.csv", "spearman_cosine_test.md",
+                                         "spearman_cosine_test.png", "spearman_cosine_test.provenance.json"]
+
+
+def test_mixed_library_versions_are_refused(tmp_path):
+    rows = make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("last-avg", "raw"): [0.2] * 5})
+    rows[-1].versions = "python=3.12.1;numpy=2.4.6"
+    with pytest.raises(StsevalError, match=r"library versions.*python=3.11.7.*python=3.12.1"):
+        build_grid(rows_to_frame(rows))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "results file is empty"),
+    ("model,pooling\nx,y\n", "missing column"),
+    ("model,pooling,method,task,split,metric,value\nm,cls,raw,BQ,test,spearman_cosine,abc\n", r":2: value 'abc'"),
+    ("model,pooling,method,task,split,metric,value\n", "header but no rows"),
+])
+def test_empty_or_malformed_file_names_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(StsevalError, match=f"bad.csv.*{message}"):
+        load_results([path])
+
+
+def test_folders_skip_other_csvs_and_need_results(tmp_path):
+    write(make_rows({("cls", "raw"): [0.1] * 5}), tmp_path / "runs" / "deep" / "whiten.csv")
+    (tmp_path / "runs" / "grid.csv").write_text("model,ATEC\nm,1.0\n", encoding="utf-8")
+    (tmp_path / "runs" / "empty.csv").write_text("", encoding="utf-8")
+    frame = load_results([tmp_path / "runs"])
+    assert set(frame["source_file"]) == {(tmp_path / "runs" / "deep" / "whiten.csv").as_posix()}
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(StsevalError, match="nothing: no results CSV"):
+        load_results([tmp_path / "nothing"])
+    with pytest.raises(StsevalError, match="missing.csv: no such"):
+        load_results([tmp_path / "missing.csv"])
+
+
+def test_filters_match_wildcards_and_name_bad_keys(tmp_path):
+    path = write(make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("cls", "raw"): [0.2] * 5}, model="bert"),
+                 tmp_path / "r.csv")
+    written = write_report([path], tmp_path / "out", filters=["model=*e5-small"], name="e5")
+    grid = pd.read_csv(written[0], dtype=str, keep_default_na=False)
+    assert list(grid["model"]) == [MODEL]
+    with pytest.raises(StsevalError, match="--filter 'colour=red': no column"):
+        write_report([path], tmp_path / "out", filters=["colour=red"])
+    with pytest.raises(StsevalError, match="no row matches; model takes 'bert'"):
+        write_report([path], tmp_path / "out", filters=["model=roberta"])
+
+
+def test_reference_rows_sit_beside_ours():
+    rows = make_rows({("cls", "raw"): [0.1] * 5, ("last-avg", "raw"): [0.2] * 5, ("cls", "whitening"): [0.3] * 5})
+    grid = build_grid(rows_to_frame(rows), reference=["su2021:BERT", "mteb"])
+    order = [(key[0], key[1], key[2]) for key in grid.index]
+    assert order == [
+        (MODEL, "cls", "raw"), ("Su2021:BERT", "cls", "raw"),
+        (MODEL, "cls", "whitening"), ("Su2021:BERT", "cls", "whitening"),
+        (MODEL, "last-avg", "raw"), (f"mteb:{MODEL}", "last-avg", "raw"), ("Su2021:BERT", "last-avg", "raw"),
+    ]
+    assert list(grid.iloc[1][list(TASKS)]) == [16.59, 29.35, 41.71, 15.15, 34.65]  # Su 2021 BERT P1 raw
+    assert list(grid.iloc[5][list(TASKS)]) == [35.14, 43.27, 72.70, 11.00, 77.73]
+    with pytest.raises(StsevalError, match="no model GPT"):
+        build_grid(rows_to_frame(rows), reference=["su2021:GPT"])
+    with pytest.raises(StsevalError, match="unknown table"):
+        build_grid(rows_to_frame(rows), reference=["su2099"])
+
+
+def test_rows_falling_into_one_cell_name_the_difference():
+    rows = make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("cls", "raw"): [0.2] * 5}, prefix="query: ")
+    with pytest.raises(StsevalError, match="differ in prefix"):
+        build_grid(rows_to_frame(rows), rows=["model", "pooling", "method"])
+    grid = build_grid(rows_to_frame(rows))
+    assert '| "query: " |' in grid_to_markdown(grid)
+
+
+def test_report_is_deterministic_and_csv_is_pure_data(tmp_path):
+    rows = make_rows({("cls", "raw"): [0.41, 0.5, 0.6, 0.2, 0.7], ("pooler", "raw"): [None] * 5})
+    path = write(rows, tmp_path / "results" / "whiten.csv")
+    first = write_report([path], tmp_path / "one", best=True, ci=True, reference=["su2021:BERT"])
+    second = write_report([path], tmp_path / "two", best=True, ci=True, reference=["su2021:BERT"])
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    csv_text = first[0].read_text(encoding="utf-8")
+    assert csv_text.splitlines()[0].startswith("model,pooling,method,dims,ATEC,ATEC_ci_low,ATEC_ci_high,BQ")
+    assert f"{MODEL},cls,raw,full,41.00,40.00,42.00," in csv_text
+    assert f"{MODEL},pooler,raw,full,n/a,,,n/a" in csv_text
+    assert "stseval whiten" not in csv_text and "abc123" not in csv_text
+    markdown = first[1].read_text(encoding="utf-8")
+    assert "`stseval whiten`" in markdown and "`abc123`" in markdown and "ATEC/test `sha-ATEC`" in markdown
+    assert "Su 2021, kexue.fm/archives/8348" in markdown
+    provenance = json.loads(first[3].read_text(encoding="utf-8"))
+    assert provenance["commands"] == ["stseval whiten"] and provenance["data_sha256"]["BQ/test"] == "sha-BQ"
+    assert first[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"Software" not in first[2].read_bytes()
+
+
+def test_parse_keys():
+    assert parse_keys(" model, pooling ,") == ["model", "pooling"]
+    assert parse_keys("") is None
