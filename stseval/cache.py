@@ -1,0 +1,256 @@
+"""Sentence vectors on disk, keyed by model, tokenizer, max_length, prefix, pooling and sentence.
+
+Layout under `root` (default `$STSEVAL_HOME/embeddings`, STSEVAL_HOME defaulting to
+`~/.cache/stseval`):
+
+    <key digest>/meta.json                 the CacheKey fields, for people reading the folder
+    <key digest>/<shard>.vectors.npy       (m, d) float32 sentence vectors
+    <key digest>/<shard>.hashes.npy        (m, 16) uint8 blake2b-128 of each sentence (UTF-8)
+    <key digest>/<shard>.json              n, dim and the sha256 of both .npy files
+
+Each `put` writes one new shard; shards are never modified afterwards. Every file is written to a
+temporary name in the same folder and moved into place with `os.replace`, and the shard's .json is
+moved last, so a shard without its .json is an unfinished write and is ignored. On first use in a
+process a shard's checksums are verified; a corrupt or partial shard is reported with a
+`RuntimeWarning`, deleted, and its sentences count as missing, so they are recomputed rather than
+silently used. Verified shards are then memory-mapped, so a lookup copies only the rows it needs.
+
+Example:
+    >>> cache = EmbeddingCache(tmp_path)
+    >>> key = CacheKey("model-sha", "tokenizer-sha", max_length=64, prefix="", pooling="cls")
+    >>> cache.put(key, ["a", "b"], vectors)            # vectors: (2, d) float32
+    >>> found_indices, found_vectors = cache.get(key, ["b", "c"])   # -> [0], (1, d)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+SHARD_FORMAT = 1
+_HASH_BYTES = 16
+
+
+def stseval_home() -> Path:
+    """The folder holding stseval's models/ and embeddings/: $STSEVAL_HOME or ~/.cache/stseval."""
+    return Path(os.environ.get("STSEVAL_HOME") or Path.home() / ".cache" / "stseval").expanduser()
+
+
+def default_cache_root() -> Path:
+    """Where `EmbeddingCache()` keeps vectors: $STSEVAL_HOME/embeddings."""
+    return stseval_home() / "embeddings"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything besides the sentence that decides a sentence vector.
+
+    Attributes:
+        model_fingerprint: sha256 of the model weights, config and tokenizer (`Encoder.fingerprint`).
+        tokenizer_fingerprint: sha256 of the tokenizer files (`Encoder.tokenizer_fingerprint`).
+        max_length: truncation length in tokens.
+        prefix: text prepended to every sentence before tokenisation, e.g. "query: ".
+        pooling: one of `stseval.pooling.POOLINGS`.
+    """
+
+    model_fingerprint: str
+    tokenizer_fingerprint: str
+    max_length: int
+    prefix: str
+    pooling: str
+
+    @property
+    def digest(self) -> str:
+        """32 hex characters naming this key's folder."""
+        fields = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(fields.encode("utf-8")).hexdigest()[:32]
+
+
+def sentence_hashes(texts: Sequence[str]) -> list[bytes]:
+    """blake2b-128 of each sentence's UTF-8 bytes: n texts -> n 16-byte digests."""
+    return [hashlib.blake2b(text.encode("utf-8"), digest_size=_HASH_BYTES).digest() for text in texts]
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    """The .npy file contents of `array`."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Write bytes so readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)  # same folder, so the rename is atomic
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file, read in chunks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class _CorruptShard(Exception):
+    """A shard whose files are missing, unreadable or fail their checksum."""
+
+
+@dataclass
+class _Shard:
+    """A verified shard: row of each sentence hash, and the memory-mapped (m, d) vectors."""
+
+    row_of_hash: dict[bytes, int]
+    vectors: np.ndarray
+
+
+class EmbeddingCache:
+    """Sentence vectors on disk, checksummed and written atomically; see the module docstring.
+
+    Args:
+        root: folder holding one sub-folder per `CacheKey`; None means
+            `$STSEVAL_HOME/embeddings`.
+    """
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_root()
+        self._shards: dict[Path, _Shard] = {}  # verified shards by .json path; shards never change
+
+    def get(self, key: CacheKey, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Look up cached vectors.
+
+        Args:
+            key: model, tokenizer, max_length, prefix and pooling.
+            texts: n sentences (without the prefix).
+        Returns:
+            found_indices: (k,) int64 positions in `texts` that are cached, ascending.
+            found_vectors: (k, d) float32 vectors of those sentences; (0, 0) when k == 0.
+        """
+        shards = self._load_shards(key)
+        found_list: list[int] = []
+        # per shard: (positions in the output, rows in the shard), so each shard is read once
+        picks: list[tuple[list[int], list[int]]] = [([], []) for _ in shards]
+        if shards:
+            for index, text_hash in enumerate(sentence_hashes(texts)):
+                for shard, (positions, rows) in zip(shards, picks):
+                    row = shard.row_of_hash.get(text_hash)
+                    if row is not None:
+                        positions.append(len(found_list))
+                        rows.append(row)
+                        found_list.append(index)
+                        break
+        if not found_list:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        found_vectors = np.empty((len(found_list), shards[0].vectors.shape[1]), dtype=np.float32)
+        for shard, (positions, rows) in zip(shards, picks):
+            if positions:
+                found_vectors[positions] = shard.vectors[rows]
+        return np.asarray(found_list, dtype=np.int64), found_vectors
+
+    def put(self, key: CacheKey, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Store the (n, d) float32 `vectors` of n `texts` as one new shard (no-op when n == 0)."""
+        if len(texts) != len(vectors):
+            raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
+        if len(texts) == 0:
+            return
+        folder = self.root / key.digest
+        folder.mkdir(parents=True, exist_ok=True)
+        meta_path = folder / "meta.json"
+        if not meta_path.exists():
+            _write_atomic(meta_path, json.dumps(asdict(key), indent=1, ensure_ascii=False).encode("utf-8"))
+        vector_bytes = _npy_bytes(np.ascontiguousarray(vectors, dtype=np.float32))
+        hash_rows = np.frombuffer(b"".join(sentence_hashes(texts)), dtype=np.uint8).reshape(-1, _HASH_BYTES)
+        hash_bytes = _npy_bytes(hash_rows)
+        shard_name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _write_atomic(folder / f"{shard_name}.vectors.npy", vector_bytes)
+        _write_atomic(folder / f"{shard_name}.hashes.npy", hash_bytes)
+        record = {
+            "format": SHARD_FORMAT,
+            "n": len(texts),
+            "dim": int(vectors.shape[1]),
+            "vectors_sha256": hashlib.sha256(vector_bytes).hexdigest(),
+            "hashes_sha256": hashlib.sha256(hash_bytes).hexdigest(),
+        }
+        _write_atomic(folder / f"{shard_name}.json", json.dumps(record).encode("utf-8"))  # last: commits
+
+    def _load_shards(self, key: CacheKey) -> list[_Shard]:
+        """Every complete, verified shard of `key`; corrupt ones are warned about and deleted."""
+        folder = self.root / key.digest
+        if not folder.is_dir():
+            return []
+        shards = []
+        for record_path in sorted(folder.glob("*.json")):
+            if record_path.name == "meta.json" or record_path.name.startswith("."):
+                continue
+            shard = self._shards.get(record_path)
+            if shard is None:
+                try:
+                    shard = _verify_shard(record_path)
+                except FileNotFoundError:
+                    continue  # deleted by another process between glob and open
+                except _CorruptShard as err:
+                    warnings.warn(
+                        f"stseval: embedding cache shard {record_path} is corrupt ({err}); "
+                        "deleting it, its sentences will be encoded again",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    _delete_shard(record_path)
+                    continue
+                self._shards[record_path] = shard
+            shards.append(shard)
+        return shards
+
+
+def _shard_files(record_path: Path) -> tuple[Path, Path]:
+    """The .vectors.npy and .hashes.npy that belong to a shard's .json."""
+    stem = record_path.name.removesuffix(".json")
+    return record_path.with_name(f"{stem}.vectors.npy"), record_path.with_name(f"{stem}.hashes.npy")
+
+
+def _delete_shard(record_path: Path) -> None:
+    """Remove a shard's .json first (so nobody starts reading it), then its arrays."""
+    record_path.unlink(missing_ok=True)
+    for path in _shard_files(record_path):
+        path.unlink(missing_ok=True)
+
+
+def _verify_shard(record_path: Path) -> _Shard:
+    """Check a shard's checksums and shapes, then memory-map it."""
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        n_rows, dim = int(record["n"]), int(record["dim"])
+        expected = (record["vectors_sha256"], record["hashes_sha256"])
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise _CorruptShard(f"unreadable record: {err}") from None
+    vectors_path, hashes_path = _shard_files(record_path)
+    for path, checksum in zip((vectors_path, hashes_path), expected):
+        if not path.exists():
+            raise _CorruptShard(f"{path.name} is missing")
+        if _file_sha256(path) != checksum:
+            raise _CorruptShard(f"{path.name} fails its sha256 checksum")
+    try:
+        vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+        hashes = np.load(hashes_path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise _CorruptShard(f"unreadable array: {err}") from None
+    if vectors.shape != (n_rows, dim) or vectors.dtype != np.float32 or hashes.shape != (n_rows, _HASH_BYTES):
+        raise _CorruptShard(f"shapes {vectors.shape} / {hashes.shape} do not match n={n_rows}, dim={dim}")
+    hash_buffer = hashes.tobytes()
+    row_of_hash = {hash_buffer[row * _HASH_BYTES : (row + 1) * _HASH_BYTES]: row for row in range(n_rows)}
+    return _Shard(row_of_hash=row_of_hash, vectors=vectors)

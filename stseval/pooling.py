@@ -1,0 +1,149 @@
+"""Sentence vectors from a Transformer's hidden states: cls, pooler, last-avg, first-last-avg, ...
+
+Every pooling reads the tuple `hidden_states` that a Hugging Face encoder returns with
+`output_hidden_states=True`: `hidden_states[0]` is the embedding output (before any Transformer
+layer), `hidden_states[i]` the output of layer i, and `hidden_states[-1]` the last layer. Means and
+maxima run over real tokens only (`attention_mask == 1`), so padding never changes a vector.
+[CLS] and [SEP] are real tokens and are included, as in Su's bert4keras code.
+
+References:
+    Su et al. 2021, "Whitening Sentence Representations for Better Semantics and Faster
+    Retrieval", arXiv:2103.15316 (BERT-whitening; the cls / first-last-avg / last-avg grid).
+    Su, "SimCSE on Chinese tasks", https://kexue.fm/archives/8348 (adds pooler and last2avg).
+
+Example:
+    >>> out = model(**batch, output_hidden_states=True)
+    >>> vectors = pool_all(["cls", "last-avg"], out.hidden_states, batch["attention_mask"])
+    >>> vectors["last-avg"].shape          # (batch, hidden)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from stseval.errors import StsevalError
+
+POOLINGS: tuple[str, ...] = (
+    "cls",
+    "pooler",
+    "pooler-tanh",
+    "last-avg",
+    "first-last-avg",
+    "last2avg",
+    "max",
+)
+"""Every pooling name, in the order grids list them."""
+
+NEEDS_POOLER: frozenset[str] = frozenset({"pooler", "pooler-tanh"})
+"""Poolings that need the model's trained pooler dense layer (BERT's NSP head)."""
+
+
+def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
+    """Turn `--pooling` input into a list of known pooling names, in the order given.
+
+    Args:
+        text_or_list: "cls,last-avg", "all", or a list such as ["cls", "last-avg"]; items may
+            themselves hold commas. Duplicates are dropped.
+    Returns:
+        The names, e.g. ["cls", "last-avg"]; "all" expands to `POOLINGS`.
+    Raises:
+        StsevalError naming `--pooling` when a name is unknown or nothing is given.
+    """
+    items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list)
+    names: list[str] = []
+    for item in items:
+        for name in str(item).split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            expanded = POOLINGS if name == "all" else (name,)
+            for each in expanded:
+                if each not in POOLINGS:
+                    raise StsevalError(
+                        f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLINGS)} or 'all'"
+                    )
+                if each not in names:
+                    names.append(each)
+    if not names:
+        raise StsevalError(f"--pooling: no pooling given; choose from {', '.join(POOLINGS)} or 'all'")
+    return names
+
+
+def masked_mean(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens: (b, s, h) states and (b, s) 0/1 mask -> (b, h)."""
+    mask = attention_mask.unsqueeze(-1).to(token_states.dtype)
+    token_count = mask.sum(dim=1).clamp(min=1.0)  # a row of pure padding gives 0, not NaN
+    return (token_states * mask).sum(dim=1) / token_count
+
+
+def masked_max(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Element-wise max over real tokens: (b, s, h) states and (b, s) 0/1 mask -> (b, h)."""
+    padding = (attention_mask == 0).unsqueeze(-1)
+    return token_states.masked_fill(padding, float("-inf")).max(dim=1).values
+
+
+def pool(
+    name: str,
+    hidden_states: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+    pooler_dense: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """Compute one sentence vector per row of a padded batch.
+
+    Args:
+        name: one of `POOLINGS`:
+            - "cls": `hidden_states[-1][:, 0]`, the last layer at [CLS].
+            - "pooler": `pooler_dense(hidden_states[-1][:, 0])` WITHOUT tanh, like bert4keras
+              `with_pool='linear'` in Su's BERT-whitening / SimCSE code.
+            - "pooler-tanh": `tanh(pooler_dense(...))`, i.e. Hugging Face `pooler_output`.
+            - "last-avg": masked mean of `hidden_states[-1]`.
+            - "first-last-avg": masked mean of `(hidden_states[1] + hidden_states[-1]) / 2`.
+              `hidden_states[1]` is the FIRST TRANSFORMER LAYER's output, not the embedding
+              output `hidden_states[0]`: Su's code averages the outputs of
+              `Transformer-0-FeedForward-Norm` and of the last layer.
+            - "last2avg": masked mean of `(hidden_states[-2] + hidden_states[-1]) / 2`.
+            - "max": masked element-wise max of `hidden_states[-1]`.
+        hidden_states: (n_layers + 1) tensors of shape (b, s, h), embedding output first.
+        attention_mask: (b, s) with 1 for real tokens and 0 for padding.
+        pooler_dense: the model's trained pooler dense layer (h -> h); needed by "pooler" and
+            "pooler-tanh" only.
+    Returns:
+        (b, h) tensor in the dtype of `hidden_states`.
+    Raises:
+        StsevalError for an unknown name, a pooler pooling without `pooler_dense`, or a layer
+        pooling on a model with too few layers.
+    """
+    last = hidden_states[-1]
+    if name == "cls":
+        return last[:, 0]
+    if name in NEEDS_POOLER:
+        if pooler_dense is None:
+            raise StsevalError(
+                f"--pooling {name}: this model has no trained pooler layer; use cls, last-avg, "
+                "first-last-avg, last2avg or max"
+            )
+        linear = pooler_dense(last[:, 0])
+        return torch.tanh(linear) if name == "pooler-tanh" else linear
+    if name == "last-avg":
+        return masked_mean(last, attention_mask)
+    if name in ("first-last-avg", "last2avg"):
+        if len(hidden_states) < 3:
+            raise StsevalError(f"--pooling {name}: needs a model with at least 2 Transformer layers")
+        other = hidden_states[1] if name == "first-last-avg" else hidden_states[-2]
+        # the mean is linear, so averaging layers first equals averaging the two layer means
+        return masked_mean((other + last) / 2, attention_mask)
+    if name == "max":
+        return masked_max(last, attention_mask)
+    raise StsevalError(f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLINGS)}")
+
+
+def pool_all(
+    names: Sequence[str],
+    hidden_states: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+    pooler_dense: torch.nn.Module | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every requested pooling from one forward pass: {name: (b, h) tensor}; see `pool`."""
+    return {name: pool(name, hidden_states, attention_mask, pooler_dense) for name in names}

