@@ -86,6 +86,13 @@ class Encoder:
         return int(self.model.config.hidden_size)
 
     @property
+    def max_positions(self) -> int:
+        """Longest input in tokens the model accepts (RoBERTa-style models reserve 2 positions)."""
+        positions = int(getattr(self.model.config, "max_position_embeddings", 512))
+        offset = 2 if getattr(self.model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        return positions - offset
+
+    @property
     def n_layers(self) -> int:
         """Number of Transformer layers."""
         return int(self.model.config.num_hidden_layers)
@@ -225,6 +232,8 @@ def encode(
         raise StsevalError(f"--max-length {max_length}: must be at least 2 ([CLS] and [SEP])")
     if batch_size < 1:
         raise StsevalError(f"--batch-size {batch_size}: must be at least 1")
+    # PAWSX asks for 128 tokens; a model with fewer positions gets what it can take
+    max_length = min(max_length, encoder.max_positions)
 
     row_of_text = {text: row for row, text in enumerate(dict.fromkeys(texts))}
     unique_texts = list(row_of_text)

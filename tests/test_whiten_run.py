@@ -1,0 +1,93 @@
+"""End-to-end `stseval whiten` on a tiny random BERT and a few hundred real pairs per split."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from stseval.cli import app
+from stseval.whitening import load_whitening
+from tiny_models import make_bert
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_bert(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path_factory.mktemp("home")))
+    return make_bert(tmp_path_factory.mktemp("bert") / "tiny-bert", with_pooler=False)  # 64 positions: PAWSX gets capped
+
+
+def run(*args):
+    return runner.invoke(app, ["whiten", *args])
+
+
+def test_whiten_writes_long_rows_and_grid_then_resumes(tiny_bert, sample_data_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls,pooler,first-last-avg", "--dims", "full,8",
+            "--tasks", "STS-B,PAWSX", "--fit-on", "valid", "--fit-on", "test", "--data-dir", str(sample_data_dir),
+            "--out", str(out), "--bootstrap", "50"]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
+    # per task: 3 poolings x (raw + 2 fit-on x 2 dims) = 15 cells
+    assert len(rows) == 30
+    assert set(rows.fit_on) == {"", "valid", "test"}
+    assert (rows.loc[rows.pooling == "pooler", "status"] == "n/a").all()
+    ok = rows[rows.status == "ok"]
+    assert ok.value.astype(float).between(-1, 1).all()
+    assert (ok.n_pairs.astype(int) == 300).all()
+    assert (ok.ci_low.astype(float) <= ok.value.astype(float)).all()
+    assert (rows.data_sha256 != "").all() and (rows.command.str.startswith("stseval")).all()
+    grid = pd.read_csv(out / "grid.csv")
+    assert list(grid.columns[-4:]) == ["PAWSX", "STS-B", "avg", "w-avg"]
+    assert (out / "grid.md").read_text().count("|") > 20
+
+    again = run(*args)
+    assert again.exit_code == 0
+    assert "all 15 cells done" in again.output
+    assert pd.read_csv(out / "whiten.csv", keep_default_na=False).equals(rows)
+
+
+def test_same_seed_gives_same_numbers(tiny_bert, sample_data_dir, tmp_path):
+    args = ["--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B",
+            "--fit-on", "test", "--data-dir", str(sample_data_dir), "--bootstrap", "30"]
+    assert run(*args, "--out", str(tmp_path / "a")).exit_code == 0
+    assert run(*args, "--out", str(tmp_path / "b")).exit_code == 0
+    columns = ["value", "ci_low", "ci_high"]
+    first = pd.read_csv(tmp_path / "a" / "whiten.csv")[columns]
+    second = pd.read_csv(tmp_path / "b" / "whiten.csv")[columns]
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_save_kernel_round_trips(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "8", "--tasks", "STS-B",
+                 "--fit-on", "valid", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0", "--save-kernel", str(tmp_path / "kernels"))
+    assert result.exit_code == 0, result.output
+    [saved] = list((tmp_path / "kernels").glob("*.npz"))
+    whitening = load_whitening(saved)
+    assert whitening.kernel.shape == (32, 8)
+    assert whitening.provenance["fit_on"] == "valid"
+    assert whitening.provenance["n_fit_vectors"] == 600
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--pooling", "cls,mean-ish"], "--pooling"),
+    (["--dims", "full,64"], "--dims"),
+    (["--dims", "abc"], "--dims"),
+    (["--tasks", ""], "--tasks"),
+    (["--tasks", "NOPE"], "--tasks"),
+    (["--fit-on", "train", "--tasks", "PAWSX"], "--fit-on"),
+    (["--fit-on", "no-such-file.txt"], "--fit-on"),
+])
+def test_bad_option_is_a_one_line_error_naming_it(tiny_bert, sample_data_dir, tmp_path, args, option):
+    base = {"--model": str(tiny_bert), "--tasks": "STS-B", "--pooling": "cls", "--dims": "full",
+            "--data-dir": str(sample_data_dir), "--out": str(tmp_path / "o")}
+    for name, value in zip(args[::2], args[1::2]):
+        base[name] = value
+    flat = [item for pair in base.items() for item in pair]
+    result = run(*flat)
+    assert result.exit_code == 2
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("stseval: ") and option in message
+    assert not (tmp_path / "o" / "whiten.csv").exists()
