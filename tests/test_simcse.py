@@ -1,0 +1,355 @@
+"""SimCSE training (stseval/simcse.py) and its queue (stseval/simcse_run.py) on a tiny random BERT.
+
+The tiny model (3 layers, so first-last-avg and last2avg differ; hidden 32) and the sentences are
+built here, seeded, so these tests need neither downloads nor the shared data.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import TrainerCallback
+
+from stseval.errors import StsevalError
+from stseval.pooling import POOLINGS, pool
+from stseval.simcse import (
+    CHECKPOINT_DIR,
+    SETTINGS_FILE,
+    SimcseSettings,
+    build_loss,
+    build_simcse_model,
+    select_sentences,
+    train_simcse,
+)
+
+CHARS = "今天气很好我喜欢吃苹果的是不什么人你他们有在这个中国上来怎办花呗还款借钱多少银行卡密码忘了信用额度为何会被降低"
+N_LAYERS = 3
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Two CPU cores are shared with other work: keep torch to one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A seeded 3-layer BertModel (hidden 32, with pooler) and a character tokenizer, saved to a folder."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(CHARS)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizer(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=N_LAYERS, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=140)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sentences() -> list[str]:
+    """64 seeded random sentences of 4-16 characters over the tiny vocabulary."""
+    chooser = random.Random(0)
+    return ["".join(chooser.choice(CHARS) for _ in range(chooser.randint(4, 16))) for _ in range(64)]
+
+
+def _settings(**overrides) -> SimcseSettings:
+    """Settings that make a tiny model learn in a few steps."""
+    values = dict(pooling="cls", dropout=0.1, batch_size=16, learning_rate=1e-3, epochs=1, max_length=32, seed=0)
+    values.update(overrides)
+    return SimcseSettings(**values)
+
+
+def _forward(model, texts: list[str]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(model.preprocess(texts))["sentence_embedding"]
+
+
+# --- dropout ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dropout", [0.1, 0.3, 0.0])
+def test_dropout_is_set_everywhere_and_acts_only_in_train_mode(tiny_bert, sentences, dropout):
+    model = build_simcse_model(tiny_bert, "last-avg", dropout, max_length=32)
+    config = model[0].auto_model.config
+    assert config.hidden_dropout_prob == dropout and config.attention_probs_dropout_prob == dropout
+    probabilities = [module.p for module in model.modules() if isinstance(module, nn.Dropout)]
+    assert len(probabilities) >= 1 + 3 * N_LAYERS  # embeddings, and attention + 2 hidden per layer
+    assert set(probabilities) == {dropout}
+
+    model.train()
+    first, second = _forward(model, sentences[:8]), _forward(model, sentences[:8])
+    if dropout:
+        assert not torch.allclose(first, second)
+    else:
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+    model.eval()
+    torch.testing.assert_close(_forward(model, sentences[:8]), _forward(model, sentences[:8]), rtol=0, atol=0)
+
+
+def test_attention_dropout_alone_makes_passes_differ(tiny_bert, sentences):
+    """BERT's attention reads its rate from nn.Dropout.p: setting it must reach SDPA too."""
+    model = build_simcse_model(tiny_bert, "cls", 0.3, max_length=32)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Dropout) and not name.endswith("attention.self.dropout"):
+            module.p = 0.0
+    model.train()
+    assert not torch.allclose(_forward(model, sentences[:8]), _forward(model, sentences[:8]))
+
+
+# --- loss ---------------------------------------------------------------------------------------
+
+
+def _su_rows_by_hand(copy_one: torch.Tensor, copy_two: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """Su's bojone/SimCSE `simcse_loss`, per row: batch interleaved [x0, x0', x1, x1', ...], target = partner."""
+    batch = torch.stack([copy_one, copy_two], dim=1).reshape(-1, copy_one.shape[1])  # (2B, d)
+    batch = F.normalize(batch, dim=1)
+    similarities = batch @ batch.T - torch.eye(len(batch)) * 1e12  # a row never matches itself
+    partner = torch.arange(len(batch)) ^ 1  # 0<->1, 2<->3, ...
+    return F.cross_entropy(similarities * scale, partner, reduction="none")
+
+
+def test_su_loss_equals_su_formula_by_hand(tiny_bert):
+    generator = torch.Generator().manual_seed(0)
+    copy_one, copy_two = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
+    loss = build_loss(build_simcse_model(tiny_bert, "cls", 0.1, 32), "su")
+    rows = _su_rows_by_hand(copy_one, copy_two)
+
+    ours = loss.compute_loss_from_embeddings([copy_one, copy_two], None)
+    torch.testing.assert_close(ours, rows[0::2].mean())  # Su's rows anchored on copy one
+    mirrored = loss.compute_loss_from_embeddings([copy_two, copy_one], None)
+    torch.testing.assert_close((ours + mirrored) / 2, rows.mean())  # Su's whole loss
+
+
+def test_princeton_loss_is_plain_info_nce(tiny_bert):
+    generator = torch.Generator().manual_seed(1)
+    copy_one, copy_two = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    loss = build_loss(build_simcse_model(tiny_bert, "cls", 0.1, 32), "princeton")
+    cosine = F.normalize(copy_one, dim=1) @ F.normalize(copy_two, dim=1).T
+    by_hand = F.cross_entropy(cosine / 0.05, torch.arange(5))
+    torch.testing.assert_close(loss.compute_loss_from_embeddings([copy_one, copy_two], None), by_hand)
+
+
+def test_one_step_of_each_loss_on_the_model_matches_the_formula(tiny_bert, sentences):
+    """Through the model (dropout 0, so both copies are equal): su and cached give Su's number."""
+    model = build_simcse_model(tiny_bert, "first-last-avg", 0.0, max_length=32)
+    texts = sentences[:8]
+    embeddings = _forward(model, texts)
+    by_hand = _su_rows_by_hand(embeddings, embeddings).mean()
+    for name in ("su", "cached"):
+        loss = build_loss(model, name, mini_batch_size=3)
+        value = loss([model.preprocess(texts), model.preprocess(texts)], None)
+        torch.testing.assert_close(value.detach(), by_hand, rtol=1e-5, atol=1e-5)
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+class _LossRecorder(TrainerCallback):
+    """Keeps every logged training loss."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_folder(tiny_bert, sentences, tmp_path):
+    recorder = _LossRecorder()
+    trained = train_simcse(tiny_bert, sentences, _settings(epochs=4), tmp_path / "run", base_model="tiny",
+                           card_facts={"task": "synthetic"}, show_progress=False, callbacks=[recorder])
+    assert trained.steps == 16 and len(recorder.losses) == 16
+    assert np.mean(recorder.losses[-4:]) < np.mean(recorder.losses[:4]) - 0.2
+    assert (tmp_path / "run" / SETTINGS_FILE).is_file() and not (tmp_path / "run" / CHECKPOINT_DIR).exists()
+    card = (tmp_path / "run" / "README.md").read_text(encoding="utf-8")
+    assert "dropout" in card and "synthetic" in card and "sentences_sha256" in card
+    assert not trained.model.training
+
+
+def test_same_seed_gives_same_vectors(tiny_bert, sentences, tmp_path):
+    def vectors(seed: int, folder: str) -> np.ndarray:
+        trained = train_simcse(tiny_bert, sentences, _settings(seed=seed), tmp_path / folder, show_progress=False)
+        return trained.model.encode(sentences, convert_to_numpy=True)
+
+    first = vectors(0, "a")
+    np.testing.assert_allclose(vectors(0, "b"), first, rtol=0, atol=1e-6)
+    assert not np.allclose(vectors(1, "c"), first, atol=1e-4)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_saved_folder_gives_the_same_vectors_everywhere(tiny_bert, sentences, tmp_path, pooling):
+    """In memory, reloaded by sentence-transformers, via stseval.encoders, and by stseval.pooling.pool."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertModel
+
+    from stseval.encoders import encode, load_encoder
+
+    trained = train_simcse(tiny_bert, sentences, _settings(pooling=pooling), tmp_path / "run", show_progress=False)
+    before_saving = trained.model.encode(sentences, convert_to_numpy=True)
+    reloaded = SentenceTransformer(str(tmp_path / "run"), device="cpu").encode(sentences, convert_to_numpy=True)
+    via_stseval = encode(load_encoder(str(tmp_path / "run")), sentences, [pooling], max_length=32,
+                         show_progress=False)[pooling]
+    backbone = BertModel.from_pretrained(tmp_path / "run").eval()
+    batch = trained.model.tokenizer(sentences, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        hidden = backbone(**batch, output_hidden_states=True).hidden_states
+        by_definition = pool(pooling, hidden, batch["attention_mask"], backbone.pooler.dense).numpy()
+    for other in (reloaded, via_stseval, by_definition):
+        np.testing.assert_allclose(other, before_saving, rtol=0, atol=2e-5)
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_bert, sentences, tmp_path):
+    class StopAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    settings = _settings(checkpoint_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False, callbacks=[StopAtStep3()])
+    assert (tmp_path / "run" / CHECKPOINT_DIR / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (tmp_path / "run" / SETTINGS_FILE).exists()
+
+    resumed = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
+    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 4
+    straight = train_simcse(tiny_bert, sentences, settings, tmp_path / "straight", show_progress=False)
+    np.testing.assert_allclose(resumed.model.encode(sentences), straight.model.encode(sentences), atol=1e-5)
+
+    again = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
+    assert again.reused and again.steps == 4
+    with pytest.raises(StsevalError, match="--runs-dir: .* dropout=0.1, not 0.3"):
+        train_simcse(tiny_bert, sentences, _settings(checkpoint_steps=2, dropout=0.3), tmp_path / "run")
+
+
+# --- options ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "option"),
+    [({"dropout": 1.0}, "--dropout"), ({"dropout": -0.1}, "--dropout"), ({"pooling": "mean"}, "--pooling"),
+     ({"loss": "triplet"}, "--loss"), ({"batch_size": 1}, "--batch-size"), ({"learning_rate": 0.0}, "--lr")],
+)
+def test_bad_settings_name_their_option(overrides, option):
+    with pytest.raises(StsevalError, match=f"^{option}"):
+        _settings(**overrides).validate()
+
+
+def test_pooler_pooling_needs_trained_pooler_weights(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CHARS[:10]]) + "\n",
+                                        encoding="utf-8")
+    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    config = BertConfig(vocab_size=15, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path, safe_serialization=True)
+    with pytest.raises(StsevalError, match="^--pooling pooler: .* no trained pooler"):
+        build_simcse_model(tmp_path, "pooler", 0.1, max_length=32)
+    assert build_simcse_model(tmp_path, "cls", 0.1, max_length=32) is not None
+
+
+def test_sentence_selection_is_seeded_capped_and_keeps_duplicates():
+    sentences = [f"s{i % 50}" for i in range(100)]  # every sentence twice
+    chosen = select_sentences(sentences, 30, seed=0)
+    assert chosen == select_sentences(sentences, 30, seed=0) != select_sentences(sentences, 30, seed=1)
+    assert len(chosen) == 30 and sorted(select_sentences(sentences, None, seed=0)) == sorted(sentences)
+    with pytest.raises(StsevalError, match="^--train-on"):
+        select_sentences([], None, seed=0)
+    with pytest.raises(StsevalError, match="^--max-sentences"):
+        select_sentences(sentences, 1, seed=0)
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sts_b_dir(tmp_path) -> Path:
+    """A synthetic STS-B data folder (valid and test, 24 pairs each, scores 0-5); no train split."""
+    chooser = random.Random(1)
+    folder = tmp_path / "data"
+    (folder / "STS-B").mkdir(parents=True)
+    for split in ("valid", "test"):
+        lines = []
+        for row in range(24):
+            first = "".join(chooser.choice(CHARS) for _ in range(chooser.randint(4, 12)))
+            second = first[: chooser.randint(2, len(first))] + chooser.choice(CHARS)
+            lines.append(f"{first}\t{second}\t{row % 6}\n")
+        (folder / "STS-B" / f"STS-B.{split}.data").write_text("".join(lines), encoding="utf-8")
+    return folder
+
+
+def _queue_options(tiny_bert: Path, sts_b_dir: Path, tmp_path: Path, **overrides) -> dict:
+    options = dict(model=str(tiny_bert), tasks=["STS-B"], poolings=["cls"], dropouts=[0.1], batch_size=16,
+                   learning_rate=1e-3, data_dir=sts_b_dir, out_csv=tmp_path / "results" / "simcse.csv",
+                   runs_dir=tmp_path / "runs", n_resamples=0, device="cpu", show_progress=False, log=lambda line: None)
+    options.update(overrides)
+    return options
+
+
+def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+    from stseval import simcse_run
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
+    out_csv = simcse_run.run_simcse_queue(**options)
+    rows = pd.read_csv(out_csv, dtype=str, keep_default_na=False)
+    assert list(rows["method"]) == ["raw", "simcse", "simcse+whitening"]
+    trained = rows[rows["method"] != "raw"]
+    assert set(trained["train_on"]) == {"valid+test (96 of 96 sentences)"}
+    assert set(trained["dropout"]) == {"0.1"} and set(rows["n_pairs"]) == {"24"}
+    assert all(-1 <= float(value) <= 1 for value in rows["value"])
+    run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0"
+    assert (run_dir / SETTINGS_FILE).is_file() and (run_dir / "model.safetensors").is_file()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(simcse_run, "train_simcse", must_not_train)
+    lines: list[str] = []
+    simcse_run.run_simcse_queue(**dict(options, log=lines.append))
+    assert any(line.endswith("done, skipping") for line in lines)
+    pd.testing.assert_frame_equal(pd.read_csv(out_csv, dtype=str, keep_default_na=False), rows)
+    with pytest.raises(StsevalError, match="^--seed: .* seed 0"):
+        simcse_run.run_simcse_queue(**dict(options, seed=1))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "option"),
+    [({"dropouts": [1.0]}, "--dropout"), ({"dropouts": "0.1,x"}, "--dropout"), ({"tasks": ["NOPE"]}, "--tasks"),
+     ({"poolings": ["avg"]}, "--pooling"), ({"loss": "x"}, "--loss"), ({"train_on": "train"}, "--train-on"),
+     ({"max_sentences": "1"}, "--max-sentences"), ({"split": "train"}, "--split")],
+)
+def test_queue_rejects_bad_options_before_training(tiny_bert, sts_b_dir, tmp_path, monkeypatch, overrides, option):
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    with pytest.raises(StsevalError, match=f"^{option}"):
+        from stseval.simcse_run import run_simcse_queue
+
+        run_simcse_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
+
+
+def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+    from stseval.simcse_run import run_simcse_queue
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n", encoding="utf-8")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("", encoding="utf-8")
+    for overrides, option in (({"train_on": str(blank)}, "--train-on"),
+                              ({"out_csv": a_file / "simcse.csv"}, "--out"),
+                              ({"runs_dir": a_file}, "--runs-dir")):
+        with pytest.raises(StsevalError, match=f"^{option}"):
+            run_simcse_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
