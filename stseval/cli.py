@@ -191,6 +191,118 @@ def simcse_train(
     typer.echo(written[1].read_text(encoding="utf-8"))
 
 
+index_app = typer.Typer(help="Build, search and sweep FAISS indexes over sentence vectors.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+INDEX_HELP = "Flat (exact inner product) or a faiss index_factory string, e.g. HNSW32, IVF1024,Flat, IVF1024,PQ16."
+SEARCH_PARAMS_HELP = "FAISS search settings, e.g. nprobe=16 (IVF) or efSearch=128 (HNSW); empty keeps FAISS's defaults."
+
+
+@index_app.command("build")
+def index_build(
+    index_dir: Path = typer.Option(..., "--index-dir", help="Folder to write: index.faiss, sentences.jsonl, whitening.npz, meta.json."),
+    task: Optional[str] = typer.Option(None, "--task", help="Index every unique sentence of this task's --split (ATEC, BQ, LCQMC, PAWSX, STS-B)."),
+    split: str = typer.Option("test", "--split"),
+    sentences: Optional[Path] = typer.Option(None, "--sentences", help="Or index the lines of this UTF-8 file (one sentence per line)."),
+    model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
+    pooling: str = typer.Option("last-avg", "--pooling", help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max."),
+    prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=2, help="Tokens; default the task's (64, PAWSX 128), or 64 for --sentences."),
+    whitening: Optional[Path] = typer.Option(None, "--whitening", help="Whiten with this saved kernel (.npz from `stseval whiten --save-kernel`)."),
+    whiten_dims: Optional[int] = typer.Option(None, "--whiten-dims", min=1, help="Or fit whitening on the corpus itself and keep K dims."),
+    index: str = typer.Option("Flat", "--index", help=INDEX_HELP),
+    search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP + " Saved with the index."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means."),
+) -> None:
+    """Encode a corpus (a task split or a file), optionally whiten it, and save a FAISS index folder.
+
+    Example: stseval index build --task ATEC --split test --whiten-dims 128 --index-dir runs/atec-w128
+    """
+    from stseval.retrieval_run import build
+    from stseval.tasks import parse_task_names
+
+    try:
+        specs = parse_task_names(task) if task else [None]
+        if len(specs) != 1:
+            raise StsevalError(f"--task: give one task, got {task!r}")
+        meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
+                     data_dir=data_dir, pooling=pooling, prefix=prefix,
+                     max_length=max_length, whitening_file=whitening, fit_whitening_dims=whiten_dims, factory=index,
+                     search_params=search_params, batch_size=batch_size, seed=seed)
+    except StsevalError as err:
+        raise _fail(err) from None
+    whitened = f", whitened to {meta.whitening['n_components']} dims" if meta.whitening else ""
+    typer.echo(f"{index_dir}: {meta.n_vectors} sentences of {meta.corpus}, {meta.dims}-d {meta.factory}{whitened}")
+
+
+@index_app.command("search")
+def index_search(
+    queries: list[str] = typer.Argument(..., help="Sentences to look up."),
+    index_dir: Path = typer.Option(..., "--index-dir", help="A folder written by `stseval index build`."),
+    top_k: int = typer.Option(10, "--top-k", "-k", min=1),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Default: the index's model; another must have the same fingerprint."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="Default: the index's; another is refused."),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="Default: the index's; another is refused."),
+    whitening: Optional[Path] = typer.Option(None, "--whitening", help="Default: the index's own; another kernel is refused."),
+    search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP + " Default: the index's saved ones."),
+) -> None:
+    """Print the nearest corpus sentences of each query, encoded the way the index was built.
+
+    Example: stseval index search --index-dir runs/atec-w128 "花呗怎么还款" -k 5
+    """
+    from stseval.retrieval_run import format_neighbours, search_index
+
+    try:
+        results = search_index(index_dir, queries, top_k, model=model, pooling=pooling, prefix=prefix,
+                               whitening_file=whitening, search_params=search_params)
+    except StsevalError as err:
+        raise _fail(err) from None
+    typer.echo(format_neighbours(queries, results))
+
+
+@index_app.command("sweep")
+def index_sweep(
+    model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
+    split: str = typer.Option("test", "--split", help="Split whose pairs give the queries and whose sentences the corpus."),
+    pooling: str = typer.Option("last-avg", "--pooling"),
+    prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
+    dims: str = typer.Option("full,256,128,64,32", "--dims", help="Vector sizes k: full and/or integers."),
+    methods: str = typer.Option("raw-truncate,whitening", "--methods", help="raw-truncate (first k dims, renormalised) and/or whitening (fitted on the corpus, top k directions)."),
+    index: str = typer.Option("Flat", "--index", help=INDEX_HELP),
+    search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP),
+    top_k: int = typer.Option(100, "--top-k", min=10, help="Ranking depth scored (recall@100 needs 100)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N pairs of each split (quick CPU runs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="FAISS threads; pin them for comparable QPS."),
+    out: Path = typer.Option(Path("results/retrieval"), "--out", help="Folder for retrieval.csv (long format) and retrieval.png."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Retrieval recall@k / MRR / nDCG and QPS against vector size, raw truncation vs whitening, per task.
+
+    Queries are the positive pairs' sentence1 (STS-B: score >= 4), the relevant document is sentence2,
+    and the corpus is every sentence of the split. A re-run resumes from finished cells.
+    Example: stseval index sweep --tasks ATEC,STS-B --dims full,128,64 --threads 1
+    """
+    from stseval.retrieval_run import SWEEP_CSV, SWEEP_PNG, sweep
+    from stseval.tasks import parse_task_names
+    from stseval.whiten_run import parse_dims
+
+    try:
+        sweep(model, parse_task_names(tasks_option), out, data_dir=data_dir, split=split,
+              pooling=pooling, prefix=prefix, dims=parse_dims(dims),
+              methods=[method.strip() for method in methods.split(",") if method.strip()], factory=index,
+              search_params=search_params, top_k=top_k, limit=limit, threads=threads, batch_size=batch_size,
+              seed=seed, log=lambda message: typer.echo(message, err=True))
+    except StsevalError as err:
+        raise _fail(err) from None
+    typer.echo(out / SWEEP_CSV)
+    typer.echo(out / SWEEP_PNG)
+
+
 @app.command()
 def report(
     paths: list[Path] = typer.Argument(..., help="Results CSVs, or folders: every results CSV under a folder (grids and other CSVs are skipped)."),

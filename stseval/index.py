@@ -1,0 +1,545 @@
+"""FAISS indexes over sentence vectors: build, search, retrieval metrics, dimension reduction, save/load.
+
+Every vector is L2-normalised before it enters an index or a search, so the inner product FAISS ranks
+by is the cosine the STS scores use. `Flat` (the default) is exact search (`IndexFlatIP`); any other
+`faiss.index_factory` string (`HNSW32`, `IVF1024,Flat`, `IVF1024,PQ16`, ...) builds an approximate
+index over the same inner product, trained on the corpus itself when it needs training.
+
+Retrieval evaluation reuses the STS pairs (see `retrieval_set`): each positive pair (label 1; STS-B
+score >= 4, see POSITIVE_MIN_SCORE) is a query (sentence1) with one relevant document (sentence2),
+searched among every unique sentence of the split. The query's own sentence is in that corpus and
+would always rank first, so it is dropped from its results, unless it is also the relevant document
+(a pair with sentence1 == sentence2), see `exclude_self`. Other positives of the same sentence1 are
+not filtered out: each query is scored against its own pair's sentence2 only.
+
+Pure functions over arrays, except `save_index` / `load_index`, which write and read an index folder:
+
+    index.faiss       faiss.serialize_index bytes
+    sentences.jsonl   one JSON string per line, row i of the index is line i
+    whitening.npz     the whitening queries must go through (absent when the index is not whitened)
+    meta.json         IndexMetadata, with the sha256 of each file above; written last
+
+Reference for the dimension rule: Su, "最小熵原理（六）：词向量的维度应该怎么选择？",
+kexue.fm/archives/7695: n > 8.33 ln N dimensions suffice for N items (about 96 for N = 1e5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from stseval import __version__
+from stseval.errors import StsevalError
+from stseval.metrics import l2_normalize
+from stseval.whitening import Whitening, load_whitening, save_whitening
+
+DEFAULT_FACTORY = "Flat"
+INDEX_FILE = "index.faiss"
+SENTENCES_FILE = "sentences.jsonl"
+WHITENING_FILE = "whitening.npz"
+METADATA_FILE = "meta.json"
+FORMAT_VERSION = 1
+
+# Su's rule of thumb: n > 8.33 ln N dimensions are enough to embed N items
+SU_LOG_FACTOR = 8.33
+
+# A pair is a (query, relevant document) pair when its gold score reaches this. Keyed by
+# TaskSpec.label_kind: 0/1 labels need 1; STS-B's 0-5 similarity counts 4 ("mostly equivalent") and up.
+POSITIVE_MIN_SCORE = {"binary": 1.0, "graded": 4.0}
+
+RETRIEVAL_METRICS = ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10")
+
+REDUCTION_METHODS = ("raw-truncate", "whitening")
+
+
+# ---------------------------------------------------------------------------------------------
+# build and search
+
+
+def build_index(vectors: np.ndarray, factory: str = DEFAULT_FACTORY, search_params: str = "",
+                seed: int = 0) -> faiss.Index:
+    """Build an inner-product FAISS index over L2-normalised vectors, training it first if needed.
+
+    Args:
+        vectors: (n, d) float vectors; normalised here, so inner product is cosine.
+        factory: "Flat" (exact, IndexFlatIP) or a faiss.index_factory string such as "HNSW32",
+            "IVF1024,Flat", "IVF1024,PQ16". Trained on `vectors` themselves when the index needs it.
+        search_params: faiss ParameterSpace string applied after building, e.g. "nprobe=16" or
+            "efSearch=128"; it is saved with the index ("" keeps FAISS's defaults: nprobe=1, efSearch=16).
+        seed: seeds the k-means of IVF and PQ training (HNSW uses FAISS's fixed seed), so the same
+            input gives the same index.
+    Returns:
+        the index, holding n vectors; row i of `vectors` has id i.
+    Raises:
+        StsevalError naming --index when the string does not parse or the corpus is too small to train it.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+        >>> scores, ids = search(build_index(x), x[:2], top_k=1); ids.ravel().tolist()
+        [0, 1]
+    """
+    vectors = np.ascontiguousarray(l2_normalize(vectors))
+    n_vectors, dim = vectors.shape
+    if n_vectors == 0:
+        raise StsevalError("cannot build an index over an empty corpus")
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        raise StsevalError(f"--index {factory!r}: {_faiss_message(err)} (try Flat, HNSW32 or IVF1024,PQ16)") from None
+    _prepare_training(index, seed)
+    if not index.is_trained:
+        needed, reason = min_training_vectors(index)
+        if n_vectors < needed:
+            suggestion = max(1, int(math.sqrt(n_vectors)))
+            raise StsevalError(
+                f"--index {factory!r}: {reason} need at least {needed} training vectors but the corpus has "
+                f"{n_vectors}; use fewer lists/centroids (about sqrt(n), e.g. IVF{suggestion},Flat) or Flat")
+        try:
+            index.train(vectors)
+        except RuntimeError as err:
+            raise StsevalError(f"--index {factory!r}: training on {n_vectors} vectors failed: {_faiss_message(err)}") from None
+    index.add(vectors)
+    set_search_params(index, search_params)
+    return index
+
+
+def min_training_vectors(index: faiss.Index) -> tuple[int, str]:
+    """How many vectors an untrained index needs to train, and why (IVF lists, PQ centroids)."""
+    needed, reason = 1, "training"
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        needed, reason = int(ivf.nlist), f"{ivf.nlist} inverted lists"
+    for part in (index, ivf):
+        pq = getattr(faiss.downcast_index(part), "pq", None) if part is not None else None
+        if pq is not None and pq.ksub > needed:
+            needed, reason = int(pq.ksub), f"{pq.ksub} centroids per PQ sub-quantizer"
+    return needed, reason
+
+
+def set_search_params(index: faiss.Index, search_params: str) -> None:
+    """Apply a faiss ParameterSpace string ("nprobe=16", "efSearch=128,...") to an index in place."""
+    if not search_params:
+        return
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, search_params)
+    except RuntimeError as err:
+        raise StsevalError(f"--search-params {search_params!r}: {_faiss_message(err)}; "
+                           "IVF indexes take nprobe=N, HNSW ones efSearch=N") from None
+
+
+def search(index: faiss.Index, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest neighbours of each query by cosine.
+
+    Args:
+        index: built by `build_index` (holds normalised vectors).
+        queries: (q, d) float vectors, transformed like the corpus (same whitening / truncation).
+        top_k: neighbours per query.
+    Returns:
+        scores (q, top_k) float32 cosines, best first, and ids (q, top_k) int64 corpus rows;
+        -1 / -inf pad rows that have fewer than top_k neighbours.
+    """
+    if queries.ndim != 2 or queries.shape[1] != index.d:
+        raise StsevalError(f"queries of shape {queries.shape} do not match a {index.d}-d index")
+    scores, ids = index.search(np.ascontiguousarray(l2_normalize(queries)), top_k)
+    scores[ids < 0] = -np.inf
+    return scores, ids
+
+
+def index_nbytes(index: faiss.Index) -> int:
+    """Size of the index as FAISS serialises it: the memory its vectors and structures take."""
+    return int(faiss.serialize_index(index).nbytes)
+
+
+def _prepare_training(index: faiss.Index, seed: int) -> None:
+    """Seed the k-means of IVF and PQ training (HNSW levels already use FAISS's fixed seed), and skip
+    polysemous training: it only reorders PQ codes for Hamming pre-filtering, which stseval never
+    uses (ADC results are the same), yet takes 20-40 s per index even on a few thousand vectors."""
+    for part in (index, faiss.try_extract_index_ivf(index)):
+        part = faiss.downcast_index(part) if part is not None else None
+        if hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
+        for clustering_params in (getattr(part, "cp", None), getattr(getattr(part, "pq", None), "cp", None)):
+            if clustering_params is not None:
+                clustering_params.seed = seed
+
+
+def _faiss_message(err: RuntimeError) -> str:
+    """The readable tail of a FAISS C++ error, without the source location."""
+    return str(err).strip().splitlines()[-1].rsplit(": ", 1)[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# dimension reduction
+
+
+def truncate_dims(vectors: np.ndarray, n_dims: int | None) -> np.ndarray:
+    """Keep the first n_dims coordinates and renormalise (no PCA: this is NOT whitening).
+
+    Args:
+        vectors: (n, d) float vectors.
+        n_dims: dimensions kept, 1..d; None keeps all d.
+    Returns:
+        (n, n_dims) float32 unit vectors.
+    """
+    dim = vectors.shape[1]
+    if n_dims is not None and not 1 <= n_dims <= dim:
+        raise StsevalError(f"--dims: {n_dims} is outside 1..{dim} (the vector size)")
+    return l2_normalize(vectors[:, :n_dims])
+
+
+def whiten_dims(vectors: np.ndarray, whitening: Whitening, n_dims: int | None) -> np.ndarray:
+    """Whiten with the first n_dims directions of a fitted whitening, then normalise.
+
+    Fitting once with all components and keeping the first k columns equals fitting with
+    n_components=k, since the kernel's columns are sorted by variance (whitening.fit_whitening).
+
+    Args:
+        vectors: (n, d) float vectors.
+        whitening: fitted on the corpus (or elsewhere) with at least n_dims components.
+        n_dims: directions kept; None keeps all the whitening has.
+    Returns:
+        (n, n_dims) float32 unit vectors.
+    """
+    if n_dims is not None and not 1 <= n_dims <= whitening.n_components:
+        raise StsevalError(f"--dims: {n_dims} is outside 1..{whitening.n_components} (the whitening's components)")
+    kept = whitening if n_dims is None else whitening.truncate(n_dims)
+    return l2_normalize(kept.apply(vectors))
+
+
+def su_min_dims(n_items: int) -> float:
+    """Su's lower bound on embedding dimension for n_items items: 8.33 ln N (about 96 for N = 1e5)."""
+    return SU_LOG_FACTOR * math.log(n_items)
+
+
+def whitening_digest(whitening: Whitening | None) -> str:
+    """A short content hash of (mu, kernel), so two whitenings compare equal iff their numbers do."""
+    if whitening is None:
+        return ""
+    digest = hashlib.sha256()
+    for array in (whitening.mu, whitening.kernel):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# retrieval evaluation from STS pairs
+
+
+@dataclass(frozen=True)
+class RetrievalSet:
+    """Queries and relevant documents drawn from one split's pairs.
+
+    corpus: every unique sentence of the split (sentence1 and sentence2 of all pairs, positive or
+    not), in order of first appearance. query_ids / relevant_ids: (q,) int64 corpus rows of each
+    query's text (a positive pair's sentence1) and of its one relevant document (that pair's sentence2).
+    """
+
+    corpus: list[str]
+    query_ids: np.ndarray
+    relevant_ids: np.ndarray
+
+    @property
+    def n_queries(self) -> int:
+        return int(len(self.query_ids))
+
+
+def positive_min_score(label_kind: str) -> float:
+    """The gold score from which a pair counts as a (query, relevant document) pair."""
+    try:
+        return POSITIVE_MIN_SCORE[label_kind]
+    except KeyError:
+        raise StsevalError(f"label_kind {label_kind!r} has no positive threshold; "
+                           f"known: {', '.join(POSITIVE_MIN_SCORE)}") from None
+
+
+def retrieval_set(pairs, min_score: float) -> RetrievalSet:
+    """Turn STS pairs into a retrieval task.
+
+    Each distinct positive pair (score >= min_score) is one query: its sentence1 searches the corpus
+    of every unique sentence of the split, and its sentence2 is the one relevant document. A
+    sentence1 with several positive partners gives several queries, each scored against its own
+    partner only. Exact duplicate (sentence1, sentence2) positives count once.
+
+    Args:
+        pairs: tasks.Pair objects (sentence1, sentence2, score) of one split.
+        min_score: positive threshold, `positive_min_score(spec.label_kind)`.
+    Returns:
+        a RetrievalSet.
+    """
+    row_of: dict[str, int] = {}
+    query_ids, relevant_ids, seen = [], [], set()
+    for pair in pairs:
+        first = row_of.setdefault(pair.sentence1, len(row_of))
+        second = row_of.setdefault(pair.sentence2, len(row_of))
+        if pair.score >= min_score and (first, second) not in seen:
+            seen.add((first, second))
+            query_ids.append(first)
+            relevant_ids.append(second)
+    return RetrievalSet(list(row_of), np.array(query_ids, dtype=np.int64), np.array(relevant_ids, dtype=np.int64))
+
+
+def exclude_self(ids: np.ndarray, query_ids: np.ndarray, relevant_ids: np.ndarray, top_k: int) -> np.ndarray:
+    """Drop each query's own sentence from its results, unless that sentence is its relevant document.
+
+    The query text is always in the corpus (it is a sentence of the split), where it would trivially
+    rank first; so search top_k + 1 neighbours and call this to keep the top_k others. When a
+    positive pair has sentence1 == sentence2 the query's own row is its answer and is kept.
+
+    Args:
+        ids: (q, m) int64 search results, m >= top_k (usually top_k + 1).
+        query_ids: (q,) corpus row of each query's text; relevant_ids: (q,) of its relevant document.
+    Returns:
+        (q, top_k) int64 ranked corpus rows, relative order kept.
+    """
+    drop = (ids == query_ids[:, None]) & (query_ids != relevant_ids)[:, None]
+    order = np.argsort(drop, axis=1, kind="stable")  # kept entries first, in their original order
+    return np.take_along_axis(ids, order, axis=1)[:, :top_k]
+
+
+def retrieval_metrics(ranked_ids: np.ndarray, relevant_ids: np.ndarray) -> dict[str, float]:
+    """recall@1/10/100, MRR@10 and nDCG@10 with one relevant document per query.
+
+    With a single relevant document at rank r (1-based; none if not retrieved): recall@k = [r <= k],
+    MRR@10 = 1/r if r <= 10, nDCG@10 = 1/log2(r + 1) if r <= 10 (the ideal DCG is 1). Each is
+    averaged over queries.
+
+    Args:
+        ranked_ids: (q, k) int64 corpus rows, best first, k >= 100 (fewer caps recall@100 at recall@k).
+        relevant_ids: (q,) int64 corpus row of each query's relevant document.
+    Returns:
+        {"recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10"} -> mean over queries.
+    """
+    if len(ranked_ids) == 0:
+        return {name: float("nan") for name in RETRIEVAL_METRICS}
+    hits = ranked_ids == relevant_ids[:, None]
+    ranks = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, np.inf)
+    in_top10 = ranks <= 10
+    return {
+        "recall@1": float(np.mean(ranks <= 1)),
+        "recall@10": float(np.mean(in_top10)),
+        "recall@100": float(np.mean(ranks <= 100)),
+        "mrr@10": float(np.mean(np.where(in_top10, 1.0 / ranks, 0.0))),
+        "ndcg@10": float(np.mean(np.where(in_top10, 1.0 / np.log2(ranks + 1), 0.0))),
+    }
+
+
+def evaluate_retrieval(corpus_vectors: np.ndarray, retrieval: RetrievalSet, factory: str = DEFAULT_FACTORY,
+                       search_params: str = "", top_k: int = 100, seed: int = 0, timing_batch: int = 4096,
+                       min_runs: int = 3, min_time_s: float = 0.2) -> dict[str, float]:
+    """Build an index over a corpus, search it with the retrieval queries, score and time it.
+
+    The queries are corpus rows (`retrieval.query_ids`), so no text is encoded twice. Search asks
+    for top_k + 1 neighbours and drops each query's own sentence (`exclude_self`).
+
+    QPS is batch throughput: the queries, repeated up to `timing_batch` rows, are searched in one
+    call, min_runs times (and for at least min_time_s), after one dropped warm-up; the best run
+    counts, as the one least disturbed by other work. The fixed batch keeps QPS comparable across
+    tasks and dims: FAISS's exact search ran 4-9x slower per query when a batch held fewer than
+    roughly 1e5 floats (queries x dims; faiss-cpu 1.15.1 with its OpenBLAS, one thread), so 330
+    STS-B queries would otherwise time a different code path than 3610 ATEC ones.
+
+    Args:
+        corpus_vectors: (n, d) vectors of retrieval.corpus, already truncated or whitened.
+        retrieval: from `retrieval_set`.
+        factory, search_params, seed: see `build_index`.
+        top_k: ranking depth scored (recall@100 needs 100).
+        timing_batch: rows per timed search call (at least the number of queries).
+    Returns:
+        `retrieval_metrics` plus "qps" (queries/s, batch search), "build_s" (train + add seconds) and
+        "index_bytes" (serialised size).
+    """
+    started = time.perf_counter()
+    index = build_index(corpus_vectors, factory, search_params, seed=seed)
+    build_s = time.perf_counter() - started
+    queries = corpus_vectors[retrieval.query_ids]
+    _, ids = search(index, queries, top_k + 1)
+    ranked = exclude_self(ids, retrieval.query_ids, retrieval.relevant_ids, top_k)
+    batch = np.resize(queries, (max(timing_batch, len(queries)), queries.shape[1]))  # tiles the queries
+    search(index, batch[:32], top_k + 1)  # warm-up: page in the index, spin up threads; not timed
+    timings: list[float] = []
+    while len(timings) < max(min_runs, 1) or (sum(timings) < min_time_s and len(timings) < 20):
+        started = time.perf_counter()
+        search(index, batch, top_k + 1)
+        timings.append(time.perf_counter() - started)
+    return {**retrieval_metrics(ranked, retrieval.relevant_ids), "qps": len(batch) / max(min(timings), 1e-9),
+            "build_s": build_s, "index_bytes": float(index_nbytes(index))}
+
+
+# ---------------------------------------------------------------------------------------------
+# save and load
+
+
+@dataclass
+class IndexMetadata:
+    """What an index folder holds and how its vectors were made; queries must be made the same way."""
+
+    model: str
+    model_fingerprint: str
+    pooling: str
+    prefix: str
+    max_length: int
+    dims: int
+    n_vectors: int
+    factory: str = DEFAULT_FACTORY
+    search_params: str = ""
+    corpus: str = ""  # where the sentences came from: "ATEC/test" or a file path
+    data_sha256: str = ""
+    # None, or {"digest", "n_components", "source" (file path or "fit on <corpus>"), "provenance"}
+    whitening: dict | None = None
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256, filled by save_index
+    format_version: int = FORMAT_VERSION
+    stseval_version: str = __version__
+    faiss_version: str = faiss.__version__
+    created_at: str = ""
+
+
+@dataclass
+class LoadedIndex:
+    """An index folder read back: row i of `index` is `sentences[i]`."""
+
+    index: faiss.Index
+    sentences: list[str]
+    metadata: IndexMetadata
+    whitening: Whitening | None
+    path: Path
+
+
+def save_index(index_dir: Path, index: faiss.Index, sentences: list[str], metadata: IndexMetadata,
+               whitening: Whitening | None = None) -> IndexMetadata:
+    """Write an index folder, each file atomically and meta.json last.
+
+    A reader that finds meta.json finds files whose sha256 it records, so a folder caught mid-rewrite
+    is refused by `load_index` rather than searched with mismatched parts.
+
+    Args:
+        index_dir: folder to create or overwrite.
+        index: built by `build_index`; row i must be sentences[i].
+        sentences: (n,) corpus texts.
+        metadata: model, pooling, prefix ... of the vectors; `files` and `created_at` are filled here.
+        whitening: the whitening the corpus vectors went through, or None.
+    Returns:
+        the metadata as written.
+    """
+    if index.ntotal != len(sentences):
+        raise ValueError(f"index holds {index.ntotal} vectors but {len(sentences)} sentences were given")
+    if index.d != metadata.dims:
+        raise ValueError(f"index is {index.d}-d but metadata says {metadata.dims}")
+    if (whitening is None) != (metadata.whitening is None):
+        raise ValueError("metadata.whitening and the whitening passed disagree")
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    # remove the old manifest first: until the new one lands, the folder reads as incomplete
+    (index_dir / METADATA_FILE).unlink(missing_ok=True)
+    files = {
+        INDEX_FILE: _write_bytes_atomic(faiss.serialize_index(index).tobytes(), index_dir / INDEX_FILE),
+        SENTENCES_FILE: _write_bytes_atomic(
+            "".join(json.dumps(text, ensure_ascii=False) + "\n" for text in sentences).encode("utf-8"),
+            index_dir / SENTENCES_FILE),
+    }
+    if whitening is not None:
+        save_whitening(whitening, index_dir / WHITENING_FILE)
+        files[WHITENING_FILE] = _sha256_file(index_dir / WHITENING_FILE)
+    else:
+        (index_dir / WHITENING_FILE).unlink(missing_ok=True)
+    metadata = dataclasses.replace(
+        metadata, files=files, n_vectors=int(index.ntotal),
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    text = json.dumps(dataclasses.asdict(metadata), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    _write_bytes_atomic(text.encode("utf-8"), index_dir / METADATA_FILE)
+    return metadata
+
+
+def load_index(index_dir: Path) -> LoadedIndex:
+    """Read an index folder written by `save_index`, checking every file against meta.json.
+
+    Raises:
+        StsevalError naming the folder when it is not an index, is from a newer format, or a file is
+        missing or differs from what meta.json recorded.
+    """
+    index_dir = Path(index_dir)
+    meta_path = index_dir / METADATA_FILE
+    if not meta_path.is_file():
+        raise StsevalError(f"{index_dir}: not a stseval index (no {METADATA_FILE}); build one with `stseval index build`")
+    try:
+        raw = json.loads(meta_path.read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(IndexMetadata)}
+        metadata = IndexMetadata(**{key: value for key, value in raw.items() if key in known})
+    except (ValueError, TypeError) as err:
+        raise StsevalError(f"{meta_path}: unreadable index metadata ({err}); rebuild the index") from None
+    if metadata.format_version > FORMAT_VERSION:
+        raise StsevalError(f"{meta_path}: index format {metadata.format_version} is newer than this stseval "
+                           f"reads ({FORMAT_VERSION}); upgrade stseval or rebuild the index")
+    for name, expected in metadata.files.items():
+        path = index_dir / name
+        if not path.is_file():
+            raise StsevalError(f"{path}: missing from the index folder; rebuild the index")
+        if _sha256_file(path) != expected:
+            raise StsevalError(f"{path}: changed since {METADATA_FILE} was written (interrupted rebuild?); "
+                               "rebuild the index")
+    index = faiss.deserialize_index(np.fromfile(index_dir / INDEX_FILE, dtype=np.uint8))
+    with open(index_dir / SENTENCES_FILE, encoding="utf-8") as handle:
+        sentences = [json.loads(line) for line in handle]
+    whitening = load_whitening(index_dir / WHITENING_FILE) if WHITENING_FILE in metadata.files else None
+    if not index.ntotal == len(sentences) == metadata.n_vectors or index.d != metadata.dims:
+        raise StsevalError(f"{index_dir}: index ({index.ntotal} x {index.d}), sentences ({len(sentences)}) and "
+                           f"{METADATA_FILE} ({metadata.n_vectors} x {metadata.dims}) disagree; rebuild the index")
+    return LoadedIndex(index, sentences, metadata, whitening, index_dir)
+
+
+def check_query_settings(loaded: LoadedIndex, model_fingerprint: str, pooling: str, prefix: str,
+                         whitening: Whitening | None) -> None:
+    """Refuse to search with queries made differently from the corpus vectors.
+
+    Vectors from another model, pooling, prefix or whitening live in another space: the search would
+    run and return confident nonsense, so a mismatch is an error rather than a warning.
+
+    Raises:
+        StsevalError listing each setting that differs, with the index's value.
+    """
+    meta = loaded.metadata
+    problems = []
+    if model_fingerprint != meta.model_fingerprint:
+        problems.append(f"model fingerprint {model_fingerprint!r} != {meta.model_fingerprint!r} ({meta.model})")
+    if pooling != meta.pooling:
+        problems.append(f"pooling {pooling!r} != {meta.pooling!r}")
+    if prefix != meta.prefix:
+        problems.append(f"prefix {prefix!r} != {meta.prefix!r}")
+    query_digest = whitening_digest(whitening)
+    index_digest = (meta.whitening or {}).get("digest", "")
+    if query_digest != index_digest:
+        problems.append(f"whitening {query_digest or 'none'} != {index_digest or 'none'}")
+    if problems:
+        raise StsevalError(f"{loaded.path}: query encoder does not match the index: {'; '.join(problems)}. "
+                           f"Search with the settings in {loaded.path / METADATA_FILE} or rebuild the index")
+
+
+def _write_bytes_atomic(data: bytes, path: Path) -> str:
+    """Write bytes via a temp file in the same folder and os.replace; return their sha256."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,286 @@
+"""FAISS build/search, retrieval metrics, dimension reduction, index folders and the sweep."""
+
+import json
+import math
+
+import faiss
+import numpy as np
+import pandas as pd
+import pytest
+
+from stseval.errors import StsevalError
+from stseval.index import (
+    IndexMetadata, LoadedIndex, build_index, check_query_settings, evaluate_retrieval,
+    exclude_self, load_index, positive_min_score, retrieval_metrics, retrieval_set, save_index, search,
+    su_min_dims, truncate_dims, whiten_dims, whitening_digest,
+)
+from stseval.results import COLUMNS
+from stseval.tasks import TASKS, Pair
+from stseval.whitening import Whitening, fit_whitening
+from tiny_models import SENTENCES, make_bert
+
+
+@pytest.fixture(autouse=True)
+def one_faiss_thread():
+    """One FAISS thread: results do not depend on the machine, and OpenMP does not spin on a busy CPU."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+@pytest.fixture
+def clustered_vectors(rng):
+    """(2000, 32) float32: 40 clusters, so approximate indexes have structure to find."""
+    centres = rng.normal(size=(40, 32))
+    return (centres[rng.integers(0, 40, size=2000)] + 0.3 * rng.normal(size=(2000, 32))).astype(np.float32)
+
+
+def _unit_circle(degrees):
+    """(n, 2) unit vectors at the given angles: cosine ranks are read off the angle gaps."""
+    radians = np.deg2rad(np.asarray(degrees, dtype=np.float64))
+    return np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# retrieval set and metrics on hand-computed toy cases
+
+
+def test_retrieval_set_takes_positives_dedupes_and_keeps_every_sentence():
+    pairs = [Pair("A", "B", 1), Pair("C", "D", 1), Pair("A", "E", 0), Pair("F", "F", 1), Pair("A", "B", 1)]
+    retrieval = retrieval_set(pairs, positive_min_score("binary"))
+    assert retrieval.corpus == ["A", "B", "C", "D", "E", "F"]  # negatives' sentences are distractors
+    assert retrieval.query_ids.tolist() == [0, 2, 5]  # the duplicate A-B counts once
+    assert retrieval.relevant_ids.tolist() == [1, 3, 5]
+
+
+def test_sts_b_positive_threshold_is_four():
+    assert positive_min_score(TASKS["STS-B"].label_kind) == 4.0
+    assert positive_min_score(TASKS["ATEC"].label_kind) == 1.0
+    pairs = [Pair("a", "b", 3), Pair("c", "d", 4), Pair("e", "f", 5)]
+    assert retrieval_set(pairs, positive_min_score("graded")).query_ids.tolist() == [2, 4]
+    with pytest.raises(StsevalError, match="label_kind"):
+        positive_min_score("ordinal")
+
+
+def test_metrics_match_hand_computation():
+    # relevant document (row 7) at rank 1, rank 3, rank 11 and nowhere in the top 100
+    ranked = np.tile(np.arange(100, 200), (4, 1))
+    ranked[0, 0], ranked[1, 2], ranked[2, 10] = 7, 7, 7
+    metrics = retrieval_metrics(ranked, np.full(4, 7))
+    assert metrics["recall@1"] == pytest.approx(1 / 4)
+    assert metrics["recall@10"] == pytest.approx(2 / 4)
+    assert metrics["recall@100"] == pytest.approx(3 / 4)
+    assert metrics["mrr@10"] == pytest.approx((1 + 1 / 3) / 4)
+    assert metrics["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / 4)  # rank 3: 1/log2(3+1) = 0.5
+
+
+def test_exclude_self_drops_own_sentence_unless_it_is_the_answer():
+    ids = np.array([[0, 4, 1, 9], [5, 2, 3, 9]])
+    # query 0 (relevant 1): its own row 0 is dropped; query 5 is a sentence1 == sentence2 pair: kept
+    ranked = exclude_self(ids, np.array([0, 5]), np.array([1, 5]), top_k=3)
+    assert ranked.tolist() == [[4, 1, 9], [5, 2, 3]]
+
+
+def test_evaluate_retrieval_end_to_end_on_toy_geometry():
+    pairs = [Pair("A", "B", 1), Pair("C", "D", 1), Pair("A", "E", 0), Pair("F", "F", 1)]
+    retrieval = retrieval_set(pairs, 1.0)
+    # corpus rows A B C D E F at these angles; cosine order = angular distance order
+    vectors = _unit_circle([0, 10, 50, 105, 20, 180])
+    measured = evaluate_retrieval(vectors, retrieval, top_k=100, timing_batch=8, min_runs=1, min_time_s=0.0)
+    # A -> B(10°) rank 1 (A itself excluded); C -> E(30) B(40) A(50) D(55): rank 4; F -> itself: rank 1
+    assert measured["recall@1"] == pytest.approx(2 / 3)
+    assert measured["recall@10"] == pytest.approx(1.0)
+    assert measured["mrr@10"] == pytest.approx((1 + 1 / 4 + 1) / 3)
+    assert measured["ndcg@10"] == pytest.approx((1 + 1 / math.log2(5) + 1) / 3)
+    assert measured["qps"] > 0 and measured["index_bytes"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# build and search
+
+
+def test_flat_index_is_exact_cosine(clustered_vectors):
+    index = build_index(clustered_vectors)
+    scores, ids = search(index, clustered_vectors[:5], top_k=3)
+    unit = clustered_vectors / np.linalg.norm(clustered_vectors, axis=1, keepdims=True)
+    cosines = unit[:5] @ unit.T
+    np.testing.assert_array_equal(ids, np.argsort(-cosines, axis=1)[:, :3])
+    np.testing.assert_allclose(scores, np.sort(cosines, axis=1)[:, ::-1][:, :3], atol=1e-5)
+
+
+def test_ivf_training_path_on_synthetic_data(clustered_vectors):
+    exact_ids = search(build_index(clustered_vectors), clustered_vectors[:50], top_k=10)[1]
+    ivf = build_index(clustered_vectors, "IVF16,Flat", search_params="nprobe=16", seed=1)
+    assert ivf.is_trained and ivf.ntotal == 2000
+    np.testing.assert_array_equal(search(ivf, clustered_vectors[:50], top_k=10)[1], exact_ids)  # all lists probed
+    ivfpq = build_index(clustered_vectors, "IVF8,PQ16", search_params="nprobe=8", seed=1)
+    approximate_ids = search(ivfpq, clustered_vectors[:50], top_k=10)[1]
+    assert (approximate_ids[:, 0] == np.arange(50)).mean() > 0.9  # each vector still finds itself
+    found = [len(set(a) & set(e)) / 10 for a, e in zip(approximate_ids, exact_ids)]
+    assert np.mean(found) > 0.5  # lossy codes: most of the exact top 10 is still found
+    assert ivfpq.sa_code_size() < build_index(clustered_vectors).sa_code_size()  # PQ codes are smaller
+
+
+def test_too_few_vectors_to_train_is_a_clear_error(clustered_vectors):
+    with pytest.raises(StsevalError, match=r"IVF64,Flat.*64 inverted lists.*corpus has 50"):
+        build_index(clustered_vectors[:50], "IVF64,Flat")
+    with pytest.raises(StsevalError, match=r"256 centroids per PQ sub-quantizer.*corpus has 100"):
+        build_index(clustered_vectors[:100], "IVF4,PQ8")
+    with pytest.raises(StsevalError, match="could not parse"):
+        build_index(clustered_vectors, "IVF4x")
+    with pytest.raises(StsevalError, match="--search-params"):
+        build_index(clustered_vectors, "HNSW32", search_params="nprobe=4")
+
+
+# ---------------------------------------------------------------------------------------------
+# truncation vs whitening
+
+
+def test_truncation_keeps_first_dims_renormalised(rng):
+    vectors = rng.normal(size=(100, 16)).astype(np.float32)
+    truncated = truncate_dims(vectors, 4)
+    assert truncated.shape == (100, 4)
+    np.testing.assert_allclose(np.linalg.norm(truncated, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(truncated, vectors[:, :4] / np.linalg.norm(vectors[:, :4], axis=1, keepdims=True),
+                               atol=1e-6)
+    assert truncate_dims(vectors, None).shape == (100, 16)
+    with pytest.raises(StsevalError, match="outside 1..16"):
+        truncate_dims(vectors, 32)
+
+
+def test_whitening_dims_use_the_top_k_directions_not_the_first_k_coordinates(rng):
+    # variance lives in the last coordinates: truncation keeps noise, whitening keeps the signal
+    scales = np.r_[np.full(12, 0.01), np.full(4, 5.0)]
+    vectors = (rng.normal(size=(400, 16)) * scales).astype(np.float32)
+    whitening = Whitening(*fit_whitening(vectors))
+    whitened = whiten_dims(vectors, whitening, 4)
+    assert whitened.shape == (400, 4)
+    np.testing.assert_allclose(np.linalg.norm(whitened, axis=1), 1, atol=1e-5)
+    mu, kernel4 = fit_whitening(vectors, 4)  # cutting the full kernel == fitting with k components
+    np.testing.assert_allclose(whitened, whiten_dims(vectors, Whitening(mu, kernel4), None), atol=1e-5)
+    # neighbours in 4 whitened dims agree with full-space neighbours; 4 truncated dims do not
+    full_ids = search(build_index(vectors), vectors[:50], 2)[1][:, 1]
+    whitened_ids = search(build_index(whitened), whitened[:50], 2)[1][:, 1]
+    truncated = truncate_dims(vectors, 4)
+    truncated_ids = search(build_index(truncated), truncated[:50], 2)[1][:, 1]
+    assert (whitened_ids == full_ids).mean() > (truncated_ids == full_ids).mean() + 0.3
+
+
+def test_su_rule():
+    assert su_min_dims(100_000) == pytest.approx(95.9, abs=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# index folders
+
+
+def _metadata(dims, n_vectors, whitening=None, **overrides):
+    settings = dict(model="tiny", model_fingerprint="fp-1", pooling="last-avg", prefix="", max_length=64,
+                    dims=dims, n_vectors=n_vectors, factory="HNSW32", corpus="toy")
+    settings.update(overrides)
+    if whitening is not None:
+        settings["whitening"] = {"digest": whitening_digest(whitening), "n_components": whitening.n_components,
+                                 "source": "fit on toy", "provenance": {}}
+    return IndexMetadata(**settings)
+
+
+def test_save_load_round_trip_gives_identical_search(tmp_path, clustered_vectors):
+    sentences = [f"句子{i}\n带换行" if i == 3 else f"句子{i}" for i in range(len(clustered_vectors))]
+    whitening = Whitening(*fit_whitening(clustered_vectors, 16))
+    whitened = whitening.apply(clustered_vectors)
+    index = build_index(whitened, "HNSW32", search_params="efSearch=64")
+    save_index(tmp_path / "idx", index, sentences, _metadata(16, len(sentences), whitening, search_params="efSearch=64"),
+               whitening)
+    loaded = load_index(tmp_path / "idx")
+    assert loaded.sentences == sentences
+    assert loaded.metadata.search_params == "efSearch=64" and loaded.metadata.files
+    assert whitening_digest(loaded.whitening) == whitening_digest(whitening)
+    queries = loaded.whitening.apply(clustered_vectors[:100])
+    before, after = search(index, queries, 10), search(loaded.index, queries, 10)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(before[0], after[0])
+    assert not list((tmp_path / "idx").glob(".*tmp"))  # no temp files left behind
+
+
+def test_tampered_or_missing_index_folder_is_refused(tmp_path, clustered_vectors):
+    with pytest.raises(StsevalError, match="not a stseval index"):
+        load_index(tmp_path / "nothing")
+    sentences = [str(i) for i in range(len(clustered_vectors))]
+    save_index(tmp_path / "idx", build_index(clustered_vectors), sentences, _metadata(32, len(sentences)))
+    (tmp_path / "idx" / "sentences.jsonl").write_text(json.dumps("other") + "\n", encoding="utf-8")
+    with pytest.raises(StsevalError, match="sentences.jsonl: changed since meta.json"):
+        load_index(tmp_path / "idx")
+
+
+def test_query_settings_must_match_the_index(tmp_path):
+    whitening = Whitening(np.zeros((1, 4), np.float32), np.eye(4, dtype=np.float32))
+    loaded = LoadedIndex(None, [], _metadata(4, 0, whitening), whitening, tmp_path)
+    check_query_settings(loaded, "fp-1", "last-avg", "", whitening)  # the same settings pass
+    with pytest.raises(StsevalError) as caught:
+        check_query_settings(loaded, "fp-2", "cls", "query: ", None)
+    message = str(caught.value)
+    for expected in ("does not match the index", "model fingerprint 'fp-2' != 'fp-1'", "pooling 'cls' != 'last-avg'",
+                     "prefix 'query: ' != ''", f"whitening none != {whitening_digest(whitening)}", "meta.json"):
+        assert expected in message
+    other = Whitening(whitening.mu, 2 * whitening.kernel)
+    with pytest.raises(StsevalError, match="whitening"):
+        check_query_settings(loaded, "fp-1", "last-avg", "", other)
+
+
+# ---------------------------------------------------------------------------------------------
+# orchestration on a tiny random BERT: build, search, mismatch, sweep
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return make_bert(root / "bert", seed=0), make_bert(root / "bert-other", seed=1)
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path):
+    """An STS-B test split of 32 pairs over the 8 tiny-vocabulary sentences, scores 0-5."""
+    lines = [f"{SENTENCES[i]}\t{SENTENCES[(i + offset) % 8]}\t{(i + offset) % 6}"
+             for i in range(8) for offset in (1, 2, 3, 4)]
+    folder = tmp_path / "data"
+    (folder / "STS-B").mkdir(parents=True)
+    (folder / "STS-B" / "STS-B.test.data").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_build_then_search_and_refuse_mismatched_encoder(tmp_path, tiny_models, tiny_data_dir):
+    from stseval.retrieval_run import build, search_index
+
+    model, other_model = map(str, tiny_models)
+    meta = build(model, tmp_path / "idx", task=TASKS["STS-B"], data_dir=tiny_data_dir, fit_whitening_dims=8,
+                 use_cache=False, show_progress=False)
+    assert meta.dims == 8 and meta.whitening["n_components"] == 8 and meta.corpus == "STS-B/test"
+    corpus = load_index(tmp_path / "idx").sentences
+    results = search_index(tmp_path / "idx", [corpus[0], corpus[5]], top_k=3)
+    assert [hits[0].sentence for hits in results] == [corpus[0], corpus[5]]  # a sentence finds itself
+    assert results[0][0].score == pytest.approx(1.0, abs=1e-4) and len(results[0]) == 3
+    with pytest.raises(StsevalError, match="model fingerprint"):
+        search_index(tmp_path / "idx", [corpus[0]], model=other_model)
+    with pytest.raises(StsevalError, match="pooling 'cls' != 'last-avg'"):
+        search_index(tmp_path / "idx", [corpus[0]], pooling="cls")
+
+
+def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny_data_dir):
+    from stseval.retrieval_run import SWEEP_CSV, SWEEP_METRICS, SWEEP_PNG, sweep
+
+    settings = dict(data_dir=tiny_data_dir, dims=(None, 16, 4), use_cache=False, show_progress=False, threads=1,
+                    log=lambda message: None)
+    rows = sweep(str(tiny_models[0]), [TASKS["STS-B"]], tmp_path / "out", **settings)
+    assert len(rows) == 2 * 3 * len(SWEEP_METRICS)
+    frame = pd.read_csv(tmp_path / "out" / SWEEP_CSV, dtype={"dims": str})
+    assert list(frame.columns) == COLUMNS
+    assert set(frame["method"]) == {"raw-truncate", "whitening"}
+    assert set(frame["dims"]) == {"full", "16", "4"}
+    assert set(frame["metric"]) == set(SWEEP_METRICS)
+    recall = frame[frame["metric"] == "recall@10"]["value"]
+    assert recall.between(0, 1).all()
+    assert (frame[frame["method"] == "whitening"]["fit_on"] == "test-corpus").all()
+    png = (tmp_path / "out" / SWEEP_PNG).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sweep(str(tiny_models[0]), [TASKS["STS-B"]], tmp_path / "out", **settings) == []  # resumed
