@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stseval.fileio import file_sha256, write_bytes_atomic
+
 SHARD_FORMAT = 1
 _HASH_BYTES = 16
 
@@ -88,21 +90,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write bytes so readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)  # same folder, so the rename is atomic
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
-def _file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class _CorruptShard(Exception):
@@ -170,13 +159,13 @@ class EmbeddingCache:
         folder.mkdir(parents=True, exist_ok=True)
         meta_path = folder / "meta.json"
         if not meta_path.exists():
-            _write_atomic(meta_path, json.dumps(asdict(key), indent=1, ensure_ascii=False).encode("utf-8"))
+            write_bytes_atomic(json.dumps(asdict(key), indent=1, ensure_ascii=False).encode("utf-8"), meta_path)
         vector_bytes = _npy_bytes(np.ascontiguousarray(vectors, dtype=np.float32))
         hash_rows = np.frombuffer(b"".join(sentence_hashes(texts)), dtype=np.uint8).reshape(-1, _HASH_BYTES)
         hash_bytes = _npy_bytes(hash_rows)
         shard_name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        _write_atomic(folder / f"{shard_name}.vectors.npy", vector_bytes)
-        _write_atomic(folder / f"{shard_name}.hashes.npy", hash_bytes)
+        write_bytes_atomic(vector_bytes, folder / f"{shard_name}.vectors.npy")
+        write_bytes_atomic(hash_bytes, folder / f"{shard_name}.hashes.npy")
         record = {
             "format": SHARD_FORMAT,
             "n": len(texts),
@@ -184,7 +173,7 @@ class EmbeddingCache:
             "vectors_sha256": hashlib.sha256(vector_bytes).hexdigest(),
             "hashes_sha256": hashlib.sha256(hash_bytes).hexdigest(),
         }
-        _write_atomic(folder / f"{shard_name}.json", json.dumps(record).encode("utf-8"))  # last: commits
+        write_bytes_atomic(json.dumps(record).encode("utf-8"), folder / f"{shard_name}.json")  # last: commits
 
     def _load_shards(self, key: CacheKey) -> list[_Shard]:
         """Every complete, verified shard of `key`; corrupt ones are warned about and deleted."""
@@ -242,7 +231,7 @@ def _verify_shard(record_path: Path) -> _Shard:
     for path, checksum in zip((vectors_path, hashes_path), expected):
         if not path.exists():
             raise _CorruptShard(f"{path.name} is missing")
-        if _file_sha256(path) != checksum:
+        if file_sha256(path) != checksum:
             raise _CorruptShard(f"{path.name} fails its sha256 checksum")
     try:
         vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)

@@ -30,6 +30,7 @@ import torch
 
 from stseval.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.errors import StsevalError
+from stseval.fileio import file_sha256
 from stseval.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 
 DEFAULT_MODEL_NAMES: tuple[str, ...] = ("default", "multilingual-e5-small")
@@ -459,7 +460,7 @@ def _file_sha256_memoised(path: Path) -> str:
     """sha256 of a file, remembered in $STSEVAL_HOME/fingerprints while its size and mtime hold."""
     stat = path.stat()
     if stat.st_size < _MEMO_MIN_BYTES:
-        return _file_sha256(path)
+        return file_sha256(path)
     real_path = str(path.resolve())
     memo_path = stseval_home() / "fingerprints" / f"{hashlib.sha1(real_path.encode('utf-8')).hexdigest()}.json"
     identity = {"path": real_path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -469,7 +470,7 @@ def _file_sha256_memoised(path: Path) -> str:
             return memo["sha256"]
     except (OSError, ValueError, AttributeError):
         pass  # no memo yet, or an unreadable one: hash again
-    digest = _file_sha256(path)
+    digest = file_sha256(path)
     try:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
@@ -483,10 +484,6 @@ def _file_sha256_memoised(path: Path) -> str:
     return digest
 
 
-def _file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @contextmanager

@@ -30,7 +30,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 
 from stseval import __version__
 from stseval.errors import StsevalError
+from stseval.fileio import file_sha256, write_bytes_atomic
 from stseval.metrics import l2_normalize
 from stseval.whitening import Whitening, load_whitening, save_whitening
 
@@ -443,21 +443,21 @@ def save_index(index_dir: Path, index: faiss.Index, sentences: list[str], metada
     # remove the old manifest first: until the new one lands, the folder reads as incomplete
     (index_dir / METADATA_FILE).unlink(missing_ok=True)
     files = {
-        INDEX_FILE: _write_bytes_atomic(faiss.serialize_index(index).tobytes(), index_dir / INDEX_FILE),
-        SENTENCES_FILE: _write_bytes_atomic(
+        INDEX_FILE: write_bytes_atomic(faiss.serialize_index(index).tobytes(), index_dir / INDEX_FILE),
+        SENTENCES_FILE: write_bytes_atomic(
             "".join(json.dumps(text, ensure_ascii=False) + "\n" for text in sentences).encode("utf-8"),
             index_dir / SENTENCES_FILE),
     }
     if whitening is not None:
         save_whitening(whitening, index_dir / WHITENING_FILE)
-        files[WHITENING_FILE] = _sha256_file(index_dir / WHITENING_FILE)
+        files[WHITENING_FILE] = file_sha256(index_dir / WHITENING_FILE)
     else:
         (index_dir / WHITENING_FILE).unlink(missing_ok=True)
     metadata = dataclasses.replace(
         metadata, files=files, n_vectors=int(index.ntotal),
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     text = json.dumps(dataclasses.asdict(metadata), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    _write_bytes_atomic(text.encode("utf-8"), index_dir / METADATA_FILE)
+    write_bytes_atomic(text.encode("utf-8"), index_dir / METADATA_FILE)
     return metadata
 
 
@@ -485,7 +485,7 @@ def load_index(index_dir: Path) -> LoadedIndex:
         path = index_dir / name
         if not path.is_file():
             raise StsevalError(f"{path}: missing from the index folder; rebuild the index")
-        if _sha256_file(path) != expected:
+        if file_sha256(path) != expected:
             raise StsevalError(f"{path}: changed since {METADATA_FILE} was written (interrupted rebuild?); "
                                "rebuild the index")
     index = faiss.deserialize_index(np.fromfile(index_dir / INDEX_FILE, dtype=np.uint8))
@@ -525,21 +525,5 @@ def check_query_settings(loaded: LoadedIndex, model_fingerprint: str, pooling: s
                            f"Search with the settings in {loaded.path / METADATA_FILE} or rebuild the index")
 
 
-def _write_bytes_atomic(data: bytes, path: Path) -> str:
-    """Write bytes via a temp file in the same folder and os.replace; return their sha256."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

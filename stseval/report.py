@@ -24,7 +24,6 @@ import csv
 import fnmatch
 import functools
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from stseval.errors import StsevalError
-from stseval.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame, write_text_atomic
+from stseval.fileio import atomic_path, write_text_atomic
+from stseval.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame
 from stseval.tasks import TASKS
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
@@ -674,11 +674,8 @@ def plot_heatmap(grid: pd.DataFrame, path: Path, title: str = "") -> None:
                 ha="right", va="bottom", fontsize=8, color="#555555")
     if title:
         figure.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same dir, so os.replace is atomic
-    figure.savefig(tmp, format="png", dpi=PNG_DPI, metadata={"Software": None})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=PNG_DPI, metadata={"Software": None})
 
 
 # ---------------------------------------------------------------------------------------------- provenance

@@ -9,16 +9,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib.metadata
-import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from stseval import __version__
 from stseval.errors import StsevalError
+from stseval.fileio import atomic_path, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 
 # what makes two rows the same cell: a re-run with these equal resumes instead of recomputing
 CELL_KEY = (
@@ -111,18 +111,8 @@ def rows_to_frame(rows: list[ResultRow]) -> pd.DataFrame:
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
     """Write a CSV atomically: readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same dir, so os.replace is atomic
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, path)
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write a text file atomically (markdown, json)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def read_rows(path: Path) -> pd.DataFrame:

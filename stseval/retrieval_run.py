@@ -13,7 +13,6 @@ size, and the plot marks Su's bound k > 8.33 ln N for the task's corpus size N.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from stseval.errors import StsevalError
+from stseval.fileio import atomic_path
 from stseval.index import (
     DEFAULT_FACTORY, REDUCTION_METHODS, IndexMetadata, RetrievalSet, build_index, check_query_settings,
     evaluate_retrieval, load_index, positive_min_score, retrieval_set, save_index, search, set_search_params,
@@ -423,8 +423,6 @@ def plot_sweep(frame: pd.DataFrame, path: Path) -> None:
     figure.legend(handles, [label.split(" = ")[0] if "ln N" in label else label for label in labels],
                   loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    figure.savefig(tmp, format="png")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
     plt.close(figure)
-    os.replace(tmp, path)

@@ -68,6 +68,7 @@ import torch
 from torch import nn
 
 from stseval.errors import StsevalError
+from stseval.fileio import write_text_atomic
 from stseval.pooling import NEEDS_POOLER, POOLINGS
 
 LOSSES: tuple[str, ...] = ("su", "princeton", "cached")
@@ -427,7 +428,7 @@ def train_simcse(
     model.eval()
     if trainer.is_world_process_zero():
         model.save(str(run_dir), create_model_card=False)
-        _write_text_atomic(run_dir / "README.md", model_card(identity, result, card_facts or {}))
+        write_text_atomic(model_card(identity, result, card_facts or {}), run_dir / "README.md")
         _write_json_atomic(run_dir / SETTINGS_FILE, {"identity": identity, "result": result})
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainedModel(run_dir, len(sentences), result["steps"], result["final_loss"], result["train_seconds"],
@@ -510,11 +511,7 @@ def ensure_writable(folder: Path, option: str) -> None:
         raise StsevalError(f"{option}: cannot write to {folder} ({err.strerror or err})") from None
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same dir, so os.replace is atomic
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _write_json_atomic(path: Path, value: dict) -> None:
-    _write_text_atomic(path, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True) + "\n", path)

@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from stseval.errors import StsevalError
+from stseval.fileio import file_sha256  # noqa: F401 - part of this module's API
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_PATH = PROJECT_ROOT / "data" / "manifest.json"
@@ -404,13 +405,6 @@ def load_pairs(spec: TaskSpec, split: str, data_dir: Path) -> list[Pair]:
     return read_pairs(path, spec)
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, as `sha256sum` prints it (all 12 shared files: ~0.05 s)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def git_blob_sha1(path: Path) -> str:

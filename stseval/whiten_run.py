@@ -17,7 +17,7 @@ import numpy as np
 from stseval.errors import StsevalError
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs
+from stseval.tasks import TASKS, TaskSpec, data_fingerprint
 from stseval.whitening import Whitening, fit_whitening, save_whitening
 
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")

@@ -7,13 +7,13 @@ directions of largest variance: x -> (x - mu) @ W[:, :k] with W = U diag(1/sqrt(
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from stseval.errors import StsevalError
+from stseval.fileio import atomic_path
 
 # eigenvalues below this fraction of the largest are treated as this floor, so that near-singular
 # covariances (d > n, or collapsed directions) do not blow the kernel up to inf
@@ -87,12 +87,9 @@ def apply_whitening(vectors: np.ndarray, mu: np.ndarray, kernel: np.ndarray) -> 
 
 def save_whitening(whitening: Whitening, path: Path) -> None:
     """Save as a small .npz (mu, kernel, provenance as JSON), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, mu=whitening.mu, kernel=whitening.kernel,
-             provenance=np.array(json.dumps(whitening.provenance, sort_keys=True)))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a name
+        np.savez(handle, mu=whitening.mu, kernel=whitening.kernel,
+                 provenance=np.array(json.dumps(whitening.provenance, sort_keys=True)))
 
 
 def load_whitening(path: Path) -> Whitening:

@@ -305,8 +305,8 @@ def test_fingerprints_follow_weights_and_tokenizer(model_dirs, bert, tmp_path):
 def test_weight_hash_is_memoised_by_size_and_mtime(model_dirs, stseval_home, monkeypatch):
     monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)  # tiny files take the big-file path
     hashed = []
-    real_sha256 = encoders._file_sha256
-    monkeypatch.setattr(encoders, "_file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
+    real_sha256 = encoders.file_sha256
+    monkeypatch.setattr(encoders, "file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
     weights = model_dirs["bert"] / "model.safetensors"
 
     first = encoders._fingerprint([weights])

