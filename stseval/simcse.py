@@ -245,6 +245,9 @@ def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_len
         model_kwargs={"use_safetensors": True, "dtype": torch.float32}, config_kwargs=config_kwargs,
     )
     backbone = transformer.auto_model
+    if getattr(backbone, "pooler", None) is not None and not _has_trained_pooler(Path(model_folder)):
+        # transformers filled it with random weights; drop it so they are neither trained nor saved as real
+        backbone.pooler = None
     dim = transformer.get_embedding_dimension()
     modules: list[nn.Module] = [transformer]
     if pooling in NEEDS_POOLER:
