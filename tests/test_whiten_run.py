@@ -91,3 +91,23 @@ def test_bad_option_is_a_one_line_error_naming_it(tiny_bert, sample_data_dir, tm
     message = result.output.strip().splitlines()[-1]
     assert message.startswith("stseval: ") and option in message
     assert not (tmp_path / "o" / "whiten.csv").exists()
+
+
+def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_dir, tmp_path):
+    sentences = tmp_path / "corpus.txt"
+    sentences.write_text("今天天气很好\n我喜欢吃苹果\n花呗怎么还款\n借钱\n你是什么人\n", encoding="utf-8")
+    result = run("--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B,PAWSX",
+                 "--fit-on", "task:PAWSX", "--fit-on", "pooled", "--fit-on", str(sentences), "--unnormalized",
+                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    stsb = rows[rows.task == "STS-B"]
+    assert set(stsb.fit_on) == {"", "task:PAWSX", "pooled", "file:corpus.txt"}
+    assert set(stsb.metric) == {"spearman_cosine", "spearman_dot"}
+    # 2 tasks x 300 pairs x 2 sides x (valid + test + STS-B train where sampled) fit the pooled statistics
+    fit_sizes = dict(zip(stsb.fit_on, stsb.extra))
+    assert fit_sizes["file:corpus.txt"] == "n_fit_vectors=5"
+    assert int(fit_sizes["pooled"].split("=")[1]) > int(fit_sizes["task:PAWSX"].split("=")[1])
+    cosine = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_cosine")].value.item()
+    dot = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_dot")].value.item()
+    assert cosine != dot  # normalising after whitening changes the ranking
