@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The committed whitening grid (results/whitening/): the offline default encoder on all five tasks,
 # test split, every pooling the model has (it has no pooler: those cells are n/a), dims full/256/128/64.
-# Without a prefix: statistics fitted on valid and, separately, on test.
-# With E5's "query: " prefix: fitted on test only (CPU time: encoding valid again would double the cost).
+# Statistics fitted on valid and, separately, on test; without and with E5's "query: " prefix.
 # Resumable: re-running skips finished cells; the embedding cache makes a re-run encode nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 common=(--model default --pooling cls,pooler,last-avg,first-last-avg,last2avg,max --dims full,256,128,64
         --tasks STS-B,PAWSX,LCQMC,BQ,ATEC --split test --bootstrap 1000 --seed 0 --out results/whitening)
 .venv/bin/stseval whiten "${common[@]}" --prefix "" --fit-on valid --fit-on test
-.venv/bin/stseval whiten "${common[@]}" --prefix "query: " --fit-on test
+.venv/bin/stseval whiten "${common[@]}" --prefix "query: " --fit-on valid --fit-on test

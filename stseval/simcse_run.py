@@ -46,7 +46,7 @@ from stseval.simcse import (
     train_simcse,
 )
 from stseval.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, parse_task_names, resolve_data_dir, split_path
-from stseval.whiten_run import _slug
+from stseval.whiten_run import slugify
 from stseval.whitening import apply_whitening, fit_whitening
 
 TRAIN_ON_CHOICES = ("all-available", "train", "valid", "test", "a file with one sentence per line")
@@ -330,4 +330,4 @@ def _has_cell(results: ResultsFile, row: ResultRow, seed: int) -> bool:
 
 def _model_slug(model: str) -> str:
     """A --model value as a folder-name part: a path gives its folder name, 'hfl/x' gives 'hfl-x'."""
-    return _slug(Path(model).name if Path(model).exists() else model) or "model"
+    return slugify(Path(model).name if Path(model).exists() else model) or "model"

@@ -16,8 +16,9 @@ import numpy as np
 
 from stseval.errors import StsevalError
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
+from stseval.metrics import bootstrap_ci, spearman
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.tasks import TASKS, TaskSpec, data_fingerprint
+from stseval.tasks import TASKS, TaskSpec, data_fingerprint, split_path
 from stseval.whitening import Whitening, fit_whitening, save_whitening
 
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
@@ -78,8 +79,6 @@ def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:
 
 def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
     """Splits of the task whose files exist in data_dir (our data lacks train for ATEC, LCQMC, PAWSX)."""
-    from stseval.tasks import split_path
-
     return [split for split in spec.splits if split_path(spec, split, data_dir).is_file()]
 
 
@@ -206,11 +205,9 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
             row.extra = f"n_fit_vectors={whitening.provenance['n_fit_vectors']}"
             vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
             if settings.save_kernel_dir is not None and row.method == "whitening":
-                name = f"{_slug(encoder.name)}_{row.pooling}_{spec.name}_fit-{_slug(row.fit_on)}_{row.dims}.npz"
+                name = f"{slugify(encoder.name)}_{row.pooling}_{spec.name}_fit-{slugify(row.fit_on)}_{row.dims}.npz"
                 save_whitening(whitening, settings.save_kernel_dir / name)
         if row.metric == "spearman_dot":
-            from stseval.metrics import bootstrap_ci, spearman
-
             predicted = (vectors_a.astype(np.float64) * vectors_b).sum(axis=1)
             row.value = spearman(predicted, gold)
             row.ci_low, row.ci_high = bootstrap_ci(predicted, gold, settings.n_resamples, seed=settings.seed) \
@@ -260,7 +257,8 @@ def _read_sentences(path: Path) -> list[str]:
     return sentences
 
 
-def _slug(text: str) -> str:
+def slugify(text: str) -> str:
+    """A file-name-safe form of a model name or label: letters, digits, '-' and '.' only."""
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text).strip("-")
 
 
