@@ -180,6 +180,7 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
     evaluated = encoded[settings.split]
     gold = evaluated.gold_scores
     fits: dict[tuple[str, str], Whitening] = {}
+    fit_sources: dict[str, dict[str, np.ndarray]] = {}  # fit_on -> pooling -> vectors, for sources outside the task
     done = []
     for row in plan.rows:
         if cell_key(row) not in pending:
@@ -193,7 +194,8 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
         if row.method != "raw":
             fit_key = (row.pooling, row.fit_on)
             if fit_key not in fits:
-                fit_vectors = _fit_vectors(settings, spec, encoder, encoded, row, cache)
+                fit_vectors = _fit_vectors(settings, spec, encoder, encoded, row.fit_on, row.pooling,
+                                           plan.supported_poolings, cache, fit_sources)
                 mu, kernel = fit_whitening(fit_vectors)
                 fits[fit_key] = Whitening(mu, kernel, {
                     "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": row.pooling,
@@ -221,28 +223,36 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
     return done
 
 
-def _fit_vectors(settings: WhitenSettings, spec: TaskSpec, encoder, encoded: dict[str, SplitVectors], row: ResultRow, cache) -> np.ndarray:
-    """(n, d) vectors whose statistics the whitening is fitted on, for row.fit_on."""
-    fit = row.fit_on
+def _fit_vectors(settings: WhitenSettings, spec: TaskSpec, encoder, encoded: dict[str, SplitVectors], fit: str,
+                 pooling: str, poolings: list[str], cache, memo: dict) -> np.ndarray:
+    """(n, d) vectors whose statistics the whitening for `fit` (a row's fit_on) is fitted on."""
     if fit.startswith("all-available("):
-        return np.concatenate([encoded[split].all_vectors(row.pooling) for split in encoded])
+        return np.concatenate([encoded[split].all_vectors(pooling) for split in encoded])
     if fit in encoded:
-        return encoded[fit].all_vectors(row.pooling)
+        return encoded[fit].all_vectors(pooling)
+    if fit not in memo:  # other sources are encoded once for every pooling, not once per pooling
+        memo[fit] = _encode_fit_source(settings, spec, encoder, fit, poolings, cache)
+    return memo[fit][pooling]
+
+
+def _encode_fit_source(settings: WhitenSettings, spec: TaskSpec, encoder, fit: str, poolings: list[str],
+                       cache) -> dict[str, np.ndarray]:
+    """pooling -> (n, d) vectors of a source outside the task: pooled tasks, task:NAME or a sentence file."""
     if fit == "pooled" or fit.startswith("task:"):
         sources = settings.tasks if fit == "pooled" else [TASKS[fit[5:]]]
-        parts = []
+        parts: dict[str, list[np.ndarray]] = {pooling: [] for pooling in poolings}
         for source in sources:
             present = available_splits(source, settings.data_dir)
-            other = encode_splits(encoder, source, present, [row.pooling], settings.data_dir, prefix=settings.prefix,
+            other = encode_splits(encoder, source, present, poolings, settings.data_dir, prefix=settings.prefix,
                                   batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)
-            parts.extend(split_vectors.all_vectors(row.pooling) for split_vectors in other.values())
-        return np.concatenate(parts)
+            for pooling in poolings:
+                parts[pooling].extend(split_vectors.all_vectors(pooling) for split_vectors in other.values())
+        return {pooling: np.concatenate(vectors) for pooling, vectors in parts.items()}
     from stseval.encoders import encode
 
     path = next(Path(value) for value in settings.fit_on if _fit_label(value, []) == fit)
-    sentences = _read_sentences(path)
-    return encode(encoder, sentences, [row.pooling], max_length=spec.max_length, prefix=settings.prefix,
-                  batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)[row.pooling]
+    return encode(encoder, _read_sentences(path), poolings, max_length=spec.max_length, prefix=settings.prefix,
+                  batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)
 
 
 def _read_sentences(path: Path) -> list[str]:

@@ -111,3 +111,18 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
     cosine = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_cosine")].value.item()
     dot = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_dot")].value.item()
     assert cosine != dot  # normalising after whitening changes the ranking
+
+
+def test_transfer_source_is_encoded_once_for_all_poolings(tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import stseval.encoders as encoders
+
+    calls = []
+    real = encoders._encode_uncached
+    monkeypatch.setattr(encoders, "_encode_uncached",
+                        lambda encoder, texts, names, *args: calls.append(tuple(names)) or real(encoder, texts, names, *args))
+    result = run("--model", str(tiny_bert), "--pooling", "cls,last-avg,max", "--dims", "full", "--tasks", "STS-B",
+                 "--split", "test", "--fit-on", "task:PAWSX", "--data-dir", str(sample_data_dir),
+                 "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    # one model pass for STS-B's own sentences, one for PAWSX's: each yields all three poolings
+    assert calls == [("cls", "last-avg", "max")] * 2
