@@ -159,16 +159,15 @@ def _task_plan(settings: WhitenSettings, spec: TaskSpec, encoder, base: dict) ->
             for dims in settings.dims:
                 for method, metric in _methods(settings):
                     rows.append(ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan,
-                                          dims=dims_label(dims), fit_on=_fit_label(fit, present), **common))
+                                          dims=dims_label(dims), fit_on=_fit_label(fit), **common))
     supported = [p for p in settings.poolings if encoder.supports(p)]
     return _TaskPlan(rows, supported, encode_split_names)
 
 
-def _fit_label(fit: str, present: list[str]) -> str:
-    """What the statistics were fitted on, spelled out for the results row."""
-    if fit == "all-available":
-        return "all-available(" + "+".join(present) + ")"
-    if fit in ("train", "valid", "test", "pooled") or fit.startswith("task:"):
+def _fit_label(fit: str) -> str:
+    """The --fit-on value as results rows name it; a file by its name. The splits behind
+    'all-available' differ by task, so they go into the row's `extra` (fit_splits=...)."""
+    if fit in ("all-available", "train", "valid", "test", "pooled") or fit.startswith("task:"):
         return fit
     return f"file:{Path(fit).name}"
 
@@ -200,11 +199,14 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
                 fits[fit_key] = Whitening(mu, kernel, {
                     "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": row.pooling,
                     "prefix": settings.prefix, "task": spec.name, "fit_on": row.fit_on,
+                    "fit_splits": _fit_splits(row.fit_on, encoded),
                     "n_fit_vectors": int(len(fit_vectors)), "max_length": spec.max_length})
             whitening = fits[fit_key]
             if row.dims != "full":
                 whitening = whitening.truncate(int(row.dims))
-            row.extra = f"n_fit_vectors={whitening.provenance['n_fit_vectors']}"
+            fit_splits = whitening.provenance["fit_splits"]
+            row.extra = (f"fit_splits={fit_splits};" if fit_splits else "") + \
+                f"n_fit_vectors={whitening.provenance['n_fit_vectors']}"
             vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
             if settings.save_kernel_dir is not None and row.method == "whitening":
                 name = f"{slugify(encoder.name)}_{row.pooling}_{spec.name}_fit-{slugify(row.fit_on)}_{row.dims}.npz"
@@ -223,10 +225,15 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
     return done
 
 
+def _fit_splits(fit: str, encoded: dict[str, SplitVectors]) -> str:
+    """The splits behind 'all-available' for this task ("train+valid+test" on BQ, "valid+test" on ATEC), else ""."""
+    return "+".join(encoded) if fit == "all-available" else ""
+
+
 def _fit_vectors(settings: WhitenSettings, spec: TaskSpec, encoder, encoded: dict[str, SplitVectors], fit: str,
                  pooling: str, poolings: list[str], cache, memo: dict) -> np.ndarray:
     """(n, d) vectors whose statistics the whitening for `fit` (a row's fit_on) is fitted on."""
-    if fit.startswith("all-available("):
+    if fit == "all-available":
         return np.concatenate([encoded[split].all_vectors(pooling) for split in encoded])
     if fit in encoded:
         return encoded[fit].all_vectors(pooling)
@@ -250,7 +257,7 @@ def _encode_fit_source(settings: WhitenSettings, spec: TaskSpec, encoder, fit: s
         return {pooling: np.concatenate(vectors) for pooling, vectors in parts.items()}
     from stseval.encoders import encode
 
-    path = next(Path(value) for value in settings.fit_on if _fit_label(value, []) == fit)
+    path = next(Path(value) for value in settings.fit_on if _fit_label(value) == fit)
     return encode(encoder, _read_sentences(path), poolings, max_length=spec.max_length, prefix=settings.prefix,
                   batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)
 

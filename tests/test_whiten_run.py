@@ -126,3 +126,16 @@ def test_transfer_source_is_encoded_once_for_all_poolings(tiny_bert, sample_data
     assert result.exit_code == 0, result.output
     # one model pass for STS-B's own sentences, one for PAWSX's: each yields all three poolings
     assert calls == [("cls", "last-avg", "max")] * 2
+
+
+def test_all_available_rows_say_which_splits(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
+                 "--fit-on", "all-available", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    whitened = rows[rows.method == "whitening"].set_index("task")
+    assert set(whitened.fit_on) == {"all-available"}  # one grid row across tasks
+    # STS-B has a train split here, PAWSX does not: 300 pairs x 2 sides per split
+    assert whitened.loc["STS-B", "extra"] == "fit_splits=train+valid+test;n_fit_vectors=1800"
+    assert whitened.loc["PAWSX", "extra"] == "fit_splits=valid+test;n_fit_vectors=1200"
