@@ -30,7 +30,7 @@ from stseval.index import (
     su_min_dims, truncate_dims, whiten_dims, whitening_digest,
 )
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs, resolve_data_dir
+from stseval.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
 from stseval.whitening import Whitening, fit_whitening, load_whitening
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
@@ -63,16 +63,7 @@ def task_retrieval_set(spec: TaskSpec, split: str, data_dir: Path, limit: int | 
 
 def read_sentences_file(path: Path) -> list[str]:
     """Unique non-empty lines of a UTF-8 file, in order: a corpus to index."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise StsevalError(f"--sentences {path}: file not found") from None
-    except UnicodeDecodeError as err:
-        raise StsevalError(f"--sentences {path}: not UTF-8 text ({err})") from None
-    sentences = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
-    if not sentences:
-        raise StsevalError(f"--sentences {path}: no sentences (expected one per line)")
-    return sentences
+    return list(dict.fromkeys(read_sentence_lines(path, "--sentences")))
 
 
 def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, prefix: str = "",

@@ -45,7 +45,10 @@ from stseval.simcse import (
     select_sentences,
     train_simcse,
 )
-from stseval.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, parse_task_names, resolve_data_dir, split_path
+from stseval.tasks import (
+    TaskSpec, data_fingerprint, file_sha256, load_pairs, parse_task_names, read_sentence_lines, resolve_data_dir,
+    split_path,
+)
 from stseval.whiten_run import slugify
 from stseval.whitening import apply_whitening, fit_whitening
 
@@ -108,13 +111,7 @@ def training_sentences(spec: TaskSpec, train_on: str, data_dir: Path) -> tuple[l
         path = Path(train_on)
         if not path.is_file():
             raise StsevalError(f"--train-on: {train_on!r} is not one of {', '.join(TRAIN_ON_CHOICES)}")
-        try:
-            sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as err:
-            raise StsevalError(f"--train-on: cannot read {path} as UTF-8 text ({err})") from None
-        if not sentences:
-            raise StsevalError(f"--train-on: {path} holds no sentences (one per line expected)")
-        return sentences, f"file:{path.name}"
+        return read_sentence_lines(path, "--train-on"), f"file:{path.name}"
     sentences = [text for split in splits for pair in load_pairs(spec, split, data_dir)
                  for text in (pair.sentence1, pair.sentence2)]
     if not sentences:

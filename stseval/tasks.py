@@ -484,3 +484,25 @@ def data_fingerprint(spec: TaskSpec, splits: Sequence[str], data_dir: Path) -> s
             raise StsevalError(f"{path}: file not found; cannot fingerprint {spec.name} {split}")
         digest.update(f"{spec.name}/{split}:{file_sha256(path)}\n".encode())
     return digest.hexdigest()[:12]
+
+
+def read_sentence_lines(path: Path, option: str, min_sentences: int = 1) -> list[str]:
+    """Stripped non-empty lines of a UTF-8 file, one sentence each, in file order (duplicates kept).
+
+    Args:
+        path: the file.
+        option: the command-line option that named it, for error messages ("--fit-on", ...).
+        min_sentences: fewer than this is an error.
+    Raises:
+        StsevalError naming the option and the file when it is missing, not UTF-8, or too short.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise StsevalError(f"{option} {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise StsevalError(f"{option} {path}: cannot read it as UTF-8 text ({err})") from None
+    sentences = [line.strip() for line in lines if line.strip()]
+    if len(sentences) < min_sentences:
+        raise StsevalError(f"{option} {path}: {len(sentences)} sentence(s); need at least {min_sentences}, one per line")
+    return sentences

@@ -18,7 +18,7 @@ from stseval.errors import StsevalError
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
 from stseval.metrics import bootstrap_ci, spearman
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.tasks import TASKS, TaskSpec, data_fingerprint, split_path
+from stseval.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
 from stseval.whitening import Whitening, fit_whitening, save_whitening
 
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
@@ -258,20 +258,8 @@ def _encode_fit_source(settings: WhitenSettings, spec: TaskSpec, encoder, fit: s
     from stseval.encoders import encode
 
     path = next(Path(value) for value in settings.fit_on if _fit_label(value) == fit)
-    return encode(encoder, _read_sentences(path), poolings, max_length=spec.max_length, prefix=settings.prefix,
+    return encode(encoder, read_sentence_lines(path, "--fit-on", min_sentences=2), poolings, max_length=spec.max_length, prefix=settings.prefix,
                   batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)
-
-
-def _read_sentences(path: Path) -> list[str]:
-    """One sentence per non-empty line of a UTF-8 file."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise StsevalError(f"{path}: not UTF-8 text ({err})") from None
-    sentences = [line.strip() for line in lines if line.strip()]
-    if len(sentences) < 2:
-        raise StsevalError(f"{path}: --fit-on file needs at least 2 sentences, one per line")
-    return sentences
 
 
 def slugify(text: str) -> str:

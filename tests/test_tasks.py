@@ -282,3 +282,19 @@ def test_data_fingerprint_tracks_file_bytes(tmp_path):
     assert data_fingerprint(TASKS["BQ"], ["test", "valid"], tmp_path) != fingerprint
     with pytest.raises(StsevalError, match="BQ.train.data: file not found"):
         data_fingerprint(TASKS["BQ"], ["train"], tmp_path)
+
+
+def test_read_sentence_lines_names_option_and_file(tmp_path):
+    from stseval.tasks import read_sentence_lines
+
+    good = tmp_path / "s.txt"
+    good.write_text(" 花呗怎么还款 \n\n借钱\n借钱\n", encoding="utf-8")
+    assert read_sentence_lines(good, "--fit-on") == ["花呗怎么还款", "借钱", "借钱"]
+    with pytest.raises(StsevalError, match=r"--fit-on .*s.txt: 3 sentence\(s\); need at least 4"):
+        read_sentence_lines(good, "--fit-on", min_sentences=4)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe broken")
+    with pytest.raises(StsevalError, match=r"--train-on .*bad.txt: cannot read it as UTF-8"):
+        read_sentence_lines(bad, "--train-on")
+    with pytest.raises(StsevalError, match=r"--sentences .*missing.txt: file not found"):
+        read_sentence_lines(tmp_path / "missing.txt", "--sentences")
