@@ -96,8 +96,14 @@ class Score:
 
 
 def score_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray, gold_scores: np.ndarray,
-                n_resamples: int = 1000, seed: int = 0) -> Score:
-    """Spearman of cosine vs gold with a seeded bootstrap 95% interval; n_resamples=0 skips the interval."""
-    predicted = cosine_scores(vectors_a, vectors_b)
+                n_resamples: int = 1000, seed: int = 0, normalize: bool = True) -> Score:
+    """Spearman of cosine vs gold with a seeded bootstrap 95% interval; n_resamples=0 skips the interval.
+
+    normalize=False scores the plain dot product instead of the cosine (whitened vectors left unnormalised).
+    """
+    if normalize:
+        predicted = cosine_scores(vectors_a, vectors_b)
+    else:
+        predicted = (vectors_a.astype(np.float64) * vectors_b).sum(axis=1)
     low, high = bootstrap_ci(predicted, gold_scores, n_resamples=n_resamples, seed=seed) if n_resamples else (np.nan, np.nan)
     return Score(spearman(predicted, gold_scores), low, high, len(gold_scores))

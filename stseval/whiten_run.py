@@ -16,7 +16,6 @@ import numpy as np
 
 from stseval.errors import StsevalError
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
-from stseval.metrics import bootstrap_ci, spearman
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
 from stseval.whitening import Whitening, fit_whitening, save_whitening
@@ -211,15 +210,9 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
             if settings.save_kernel_dir is not None and row.method == "whitening":
                 name = f"{slugify(encoder.name)}_{row.pooling}_{spec.name}_fit-{slugify(row.fit_on)}_{row.dims}.npz"
                 save_whitening(whitening, settings.save_kernel_dir / name)
-        if row.metric == "spearman_dot":
-            predicted = (vectors_a.astype(np.float64) * vectors_b).sum(axis=1)
-            row.value = spearman(predicted, gold)
-            row.ci_low, row.ci_high = bootstrap_ci(predicted, gold, settings.n_resamples, seed=settings.seed) \
-                if settings.n_resamples else (np.nan, np.nan)
-            row.n_pairs = len(gold)
-        else:
-            score = score_pairs(vectors_a, vectors_b, gold, settings.n_resamples, settings.seed)
-            row.value, row.ci_low, row.ci_high, row.n_pairs = score.spearman, score.ci_low, score.ci_high, score.n_pairs
+        score = score_pairs(vectors_a, vectors_b, gold, settings.n_resamples, settings.seed,
+                            normalize=row.metric != "spearman_dot")
+        row.value, row.ci_low, row.ci_high, row.n_pairs = score.spearman, score.ci_low, score.ci_high, score.n_pairs
         row.seconds = round(time.perf_counter() - started, 3)
         done.append(row)
     return done
