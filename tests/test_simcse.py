@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import TrainerCallback
 
 from stseval.errors import StsevalError
 from stseval.pooling import POOLINGS, pool
@@ -157,23 +156,13 @@ def test_one_step_of_each_loss_on_the_model_matches_the_formula(tiny_bert, sente
 # --- training -----------------------------------------------------------------------------------
 
 
-class _LossRecorder(TrainerCallback):
-    """Keeps every logged training loss."""
-
-    def __init__(self):
-        self.losses: list[float] = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.losses.append(float(logs["loss"]))
-
-
 def test_training_lowers_the_loss_and_writes_a_loadable_folder(tiny_bert, sentences, tmp_path):
-    recorder = _LossRecorder()
+    losses: list[float] = []
     trained = train_simcse(tiny_bert, sentences, _settings(epochs=4), tmp_path / "run", base_model="tiny",
-                           card_facts={"task": "synthetic"}, show_progress=False, callbacks=[recorder])
-    assert trained.steps == 16 and len(recorder.losses) == 16
-    assert np.mean(recorder.losses[-4:]) < np.mean(recorder.losses[:4]) - 0.2
+                           card_facts={"task": "synthetic"}, show_progress=False,
+                           on_step=lambda step, loss: losses.append(loss))
+    assert trained.steps == 16 and len(losses) == 16 and trained.losses == losses
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.2
     assert (tmp_path / "run" / SETTINGS_FILE).is_file() and not (tmp_path / "run" / CHECKPOINT_DIR).exists()
     card = (tmp_path / "run" / "README.md").read_text(encoding="utf-8")
     assert "dropout" in card and "synthetic" in card and "sentences_sha256" in card
@@ -212,27 +201,44 @@ def test_saved_folder_gives_the_same_vectors_everywhere(tiny_bert, sentences, tm
         np.testing.assert_allclose(other, before_saving, rtol=0, atol=2e-5)
 
 
-def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_bert, sentences, tmp_path):
-    class StopAtStep3(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise KeyboardInterrupt
+def _stop_at(step_to_stop: int):
+    def on_step(step: int, loss: float) -> None:
+        if step == step_to_stop:
+            raise KeyboardInterrupt
+    return on_step
 
-    settings = _settings(checkpoint_steps=2)
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, sentences, tmp_path):
+    settings = _settings(checkpoint_steps=2, epochs=2)
     with pytest.raises(KeyboardInterrupt):
-        train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False, callbacks=[StopAtStep3()])
-    assert (tmp_path / "run" / CHECKPOINT_DIR / "checkpoint-2" / "trainer_state.json").is_file()
+        train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False, on_step=_stop_at(7))
+    assert (tmp_path / "run" / CHECKPOINT_DIR / "step-6" / "complete").is_file()
     assert not (tmp_path / "run" / SETTINGS_FILE).exists()
 
     resumed = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
-    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 4
+    assert resumed.resumed_from == "step-6" and resumed.steps == 8
     straight = train_simcse(tiny_bert, sentences, settings, tmp_path / "straight", show_progress=False)
-    np.testing.assert_allclose(resumed.model.encode(sentences), straight.model.encode(sentences), atol=1e-5)
+    assert resumed.losses == straight.losses  # every step, the 6 before the interruption included
+    for (name, weight), (_, other) in zip(resumed.model.state_dict().items(), straight.model.state_dict().items()):
+        assert torch.equal(weight, other), name
 
     again = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
-    assert again.reused and again.steps == 4
+    assert again.reused and again.steps == 8
     with pytest.raises(StsevalError, match="--runs-dir: .* dropout=0.1, not 0.3"):
-        train_simcse(tiny_bert, sentences, _settings(checkpoint_steps=2, dropout=0.3), tmp_path / "run")
+        train_simcse(tiny_bert, sentences, _settings(checkpoint_steps=2, epochs=2, dropout=0.3), tmp_path / "run")
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tiny_bert, sentences, tmp_path, capsys):
+    settings = _settings(checkpoint_steps=2, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False, on_step=_stop_at(7))
+    newest = tmp_path / "run" / CHECKPOINT_DIR / "step-6"
+    (newest / "trainer.pt").write_bytes((newest / "trainer.pt").read_bytes()[:100])
+    resumed = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
+    assert resumed.resumed_from == "step-4" and resumed.steps == 8
+    assert "step-6 does not load" in capsys.readouterr().err
+    straight = train_simcse(tiny_bert, sentences, settings, tmp_path / "straight", show_progress=False)
+    assert resumed.losses == straight.losses
 
 
 # --- options ------------------------------------------------------------------------------------
@@ -353,3 +359,40 @@ def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts
                               ({"runs_dir": a_file}, "--runs-dir")):
         with pytest.raises(StsevalError, match=f"^{option}"):
             run_simcse_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
+
+
+# --- speed without changing the math ------------------------------------------------------------
+
+
+def test_length_sorted_chunks_cover_every_row_once_and_pad_little():
+    from stseval.simcse import length_sorted_chunks
+
+    lengths = [5, 40, 7, 7, 33, 12, 64, 3] * 16
+    groups = length_sorted_chunks(lengths, token_budget=256, min_rows=4)
+    rows = [row for group, _ in groups for row in group]
+    assert sorted(rows) == list(range(len(lengths)))
+    assert all(width == max(lengths[row] for row in group) for group, width in groups)
+    assert all(len(group) * width <= max(256, 4 * width) for group, width in groups)
+    assert sum(len(group) * width for group, width in groups) < 0.7 * len(lengths) * max(lengths)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_chunked_forward_gives_the_padded_loss_and_gradient(tiny_bert, sentences, pooling):
+    from stseval.simcse import _loss_of_batch
+
+    model = build_simcse_model(tiny_bert, pooling, 0.0, 32)
+    loss_fn = build_loss(model, "su")
+    features = model.preprocess(sentences[:24])
+    doubled = {key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value
+               for key, value in features.items()}
+    first, second = model(doubled)["sentence_embedding"].chunk(2)
+    padded = loss_fn.compute_loss_from_embeddings([first, second], None)
+    padded.backward()
+    padded_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    chunked, _ = _loss_of_batch(model, loss_fn, features, "su")
+    chunked.backward()
+    chunked_grads = [p.grad for p in model.parameters() if p.grad is not None]
+    torch.testing.assert_close(chunked, padded, rtol=0, atol=1e-5)
+    for ours, theirs in zip(chunked_grads, padded_grads):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
