@@ -152,8 +152,8 @@ def simcse_train(
     loss: str = typer.Option("su", "--loss", help="su: Su's loss (other sentences' first copies are negatives too); princeton: Gao et al. (second copies only); cached: su through GradCache, for big batches on small memory."),
     batch_size: int = typer.Option(64, "--batch-size", help="Sentences per training step (each is encoded twice)."),
     lr: float = typer.Option(1e-5, "--lr", help="AdamW learning rate (constant, no weight decay, as Su's Adam)."),
-    epochs: int = typer.Option(1, "--epochs"),
-    seed: int = typer.Option(0, "--seed", help="Seeds the sentence sample, data order, dropout masks, evaluation sample and the bootstrap."),
+    epochs: int = typer.Option(1, "--epochs", help="Passes over the training sentences (Su: 1)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the sentence sample, data order, dropout masks, evaluation sample and the bootstrap; part of each cell's key, so seeds share one --out."),
     prefix: str = typer.Option("", "--prefix", help="Text put before every sentence in training and evaluation, e.g. 'query: ' for E5 models."),
     then_whiten: bool = typer.Option(False, "--then-whiten", help="Also score the SimCSE vectors whitened, fitted on the training sentences (method simcse+whitening)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
@@ -163,6 +163,8 @@ def simcse_train(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
     checkpoint_steps: int = typer.Option(100, "--checkpoint-steps", min=1, help="Checkpoint every N steps; an interrupted training resumes from the last one."),
+    curve_pairs: int = typer.Option(1000, "--curve-pairs", min=0, help="Training curve: score a seeded sample of this many valid pairs every --eval-steps steps; the best-on-valid checkpoint gives simcse-best-valid rows. 0: no curve."),
+    eval_steps: int = typer.Option(20, "--eval-steps", min=1, help="Steps between two points of the training curve."),
     device: Optional[str] = typer.Option(None, "--device", help="Device for evaluation (cpu, cuda, ...); default cuda when available."),
 ) -> None:
     """Train unsupervised SimCSE for each task x pooling x dropout; score before (raw) and after (simcse).
@@ -182,7 +184,7 @@ def simcse_train(
             batch_size=batch_size, learning_rate=lr, epochs=epochs, seed=seed, prefix=prefix, split=split,
             max_eval_pairs=max_eval_pairs, data_dir=data_dir, out_csv=out / "simcse.csv", runs_dir=runs_dir,
             then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
-            log=lambda message: typer.echo(message, err=True),
+            curve_pairs=curve_pairs, eval_steps=eval_steps, log=lambda message: typer.echo(message, err=True),
         )
         written = write_report([results_path], out, metrics=["spearman_cosine"],
                                split=split_label(split, max_eval_pairs), best=True, name="grid")

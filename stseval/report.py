@@ -616,6 +616,30 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def plot_training_curve(curve_csv: Path, path: Path, title: str = "") -> None:
+    """PNG of a SimCSE training curve (stseval/simcse.py's curve.csv): valid Spearman and training loss vs step."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, whatever backend pyplot uses
+    from matplotlib.figure import Figure
+
+    curve = pd.read_csv(curve_csv)
+    score_column = [column for column in curve.columns if column.endswith("_spearman")][0]
+    figure = Figure(figsize=(6.4, 3.6))
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot(1, 1, 1)
+    axis.plot(curve["step"], 100 * curve[score_column], marker="o", color="tab:blue")
+    axis.set_xlabel("training step")
+    axis.set_ylabel(f"{score_column.removesuffix('_spearman')} Spearman x 100", color="tab:blue")
+    losses = curve.dropna(subset=["train_loss"])
+    if not losses.empty:
+        other = axis.twinx()
+        other.plot(losses["step"], losses["train_loss"], color="tab:gray", linestyle="--")
+        other.set_ylabel("training loss (mean since last point)", color="tab:gray")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+
+
 def plot_heatmap(grid: pd.DataFrame, path: Path, title: str = "") -> None:
     """Draw the grid as an annotated heatmap PNG, written atomically.
 

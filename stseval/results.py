@@ -24,6 +24,8 @@ from stseval.fileio import atomic_path, write_text_atomic  # noqa: F401 - write_
 CELL_KEY = (
     "model", "model_fingerprint", "pooling", "method", "dims", "fit_on", "train_on", "prefix",
     "dropout", "task", "split", "metric", "data_sha256",
+    # SimCSE settings that change the trained weights, and the seed (sample, data order, dropout masks)
+    "loss", "batch_size", "learning_rate", "epochs", "seed",
 )
 
 
@@ -43,6 +45,10 @@ class ResultRow:
     train_on: str = ""  # sentences SimCSE trained on ("" when not trained)
     prefix: str = ""  # text prepended to every sentence, e.g. "query: " for E5
     dropout: str = ""
+    loss: str = ""  # SimCSE loss (su | princeton | cached); "" when not trained
+    batch_size: str = ""  # SimCSE sentences per step
+    learning_rate: str = ""  # SimCSE Adam learning rate
+    epochs: str = ""  # SimCSE epochs
     ci_low: float = float("nan")
     ci_high: float = float("nan")
     n_pairs: int = 0
@@ -56,6 +62,7 @@ class ResultRow:
     versions: str = ""
     created_at: str = ""
     status: str = "ok"  # ok | n/a (e.g. pooler on a model without one)
+    machine: str = ""  # where it ran, e.g. "x86_64, 2 CPUs, Intel(R) Xeon(R) Processor" (wall time is `seconds`)
     extra: str = ""  # free-form key=value;... for settings specific to a method
 
 
@@ -74,6 +81,30 @@ def provenance(seed: int = 0) -> dict[str, str | int]:
         "seed": seed,
         "stseval_version": __version__,
     }
+
+
+def machine_description() -> str:
+    """'x86_64, 2 CPUs, <cpu model>[, cuda <gpu name>]': the machine a row's wall time was measured on."""
+    import os
+    import platform
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    described = f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu}"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            described += f", cuda {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    except ImportError:
+        pass
+    return described
 
 
 def git_commit() -> str:

@@ -33,16 +33,20 @@ from pathlib import Path
 import numpy as np
 
 from stseval.errors import StsevalError
-from stseval.evaluate import encode_splits, score_pairs, split_label
+from stseval.evaluate import encode_splits, sample_pairs, score_pairs, split_label
+from stseval.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman
 from stseval.pooling import parse_poolings
-from stseval.results import ResultRow, ResultsFile, cell_key, library_versions, provenance
+from stseval.results import ResultRow, ResultsFile, cell_key, library_versions, machine_description, provenance
 from stseval.simcse import (
+    BEST_VALID_DIR,
+    CURVE_FILE,
     LOSSES,
     SimcseSettings,
     check_dropout,
     default_max_sentences,
     ensure_writable,
     select_sentences,
+    ValidationPairs,
     train_simcse,
 )
 from stseval.tasks import (
@@ -143,6 +147,8 @@ def run_simcse_queue(
     checkpoint_steps: int = 100,
     eval_batch_size: int = 64,
     device: str | None = None,
+    curve_pairs: int | None = 1000,
+    eval_steps: int = 20,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -166,15 +172,18 @@ def run_simcse_queue(
         runs_dir: trained models go to runs_dir/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/.
         then_whiten: also score the SimCSE vectors whitened (fit on the training sentences).
         n_resamples: bootstrap resamples for the 95% interval; 0 skips it.
-        device: "cpu", "cuda", ... for evaluation; None takes cuda when available.
+        device: "cpu", "cuda", ... for evaluation; None takes cuda when available (training uses cuda
+            when available, and every process's device under torchrun).
+        curve_pairs: the training curve scores a seeded sample of this many valid pairs every
+            `eval_steps` steps (None: the whole valid split; 0: no curve and no best-valid row). The
+            best-on-valid checkpoint gives the `simcse-best-valid` rows; test never chooses anything.
         show_progress: progress bars for encoding and training.
         log: one line per step of the queue.
     Returns:
         out_csv.
     Raises:
         StsevalError naming the option for a bad setting (dropout outside [0, 1), unknown task,
-        pooling, loss or split, empty training set, unwritable --out or --runs-dir), or when `out_csv` holds
-        a cell of another seed (rows are keyed without the seed: use another --out per seed).
+        pooling, loss or split, empty training set, unwritable --out or --runs-dir).
     """
     from stseval.cache import EmbeddingCache
     from stseval.encoders import load_encoder
@@ -188,6 +197,10 @@ def run_simcse_queue(
     cap = parse_max_sentences(max_sentences) if isinstance(max_sentences, str) else max_sentences
     if max_eval_pairs is not None and max_eval_pairs < 10:
         raise StsevalError(f"--max-eval-pairs: {max_eval_pairs} is too few pairs for a Spearman correlation")
+    if curve_pairs is not None and 0 < curve_pairs < 10:
+        raise StsevalError(f"--curve-pairs: {curve_pairs} is too few pairs for a Spearman correlation (0 turns the curve off)")
+    if eval_steps < 1:
+        raise StsevalError(f"--eval-steps: {eval_steps} must be at least 1")
     if isinstance(cap, int) and cap < 2:
         raise StsevalError(f"--max-sentences: {cap} must be at least 2 (a batch needs negatives)")
     # every other setting, checked before anything slow starts
@@ -212,6 +225,7 @@ def run_simcse_queue(
     cache = EmbeddingCache()
     base = {key: value for key, value in provenance(seed).items() if key != "seed"}
     versions = library_versions()
+    machine = machine_description()
 
     for spec in specs:
         if split not in spec.files or not split_path(spec, split, data_dir).is_file():
@@ -226,40 +240,43 @@ def run_simcse_queue(
             fingerprint = data_fingerprint(spec, [split, *source.split("+")], data_dir)
         common = dict(model=encoder.name, model_fingerprint=encoder.fingerprint, task=spec.name,
                       split=split_label(split, max_eval_pairs),
-                      prefix=prefix, data_sha256=fingerprint, seed=seed, **base)
+                      prefix=prefix, data_sha256=fingerprint, seed=seed, machine=machine, **base)
         if main_process:
             _score_raw(encoder, spec, pooling_names, split, data_dir, prefix, eval_batch_size, cache, results,
                        common, n_resamples, seed, show_progress, log, max_eval_pairs)
+        validation = _validation_pairs(spec, data_dir, prefix, curve_pairs, eval_steps, seed)
+        trained_common = dict(common, train_on=train_label, loss=loss, batch_size=str(batch_size),
+                              learning_rate=f"{learning_rate:g}", epochs=str(epochs))
         for pooling in pooling_names:
             for rate in dropout_rates:
-                rows = [ResultRow(pooling=pooling, method="simcse", metric="spearman_cosine", value=np.nan,
-                                  dropout=f"{rate:g}", train_on=train_label, **common)]
-                if then_whiten:
-                    rows.append(ResultRow(pooling=pooling, method="simcse+whitening", metric="spearman_cosine",
-                                          value=np.nan, dropout=f"{rate:g}", train_on=train_label, fit_on=train_label,
-                                          **common))
-                name = f"{encoder.name} {spec.name} {pooling} dropout={rate:g}"
-                if all(_has_cell(results, row, seed) for row in rows):
+                rows = _planned_rows(pooling, rate, trained_common, validation is not None, then_whiten)
+                name = f"{encoder.name} {spec.name} {pooling} dropout={rate:g} seed={seed}"
+                if all(results.has(cell_key(row)) for row in rows):
                     log(f"{name}: done, skipping")
                     continue
                 settings = SimcseSettings(pooling=pooling, dropout=rate, loss=loss, batch_size=batch_size,
                                           learning_rate=learning_rate, epochs=epochs, max_length=spec.max_length,
                                           seed=seed, prefix=prefix, checkpoint_steps=checkpoint_steps)
-                run_dir = runs_dir / "simcse" / f"{_model_slug(model)}-{spec.name}-{pooling}-d{rate:g}-s{seed}"
+                run_dir = runs_dir / "simcse" / _run_folder_name(model, spec.name, pooling, rate, seed, loss,
+                                                                 batch_size, learning_rate, epochs)
                 log(f"{name}: training on {train_label} -> {run_dir}")
                 card = {"task": spec.name, "train_on": train_label, "data_dir": str(data_dir),
                         "data_sha256": fingerprint, "stseval_version": str(base["stseval_version"]),
                         "git_commit": str(base["git_commit"]), "versions": versions}
                 trained = train_simcse(encoder.folder, chosen, settings, run_dir, base_model=model,
                                        base_fingerprint=encoder.fingerprint, card_facts=card,
-                                       show_progress=show_progress)
+                                       show_progress=show_progress, validation=validation)
                 if not main_process:
                     continue
-                _score_trained(trained, rows, spec, chosen, split, data_dir, prefix, eval_batch_size, device,
-                               n_resamples, seed, show_progress, max_eval_pairs)
+                _score_trained(trained, rows, encoder, spec, chosen, split, data_dir, prefix, eval_batch_size, device,
+                               n_resamples, seed, show_progress, cache, max_eval_pairs)
                 results.add(rows)
-                log(f"{name}: spearman {rows[0].value:.4f} after {trained.steps} steps "
-                    f"({trained.sentences_per_s:.1f} sentences/s)")
+                if validation is not None and (trained.folder / CURVE_FILE).is_file():
+                    _publish_curve(trained.folder / CURVE_FILE, out_csv.parent / "curves", run_dir.name, name)
+                best = next((row for row in rows if row.method == BEST_VALID_METHOD), None)
+                log(f"{name}: spearman {rows[0].value:.4f} ({rows[1].value:+.4f} vs raw) after "
+                    f"{trained.steps} steps ({trained.sentences_per_s:.1f} sentences/s)"
+                    + (f"; best on {validation.label}: {best.value:.4f}" if best is not None else ""))
     return results.path
 
 
@@ -283,46 +300,127 @@ def _score_raw(encoder, spec, poolings, split, data_dir, prefix, batch_size, cac
     results.add(pending)
 
 
-def _score_trained(trained, rows, spec, chosen, split, data_dir, prefix, batch_size, device, n_resamples, seed,
-                   show_progress, max_eval_pairs=None) -> None:
-    """Fill the simcse (and simcse+whitening) rows from the saved model, loaded back in eval mode."""
+BEST_VALID_METHOD = "simcse-best-valid"
+"""Method of the rows scored with the checkpoint that did best on the validation pairs (Su's headline is `simcse`)."""
+
+MINUS_RAW = "spearman_cosine_minus_raw"
+"""Metric of a paired difference row: Spearman of the method minus Spearman of raw on the same test pairs."""
+
+MINUS_SIMCSE = "spearman_cosine_minus_simcse"
+"""Metric of simcse+whitening's paired difference row against simcse (end of epoch)."""
+
+
+def _planned_rows(pooling: str, rate: float, common: dict, with_best_valid: bool, then_whiten: bool) -> list[ResultRow]:
+    """The rows one cell produces, values NaN until scored: [simcse, simcse - raw, (best-valid, best-valid - raw),
+    (simcse+whitening, simcse+whitening - simcse)]."""
+    def row(method: str, metric: str, **more) -> ResultRow:
+        return ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan, dropout=f"{rate:g}",
+                         **common, **more)
+
+    rows = [row("simcse", "spearman_cosine"), row("simcse", MINUS_RAW)]
+    if with_best_valid:
+        rows += [row(BEST_VALID_METHOD, "spearman_cosine"), row(BEST_VALID_METHOD, MINUS_RAW)]
+    if then_whiten:
+        rows += [row("simcse+whitening", "spearman_cosine", fit_on=common["train_on"]),
+                 row("simcse+whitening", MINUS_SIMCSE, fit_on=common["train_on"])]
+    return rows
+
+
+def _validation_pairs(spec: TaskSpec, data_dir: Path, prefix: str, curve_pairs: int | None, every_steps: int,
+                      seed: int) -> ValidationPairs | None:
+    """A seeded sample of the task's valid pairs for the training curve, or None (curve off / no valid split)."""
+    if curve_pairs == 0 or "valid" not in spec.files or not split_path(spec, "valid", data_dir).is_file():
+        return None
+    every_pair = load_pairs(spec, "valid", data_dir)
+    sampled = curve_pairs is not None and curve_pairs < len(every_pair)
+    pairs = sample_pairs(every_pair, curve_pairs if sampled else None, seed)
+    return ValidationPairs([prefix + pair.sentence1 for pair in pairs], [prefix + pair.sentence2 for pair in pairs],
+                           [float(pair.score) for pair in pairs],
+                           label=split_label("valid", curve_pairs if sampled else None), every_steps=every_steps)
+
+
+def _score_trained(trained, rows, encoder, spec, chosen, split, data_dir, prefix, batch_size, device, n_resamples,
+                   seed, show_progress, cache, max_eval_pairs=None) -> None:
+    """Fill a cell's rows: the saved model(s) loaded back in eval mode, scored on the test pairs, paired with raw."""
     from stseval.encoders import encode, load_encoder
 
     started = time.perf_counter()
     pooling = rows[0].pooling
+
+    def predicted(encoder_to_score, use_cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        evaluated = encode_splits(encoder_to_score, spec, [split], [pooling], data_dir, prefix=prefix,
+                                  batch_size=batch_size, cache=use_cache, show_progress=show_progress,
+                                  max_pairs=max_eval_pairs, sample_seed=seed)[split]
+        return evaluated.vectors_a[pooling], evaluated.vectors_b[pooling], evaluated.gold_scores
+
+    raw_a, raw_b, gold = predicted(encoder, cache)  # cached by _score_raw
+    raw_scores = cosine_scores(raw_a, raw_b)
     trained_encoder = load_encoder(str(trained.folder), device=device)
-    evaluated = encode_splits(trained_encoder, spec, [split], [pooling], data_dir, prefix=prefix,
-                              batch_size=batch_size, cache=None, show_progress=show_progress,
-                              max_pairs=max_eval_pairs, sample_seed=seed)[split]
-    vectors_a, vectors_b = evaluated.vectors_a[pooling], evaluated.vectors_b[pooling]
-    settings = trained.identity
-    extra = (f"run_dir={trained.folder};loss={settings['loss']};batch_size={settings['batch_size']};"
-             f"lr={settings['learning_rate']:g};epochs={settings['epochs']};max_length={settings['max_length']};"
-             f"trained_fingerprint={trained_encoder.fingerprint[:12]};"
+    vectors_a, vectors_b, _ = predicted(trained_encoder, None)
+    scores = {"simcse": cosine_scores(vectors_a, vectors_b)}
+    best_folder = trained.folder / BEST_VALID_DIR
+    if any(row.method == BEST_VALID_METHOD for row in rows) and best_folder.is_dir():
+        best_a, best_b, _ = predicted(load_encoder(str(best_folder), device=device), None)
+        scores[BEST_VALID_METHOD] = cosine_scores(best_a, best_b)
+    if any(row.method == "simcse+whitening" for row in rows):
+        fit_vectors = encode(trained_encoder, chosen, [pooling], max_length=spec.max_length, prefix=prefix,
+                             batch_size=batch_size, show_progress=show_progress)[pooling]
+        mu, kernel = fit_whitening(fit_vectors)
+        scores["simcse+whitening"] = cosine_scores(apply_whitening(vectors_a, mu, kernel),
+                                                   apply_whitening(vectors_b, mu, kernel))
+    extra = (f"run_dir={trained.folder};max_length={spec.max_length};trained_fingerprint={trained_encoder.fingerprint[:12]};"
              f"steps={trained.steps};final_loss={trained.final_loss:.4f};sentences_per_s={trained.sentences_per_s}")
+    best = _best_valid_facts(best_folder)
     for row in rows:
-        if row.method == "simcse+whitening":
-            fit_vectors = encode(trained_encoder, chosen, [pooling], max_length=spec.max_length, prefix=prefix,
-                                 batch_size=batch_size, show_progress=show_progress)[pooling]
-            mu, kernel = fit_whitening(fit_vectors)
-            vectors_a, vectors_b = apply_whitening(vectors_a, mu, kernel), apply_whitening(vectors_b, mu, kernel)
-        score = score_pairs(vectors_a, vectors_b, evaluated.gold_scores, n_resamples, seed)
-        row.value, row.ci_low, row.ci_high, row.n_pairs = score.spearman, score.ci_low, score.ci_high, score.n_pairs
+        if row.method not in scores:
+            row.status, row.extra = "n/a", "no best-valid checkpoint was saved"
+            continue
+        if row.metric == "spearman_cosine":
+            low, high = bootstrap_ci(scores[row.method], gold, n_resamples, seed=seed) if n_resamples else (np.nan, np.nan)
+            row.value, row.ci_low, row.ci_high = spearman(scores[row.method], gold), low, high
+        else:
+            baseline = raw_scores if row.metric == MINUS_RAW else scores["simcse"]
+            row.value, row.ci_low, row.ci_high = (paired_difference_ci(scores[row.method], baseline, gold, n_resamples, seed=seed)
+                                                  if n_resamples else (spearman(scores[row.method], gold)
+                                                                       - spearman(baseline, gold), np.nan, np.nan))
+        row.n_pairs = len(gold)
         row.seconds = round(trained.train_seconds + time.perf_counter() - started, 3)
         row.extra = extra + (f";n_fit_vectors={len(chosen)}" if row.method == "simcse+whitening" else "")
+        if row.method == BEST_VALID_METHOD and best:
+            row.extra += f";chosen_on={best['label']};best_step={best['step']};best_valid_spearman={best['valid_spearman']:.6f}"
 
 
-def _has_cell(results: ResultsFile, row: ResultRow, seed: int) -> bool:
-    """Whether the results file holds this cell; raises StsevalError if it holds it for another seed."""
-    key = cell_key(row)
-    if not results.has(key):
-        return False
-    recorded = {str(record["seed"]) for _, record in results.frame.iterrows() if cell_key(record) == key}
-    if recorded and str(seed) not in recorded:
-        raise StsevalError(f"--seed: {results.path} already holds {row.task} {row.pooling} {row.method} "
-                           f"dropout={row.dropout} with seed {', '.join(sorted(recorded))}; rows are not keyed "
-                           "by seed, so write each seed to its own --out file")
-    return True
+def _best_valid_facts(best_folder: Path) -> dict:
+    """{"step", "valid_spearman", "label"} of a best-valid folder, or {} if there is none."""
+    import json
+
+    path = best_folder / "best_valid.json"
+    if not path.is_file():
+        return {}
+    facts = json.loads(path.read_text(encoding="utf-8"))
+    facts.setdefault("label", "valid")
+    return facts
+
+
+def _publish_curve(curve_csv: Path, curves_dir: Path, stem: str, title: str) -> None:
+    """Copy a run's curve.csv beside the results as curves/<stem>.csv and draw curves/<stem>.png."""
+    from stseval.fileio import write_text_atomic
+    from stseval.report import plot_training_curve
+
+    target = curves_dir / f"{stem}.csv"
+    write_text_atomic(curve_csv.read_text(encoding="utf-8"), target)
+    plot_training_curve(target, target.with_suffix(".png"), title)
+
+
+def _run_folder_name(model: str, task: str, pooling: str, rate: float, seed: int, loss: str, batch_size: int,
+                     learning_rate: float, epochs: int) -> str:
+    """<model>-<task>-<pooling>-d<dropout>-s<seed>, plus every setting that differs from Su's defaults."""
+    name = f"{_model_slug(model)}-{task}-{pooling}-d{rate:g}-s{seed}"
+    for label, value, default in (("loss", loss, "su"), ("b", batch_size, 64), ("lr", learning_rate, 1e-5),
+                                  ("e", epochs, 1)):
+        if value != default:
+            name += f"-{label}{value:g}" if isinstance(value, float) else f"-{label}{value}"
+    return name
 
 
 def _model_slug(model: str) -> str:

@@ -80,3 +80,21 @@ def test_task_averages_plain_and_weighted():
     averages = task_averages({"A": 0.2, "B": 0.6}, {"A": 300, "B": 100})
     assert averages["avg"] == pytest.approx(0.4)
     assert averages["weighted_avg"] == pytest.approx((0.2 * 300 + 0.6 * 100) / 400)
+
+
+def test_paired_difference_ci_finds_a_small_consistent_gain_that_separate_intervals_miss():
+    from stseval.metrics import bootstrap_ci, paired_difference_ci
+
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=400)
+    noise = rng.normal(size=400)
+    baseline = gold + 1.5 * noise
+    better = gold + 1.3 * noise  # the same noise, a little less of it: better on every resample
+    difference, low, high = paired_difference_ci(better, baseline, gold, n_resamples=500, seed=0)
+    assert difference == pytest.approx(spearman(better, gold) - spearman(baseline, gold))
+    assert 0 < low <= difference <= high
+    base_low, base_high = bootstrap_ci(baseline, gold, n_resamples=500, seed=0)
+    better_low, better_high = bootstrap_ci(better, gold, n_resamples=500, seed=0)
+    assert better_low < base_high  # the two separate intervals overlap
+    same, same_low, same_high = paired_difference_ci(baseline, baseline, gold, n_resamples=200, seed=0)
+    assert same == same_low == same_high == 0.0

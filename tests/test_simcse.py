@@ -312,12 +312,28 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
     out_csv = simcse_run.run_simcse_queue(**options)
     rows = pd.read_csv(out_csv, dtype=str, keep_default_na=False)
-    assert list(rows["method"]) == ["raw", "simcse", "simcse+whitening"]
+    assert list(zip(rows["method"], rows["metric"])) == [
+        ("raw", "spearman_cosine"), ("simcse", "spearman_cosine"), ("simcse", "spearman_cosine_minus_raw"),
+        ("simcse-best-valid", "spearman_cosine"), ("simcse-best-valid", "spearman_cosine_minus_raw"),
+        ("simcse+whitening", "spearman_cosine"), ("simcse+whitening", "spearman_cosine_minus_simcse")]
     trained = rows[rows["method"] != "raw"]
     assert set(trained["train_on"]) == {"valid+test (96 of 96 sentences)"}
     assert set(trained["dropout"]) == {"0.1"} and set(rows["n_pairs"]) == {"24"}
-    assert all(-1 <= float(value) <= 1 for value in rows["value"])
-    run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0"
+    assert set(trained["loss"]) == {"su"} and set(trained["batch_size"]) == {"16"} and set(trained["epochs"]) == {"1"}
+    assert all(-1 <= float(value) <= 1 for value in rows["value"]) and all(rows["machine"])
+    value = {(method, metric): float(v) for method, metric, v in zip(rows["method"], rows["metric"], rows["value"])}
+    assert value["simcse", "spearman_cosine_minus_raw"] == pytest.approx(
+        value["simcse", "spearman_cosine"] - value["raw", "spearman_cosine"], abs=1e-5)
+    assert value["simcse+whitening", "spearman_cosine_minus_simcse"] == pytest.approx(
+        value["simcse+whitening", "spearman_cosine"] - value["simcse", "spearman_cosine"], abs=1e-5)
+    best = trained[trained["method"] == "simcse-best-valid"]["extra"].iloc[0]
+    assert "chosen_on=valid" in best and "best_step=" in best
+    stem = f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"  # settings other than Su's are in the name
+    curve = pd.read_csv(tmp_path / "results" / "curves" / f"{stem}.csv")
+    assert list(curve["step"]) == [0, 6]  # before training and at the end (every 20 steps: never, 6 steps)
+    assert (tmp_path / "results" / "curves" / f"{stem}.png").stat().st_size > 1000
+
+    run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
     assert (run_dir / SETTINGS_FILE).is_file() and (run_dir / "model.safetensors").is_file()
 
     def must_not_train(*args, **kwargs):
@@ -328,8 +344,14 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     simcse_run.run_simcse_queue(**dict(options, log=lines.append))
     assert any(line.endswith("done, skipping") for line in lines)
     pd.testing.assert_frame_equal(pd.read_csv(out_csv, dtype=str, keep_default_na=False), rows)
-    with pytest.raises(StsevalError, match="^--seed: .* seed 0"):
-        simcse_run.run_simcse_queue(**dict(options, seed=1))
+    # every setting that changes the trained weights is part of the cell key: these train again
+    for changed in ({"seed": 1}, {"learning_rate": 2e-3}, {"loss": "princeton"}, {"batch_size": 8}, {"epochs": 2}):
+        trained_again: list[dict] = []
+        monkeypatch.setattr(simcse_run, "train_simcse", lambda *args, **kwargs: trained_again.append(kwargs)
+                            or (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            simcse_run.run_simcse_queue(**dict(options, **changed))
+        assert trained_again, changed
 
 
 @pytest.mark.parametrize(
