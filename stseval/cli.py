@@ -176,7 +176,7 @@ def simcse_train(
     """
     from stseval.evaluate import split_label
     from stseval.report import write_report
-    from stseval.simcse_run import run_simcse_queue
+    from stseval.simcse_run import is_main_process, run_simcse_queue
 
     try:
         results_path = run_simcse_queue(
@@ -186,6 +186,8 @@ def simcse_train(
             then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
             curve_pairs=curve_pairs, eval_steps=eval_steps, log=lambda message: typer.echo(message, err=True),
         )
+        if not is_main_process():
+            return  # under torchrun only rank 0 writes the grid
         written = write_report([results_path], out, metrics=["spearman_cosine"],
                                split=split_label(split, max_eval_pairs), best=True, name="grid")
     except StsevalError as err:

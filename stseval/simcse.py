@@ -381,8 +381,9 @@ def train_simcse(
 
     Under torchrun (WORLD_SIZE > 1) every process takes `batch_size` sentences of each global batch
     of batch_size x world_size, the loss gathers the embeddings of all processes (negatives are
-    global, as on one device with the global batch) and DistributedDataParallel averages gradients;
-    only rank 0 writes.
+    global, as on one device with the global batch) and the gradients are averaged over processes
+    (all-reduce, as DistributedDataParallel does; DDP itself refuses the several forward passes of
+    one step that the length-sorted chunks make); only rank 0 writes. An incomplete last global batch is dropped there.
 
     Args:
         model_folder: Hugging Face encoder folder to start from (config, safetensors, tokenizer).
@@ -434,19 +435,20 @@ def train_simcse(
 
     rank, world_size = _distributed_rank_and_size()
     _seed_everything(settings.seed)
-    model = build_simcse_model(model_folder, settings.pooling, settings.dropout, settings.max_length, device="cpu"
-                               if not torch.cuda.is_available() else None)
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    model = build_simcse_model(model_folder, settings.pooling, settings.dropout, settings.max_length, device=device)
     loss_fn = build_loss(model, settings.loss, settings.mini_batch_size, gather_across_devices=world_size > 1)
     embedding = model[0].auto_model.get_input_embeddings()
-    forward_model: nn.Module = model
     if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        forward_model = DistributedDataParallel(model)
+        _broadcast_parameters(model)
     optimizer = RowAdam(model.parameters(), embedding, lr=settings.learning_rate, sparse_grad=world_size == 1)
 
     global_batch = settings.batch_size * world_size
     steps_per_epoch = -(-len(sentences) // global_batch)
+    if world_size > 1:  # every process needs sentences: drop an incomplete last global batch
+        steps_per_epoch = max(1, len(sentences) // global_batch)
     total_steps = steps_per_epoch * settings.epochs if max_steps is None else min(max_steps, steps_per_epoch * settings.epochs)
     state = _TrainingState()
     resume = _load_newest_checkpoint(checkpoint_dir, model, optimizer, state)
@@ -455,7 +457,6 @@ def train_simcse(
                             "valid_spearman": _validation_spearman(model, validation, settings.max_length)})
     phase = dict.fromkeys(PHASES, 0.0)
     phase_log: list[dict[str, float]] = []  # phase seconds of each step, for benchmarks/simcse.py
-    device = next(model.parameters()).device
     bar = _progress(total_steps, state.step, show_progress and rank == 0)
     started = time.perf_counter()
     model.train()
@@ -468,10 +469,12 @@ def train_simcse(
         tick = time.perf_counter()
         features = _to_device(model.preprocess([sentences[i] for i in local]), device)
         phase["tokenize"] += time.perf_counter() - tick
-        loss, forward_seconds = _loss_of_batch(forward_model, loss_fn, features, settings.loss)
+        loss, forward_seconds = _loss_of_batch(model, loss_fn, features, settings.loss)
         phase["forward"] += forward_seconds
         tick = time.perf_counter()
         loss.backward()
+        if world_size > 1:
+            _average_gradients(model, world_size)
         phase["backward"] += time.perf_counter() - tick
         tick = time.perf_counter()
         optimizer.step()
@@ -510,6 +513,8 @@ def train_simcse(
                                  / max(train_seconds, 1e-9), 2),
         "resumed_from": f"step-{resume}" if resume else "",
         "best_valid": state.best,
+        "world_size": world_size,
+        "losses": [round(value, 6) for value in state.losses],  # every step's loss (mean over processes)
     }
     model.eval()
     if rank == 0:
@@ -733,6 +738,21 @@ def _distributed_rank_and_size() -> tuple[int, int]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def _broadcast_parameters(model: nn.Module) -> None:
+    """Every process starts from rank 0's weights."""
+    for parameter in model.parameters():
+        torch.distributed.broadcast(parameter.data, src=0)
+
+
+def _average_gradients(model: nn.Module, world_size: int) -> None:
+    """Mean of every gradient over processes: with each process's loss over its own anchors against the
+    gathered candidates, the mean is the gradient of the global batch's loss."""
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= world_size
 
 
 def _mean_over_processes(value: torch.Tensor, world_size: int) -> float:

@@ -210,7 +210,7 @@ def run_simcse_queue(
     out_csv, runs_dir = Path(out_csv), Path(runs_dir)
     ensure_writable(out_csv.parent, "--out")
     ensure_writable(runs_dir / "simcse", "--runs-dir")
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    main_process = is_main_process()
 
     if device is None:
         import torch
@@ -278,6 +278,11 @@ def run_simcse_queue(
                     f"{trained.steps} steps ({trained.sentences_per_s:.1f} sentences/s)"
                     + (f"; best on {validation.label}: {best.value:.4f}" if best is not None else ""))
     return results.path
+
+
+def is_main_process() -> bool:
+    """False in every process but rank 0 under torchrun / accelerate launch: only rank 0 scores and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _score_raw(encoder, spec, poolings, split, data_dir, prefix, batch_size, cache, results, common,
