@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from stseval import __version__
 from stseval.errors import StsevalError
@@ -154,32 +155,54 @@ def cell_key(row: ResultRow | dict | pd.Series) -> tuple[str, ...]:
     return tuple(str(get(name)) for name in CELL_KEY)
 
 
-class ResultsFile:
-    """A long-format CSV that grows cell by cell and survives interruption.
+LOCK_TIMEOUT_S = 120.0  # a merge takes milliseconds; a lock held this long belongs to a hung process
 
-    Each `add` rewrites the file atomically, so Ctrl-C loses at most the cell being computed, and a
-    re-run asks `has(...)` to skip finished cells.
+
+def lock_path(path: Path) -> Path:
+    """The lock file that serialises writers of a results file: `.NAME.lock` beside it (hidden, so
+    `report` skips it)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+class ResultsFile:
+    """A long-format CSV that grows cell by cell and survives interruption and concurrent writers.
+
+    Each `add` takes a lock beside the file, re-reads what is on disk, merges its rows in and rewrites
+    the file atomically. So Ctrl-C loses at most the cell being computed, two runs writing into one
+    `--out` at the same time keep each other's rows, and a re-run asks `has(...)` to skip finished cells.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        if self.path.exists():
-            self.frame = read_rows(self.path)
-        else:
-            self.frame = pd.DataFrame(columns=COLUMNS)
+        self.frame = self._read()
         self._keys = {cell_key(record) for _, record in self.frame.iterrows()}
 
     def has(self, key: tuple[str, ...]) -> bool:
         return key in self._keys
 
     def add(self, rows: list[ResultRow]) -> None:
-        """Append rows (replacing rows of the same cell) and write the file atomically."""
+        """Merge rows into the file (replacing rows of the same cell) under its lock, atomically.
+
+        The file is re-read under the lock, so rows another process wrote since this one started are kept.
+        """
         if not rows:
             return
         new = rows_to_frame(rows)
         new_keys = {cell_key(row) for row in rows}
-        keep = [cell_key(record) not in new_keys for _, record in self.frame.iterrows()]
-        parts = [frame for frame in (self.frame[keep], new) if not frame.empty]
-        self.frame = pd.concat(parts, ignore_index=True) if parts else new
-        self._keys |= new_keys
-        write_frame(self.frame, self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(lock_path(self.path)), timeout=LOCK_TIMEOUT_S):
+                current = self._read()  # what other writers added since we last looked
+                keep = [cell_key(record) not in new_keys for _, record in current.iterrows()]
+                parts = [frame for frame in (current[keep], new) if not frame.empty]
+                merged = pd.concat(parts, ignore_index=True) if parts else new
+                write_frame(merged, self.path)
+        except Timeout:
+            raise StsevalError(f"{lock_path(self.path)}: another stseval process has held this lock for "
+                               f"{LOCK_TIMEOUT_S:.0f} s; if none is running, delete the lock file") from None
+        self.frame = merged
+        self._keys = {cell_key(record) for _, record in merged.iterrows()}
+
+    def _read(self) -> pd.DataFrame:
+        return read_rows(self.path) if self.path.exists() else pd.DataFrame(columns=COLUMNS)

@@ -54,3 +54,13 @@ def test_malformed_results_file_names_the_file(tmp_path, content, message):
     with pytest.raises(StsevalError, match=message) as info:
         read_rows(path)
     assert "r.csv" in str(info.value)
+
+
+def test_two_writers_that_opened_the_file_at_once_keep_each_others_rows(tmp_path):
+    path = tmp_path / "r.csv"
+    first, second = ResultsFile(path), ResultsFile(path)  # both read the file before either wrote
+    first.add([make_row(task="ATEC")])
+    second.add([make_row(task="BQ")])
+    assert sorted(read_rows(path).task) == ["ATEC", "BQ"]
+    assert second.has(cell_key(make_row(task="ATEC")))  # the merge also refreshed what `has` knows
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["r.csv"]  # the lock is hidden

@@ -139,3 +139,24 @@ def test_all_available_rows_say_which_splits(tiny_bert, sample_data_dir, tmp_pat
     # STS-B has a train split here, PAWSX does not: 300 pairs x 2 sides per split
     assert whitened.loc["STS-B", "extra"] == "fit_splits=train+valid+test;n_fit_vectors=1800"
     assert whitened.loc["PAWSX", "extra"] == "fit_splits=valid+test;n_fit_vectors=1200"
+
+
+def test_two_runs_at_once_into_one_out_keep_both_tasks_rows(tiny_bert, sample_data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "stseval.cli", "whiten", "--model", str(tiny_bert), "--pooling", "cls",
+         "--dims", "full", "--tasks", task, "--fit-on", "test", "--data-dir", str(sample_data_dir),
+         "--out", str(out), "--bootstrap", "0"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for task in ("STS-B", "PAWSX")]
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
+    assert sorted(set(rows.task)) == ["PAWSX", "STS-B"]
+    assert len(rows) == 4  # per task: raw + whitening
