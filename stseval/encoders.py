@@ -452,19 +452,29 @@ def _tokenizer_files(folder: Path) -> list[Path]:
 
 
 def _fingerprint(paths: Sequence[Path]) -> str:
-    """sha256 over the names and contents of `paths` (big files via a memo keyed by size+mtime)."""
+    """sha256 over the names and contents of `paths` (big files via a memo keyed by the file's identity)."""
     lines = [f"{path.name}\t{_file_sha256_memoised(path)}" for path in paths]
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def _file_sha256_memoised(path: Path) -> str:
-    """sha256 of a file, remembered in $STSEVAL_HOME/fingerprints while its size and mtime hold."""
+def _file_identity(path: Path, real_path: str) -> dict:
+    """What must hold for a remembered hash to still be the file's: size, mtime, ctime, inode, device.
+
+    ctime is the guard against weights rewritten in place with the old size and mtime put back:
+    any write or `touch` sets it to now, and no user call can set it back.
+    """
     stat = path.stat()
-    if stat.st_size < _MEMO_MIN_BYTES:
+    return {"path": real_path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+            "inode": stat.st_ino, "device": stat.st_dev}
+
+
+def _file_sha256_memoised(path: Path) -> str:
+    """sha256 of a file, remembered in $STSEVAL_HOME/fingerprints while its identity (`_file_identity`) holds."""
+    if path.stat().st_size < _MEMO_MIN_BYTES:
         return file_sha256(path)
     real_path = str(path.resolve())
     memo_path = stseval_home() / "fingerprints" / f"{hashlib.sha1(real_path.encode('utf-8')).hexdigest()}.json"
-    identity = {"path": real_path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    identity = _file_identity(path, real_path)
     try:
         memo = json.loads(memo_path.read_text(encoding="utf-8"))
         if {key: memo.get(key) for key in identity} == identity and isinstance(memo.get("sha256"), str):
@@ -472,6 +482,8 @@ def _file_sha256_memoised(path: Path) -> str:
     except (OSError, ValueError, AttributeError):
         pass  # no memo yet, or an unreadable one: hash again
     digest = file_sha256(path)
+    if _file_identity(path, real_path) != identity:
+        return digest  # changed while being hashed: correct for this run, but not worth remembering
     try:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")

