@@ -204,5 +204,53 @@ class ResultsFile:
         self.frame = merged
         self._keys = {cell_key(record) for _, record in merged.iterrows()}
 
+    def check_compatible(self, planned: list[ResultRow], option: str = "--out") -> None:
+        """Refuse to add `planned` rows to a file whose rows a grid could never show beside them.
+
+        Call it before computing anything: rows of the same task and split from other data
+        (data_sha256), of the same model name with other weights (model_fingerprint), or from other
+        library versions would make every later grid of this file fail.
+
+        Raises:
+            StsevalError naming the conflicting rows (file:line) and the ways out.
+        """
+        if self.frame.empty or not planned:
+            return
+        existing = self.frame.astype({name: str for name in ("task", "split", "model", "data_sha256",
+                                                              "model_fingerprint", "versions")})
+        for row in planned:
+            checks = (
+                ("data_sha256", (existing["task"] == row.task) & (existing["split"] == row.split),
+                 f"{row.task} {row.split} scored on other data",
+                 "or point --data-dir at the data they were scored on"),
+                ("model_fingerprint", existing["model"] == row.model,
+                 f"model {row.model} with other weights or tokenizer",
+                 "or restore the model they were made with"),
+                ("versions", pd.Series(True, index=existing.index),
+                 "other library versions", "or rerun in the environment they were made in"),
+            )
+            for column, same_cell, what, restore in checks:
+                ours = str(getattr(row, column))
+                clash = same_cell & (existing[column] != "") & (existing[column] != ours)
+                if ours and clash.any():
+                    theirs = existing.loc[clash, column].iloc[0]
+                    raise StsevalError(
+                        f"{option} {self.path.parent}: {self.path.name} already holds {int(clash.sum())} rows of "
+                        f"{what} ({column} {_short(theirs)} at {_line_list(self.path, clash)}; this run: "
+                        f"{_short(ours)}); a grid never mixes them, so nothing was computed. Ways out: another "
+                        f"{option} folder, delete those rows (or the file), {restore}")
+
     def _read(self) -> pd.DataFrame:
         return read_rows(self.path) if self.path.exists() else pd.DataFrame(columns=COLUMNS)
+
+
+def _short(value: str) -> str:
+    """A checksum or version string cut to a readable length."""
+    return value if len(value) <= 40 else value[:16] + "..."
+
+
+def _line_list(path: Path, mask: pd.Series) -> str:
+    """'r.csv:2, 3, 5 and 12 more' for the rows of a frame read from `path` (line = index + 2)."""
+    lines = [int(index) + 2 for index in mask[mask].index]  # the header is line 1
+    shown = ", ".join(str(line) for line in lines[:5])
+    return f"{path.name}:{shown}" + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")

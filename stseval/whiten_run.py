@@ -103,8 +103,11 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
         too_big = [d for d in settings.dims if d is not None and d > dimension]
         if too_big:
             raise StsevalError(f"--dims: {too_big[0]} is larger than {encoder.name}'s vector size {dimension}")
+        plans = {spec.name: _task_plan(settings, spec, encoder, base) for spec in settings.tasks}
+        for plan in plans.values():  # before computing: a conflicting row would poison the folder
+            results.check_compatible(plan.rows)
         for spec in settings.tasks:
-            plan = _task_plan(settings, spec, encoder, base)
+            plan = plans[spec.name]
             pending = [row for row in plan.rows if not results.has(cell_key(row))]
             if not pending:
                 log(f"{encoder.name} {spec.name}: all {len(plan.rows)} cells done, skipping")

@@ -160,3 +160,34 @@ def test_two_runs_at_once_into_one_out_keep_both_tasks_rows(tiny_bert, sample_da
     rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
     assert sorted(set(rows.task)) == ["PAWSX", "STS-B"]
     assert len(rows) == 4  # per task: raw + whitening
+
+
+@pytest.mark.parametrize("change", ["data", "model"])
+def test_out_holding_rows_of_other_data_or_weights_is_refused_before_computing(
+        change, tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import stseval.encoders as encoders
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_data_dir, data_dir)
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B", "--fit-on", "test",
+            "--data-dir", str(data_dir), "--out", str(out), "--bootstrap", "0"]
+    assert run(*args).exit_code == 0
+    before = (out / "whiten.csv").read_bytes()
+    if change == "data":
+        test_file = next(data_dir.glob("STS-B/*test*"))
+        lines = test_file.read_text(encoding="utf-8").splitlines(keepends=True)
+        test_file.write_text("".join(lines[:-1]), encoding="utf-8")  # one pair fewer: another checksum
+    else:
+        make_bert(tiny_bert, with_pooler=False, seed=1)  # retrained in place: same name, other weights
+    encoded = []
+    monkeypatch.setattr(encoders, "_encode_uncached", lambda *a, **k: encoded.append(1) / 0)
+
+    result = run(*args)
+    assert result.exit_code == 2
+    message = result.output.strip().splitlines()[-1]
+    column = "data_sha256" if change == "data" else "model_fingerprint"
+    assert column in message and "whiten.csv:2, 3" in message and "Ways out" in message and "--out" in message
+    assert encoded == [] and (out / "whiten.csv").read_bytes() == before
