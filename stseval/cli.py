@@ -115,6 +115,7 @@ def whiten(
     seed: int = typer.Option(0, "--seed"),
     unnormalized: bool = typer.Option(False, "--unnormalized", help="Also score whitened vectors by plain dot product (no normalisation after whitening)."),
     save_kernel: Optional[Path] = typer.Option(None, "--save-kernel", help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder."),
+    allow_low_rank: bool = typer.Option(False, "--allow-low-rank", help="Score --dims above the rank of the fit's covariance (e.g. fewer --fit-on sentences than dimensions) instead of refusing them."),
 ) -> None:
     """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
 
@@ -133,7 +134,7 @@ def whiten(
             models=model, poolings=parse_poolings(pooling), dims=parse_dims(dims), tasks=task_specs,
             fit_on=validate_fit_on(fit_on, task_specs), split=split, prefix=prefix,
             data_dir=resolve_data_dir(data_dir), out_dir=out, batch_size=batch_size, n_resamples=bootstrap,
-            seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel,
+            seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank,
         )
         results_path = run_whiten_grid(settings, log=lambda message: typer.echo(message, err=True))
         typer.echo(write_whiten_grid(settings, results_path))

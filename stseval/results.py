@@ -47,6 +47,8 @@ class ResultRow:
     ci_low: float = float("nan")
     ci_high: float = float("nan")
     n_pairs: int = 0
+    n_fit: int = 0  # vectors the whitening was fitted on (0 when not whitened)
+    fit_rank: int = 0  # rank of their covariance: directions past it were not seen by the fit (0: not whitened)
     seconds: float = 0.0
     seed: int = 0
     model_fingerprint: str = ""

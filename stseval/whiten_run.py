@@ -18,7 +18,7 @@ from stseval.errors import StsevalError
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
-from stseval.whitening import Whitening, fit_whitening, save_whitening
+from stseval.whitening import RELATIVE_EIGENVALUE_FLOOR, Whitening, fit_whitening, save_whitening
 
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
 
@@ -43,6 +43,7 @@ class WhitenSettings:
     unnormalized: bool = False  # also score whitened vectors by plain dot product
     save_kernel_dir: Path | None = None
     show_progress: bool = True
+    allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
 
 
 def parse_dims(text: str) -> list[int | None]:
@@ -103,6 +104,7 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
         too_big = [d for d in settings.dims if d is not None and d > dimension]
         if too_big:
             raise StsevalError(f"--dims: {too_big[0]} is larger than {encoder.name}'s vector size {dimension}")
+        _check_file_fits_rank(settings, dimension)
         plans = {spec.name: _task_plan(settings, spec, encoder, base) for spec in settings.tasks}
         for plan in plans.values():  # before computing: a conflicting row would poison the folder
             results.check_compatible(plan.rows)
@@ -202,8 +204,15 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
                     "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": row.pooling,
                     "prefix": settings.prefix, "task": spec.name, "fit_on": row.fit_on,
                     "fit_splits": _fit_splits(row.fit_on, encoded),
-                    "n_fit_vectors": int(len(fit_vectors)), "max_length": spec.max_length})
+                    "n_fit_vectors": int(len(fit_vectors)), "rank": _fit_rank(kernel, len(fit_vectors)),
+                    "max_length": spec.max_length})
             whitening = fits[fit_key]
+            n_fit, rank = whitening.provenance["n_fit_vectors"], whitening.provenance["rank"]
+            n_components = whitening.n_components if row.dims == "full" else int(row.dims)
+            if n_components > _supported_dims(n_fit, rank, whitening.mu.shape[1]) and not settings.allow_low_rank:
+                raise StsevalError(_low_rank_message(row.fit_on, n_fit, whitening.mu.shape[1], rank, row.dims,
+                                                     n_components))
+            row.n_fit, row.fit_rank = n_fit, rank
             if row.dims != "full":
                 whitening = whitening.truncate(int(row.dims))
             fit_splits = whitening.provenance["fit_splits"]
@@ -219,6 +228,52 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
         row.seconds = round(time.perf_counter() - started, 3)
         done.append(row)
     return done
+
+
+def _fit_rank(kernel: np.ndarray, n_fit: int) -> int:
+    """Rank of the covariance a (d, d) kernel was fitted on: the directions the fit saw.
+
+    kernel = U diag(1/sqrt(s)) with orthonormal U, so column i has squared norm 1/s_i; directions whose
+    eigenvalue was raised to whitening's floor are the ones the data had no variance in. n vectors span
+    at most n - 1 directions around their mean.
+    """
+    eigenvalues = 1.0 / np.square(kernel.astype(np.float64)).sum(axis=0)
+    floor = eigenvalues[0] * RELATIVE_EIGENVALUE_FLOOR * 1.01  # a little above it: the kernel is float32
+    return int(min(np.count_nonzero(eigenvalues > floor), max(n_fit - 1, 0)))
+
+
+def _supported_dims(n_fit: int, rank: int, dimension: int) -> int:
+    """The most whitened directions a fit of `n_fit` vectors with covariance `rank` can stand behind.
+
+    Post-LayerNorm vectors (cls, last-avg of BERT-style models) obey one linear constraint, so their
+    covariance has rank d - 1 however many sentences are fitted (e5-small cls: 383 of 384). The direction
+    missing is one the scored vectors lack as well, so keeping it changes no score: with enough vectors
+    to span d, one missing direction is the model's, not the fit's.
+    """
+    if n_fit > dimension and rank == dimension - 1:
+        return dimension
+    return rank
+
+
+def _low_rank_message(fit_label: str, n_fit: int, dimension: int, rank: int, dims: str, n_components: int) -> str:
+    """Why k whitened directions cannot all come from this fit, and the ways out."""
+    why = " (fewer vectors than dimensions)" if n_fit <= dimension else ""
+    return (f"--fit-on {fit_label}: {n_fit} vectors of {dimension} dims have covariance rank {rank}{why}, "
+            f"so --dims {dims} would keep {n_components - rank} direction(s) the fit never saw; give --dims "
+            f"{rank} or less, fit on more sentences, or pass --allow-low-rank to score it anyway")
+
+
+def _check_file_fits_rank(settings: WhitenSettings, dimension: int) -> None:
+    """Refuse a --fit-on file too short for the --dims asked before anything is encoded."""
+    if settings.allow_low_rank:
+        return
+    widest = max(dimension if dims is None else dims for dims in settings.dims)
+    for fit in settings.fit_on:
+        if _fit_label(fit).startswith("file:"):
+            n_fit = len(read_sentence_lines(Path(fit), "--fit-on", min_sentences=2))
+            if n_fit - 1 < widest:  # n vectors span at most n - 1 directions around their mean
+                label = "full" if widest == dimension else str(widest)
+                raise StsevalError(_low_rank_message(_fit_label(fit), n_fit, dimension, n_fit - 1, label, widest))
 
 
 def _fit_splits(fit: str, encoded: dict[str, SplitVectors]) -> str:

@@ -64,3 +64,11 @@ def test_two_writers_that_opened_the_file_at_once_keep_each_others_rows(tmp_path
     assert sorted(read_rows(path).task) == ["ATEC", "BQ"]
     assert second.has(cell_key(make_row(task="ATEC")))  # the merge also refreshed what `has` knows
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["r.csv"]  # the lock is hidden
+
+
+def test_results_written_before_the_fit_columns_existed_still_read(tmp_path):
+    path = tmp_path / "old.csv"
+    old_columns = [c for c in COLUMNS if c not in ("n_fit", "fit_rank")]
+    rows_to_frame([make_row()])[old_columns].to_csv(path, index=False)
+    frame = read_rows(path)
+    assert list(frame.columns) == COLUMNS and frame.loc[0, "n_fit"] == ""

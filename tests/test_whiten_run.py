@@ -98,7 +98,8 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
     sentences.write_text("今天天气很好\n我喜欢吃苹果\n花呗怎么还款\n借钱\n你是什么人\n", encoding="utf-8")
     result = run("--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B,PAWSX",
                  "--fit-on", "task:PAWSX", "--fit-on", "pooled", "--fit-on", str(sentences), "--unnormalized",
-                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0")
+                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0",
+                 "--allow-low-rank")  # 5 sentences span 4 of 32 directions
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
     stsb = rows[rows.task == "STS-B"]
@@ -191,3 +192,74 @@ def test_out_holding_rows_of_other_data_or_weights_is_refused_before_computing(
     column = "data_sha256" if change == "data" else "model_fingerprint"
     assert column in message and "whiten.csv:2, 3" in message and "Ways out" in message and "--out" in message
     assert encoded == [] and (out / "whiten.csv").read_bytes() == before
+
+
+def _five_sentences(tmp_path):
+    sentences = tmp_path / "corpus.txt"
+    sentences.write_text("今天天气很好\n我喜欢吃苹果\n花呗怎么还款\n借钱\n你是什么人\n", encoding="utf-8")
+    return sentences
+
+
+@pytest.mark.parametrize("dims", ["full", "8"])
+def test_fit_with_fewer_vectors_than_dims_is_refused_before_encoding(dims, tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", dims, "--tasks", "STS-B",
+                 "--fit-on", str(_five_sentences(tmp_path)), "--data-dir", str(sample_data_dir),
+                 "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 2
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("stseval: --fit-on file:corpus.txt: 5 vectors of 32 dims have covariance rank 4")
+    assert "--allow-low-rank" in message and f"--dims {dims}" in message
+    assert not (tmp_path / "o" / "whiten.csv").exists()
+
+
+def test_low_rank_fit_is_scored_when_asked_and_records_n_fit_and_rank(tiny_bert, sample_data_dir, tmp_path):
+    common = ["--model", str(tiny_bert), "--pooling", "cls", "--tasks", "STS-B", "--data-dir", str(sample_data_dir),
+              "--bootstrap", "0"]
+    ok = run(*common, "--dims", "4,full", "--fit-on", str(_five_sentences(tmp_path)), "--fit-on", "test",
+             "--out", str(tmp_path / "o"), "--allow-low-rank")
+    assert ok.exit_code == 0, ok.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    whitened = rows[rows.method == "whitening"].set_index(["fit_on", "dims"])
+    assert whitened.loc[("file:corpus.txt", "full"), ["n_fit", "fit_rank"]].tolist() == [5, 4]
+    # the tiny BERT's cls is a LayerNorm output: rank 31 of 32 however many vectors (see _supported_dims)
+    assert whitened.loc[("test", "full"), ["n_fit", "fit_rank"]].tolist() == [600, 31]
+    assert rows.loc[rows.method == "raw", ["n_fit", "fit_rank"]].values.tolist() == [[0, 0]]
+    # k within the rank needs no option
+    assert run(*common, "--dims", "4", "--fit-on", str(_five_sentences(tmp_path)),
+               "--out", str(tmp_path / "p")).exit_code == 0
+
+
+def test_fit_rank_counts_the_directions_the_vectors_span(rng):
+    from stseval.whiten_run import _fit_rank
+    from stseval.whitening import fit_whitening
+
+    full = rng.normal(size=(200, 16))
+    collapsed = full.copy()
+    collapsed[:, 3] = 2.0  # no variance along one axis
+    for vectors, expected in ((full, 16), (collapsed, 15), (full[:5], 4)):
+        _, kernel = fit_whitening(vectors)
+        assert _fit_rank(kernel, len(vectors)) == expected
+
+
+def test_one_direction_missing_from_layer_norm_outputs_is_the_model_s_not_the_fit_s(rng):
+    from stseval.whiten_run import _fit_rank, _supported_dims
+    from stseval.whitening import fit_whitening
+
+    vectors = rng.normal(size=(200, 16))
+    vectors -= vectors.mean(axis=1, keepdims=True)  # LayerNorm: every vector's coordinates sum to 0
+    _, kernel = fit_whitening(vectors)
+    rank = _fit_rank(kernel, len(vectors))
+    assert rank == 15 and _supported_dims(200, rank, 16) == 16
+    assert _supported_dims(16, 15, 16) == 15  # too few vectors: the fit's shortfall, not the model's
+    assert _supported_dims(200, 14, 16) == 14
+
+
+def test_fit_whose_rank_falls_short_is_refused_when_fitted(tiny_bert, sample_data_dir, tmp_path):
+    repeated = tmp_path / "repeated.txt"
+    repeated.write_text(_five_sentences(tmp_path).read_text(encoding="utf-8") * 8, encoding="utf-8")  # 40 lines
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B",
+                 "--fit-on", str(repeated), "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
+    assert result.exit_code == 2
+    message = result.output.strip().splitlines()[-1]
+    assert "40 vectors of 32 dims have covariance rank 4, so --dims full would keep 28" in message
