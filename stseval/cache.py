@@ -48,6 +48,14 @@ def stseval_home() -> Path:
     return Path(os.environ.get("STSEVAL_HOME") or Path.home() / ".cache" / "stseval").expanduser()
 
 
+def check_home_writable() -> None:
+    """Raise StsevalError (one line) unless $STSEVAL_HOME can take the models and vectors we store there."""
+    from stseval.fileio import check_writable_dir
+
+    check_writable_dir(stseval_home(), "STSEVAL_HOME",
+                       fix="stseval keeps models and embedding vectors there: set STSEVAL_HOME to a writable folder")
+
+
 def default_cache_root() -> Path:
     """Where `EmbeddingCache()` keeps vectors: $STSEVAL_HOME/embeddings."""
     return stseval_home() / "embeddings"

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from stseval.errors import StsevalError
+from stseval.fileio import check_writable_dir
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
@@ -92,9 +93,13 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
     Returns:
         the long-format results CSV path.
     """
-    from stseval.cache import EmbeddingCache, default_cache_root
+    from stseval.cache import EmbeddingCache, check_home_writable, default_cache_root
     from stseval.encoders import load_encoder
 
+    check_writable_dir(settings.out_dir, "--out")
+    if settings.save_kernel_dir is not None:
+        check_writable_dir(settings.save_kernel_dir, "--save-kernel")
+    check_home_writable()
     results = ResultsFile(settings.out_dir / settings.results_name)
     cache = EmbeddingCache(default_cache_root())
     base = provenance(settings.seed)
