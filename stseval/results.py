@@ -6,6 +6,7 @@ One row per (model, pooling, method, dims, fit_on, train_on, prefix, dropout, ta
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as _dt
 import importlib.metadata
@@ -14,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
@@ -119,36 +121,99 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_rows(path: Path) -> pd.DataFrame:
-    """Read a long-format results CSV, checking it has the columns rows need.
+    """Read a long-format results CSV, checking it has the columns rows need and that every row is sound.
+
+    A row is sound when it has every field of the header, names a task of `TASKS`, has a known status,
+    and its value and interval are finite numbers within the metric's range (`metric_range`).
 
     Raises:
-        StsevalError naming the file when it is missing, empty, unparsable or lacks columns.
+        StsevalError naming the file when it is missing, empty, unparsable or lacks columns, and
+        file:line for the first unsound row.
     """
     path = Path(path)
     if not path.is_file():
         raise StsevalError(f"{path}: results file not found")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        lines, short = _record_lines(path)
     except pd.errors.EmptyDataError:
         raise StsevalError(f"{path}: results file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as err:
         raise StsevalError(f"{path}: not a readable results CSV ({err})") from None
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
         raise StsevalError(f"{path}: missing column(s) {', '.join(missing)}; is this a stseval results file?")
+    if len(lines) != len(frame):  # the csv module and pandas disagree on records: fall back to counting
+        lines = list(range(2, len(frame) + 2))
+    if short is not None:
+        line, n_fields = short
+        raise StsevalError(f"{path}:{line}: {n_fields} of {len(frame.columns)} fields; the row was cut short "
+                           "(an interrupted copy?): delete the line, or the file, and rerun")
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = ""
     values = pd.to_numeric(frame["value"].replace("", "nan"), errors="coerce")
     bad = values.isna() & (frame["status"] != "n/a") & (frame["value"] != "")
     if bad.any():
-        first = int(bad.idxmax())
-        # +2: the header is line 1 and rows count from 0
-        raise StsevalError(f"{path}:{first + 2}: value {frame.loc[first, 'value']!r} is not a number")
+        first = int(bad.to_numpy().argmax())
+        raise StsevalError(f"{path}:{lines[first]}: value {frame['value'].iloc[first]!r} is not a number")
     frame["value"] = values
     for column in ("ci_low", "ci_high", "seconds"):
         frame[column] = pd.to_numeric(frame[column].replace("", "nan"), errors="coerce")
+    _check_rows(frame, path, lines)
     return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+
+
+STATUSES = ("ok", "n/a", "")  # "" in files written before the status column
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: Spearman in [-1, 1], retrieval rates in [0, 1], counts and
+    timings >= 0; other metrics any finite number."""
+    if metric.startswith("spearman"):
+        return -1.0, 1.0
+    if metric.startswith(("recall@", "mrr@", "ndcg@")):
+        return 0.0, 1.0
+    if metric in ("qps", "build_s", "index_bytes"):
+        return 0.0, float("inf")
+    return float("-inf"), float("inf")
+
+
+def _check_rows(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
+    """Raise StsevalError at the first row with an unknown task or status, or a value out of range."""
+    from stseval.tasks import TASKS
+
+    for position, (task, status, metric, value, ci_low, ci_high) in enumerate(zip(
+            frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"])):
+        where = f"{path}:{lines[position]}"
+        if task not in TASKS:
+            raise StsevalError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
+        if status not in STATUSES:
+            raise StsevalError(f"{where}: status {status!r} is not ok or n/a")
+        low, high = metric_range(metric)
+        for name, number in (("value", value), ("ci_low", ci_low), ("ci_high", ci_high)):
+            if np.isnan(number):
+                continue  # not measured (n/a cells, no bootstrap)
+            if not np.isfinite(number) or not low <= number <= high:
+                span = f"[{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}" if np.isfinite(low) else "finite"
+                raise StsevalError(f"{where}: {name} {number!r} of {metric} is outside {span}; "
+                                   "the row is damaged or not from stseval: fix or delete the line")
+
+
+def _record_lines(path: Path) -> tuple[list[int], tuple[int, int] | None]:
+    """The line each CSV record ends on (blank lines skipped, as pandas does), and (line, fields) of the
+    first record with fewer fields than the header, or None."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        lines, short = [], None
+        for record in reader:
+            if not record:
+                continue
+            lines.append(reader.line_num)
+            if short is None and len(record) < len(header):
+                short = (reader.line_num, len(record))
+    return lines, short
 
 
 def cell_key(row: ResultRow | dict | pd.Series) -> tuple[str, ...]:

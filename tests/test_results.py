@@ -72,3 +72,43 @@ def test_results_written_before_the_fit_columns_existed_still_read(tmp_path):
     rows_to_frame([make_row()])[old_columns].to_csv(path, index=False)
     frame = read_rows(path)
     assert list(frame.columns) == COLUMNS and frame.loc[0, "n_fit"] == ""
+
+
+def _file_with_a_damaged_third_row(tmp_path, damage):
+    """A results file of three good rows, the third then damaged by `damage(fields) -> line`."""
+    path = tmp_path / "r.csv"
+    write_frame(rows_to_frame([make_row(task="ATEC"), make_row(task="BQ"), make_row(task="LCQMC")]), path)
+    header, first, second, third = path.read_text().splitlines()
+    fields = dict(zip(header.split(","), third.split(",")))
+    path.write_text("\n".join([header, first, "", second, damage(fields)]) + "\n")  # a blank line too
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: ",".join({**f, "task": "NOTATASK"}.values()), "task 'NOTATASK' is not one of ATEC"),
+    (lambda f: ",".join({**f, "value": "7.5"}.values()), r"value 7.5 of spearman_cosine is outside \[-1, 1\]"),
+    (lambda f: ",".join({**f, "value": "inf"}.values()), "value inf of spearman_cosine is outside"),
+    (lambda f: ",".join({**f, "ci_high": "-inf"}.values()), "ci_high -inf"),
+    (lambda f: ",".join({**f, "metric": "recall@10", "value": "1.5"}.values()), r"value 1.5 of recall@10 is outside \[0, 1\]"),
+    (lambda f: ",".join({**f, "status": "maybe"}.values()), "status 'maybe'"),
+    (lambda f: ",".join(list(f.values())[:7]), "7 of 28 fields; the row was cut short"),
+])
+def test_damaged_rows_are_refused_with_file_and_line(tmp_path, damage, message):
+    path = _file_with_a_damaged_third_row(tmp_path, damage)
+    with pytest.raises(StsevalError, match=f"r.csv:5: {message}"):
+        read_rows(path)
+    with pytest.raises(StsevalError, match="r.csv:5"):
+        ResultsFile(path)  # a resumed grid trusts no damaged row either
+
+
+def test_report_refuses_a_damaged_row_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    path = _file_with_a_damaged_third_row(tmp_path, lambda f: ",".join({**f, "value": "7.5"}.values()))
+    result = CliRunner().invoke(app, ["report", str(path), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"stseval: {path}:5: value 7.5 of spearman_cosine is outside [-1, 1]; "
+        "the row is damaged or not from stseval: fix or delete the line"]
