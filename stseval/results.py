@@ -255,6 +255,7 @@ class ResultsFile:
         """
         if not rows:
             return
+        rows = list({cell_key(row): row for row in rows}.values())  # one row per cell, the last given
         new = rows_to_frame(rows)
         new_keys = {cell_key(row) for row in rows}
         self.path.parent.mkdir(parents=True, exist_ok=True)

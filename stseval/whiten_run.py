@@ -59,7 +59,7 @@ def parse_dims(text: str) -> list[int | None]:
             raise StsevalError(f"--dims: {part!r} is not 'full' or a positive integer")
     if not dims:
         raise StsevalError("--dims: give at least one of full, 256, 128, ...")
-    return dims
+    return list(dict.fromkeys(dims))  # "full,full" or "64,064" name one cell once
 
 
 def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:
@@ -169,8 +169,9 @@ def _task_plan(settings: WhitenSettings, spec: TaskSpec, encoder, base: dict) ->
                 for method, metric in _methods(settings):
                     rows.append(ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan,
                                           dims=dims_label(dims), fit_on=_fit_label(fit), **common))
-    supported = [p for p in settings.poolings if encoder.supports(p)]
-    return _TaskPlan(rows, supported, encode_split_names)
+    supported = [p for p in dict.fromkeys(settings.poolings) if encoder.supports(p)]
+    unique_rows = list({cell_key(row): row for row in rows}.values())  # a repeated option value is one cell
+    return _TaskPlan(unique_rows, supported, encode_split_names)
 
 
 def _fit_label(fit: str) -> str:
@@ -182,6 +183,8 @@ def _fit_label(fit: str) -> str:
 
 
 def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPlan, pending: set, cache) -> list[ResultRow]:
+    if not plan.supported_poolings:  # e.g. --pooling pooler alone on a model without one: n/a cells, no encoding
+        return [_not_available(row, encoder) for row in plan.rows if cell_key(row) in pending]
     encoded = encode_splits(encoder, spec, plan.encode_splits, plan.supported_poolings, settings.data_dir,
                             prefix=settings.prefix, batch_size=settings.batch_size, cache=cache,
                             show_progress=settings.show_progress)
@@ -194,8 +197,7 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
         if cell_key(row) not in pending:
             continue
         if row.pooling not in plan.supported_poolings:
-            row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
-            done.append(row)
+            done.append(_not_available(row, encoder))
             continue
         started = time.perf_counter()
         vectors_a, vectors_b = evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling]
@@ -233,6 +235,12 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
         row.seconds = round(time.perf_counter() - started, 3)
         done.append(row)
     return done
+
+
+def _not_available(row: ResultRow, encoder) -> ResultRow:
+    """Mark a row of a pooling the model cannot produce (pooler without trained pooler weights) n/a."""
+    row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
+    return row
 
 
 def _fit_rank(kernel: np.ndarray, n_fit: int) -> int:

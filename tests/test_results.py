@@ -112,3 +112,10 @@ def test_report_refuses_a_damaged_row_in_one_line(tmp_path):
     assert result.output.strip().splitlines() == [
         f"stseval: {path}:5: value 7.5 of spearman_cosine is outside [-1, 1]; "
         "the row is damaged or not from stseval: fix or delete the line"]
+
+
+def test_rows_of_one_cell_given_twice_are_written_once(tmp_path):
+    path = tmp_path / "r.csv"
+    ResultsFile(path).add([make_row(value=0.1), make_row(value=0.2)])
+    frame = read_rows(path)
+    assert len(frame) == 1 and frame.value.item() == pytest.approx(0.2)

@@ -263,3 +263,22 @@ def test_fit_whose_rank_falls_short_is_refused_when_fitted(tiny_bert, sample_dat
     assert result.exit_code == 2
     message = result.output.strip().splitlines()[-1]
     assert "40 vectors of 32 dims have covariance rank 4, so --dims full would keep 28" in message
+
+
+def test_repeated_option_values_write_each_cell_once(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls,cls", "--dims", "full,full,8,08", "--tasks", "STS-B",
+                 "--fit-on", "test", "--fit-on", "test", "--data-dir", str(sample_data_dir),
+                 "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert sorted(zip(rows.method, rows.dims.astype(str))) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
+
+
+def test_pooler_alone_on_a_model_without_one_gives_na_cells(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "pooler", "--dims", "full", "--tasks", "STS-B",
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert len(rows) == 2 and (rows.status == "n/a").all() and (rows.pooling == "pooler").all()
+    assert "n/a" in (tmp_path / "o" / "grid.md").read_text()
