@@ -142,6 +142,7 @@ def load_encoder(name_or_path: str, device: str = "cpu") -> Encoder:
             f"--model {name_or_path}: no *.safetensors weights in {folder}{hint}; "
             "stseval loads safetensors only"
         )
+    _refuse_remote_code(folder, name_or_path)
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -444,6 +445,29 @@ def _transformer_folder(folder: Path, name_or_path: str) -> Path:
         if isinstance(module, dict) and str(module.get("type", "")).rsplit(".", 1)[-1] == "Transformer":
             return folder / str(module.get("path", ""))
     raise StsevalError(f"--model {name_or_path}: {modules_path} lists no Transformer module")
+
+
+def _refuse_remote_code(folder: Path, name_or_path: str) -> None:
+    """Refuse a folder whose config.json or tokenizer_config.json names remote code (`auto_map`).
+
+    transformers would load such a folder as the stock class of its model_type, which is not the model
+    its authors wrote; and a SimCSE folder trained from it would carry the auto_map on.
+    """
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as err:
+            raise StsevalError(f"--model {name_or_path}: cannot read {path} as JSON ({err})") from None
+        if isinstance(config, dict) and config.get("auto_map"):
+            classes = ", ".join(sorted(str(v) for v in config["auto_map"].values())[:2]) \
+                if isinstance(config["auto_map"], dict) else str(config["auto_map"])
+            raise StsevalError(
+                f"--model {name_or_path}: {path} has auto_map ({classes}): the model needs its own code, and "
+                "stseval never runs remote code; use a model of a stock architecture, or delete auto_map "
+                "from the file if the stock model_type is really what the weights are")
 
 
 def _tokenizer_files(folder: Path) -> list[Path]:

@@ -389,3 +389,14 @@ def test_pickle_only_folder_is_refused(tmp_path):
 def test_unknown_device_is_a_clear_error(model_dirs):
     with pytest.raises(StsevalError, match="--device"):
         load_encoder(str(model_dirs["bert"]), device="toaster")
+
+
+@pytest.mark.parametrize("config_name", ["config.json", "tokenizer_config.json"])
+def test_folder_asking_for_remote_code_is_refused(tmp_path, config_name):
+    folder = make_bert(tmp_path / "remote", with_pooler=False)
+    config_path = folder / config_name
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(StsevalError, match=rf"{config_name} has auto_map \(modeling_custom.CustomModel\).*never runs remote code"):
+        load_encoder(str(folder))
