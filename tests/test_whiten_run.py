@@ -282,3 +282,52 @@ def test_pooler_alone_on_a_model_without_one_gives_na_cells(tiny_bert, sample_da
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
     assert len(rows) == 2 and (rows.status == "n/a").all() and (rows.pooling == "pooler").all()
     assert "n/a" in (tmp_path / "o" / "grid.md").read_text()
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import stseval.whiten_run as whiten_run
+
+    real_score_task, calls = whiten_run._score_task, []
+
+    def interrupted_on_second_task(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_score_task(*args, **kwargs)
+
+    monkeypatch.setattr(whiten_run, "_score_task", interrupted_on_second_task)
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
+            "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(out), "--bootstrap", "0"]
+    result = run(*args)
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == (
+        f"stseval: interrupted; {out / 'whiten.csv'} keeps 2 finished row(s), encoded vectors stay in the "
+        "embedding cache; run the same command again to resume")
+    monkeypatch.setattr(whiten_run, "_score_task", real_score_task)
+    resumed = run(*args)
+    assert resumed.exit_code == 0 and "STS-B: all 2 cells done" in resumed.output
+
+
+def test_sigint_exits_130_with_one_line(tiny_bert, sample_data_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stseval.cli", "whiten", "--model", str(tiny_bert), "--pooling", "cls,last-avg,max",
+         "--dims", "full,16,8", "--tasks", "ATEC,BQ,LCQMC,PAWSX,STS-B", "--data-dir", str(sample_data_dir),
+         "--out", str(tmp_path / "out"), "--bootstrap", "1000"],
+        cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    for line in process.stderr:  # wait until the grid is running, then press Ctrl-C
+        if "cells to compute" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("stseval: interrupted; ") and last.endswith("run the same command again to resume")
