@@ -367,6 +367,55 @@ def report(
         typer.echo(str(path))
 
 
+cache_app = typer.Typer(help="Size, verify and clean the embedding cache ($STSEVAL_HOME/embeddings).",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("size")
+def cache_size() -> None:
+    """List each cached key (model, pooling, max_length, prefix) with its shards, vectors and size.
+
+    Example: stseval cache size
+    """
+    from stseval.cache import default_cache_root, format_cache_summary, summarize_cache
+
+    typer.echo(format_cache_summary(summarize_cache(), default_cache_root()))
+
+
+@cache_app.command("verify")
+def cache_verify() -> None:
+    """Check every shard's sha256 and shapes; exit 1 when one is bad (`stseval cache clean` removes it).
+
+    Example: stseval cache verify
+    """
+    from stseval.cache import default_cache_root, summarize_cache, verify_cache
+
+    problems = verify_cache()
+    for record_path, problem in problems:
+        typer.echo(f"{record_path}: {problem}")
+    n_shards = sum(summary.n_shards for summary in summarize_cache())
+    typer.echo(f"{default_cache_root()}: {n_shards - len(problems)} of {n_shards} shard(s) verified"
+               + (f", {len(problems)} corrupt: run `stseval cache clean`" if problems else ""))
+    if problems:
+        raise typer.Exit(code=1)
+
+
+@cache_app.command("clean")
+def cache_clean(dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing.")) -> None:
+    """Delete orphan files (unfinished shards, temp files older than a minute) and corrupt shards.
+
+    Example: stseval cache clean --dry-run
+    """
+    from stseval.cache import clean_cache, default_cache_root
+
+    removed = clean_cache(dry_run=dry_run)
+    for path in removed:
+        typer.echo(str(path))
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{default_cache_root()}: {verb} {len(removed)} file(s)")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
