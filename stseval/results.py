@@ -168,10 +168,10 @@ STATUSES = ("ok", "n/a", "")  # "" in files written before the status column
 
 
 def metric_range(metric: str) -> tuple[float, float]:
-    """The values a metric can take: Spearman in [-1, 1], retrieval rates in [0, 1], counts and
-    timings >= 0; other metrics any finite number."""
+    """The values a metric can take: Spearman in [-1, 1] (a paired difference `spearman_..._minus_...`
+    in [-2, 2]), retrieval rates in [0, 1], counts and timings >= 0; other metrics any finite number."""
     if metric.startswith("spearman"):
-        return -1.0, 1.0
+        return (-2.0, 2.0) if "_minus_" in metric else (-1.0, 1.0)
     if metric.startswith(("recall@", "mrr@", "ndcg@")):
         return 0.0, 1.0
     if metric in ("qps", "build_s", "index_bytes"):

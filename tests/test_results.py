@@ -119,3 +119,11 @@ def test_rows_of_one_cell_given_twice_are_written_once(tmp_path):
     ResultsFile(path).add([make_row(value=0.1), make_row(value=0.2)])
     frame = read_rows(path)
     assert len(frame) == 1 and frame.value.item() == pytest.approx(0.2)
+
+
+def test_metric_ranges():
+    from stseval.results import metric_range
+
+    assert metric_range("spearman_cosine") == metric_range("spearman_dot") == (-1, 1)
+    assert metric_range("spearman_cosine_minus_raw") == (-2, 2)  # a difference of two Spearmans
+    assert metric_range("ndcg@10") == (0, 1) and metric_range("qps") == (0, float("inf"))
