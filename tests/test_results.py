@@ -91,7 +91,7 @@ def _file_with_a_damaged_third_row(tmp_path, damage):
     (lambda f: ",".join({**f, "ci_high": "-inf"}.values()), "ci_high -inf"),
     (lambda f: ",".join({**f, "metric": "recall@10", "value": "1.5"}.values()), r"value 1.5 of recall@10 is outside \[0, 1\]"),
     (lambda f: ",".join({**f, "status": "maybe"}.values()), "status 'maybe'"),
-    (lambda f: ",".join(list(f.values())[:7]), "7 of 28 fields; the row was cut short"),
+    (lambda f: ",".join(list(f.values())[:7]), f"7 of {len(COLUMNS)} fields; the row was cut short"),
 ])
 def test_damaged_rows_are_refused_with_file_and_line(tmp_path, damage, message):
     path = _file_with_a_damaged_third_row(tmp_path, damage)
