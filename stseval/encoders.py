@@ -142,6 +142,7 @@ def load_encoder(name_or_path: str, device: str = "cpu") -> Encoder:
             f"--model {name_or_path}: no *.safetensors weights in {folder}{hint}; "
             "stseval loads safetensors only"
         )
+    _refuse_remote_code(folder, name_or_path)
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -446,25 +447,58 @@ def _transformer_folder(folder: Path, name_or_path: str) -> Path:
     raise StsevalError(f"--model {name_or_path}: {modules_path} lists no Transformer module")
 
 
+def _refuse_remote_code(folder: Path, name_or_path: str) -> None:
+    """Refuse a folder whose config.json or tokenizer_config.json names remote code (`auto_map`).
+
+    transformers would load such a folder as the stock class of its model_type, which is not the model
+    its authors wrote; and a SimCSE folder trained from it would carry the auto_map on.
+    """
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as err:
+            raise StsevalError(f"--model {name_or_path}: cannot read {path} as JSON ({err})") from None
+        if isinstance(config, dict) and config.get("auto_map"):
+            classes = ", ".join(sorted(str(v) for v in config["auto_map"].values())[:2]) \
+                if isinstance(config["auto_map"], dict) else str(config["auto_map"])
+            raise StsevalError(
+                f"--model {name_or_path}: {path} has auto_map ({classes}): the model needs its own code, and "
+                "stseval never runs remote code; use a model of a stock architecture, or delete auto_map "
+                "from the file if the stock model_type is really what the weights are")
+
+
 def _tokenizer_files(folder: Path) -> list[Path]:
     """The tokenizer files present in `folder`."""
     return [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
 
 
 def _fingerprint(paths: Sequence[Path]) -> str:
-    """sha256 over the names and contents of `paths` (big files via a memo keyed by size+mtime)."""
+    """sha256 over the names and contents of `paths` (big files via a memo keyed by the file's identity)."""
     lines = [f"{path.name}\t{_file_sha256_memoised(path)}" for path in paths]
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def _file_sha256_memoised(path: Path) -> str:
-    """sha256 of a file, remembered in $STSEVAL_HOME/fingerprints while its size and mtime hold."""
+def _file_identity(path: Path, real_path: str) -> dict:
+    """What must hold for a remembered hash to still be the file's: size, mtime, ctime, inode, device.
+
+    ctime is the guard against weights rewritten in place with the old size and mtime put back:
+    any write or `touch` sets it to now, and no user call can set it back.
+    """
     stat = path.stat()
-    if stat.st_size < _MEMO_MIN_BYTES:
+    return {"path": real_path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+            "inode": stat.st_ino, "device": stat.st_dev}
+
+
+def _file_sha256_memoised(path: Path) -> str:
+    """sha256 of a file, remembered in $STSEVAL_HOME/fingerprints while its identity (`_file_identity`) holds."""
+    if path.stat().st_size < _MEMO_MIN_BYTES:
         return file_sha256(path)
     real_path = str(path.resolve())
     memo_path = stseval_home() / "fingerprints" / f"{hashlib.sha1(real_path.encode('utf-8')).hexdigest()}.json"
-    identity = {"path": real_path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    identity = _file_identity(path, real_path)
     try:
         memo = json.loads(memo_path.read_text(encoding="utf-8"))
         if {key: memo.get(key) for key in identity} == identity and isinstance(memo.get("sha256"), str):
@@ -472,6 +506,8 @@ def _file_sha256_memoised(path: Path) -> str:
     except (OSError, ValueError, AttributeError):
         pass  # no memo yet, or an unreadable one: hash again
     digest = file_sha256(path)
+    if _file_identity(path, real_path) != identity:
+        return digest  # changed while being hashed: correct for this run, but not worth remembering
     try:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")

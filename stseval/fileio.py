@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from stseval.errors import StsevalError
 
 
 def file_sha256(path: Path) -> str:
@@ -34,7 +38,36 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # cleanup must never hide the error that brought us here
+            tmp.unlink(missing_ok=True)
+
+
+def check_writable_dir(folder: Path, option: str, fix: str = "choose another folder or fix its permissions") -> None:
+    """Fail early, in one line, when `folder` cannot be created or written into; change nothing on disk.
+
+    Commands call this before their work, so an unwritable `--out` is found in a second, not after an
+    hour of encoding. A missing folder counts as writable when its nearest existing parent is.
+
+    Args:
+        folder: the folder a command will write into (created later by the writer).
+        option: what named it in the message: "--out", "--index-dir", "STSEVAL_HOME", ...
+        fix: the way out to suggest.
+    Raises:
+        StsevalError naming `option` and `folder` when a part of the path is a file, or the nearest
+        existing folder does not take a new file (read-only, no permission, no space).
+    """
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == folder else f"is under {existing}, which is a file"
+        raise StsevalError(f"{option} {folder}: {where}, not a folder; give a folder path")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".stseval-write-check-"):
+            pass  # a real file, not os.access: it also sees read-only mounts and a full disk
+    except OSError as err:
+        raise StsevalError(f"{option} {folder}: cannot write into {existing} ({err.strerror or err}); {fix}") from None
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> str:

@@ -474,13 +474,9 @@ def load_index(index_dir: Path) -> LoadedIndex:
         raise StsevalError(f"{index_dir}: not a stseval index (no {METADATA_FILE}); build one with `stseval index build`")
     try:
         raw = json.loads(meta_path.read_text(encoding="utf-8"))
-        known = {f.name for f in dataclasses.fields(IndexMetadata)}
-        metadata = IndexMetadata(**{key: value for key, value in raw.items() if key in known})
-    except (ValueError, TypeError) as err:
+    except (OSError, ValueError) as err:
         raise StsevalError(f"{meta_path}: unreadable index metadata ({err}); rebuild the index") from None
-    if metadata.format_version > FORMAT_VERSION:
-        raise StsevalError(f"{meta_path}: index format {metadata.format_version} is newer than this stseval "
-                           f"reads ({FORMAT_VERSION}); upgrade stseval or rebuild the index")
+    metadata = _metadata_from_json(raw, meta_path)
     for name, expected in metadata.files.items():
         path = index_dir / name
         if not path.is_file():
@@ -488,14 +484,54 @@ def load_index(index_dir: Path) -> LoadedIndex:
         if file_sha256(path) != expected:
             raise StsevalError(f"{path}: changed since {METADATA_FILE} was written (interrupted rebuild?); "
                                "rebuild the index")
-    index = faiss.deserialize_index(np.fromfile(index_dir / INDEX_FILE, dtype=np.uint8))
-    with open(index_dir / SENTENCES_FILE, encoding="utf-8") as handle:
-        sentences = [json.loads(line) for line in handle]
+    try:
+        index = faiss.deserialize_index(np.fromfile(index_dir / INDEX_FILE, dtype=np.uint8))
+        with open(index_dir / SENTENCES_FILE, encoding="utf-8") as handle:
+            sentences = [json.loads(line) for line in handle]
+    except (RuntimeError, ValueError) as err:  # files match meta.json, but meta.json was not ours
+        raise StsevalError(f"{index_dir}: unreadable index files ({str(err).strip().splitlines()[0]}); "
+                           "rebuild the index") from None
+    if not all(isinstance(sentence, str) for sentence in sentences):
+        raise StsevalError(f"{index_dir / SENTENCES_FILE}: a line is not a JSON string; rebuild the index")
     whitening = load_whitening(index_dir / WHITENING_FILE) if WHITENING_FILE in metadata.files else None
     if not index.ntotal == len(sentences) == metadata.n_vectors or index.d != metadata.dims:
         raise StsevalError(f"{index_dir}: index ({index.ntotal} x {index.d}), sentences ({len(sentences)}) and "
                            f"{METADATA_FILE} ({metadata.n_vectors} x {metadata.dims}) disagree; rebuild the index")
     return LoadedIndex(index, sentences, metadata, whitening, index_dir)
+
+
+_METADATA_TYPES = {"str": str, "int": int, "dict | None": (dict, type(None)), "dict[str, str]": dict}
+
+
+def _metadata_from_json(raw, meta_path: Path) -> IndexMetadata:
+    """IndexMetadata from parsed meta.json, refusing any field of the wrong type and a `files` list that
+    does not cover the index, its sentences and its whitening (the integrity check must never be empty)."""
+    def refuse(problem: str) -> StsevalError:
+        return StsevalError(f"{meta_path}: {problem}; not index metadata written by stseval, rebuild the index")
+
+    if not isinstance(raw, dict):
+        raise refuse(f"holds a JSON {type(raw).__name__}, not an object")
+    fields = {f.name: f for f in dataclasses.fields(IndexMetadata)}
+    missing = [name for name, f in fields.items()
+               if name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise refuse(f"lacks {', '.join(missing)}")
+    for name, value in raw.items():
+        if name not in fields:
+            continue  # written by a newer stseval of the same format: ignore
+        expected = _METADATA_TYPES[str(fields[name].type)]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise refuse(f"{name} is {json.dumps(value)[:40]}, not of type {fields[name].type}")
+    metadata = IndexMetadata(**{key: value for key, value in raw.items() if key in fields})
+    if metadata.format_version > FORMAT_VERSION:
+        raise StsevalError(f"{meta_path}: index format {metadata.format_version} is newer than this stseval "
+                           f"reads ({FORMAT_VERSION}); upgrade stseval or rebuild the index")
+    needed = {INDEX_FILE, SENTENCES_FILE} | ({WHITENING_FILE} if metadata.whitening is not None else set())
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.files.items()):
+        raise refuse("files is not a map of file names to sha256")
+    if not needed <= set(metadata.files):
+        raise refuse(f"files lists no checksum for {', '.join(sorted(needed - set(metadata.files)))}")
+    return metadata
 
 
 def check_query_settings(loaded: LoadedIndex, model_fingerprint: str, pooling: str, prefix: str,

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from stseval.errors import StsevalError
-from stseval.fileio import atomic_path, write_text_atomic
+from stseval.fileio import atomic_path, check_writable_dir, write_text_atomic
 from stseval.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame
 from stseval.tasks import TASKS
 
@@ -852,6 +852,7 @@ def write_report(
     Raises:
         StsevalError for anything the user can fix (see the functions above).
     """
+    check_writable_dir(out, "--out")
     frame = apply_filters(load_results(paths), filters)
     resolved = resolve_duplicates(frame, strict)
     if not metrics:

@@ -6,6 +6,7 @@ One row per (model, pooling, method, dims, fit_on, train_on, prefix, dropout, ta
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as _dt
 import importlib.metadata
@@ -14,7 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from stseval import __version__
 from stseval.errors import StsevalError
@@ -52,6 +55,8 @@ class ResultRow:
     ci_low: float = float("nan")
     ci_high: float = float("nan")
     n_pairs: int = 0
+    n_fit: int = 0  # vectors the whitening was fitted on (0 when not whitened)
+    fit_rank: int = 0  # rank of their covariance: directions past it were not seen by the fit (0: not whitened)
     seconds: float = 0.0
     seed: int = 0
     model_fingerprint: str = ""
@@ -147,36 +152,107 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_rows(path: Path) -> pd.DataFrame:
-    """Read a long-format results CSV, checking it has the columns rows need.
+    """Read a long-format results CSV, checking it has the columns rows need and that every row is sound.
+
+    A row is sound when it has every field of the header, names a task of `TASKS`, has a known status,
+    and its value and interval are finite numbers within the metric's range (`metric_range`).
 
     Raises:
-        StsevalError naming the file when it is missing, empty, unparsable or lacks columns.
+        StsevalError naming the file when it is missing, empty, unparsable or lacks columns, and
+        file:line for the first unsound row.
     """
     path = Path(path)
     if not path.is_file():
         raise StsevalError(f"{path}: results file not found")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        lines, short = _record_lines(path)
     except pd.errors.EmptyDataError:
         raise StsevalError(f"{path}: results file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as err:
         raise StsevalError(f"{path}: not a readable results CSV ({err})") from None
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
         raise StsevalError(f"{path}: missing column(s) {', '.join(missing)}; is this a stseval results file?")
+    if len(lines) != len(frame):  # the csv module and pandas disagree on records: fall back to counting
+        lines = list(range(2, len(frame) + 2))
+    if short is not None:
+        line, n_fields = short
+        raise StsevalError(f"{path}:{line}: {n_fields} of {len(frame.columns)} fields; the row was cut short "
+                           "(an interrupted copy?): delete the line, or the file, and rerun")
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = ""
     values = pd.to_numeric(frame["value"].replace("", "nan"), errors="coerce")
     bad = values.isna() & (frame["status"] != "n/a") & (frame["value"] != "")
     if bad.any():
-        first = int(bad.idxmax())
-        # +2: the header is line 1 and rows count from 0
-        raise StsevalError(f"{path}:{first + 2}: value {frame.loc[first, 'value']!r} is not a number")
+        first = int(bad.to_numpy().argmax())
+        raise StsevalError(f"{path}:{lines[first]}: value {frame['value'].iloc[first]!r} is not a number")
     frame["value"] = values
     for column in ("ci_low", "ci_high", "seconds"):
         frame[column] = pd.to_numeric(frame[column].replace("", "nan"), errors="coerce")
+    _check_rows(frame, path, lines)
     return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+
+
+STATUSES = ("ok", "n/a", "")  # "" in files written before the status column
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: Spearman in [-1, 1] (a paired difference `spearman_..._minus_...`
+    in [-2, 2]), retrieval rates in [0, 1], counts and timings >= 0; other metrics any finite number."""
+    if metric.startswith("spearman"):
+        return (-2.0, 2.0) if "_minus_" in metric else (-1.0, 1.0)
+    if metric.startswith(("recall@", "mrr@", "ndcg@")):
+        return 0.0, 1.0
+    if metric in ("qps", "build_s", "index_bytes"):
+        return 0.0, float("inf")
+    return float("-inf"), float("inf")
+
+
+def _check_rows(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
+    """Raise StsevalError at the first row with an unknown task or status, or a value out of range."""
+    from stseval.tasks import TASKS
+
+    for position, (task, status, metric, value, ci_low, ci_high) in enumerate(zip(
+            frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"])):
+        where = f"{path}:{lines[position]}"
+        if task not in TASKS:
+            raise StsevalError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
+        if status not in STATUSES:
+            raise StsevalError(f"{where}: status {status!r} is not ok or n/a")
+        low, high = metric_range(metric)
+        for name, number in (("value", value), ("ci_low", ci_low), ("ci_high", ci_high)):
+            if np.isnan(number):
+                continue  # not measured (n/a cells, no bootstrap)
+            if not np.isfinite(number) or not low <= number <= high:
+                span = f"[{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}" if np.isfinite(low) else "finite"
+                raise StsevalError(f"{where}: {name} {number!r} of {metric} is outside {span}; "
+                                   "the row is damaged or not from stseval: fix or delete the line")
+
+
+def _record_lines(path: Path) -> tuple[list[int], tuple[int, int] | None]:
+    """The line each CSV record ends on (blank lines skipped, as pandas does), and (line, fields) of the
+    first record with fewer fields than the header, or None."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        lines, short = [], None
+        for record in reader:
+            if not record:
+                continue
+            lines.append(reader.line_num)
+            if short is None and len(record) < len(header):
+                short = (reader.line_num, len(record))
+    return lines, short
+
+
+def count_rows(path: Path) -> int:
+    """Rows in a results file; 0 when it is missing or unreadable (for messages, not for resuming)."""
+    try:
+        return len(read_rows(path))
+    except StsevalError:
+        return 0
 
 
 def cell_key(row: ResultRow | dict | pd.Series) -> tuple[str, ...]:
@@ -185,32 +261,103 @@ def cell_key(row: ResultRow | dict | pd.Series) -> tuple[str, ...]:
     return tuple(str(get(name)) for name in CELL_KEY)
 
 
-class ResultsFile:
-    """A long-format CSV that grows cell by cell and survives interruption.
+LOCK_TIMEOUT_S = 120.0  # a merge takes milliseconds; a lock held this long belongs to a hung process
 
-    Each `add` rewrites the file atomically, so Ctrl-C loses at most the cell being computed, and a
-    re-run asks `has(...)` to skip finished cells.
+
+def lock_path(path: Path) -> Path:
+    """The lock file that serialises writers of a results file: `.NAME.lock` beside it (hidden, so
+    `report` skips it)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+class ResultsFile:
+    """A long-format CSV that grows cell by cell and survives interruption and concurrent writers.
+
+    Each `add` takes a lock beside the file, re-reads what is on disk, merges its rows in and rewrites
+    the file atomically. So Ctrl-C loses at most the cell being computed, two runs writing into one
+    `--out` at the same time keep each other's rows, and a re-run asks `has(...)` to skip finished cells.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        if self.path.exists():
-            self.frame = read_rows(self.path)
-        else:
-            self.frame = pd.DataFrame(columns=COLUMNS)
+        self.frame = self._read()
         self._keys = {cell_key(record) for _, record in self.frame.iterrows()}
 
     def has(self, key: tuple[str, ...]) -> bool:
         return key in self._keys
 
     def add(self, rows: list[ResultRow]) -> None:
-        """Append rows (replacing rows of the same cell) and write the file atomically."""
+        """Merge rows into the file (replacing rows of the same cell) under its lock, atomically.
+
+        The file is re-read under the lock, so rows another process wrote since this one started are kept.
+        """
         if not rows:
             return
+        rows = list({cell_key(row): row for row in rows}.values())  # one row per cell, the last given
         new = rows_to_frame(rows)
         new_keys = {cell_key(row) for row in rows}
-        keep = [cell_key(record) not in new_keys for _, record in self.frame.iterrows()]
-        parts = [frame for frame in (self.frame[keep], new) if not frame.empty]
-        self.frame = pd.concat(parts, ignore_index=True) if parts else new
-        self._keys |= new_keys
-        write_frame(self.frame, self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(lock_path(self.path)), timeout=LOCK_TIMEOUT_S):
+                current = self._read()  # what other writers added since we last looked
+                keep = [cell_key(record) not in new_keys for _, record in current.iterrows()]
+                parts = [frame for frame in (current[keep], new) if not frame.empty]
+                merged = pd.concat(parts, ignore_index=True) if parts else new
+                write_frame(merged, self.path)
+        except Timeout:
+            raise StsevalError(f"{lock_path(self.path)}: another stseval process has held this lock for "
+                               f"{LOCK_TIMEOUT_S:.0f} s; if none is running, delete the lock file") from None
+        self.frame = merged
+        self._keys = {cell_key(record) for _, record in merged.iterrows()}
+
+    def check_compatible(self, planned: list[ResultRow], option: str = "--out") -> None:
+        """Refuse to add `planned` rows to a file whose rows a grid could never show beside them.
+
+        Call it before computing anything: rows of the same task and split from other data
+        (data_sha256), of the same model name with other weights (model_fingerprint), or from other
+        library versions would make every later grid of this file fail.
+
+        Raises:
+            StsevalError naming the conflicting rows (file:line) and the ways out.
+        """
+        if self.frame.empty or not planned:
+            return
+        existing = self.frame.astype({name: str for name in ("task", "split", "model", "data_sha256",
+                                                              "model_fingerprint", "versions")})
+        for row in planned:
+            checks = (
+                ("data_sha256", (existing["task"] == row.task) & (existing["split"] == row.split),
+                 f"{row.task} {row.split} scored on other data",
+                 "or point --data-dir at the data they were scored on"),
+                ("model_fingerprint", existing["model"] == row.model,
+                 f"model {row.model} with other weights or tokenizer",
+                 "or restore the model they were made with"),
+                ("versions", pd.Series(True, index=existing.index),
+                 "other library versions", "or rerun in the environment they were made in"),
+            )
+            for column, same_cell, what, restore in checks:
+                ours = str(getattr(row, column))
+                clash = same_cell & (existing[column] != "") & (existing[column] != ours)
+                if ours and clash.any():
+                    theirs = existing.loc[clash, column].iloc[0]
+                    raise StsevalError(
+                        f"{option} {self.path.parent}: {self.path.name} already holds {int(clash.sum())} rows of "
+                        f"{what} ({column} {_short(theirs)} at {_line_list(self.path, clash)}; this run: "
+                        f"{_short(ours)}); a grid never mixes them, so nothing was computed. Ways out: another "
+                        f"{option} folder, delete those rows (or the file), {restore}")
+
+    def _read(self) -> pd.DataFrame:
+        return read_rows(self.path) if self.path.exists() else pd.DataFrame(columns=COLUMNS)
+
+
+def _short(value: str) -> str:
+    """A checksum or version string cut to a readable length."""
+    return value if len(value) <= 40 else value[:16] + "..."
+
+
+def _line_list(path: Path, mask: pd.Series) -> str:
+    """'r.csv:2, 3, 5 and 12 more' for the rows of a frame read from `path` (line = index + 2)."""
+    lines = [int(index) + 2 for index in mask[mask].index]  # the header is line 1
+    shown = ", ".join(str(line) for line in lines[:5])
+    return f"{path.name}:{shown}" + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")

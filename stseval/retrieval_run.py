@@ -22,8 +22,9 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from stseval.cache import check_home_writable
 from stseval.errors import StsevalError
-from stseval.fileio import atomic_path
+from stseval.fileio import atomic_path, check_writable_dir
 from stseval.index import (
     DEFAULT_FACTORY, REDUCTION_METHODS, IndexMetadata, RetrievalSet, build_index, check_query_settings,
     evaluate_retrieval, load_index, positive_min_score, retrieval_set, save_index, search, set_search_params,
@@ -129,6 +130,9 @@ def build(
 
     if (task is None) == (sentences_file is None):
         raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
+    check_writable_dir(index_dir, "--index-dir")
+    if use_cache:
+        check_home_writable()
     if whitening_file is not None and fit_whitening_dims is not None:
         raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
     if task is not None:
@@ -292,6 +296,9 @@ def sweep(
         raise StsevalError(f"--methods: {', '.join(unknown) or 'none given'}; choose from {', '.join(REDUCTION_METHODS)}")
     if top_k < 10:
         raise StsevalError(f"--top-k {top_k}: must be at least 10 (recall@10, MRR@10, nDCG@10)")
+    check_writable_dir(out_dir, "--out")
+    if use_cache:
+        check_home_writable()
     if threads is not None:
         faiss.omp_set_num_threads(threads)
     data_dir = resolve_data_dir(data_dir)

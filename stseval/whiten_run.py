@@ -15,10 +15,11 @@ from typing import Callable
 import numpy as np
 
 from stseval.errors import StsevalError
+from stseval.fileio import check_writable_dir
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
-from stseval.whitening import Whitening, fit_whitening, save_whitening
+from stseval.whitening import RELATIVE_EIGENVALUE_FLOOR, Whitening, fit_whitening, save_whitening
 
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
 
@@ -43,6 +44,7 @@ class WhitenSettings:
     unnormalized: bool = False  # also score whitened vectors by plain dot product
     save_kernel_dir: Path | None = None
     show_progress: bool = True
+    allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
 
 
 def parse_dims(text: str) -> list[int | None]:
@@ -57,7 +59,7 @@ def parse_dims(text: str) -> list[int | None]:
             raise StsevalError(f"--dims: {part!r} is not 'full' or a positive integer")
     if not dims:
         raise StsevalError("--dims: give at least one of full, 256, 128, ...")
-    return dims
+    return list(dict.fromkeys(dims))  # "full,full" or "64,064" name one cell once
 
 
 def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:
@@ -91,9 +93,13 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
     Returns:
         the long-format results CSV path.
     """
-    from stseval.cache import EmbeddingCache, default_cache_root
+    from stseval.cache import EmbeddingCache, check_home_writable, default_cache_root
     from stseval.encoders import load_encoder
 
+    check_writable_dir(settings.out_dir, "--out")
+    if settings.save_kernel_dir is not None:
+        check_writable_dir(settings.save_kernel_dir, "--save-kernel")
+    check_home_writable()
     results = ResultsFile(settings.out_dir / settings.results_name)
     cache = EmbeddingCache(default_cache_root())
     base = provenance(settings.seed)
@@ -103,8 +109,12 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
         too_big = [d for d in settings.dims if d is not None and d > dimension]
         if too_big:
             raise StsevalError(f"--dims: {too_big[0]} is larger than {encoder.name}'s vector size {dimension}")
+        _check_file_fits_rank(settings, dimension)
+        plans = {spec.name: _task_plan(settings, spec, encoder, base) for spec in settings.tasks}
+        for plan in plans.values():  # before computing: a conflicting row would poison the folder
+            results.check_compatible(plan.rows)
         for spec in settings.tasks:
-            plan = _task_plan(settings, spec, encoder, base)
+            plan = plans[spec.name]
             pending = [row for row in plan.rows if not results.has(cell_key(row))]
             if not pending:
                 log(f"{encoder.name} {spec.name}: all {len(plan.rows)} cells done, skipping")
@@ -159,8 +169,9 @@ def _task_plan(settings: WhitenSettings, spec: TaskSpec, encoder, base: dict) ->
                 for method, metric in _methods(settings):
                     rows.append(ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan,
                                           dims=dims_label(dims), fit_on=_fit_label(fit), **common))
-    supported = [p for p in settings.poolings if encoder.supports(p)]
-    return _TaskPlan(rows, supported, encode_split_names)
+    supported = [p for p in dict.fromkeys(settings.poolings) if encoder.supports(p)]
+    unique_rows = list({cell_key(row): row for row in rows}.values())  # a repeated option value is one cell
+    return _TaskPlan(unique_rows, supported, encode_split_names)
 
 
 def _fit_label(fit: str) -> str:
@@ -172,6 +183,8 @@ def _fit_label(fit: str) -> str:
 
 
 def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPlan, pending: set, cache) -> list[ResultRow]:
+    if not plan.supported_poolings:  # e.g. --pooling pooler alone on a model without one: n/a cells, no encoding
+        return [_not_available(row, encoder) for row in plan.rows if cell_key(row) in pending]
     encoded = encode_splits(encoder, spec, plan.encode_splits, plan.supported_poolings, settings.data_dir,
                             prefix=settings.prefix, batch_size=settings.batch_size, cache=cache,
                             show_progress=settings.show_progress)
@@ -184,8 +197,7 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
         if cell_key(row) not in pending:
             continue
         if row.pooling not in plan.supported_poolings:
-            row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
-            done.append(row)
+            done.append(_not_available(row, encoder))
             continue
         started = time.perf_counter()
         vectors_a, vectors_b = evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling]
@@ -199,8 +211,15 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
                     "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": row.pooling,
                     "prefix": settings.prefix, "task": spec.name, "fit_on": row.fit_on,
                     "fit_splits": _fit_splits(row.fit_on, encoded),
-                    "n_fit_vectors": int(len(fit_vectors)), "max_length": spec.max_length})
+                    "n_fit_vectors": int(len(fit_vectors)), "rank": _fit_rank(kernel, len(fit_vectors)),
+                    "max_length": spec.max_length})
             whitening = fits[fit_key]
+            n_fit, rank = whitening.provenance["n_fit_vectors"], whitening.provenance["rank"]
+            n_components = whitening.n_components if row.dims == "full" else int(row.dims)
+            if n_components > _supported_dims(n_fit, rank, whitening.mu.shape[1]) and not settings.allow_low_rank:
+                raise StsevalError(_low_rank_message(row.fit_on, n_fit, whitening.mu.shape[1], rank, row.dims,
+                                                     n_components))
+            row.n_fit, row.fit_rank = n_fit, rank
             if row.dims != "full":
                 whitening = whitening.truncate(int(row.dims))
             fit_splits = whitening.provenance["fit_splits"]
@@ -216,6 +235,58 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
         row.seconds = round(time.perf_counter() - started, 3)
         done.append(row)
     return done
+
+
+def _not_available(row: ResultRow, encoder) -> ResultRow:
+    """Mark a row of a pooling the model cannot produce (pooler without trained pooler weights) n/a."""
+    row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
+    return row
+
+
+def _fit_rank(kernel: np.ndarray, n_fit: int) -> int:
+    """Rank of the covariance a (d, d) kernel was fitted on: the directions the fit saw.
+
+    kernel = U diag(1/sqrt(s)) with orthonormal U, so column i has squared norm 1/s_i; directions whose
+    eigenvalue was raised to whitening's floor are the ones the data had no variance in. n vectors span
+    at most n - 1 directions around their mean.
+    """
+    eigenvalues = 1.0 / np.square(kernel.astype(np.float64)).sum(axis=0)
+    floor = eigenvalues[0] * RELATIVE_EIGENVALUE_FLOOR * 1.01  # a little above it: the kernel is float32
+    return int(min(np.count_nonzero(eigenvalues > floor), max(n_fit - 1, 0)))
+
+
+def _supported_dims(n_fit: int, rank: int, dimension: int) -> int:
+    """The most whitened directions a fit of `n_fit` vectors with covariance `rank` can stand behind.
+
+    Post-LayerNorm vectors (cls, last-avg of BERT-style models) obey one linear constraint, so their
+    covariance has rank d - 1 however many sentences are fitted (e5-small cls: 383 of 384). The direction
+    missing is one the scored vectors lack as well, so keeping it changes no score: with enough vectors
+    to span d, one missing direction is the model's, not the fit's.
+    """
+    if n_fit > dimension and rank == dimension - 1:
+        return dimension
+    return rank
+
+
+def _low_rank_message(fit_label: str, n_fit: int, dimension: int, rank: int, dims: str, n_components: int) -> str:
+    """Why k whitened directions cannot all come from this fit, and the ways out."""
+    why = " (fewer vectors than dimensions)" if n_fit <= dimension else ""
+    return (f"--fit-on {fit_label}: {n_fit} vectors of {dimension} dims have covariance rank {rank}{why}, "
+            f"so --dims {dims} would keep {n_components - rank} direction(s) the fit never saw; give --dims "
+            f"{rank} or less, fit on more sentences, or pass --allow-low-rank to score it anyway")
+
+
+def _check_file_fits_rank(settings: WhitenSettings, dimension: int) -> None:
+    """Refuse a --fit-on file too short for the --dims asked before anything is encoded."""
+    if settings.allow_low_rank:
+        return
+    widest = max(dimension if dims is None else dims for dims in settings.dims)
+    for fit in settings.fit_on:
+        if _fit_label(fit).startswith("file:"):
+            n_fit = len(read_sentence_lines(Path(fit), "--fit-on", min_sentences=2))
+            if n_fit - 1 < widest:  # n vectors span at most n - 1 directions around their mean
+                label = "full" if widest == dimension else str(widest)
+                raise StsevalError(_low_rank_message(_fit_label(fit), n_fit, dimension, n_fit - 1, label, widest))
 
 
 def _fit_splits(fit: str, encoded: dict[str, SplitVectors]) -> str:

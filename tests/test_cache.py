@@ -143,3 +143,76 @@ def test_many_sentences_round_trip_quickly(tmp_path, rng):
     found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, texts[::-1])
     assert len(found_indices) == len(texts)
     np.testing.assert_array_equal(found_vectors, many_vectors[::-1])
+
+
+def test_a_put_leaves_out_what_another_writer_stored_meanwhile(tmp_path, vectors):
+    first, second = EmbeddingCache(tmp_path), EmbeddingCache(tmp_path)
+    assert len(first.get(KEY, TEXTS)[0]) == len(second.get(KEY, TEXTS)[0]) == 0  # both miss, both encode
+    first.put(KEY, TEXTS[:3], vectors[:3])
+    second.put(KEY, TEXTS, vectors)
+    assert len(_shard_files(first, KEY, ".vectors.npy")) == 2
+    found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, TEXTS)
+    np.testing.assert_array_equal(found_vectors, vectors)
+    second.put(KEY, TEXTS, vectors)  # everything stored already: no third shard
+    assert len(_shard_files(first, KEY, ".vectors.npy")) == 2
+
+
+def _put_after_barrier(root, barrier, seed):
+    vectors = np.random.default_rng(seed).normal(size=(len(TEXTS), 8)).astype(np.float32)
+    cache = EmbeddingCache(root)
+    cache.get(KEY, TEXTS)
+    barrier.wait()
+    cache.put(KEY, TEXTS, vectors)
+
+
+def test_two_processes_storing_one_key_at_once_write_one_shard(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [context.Process(target=_put_after_barrier, args=(tmp_path, barrier, seed)) for seed in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert len(_shard_files(EmbeddingCache(tmp_path), KEY, ".vectors.npy")) == 1
+
+
+def test_cache_command_sizes_verifies_and_cleans(tmp_path, vectors, monkeypatch):
+    import os
+    import time
+
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    cache = EmbeddingCache()
+    cache.put(KEY, TEXTS[:2], vectors[:2])
+    other = dataclasses.replace(KEY, pooling="last-avg")
+    cache.put(other, TEXTS, vectors)
+    folder = cache.root / KEY.digest
+    old = time.time() - 3600
+    for name in ("123-1-dead.vectors.npy", ".x.json.99.abcd1234.tmp"):  # left by killed writers
+        (folder / name).write_bytes(b"junk")
+        os.utime(folder / name, (old, old))
+    (folder / "999-2-young.vectors.npy").write_bytes(b"maybe a writer without the lock")
+    [bad] = _shard_files(cache, other, ".vectors.npy")
+    bad.write_bytes(bad.read_bytes()[:-8])
+    runner = CliRunner()
+
+    size = runner.invoke(app, ["cache", "size"])
+    assert size.exit_code == 0, size.output
+    assert "2 key(s), 6 vectors" in size.output and "3 orphan file(s)" in size.output
+    verify = runner.invoke(app, ["cache", "verify"])
+    assert verify.exit_code == 1 and bad.name in verify.output and "1 of 2 shard(s) verified" in verify.output
+    dry = runner.invoke(app, ["cache", "clean", "--dry-run"])
+    assert dry.exit_code == 0 and "would delete 5 file(s)" in dry.output and bad.exists()
+    clean = runner.invoke(app, ["cache", "clean"])
+    assert clean.exit_code == 0 and "deleted 5 file(s)" in clean.output  # 2 old orphans + the bad shard's 3
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".json") and p.name != ".lock") == sorted([
+        "999-2-young.vectors.npy", *[p.name for p in _shard_files(cache, KEY, ".npy") if "young" not in p.name]])
+    assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
+    found_indices, _ = EmbeddingCache().get(KEY, TEXTS)
+    np.testing.assert_array_equal(found_indices, [0, 1])  # the good shard survived

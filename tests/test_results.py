@@ -54,3 +54,76 @@ def test_malformed_results_file_names_the_file(tmp_path, content, message):
     with pytest.raises(StsevalError, match=message) as info:
         read_rows(path)
     assert "r.csv" in str(info.value)
+
+
+def test_two_writers_that_opened_the_file_at_once_keep_each_others_rows(tmp_path):
+    path = tmp_path / "r.csv"
+    first, second = ResultsFile(path), ResultsFile(path)  # both read the file before either wrote
+    first.add([make_row(task="ATEC")])
+    second.add([make_row(task="BQ")])
+    assert sorted(read_rows(path).task) == ["ATEC", "BQ"]
+    assert second.has(cell_key(make_row(task="ATEC")))  # the merge also refreshed what `has` knows
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["r.csv"]  # the lock is hidden
+
+
+def test_results_written_before_the_fit_columns_existed_still_read(tmp_path):
+    path = tmp_path / "old.csv"
+    old_columns = [c for c in COLUMNS if c not in ("n_fit", "fit_rank")]
+    rows_to_frame([make_row()])[old_columns].to_csv(path, index=False)
+    frame = read_rows(path)
+    assert list(frame.columns) == COLUMNS and frame.loc[0, "n_fit"] == ""
+
+
+def _file_with_a_damaged_third_row(tmp_path, damage):
+    """A results file of three good rows, the third then damaged by `damage(fields) -> line`."""
+    path = tmp_path / "r.csv"
+    write_frame(rows_to_frame([make_row(task="ATEC"), make_row(task="BQ"), make_row(task="LCQMC")]), path)
+    header, first, second, third = path.read_text().splitlines()
+    fields = dict(zip(header.split(","), third.split(",")))
+    path.write_text("\n".join([header, first, "", second, damage(fields)]) + "\n")  # a blank line too
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: ",".join({**f, "task": "NOTATASK"}.values()), "task 'NOTATASK' is not one of ATEC"),
+    (lambda f: ",".join({**f, "value": "7.5"}.values()), r"value 7.5 of spearman_cosine is outside \[-1, 1\]"),
+    (lambda f: ",".join({**f, "value": "inf"}.values()), "value inf of spearman_cosine is outside"),
+    (lambda f: ",".join({**f, "ci_high": "-inf"}.values()), "ci_high -inf"),
+    (lambda f: ",".join({**f, "metric": "recall@10", "value": "1.5"}.values()), r"value 1.5 of recall@10 is outside \[0, 1\]"),
+    (lambda f: ",".join({**f, "status": "maybe"}.values()), "status 'maybe'"),
+    (lambda f: ",".join(list(f.values())[:7]), f"7 of {len(COLUMNS)} fields; the row was cut short"),
+])
+def test_damaged_rows_are_refused_with_file_and_line(tmp_path, damage, message):
+    path = _file_with_a_damaged_third_row(tmp_path, damage)
+    with pytest.raises(StsevalError, match=f"r.csv:5: {message}"):
+        read_rows(path)
+    with pytest.raises(StsevalError, match="r.csv:5"):
+        ResultsFile(path)  # a resumed grid trusts no damaged row either
+
+
+def test_report_refuses_a_damaged_row_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    path = _file_with_a_damaged_third_row(tmp_path, lambda f: ",".join({**f, "value": "7.5"}.values()))
+    result = CliRunner().invoke(app, ["report", str(path), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"stseval: {path}:5: value 7.5 of spearman_cosine is outside [-1, 1]; "
+        "the row is damaged or not from stseval: fix or delete the line"]
+
+
+def test_rows_of_one_cell_given_twice_are_written_once(tmp_path):
+    path = tmp_path / "r.csv"
+    ResultsFile(path).add([make_row(value=0.1), make_row(value=0.2)])
+    frame = read_rows(path)
+    assert len(frame) == 1 and frame.value.item() == pytest.approx(0.2)
+
+
+def test_metric_ranges():
+    from stseval.results import metric_range
+
+    assert metric_range("spearman_cosine") == metric_range("spearman_dot") == (-1, 1)
+    assert metric_range("spearman_cosine_minus_raw") == (-2, 2)  # a difference of two Spearmans
+    assert metric_range("ndcg@10") == (0, 1) and metric_range("qps") == (0, float("inf"))

@@ -98,7 +98,8 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
     sentences.write_text("今天天气很好\n我喜欢吃苹果\n花呗怎么还款\n借钱\n你是什么人\n", encoding="utf-8")
     result = run("--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B,PAWSX",
                  "--fit-on", "task:PAWSX", "--fit-on", "pooled", "--fit-on", str(sentences), "--unnormalized",
-                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0")
+                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0",
+                 "--allow-low-rank")  # 5 sentences span 4 of 32 directions
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
     stsb = rows[rows.task == "STS-B"]
@@ -139,3 +140,194 @@ def test_all_available_rows_say_which_splits(tiny_bert, sample_data_dir, tmp_pat
     # STS-B has a train split here, PAWSX does not: 300 pairs x 2 sides per split
     assert whitened.loc["STS-B", "extra"] == "fit_splits=train+valid+test;n_fit_vectors=1800"
     assert whitened.loc["PAWSX", "extra"] == "fit_splits=valid+test;n_fit_vectors=1200"
+
+
+def test_two_runs_at_once_into_one_out_keep_both_tasks_rows(tiny_bert, sample_data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "stseval.cli", "whiten", "--model", str(tiny_bert), "--pooling", "cls",
+         "--dims", "full", "--tasks", task, "--fit-on", "test", "--data-dir", str(sample_data_dir),
+         "--out", str(out), "--bootstrap", "0"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for task in ("STS-B", "PAWSX")]
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
+    assert sorted(set(rows.task)) == ["PAWSX", "STS-B"]
+    assert len(rows) == 4  # per task: raw + whitening
+
+
+@pytest.mark.parametrize("change", ["data", "model"])
+def test_out_holding_rows_of_other_data_or_weights_is_refused_before_computing(
+        change, tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import stseval.encoders as encoders
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_data_dir, data_dir)
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B", "--fit-on", "test",
+            "--data-dir", str(data_dir), "--out", str(out), "--bootstrap", "0"]
+    assert run(*args).exit_code == 0
+    before = (out / "whiten.csv").read_bytes()
+    if change == "data":
+        test_file = next(data_dir.glob("STS-B/*test*"))
+        lines = test_file.read_text(encoding="utf-8").splitlines(keepends=True)
+        test_file.write_text("".join(lines[:-1]), encoding="utf-8")  # one pair fewer: another checksum
+    else:
+        make_bert(tiny_bert, with_pooler=False, seed=1)  # retrained in place: same name, other weights
+    encoded = []
+    monkeypatch.setattr(encoders, "_encode_uncached", lambda *a, **k: encoded.append(1) / 0)
+
+    result = run(*args)
+    assert result.exit_code == 2
+    message = result.output.strip().splitlines()[-1]
+    column = "data_sha256" if change == "data" else "model_fingerprint"
+    assert column in message and "whiten.csv:2, 3" in message and "Ways out" in message and "--out" in message
+    assert encoded == [] and (out / "whiten.csv").read_bytes() == before
+
+
+def _five_sentences(tmp_path):
+    sentences = tmp_path / "corpus.txt"
+    sentences.write_text("今天天气很好\n我喜欢吃苹果\n花呗怎么还款\n借钱\n你是什么人\n", encoding="utf-8")
+    return sentences
+
+
+@pytest.mark.parametrize("dims", ["full", "8"])
+def test_fit_with_fewer_vectors_than_dims_is_refused_before_encoding(dims, tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", dims, "--tasks", "STS-B",
+                 "--fit-on", str(_five_sentences(tmp_path)), "--data-dir", str(sample_data_dir),
+                 "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 2
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("stseval: --fit-on file:corpus.txt: 5 vectors of 32 dims have covariance rank 4")
+    assert "--allow-low-rank" in message and f"--dims {dims}" in message
+    assert not (tmp_path / "o" / "whiten.csv").exists()
+
+
+def test_low_rank_fit_is_scored_when_asked_and_records_n_fit_and_rank(tiny_bert, sample_data_dir, tmp_path):
+    common = ["--model", str(tiny_bert), "--pooling", "cls", "--tasks", "STS-B", "--data-dir", str(sample_data_dir),
+              "--bootstrap", "0"]
+    ok = run(*common, "--dims", "4,full", "--fit-on", str(_five_sentences(tmp_path)), "--fit-on", "test",
+             "--out", str(tmp_path / "o"), "--allow-low-rank")
+    assert ok.exit_code == 0, ok.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    whitened = rows[rows.method == "whitening"].set_index(["fit_on", "dims"])
+    assert whitened.loc[("file:corpus.txt", "full"), ["n_fit", "fit_rank"]].tolist() == [5, 4]
+    # the tiny BERT's cls is a LayerNorm output: rank 31 of 32 however many vectors (see _supported_dims)
+    assert whitened.loc[("test", "full"), ["n_fit", "fit_rank"]].tolist() == [600, 31]
+    assert rows.loc[rows.method == "raw", ["n_fit", "fit_rank"]].values.tolist() == [[0, 0]]
+    # k within the rank needs no option
+    assert run(*common, "--dims", "4", "--fit-on", str(_five_sentences(tmp_path)),
+               "--out", str(tmp_path / "p")).exit_code == 0
+
+
+def test_fit_rank_counts_the_directions_the_vectors_span(rng):
+    from stseval.whiten_run import _fit_rank
+    from stseval.whitening import fit_whitening
+
+    full = rng.normal(size=(200, 16))
+    collapsed = full.copy()
+    collapsed[:, 3] = 2.0  # no variance along one axis
+    for vectors, expected in ((full, 16), (collapsed, 15), (full[:5], 4)):
+        _, kernel = fit_whitening(vectors)
+        assert _fit_rank(kernel, len(vectors)) == expected
+
+
+def test_one_direction_missing_from_layer_norm_outputs_is_the_model_s_not_the_fit_s(rng):
+    from stseval.whiten_run import _fit_rank, _supported_dims
+    from stseval.whitening import fit_whitening
+
+    vectors = rng.normal(size=(200, 16))
+    vectors -= vectors.mean(axis=1, keepdims=True)  # LayerNorm: every vector's coordinates sum to 0
+    _, kernel = fit_whitening(vectors)
+    rank = _fit_rank(kernel, len(vectors))
+    assert rank == 15 and _supported_dims(200, rank, 16) == 16
+    assert _supported_dims(16, 15, 16) == 15  # too few vectors: the fit's shortfall, not the model's
+    assert _supported_dims(200, 14, 16) == 14
+
+
+def test_fit_whose_rank_falls_short_is_refused_when_fitted(tiny_bert, sample_data_dir, tmp_path):
+    repeated = tmp_path / "repeated.txt"
+    repeated.write_text(_five_sentences(tmp_path).read_text(encoding="utf-8") * 8, encoding="utf-8")  # 40 lines
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B",
+                 "--fit-on", str(repeated), "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
+    assert result.exit_code == 2
+    message = result.output.strip().splitlines()[-1]
+    assert "40 vectors of 32 dims have covariance rank 4, so --dims full would keep 28" in message
+
+
+def test_repeated_option_values_write_each_cell_once(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls,cls", "--dims", "full,full,8,08", "--tasks", "STS-B",
+                 "--fit-on", "test", "--fit-on", "test", "--data-dir", str(sample_data_dir),
+                 "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert sorted(zip(rows.method, rows.dims.astype(str))) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
+
+
+def test_pooler_alone_on_a_model_without_one_gives_na_cells(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "pooler", "--dims", "full", "--tasks", "STS-B",
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert len(rows) == 2 and (rows.status == "n/a").all() and (rows.pooling == "pooler").all()
+    assert "n/a" in (tmp_path / "o" / "grid.md").read_text()
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import stseval.whiten_run as whiten_run
+
+    real_score_task, calls = whiten_run._score_task, []
+
+    def interrupted_on_second_task(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_score_task(*args, **kwargs)
+
+    monkeypatch.setattr(whiten_run, "_score_task", interrupted_on_second_task)
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
+            "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(out), "--bootstrap", "0"]
+    result = run(*args)
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == (
+        f"stseval: interrupted; {out / 'whiten.csv'} keeps 2 finished row(s), encoded vectors stay in the "
+        "embedding cache; run the same command again to resume")
+    monkeypatch.setattr(whiten_run, "_score_task", real_score_task)
+    resumed = run(*args)
+    assert resumed.exit_code == 0 and "STS-B: all 2 cells done" in resumed.output
+
+
+def test_sigint_exits_130_with_one_line(tiny_bert, sample_data_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stseval.cli", "whiten", "--model", str(tiny_bert), "--pooling", "cls,last-avg,max",
+         "--dims", "full,16,8", "--tasks", "ATEC,BQ,LCQMC,PAWSX,STS-B", "--data-dir", str(sample_data_dir),
+         "--out", str(tmp_path / "out"), "--bootstrap", "1000"],
+        cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    for line in process.stderr:  # wait until the grid is running, then press Ctrl-C
+        if "cells to compute" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("stseval: interrupted; ") and last.endswith("run the same command again to resume")
