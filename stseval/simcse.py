@@ -69,7 +69,7 @@ import torch
 from torch import nn
 
 from stseval.errors import StsevalError
-from stseval.fileio import atomic_path, write_text_atomic
+from stseval.fileio import atomic_path, check_writable_dir, write_text_atomic
 from stseval.pooling import NEEDS_POOLER, POOLINGS
 from stseval.row_adam import RowAdam
 
@@ -835,16 +835,9 @@ def _last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
 
 
 def ensure_writable(folder: Path, option: str) -> None:
-    """Create `folder` and check a file can be written there; raise StsevalError naming `option`."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise StsevalError(f"{option}: cannot write to {folder} ({err.strerror or err})") from None
-
-
+    """Check `folder` can be written (one line naming `option` if not), then create it."""
+    check_writable_dir(folder, option)
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _write_json_atomic(path: Path, value: dict) -> None:

@@ -241,6 +241,9 @@ def run_simcse_queue(
         common = dict(model=encoder.name, model_fingerprint=encoder.fingerprint, task=spec.name,
                       split=split_label(split, max_eval_pairs),
                       prefix=prefix, data_sha256=fingerprint, seed=seed, machine=machine, **base)
+        # rows of other data / weights / versions in --out: refuse now, not after hours of training
+        results.check_compatible([ResultRow(pooling=pooling, method="raw", metric="spearman_cosine", value=np.nan,
+                                            **common) for pooling in pooling_names])
         if main_process:
             _score_raw(encoder, spec, pooling_names, split, data_dir, prefix, eval_batch_size, cache, results,
                        common, n_resamples, seed, show_progress, log, max_eval_pairs)
