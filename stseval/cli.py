@@ -351,6 +351,7 @@ def report(
     reference: list[str] = typer.Option([], "--reference", help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable."),
     strict: bool = typer.Option(False, "--strict", help="Refuse re-runs of a cell instead of keeping the latest created_at."),
     name: Optional[str] = typer.Option(None, "--name", help="Output file stem; default <metric>_<split>."),
+    over_seeds: bool = typer.Option(False, "--over-seeds", help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting (e.g. SimCSE seeds 0, 1, 2)."),
 ) -> None:
     """Turn results from any number of runs into grids: CSV, markdown, heatmap PNG and provenance JSON.
 
@@ -364,7 +365,7 @@ def report(
     try:
         written = write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,
                                split=split, best=best, ci=ci, filters=filters, reference=reference, strict=strict,
-                               name=name)
+                               name=name, over_seeds=over_seeds)
     except StsevalError as err:
         raise _fail(err) from None
     for path in written:

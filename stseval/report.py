@@ -834,6 +834,7 @@ def write_report(
     reference: Sequence[str] = (),
     strict: bool = False,
     name: str | None = None,
+    over_seeds: bool = False,
 ) -> list[Path]:
     """Turn results files into grids: `<out>/<name>.csv`, `.md`, `.png` and `.provenance.json` per metric.
 
@@ -847,8 +848,9 @@ def write_report(
         reference: published tables beside our rows (spearman_cosine grids only).
         strict: refuse re-runs of a cell instead of keeping the latest created_at.
         name: file stem; None gives "<metric>_<split>". With several metrics the metric is appended.
+        over_seeds: also write `<stem>_seeds.csv` / `.md`: mean +- sd over seeds (see seed_summary).
     Returns:
-        the written paths, four per metric.
+        the written paths, four per metric (six with over_seeds).
     Raises:
         StsevalError for anything the user can fix (see the functions above).
     """
@@ -879,7 +881,69 @@ def write_report(
         plot_heatmap(grid, paths_out[2], title)
         write_text_atomic(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", paths_out[3])
         written += paths_out
+        if over_seeds:
+            summary = seed_summary(resolved, metric, split)
+            seeds_out = [out / f"{stem}_seeds{suffix}" for suffix in (".csv", ".md")]
+            write_frame(summary, seeds_out[0])
+            write_text_atomic(seed_summary_markdown(summary, f"{title}, over seeds") + "\n"
+                              + _summary_line(provenance) + "\n", seeds_out[1])
+            written += seeds_out
     return written
+
+
+SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
+              "learning_rate", "epochs")
+"""What a seed summary keeps apart; everything else about a cell but the seed (and train_on, whose
+sentence sample is drawn by the seed) must agree for its seeds to be averaged."""
+
+
+def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds of each cell, x 100: one row per setting, tasks as columns.
+
+    Args:
+        frame: resolved long rows (see resolve_duplicates).
+        metric, split: the rows to summarise.
+    Returns:
+        columns SEED_GROUP + ["seeds"] + for each task "<task>" (mean), "<task> sd", "<task> n"; a
+        setting run with one seed has sd NaN.
+    """
+    rows = select_rows(frame, metric, split)
+    rows = rows[rows["status"].astype(str) != NA]
+    if rows.empty:
+        raise StsevalError(f"--over-seeds: no {metric} rows on the {split!r} split")
+    rows = rows.assign(**{key: _text(rows[key]) for key in SEED_GROUP}, task=_text(rows["task"]),
+                       seed=_text(rows["seed"]), value=100 * rows["value"].astype(float))
+    records = []
+    for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
+        record = dict(zip(SEED_GROUP, keys))
+        record["seeds"] = ",".join(sorted(set(group["seed"]), key=lambda seed: (len(seed), seed)))
+        for task in _ordered("task", set(group["task"])):
+            values = group.loc[group["task"] == task, "value"].to_numpy()
+            record[task] = round(float(values.mean()), 2)
+            record[f"{task} sd"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else float("nan")
+            record[f"{task} n"] = len(values)
+        records.append(record)
+    summary = pd.DataFrame(records)
+    varying = [key for key in SEED_GROUP if summary[key].nunique() > 1 or key in ("method",)]
+    return summary[[*varying, "seeds", *[c for c in summary.columns if c not in SEED_GROUP and c != "seeds"]]]
+
+
+def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
+    """The summary as a markdown table: "mean ± sd (n)" per task."""
+    tasks = [column for column in summary.columns if column in TASK_ORDER]
+    keys = [column for column in summary.columns if column not in tasks and not column.endswith((" sd", " n"))]
+    lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |", "|" + "---|" * len(keys) + "---:|" * len(tasks)]
+    for _, record in summary.iterrows():
+        cells = [_md(str(record[key])) for key in keys]
+        for task in tasks:
+            if pd.isna(record[task]):
+                cells.append("")
+            elif pd.isna(record[f"{task} sd"]):
+                cells.append(f"{record[task]:.2f} (1)")
+            else:
+                cells.append(f"{record[task]:.2f} ± {record[f'{task} sd']:.2f} ({int(record[f'{task} n'])})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nmean ± sample sd over seeds (number of seeds), x 100.\n"
 
 
 def _stem(name: str | None, metric: str, split: str, several: bool) -> str:

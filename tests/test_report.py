@@ -214,3 +214,26 @@ def test_report_is_deterministic_and_csv_is_pure_data(tmp_path):
 def test_parse_keys():
     assert parse_keys(" model, pooling ,") == ["model", "pooling"]
     assert parse_keys("") is None
+
+
+def test_over_seeds_gives_mean_and_sd_per_setting_beside_the_per_seed_grid(tmp_path):
+    from stseval.report import write_report
+
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.02), (2, 0.04)):
+        rows += make_rows({("last-avg", "simcse"): [0.30 + shift, 0.40, 0.70, 0.10, 0.75]}, seed=seed, dropout="0.3")
+    rows += make_rows({("last-avg", "simcse"): [0.20, 0.40, 0.70, 0.10, 0.75]}, seed=0, dropout="0.1")
+    rows += make_rows({("last-avg", "raw"): [0.25, 0.41, 0.71, 0.11, 0.76]}, seed=0)
+    written = write_report([write(rows, tmp_path / "simcse.csv")], tmp_path / "out", name="simcse",
+                           rows=["model", "pooling", "method", "dropout", "seed"], over_seeds=True)
+    summary = pd.read_csv(tmp_path / "out" / "simcse_seeds.csv", dtype={"seeds": str, "dropout": str})
+    three = summary[(summary["method"] == "simcse") & (summary["dropout"].astype(str) == "0.3")].iloc[0]
+    assert three["seeds"] == "0,1,2" and three["ATEC"] == pytest.approx(32.0) and three["ATEC sd"] == pytest.approx(2.0)
+    assert int(three["ATEC n"]) == 3 and three["BQ sd"] == pytest.approx(0.0)
+    one = summary[(summary["method"] == "simcse") & (summary["dropout"].astype(str) == "0.1")].iloc[0]
+    assert one["seeds"] == "0" and pd.isna(one["ATEC sd"])  # one seed: no sd
+    markdown = (tmp_path / "out" / "simcse_seeds.md").read_text(encoding="utf-8")
+    assert "32.00 ± 2.00 (3)" in markdown and "20.00 (1)" in markdown
+    grid = pd.read_csv(tmp_path / "out" / "simcse.csv")
+    assert len(grid) == 5  # the per-seed grid keeps one row per seed
+    assert tmp_path / "out" / "simcse_seeds.md" in written
