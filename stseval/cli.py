@@ -263,16 +263,20 @@ def simcse_train(
         options.check_split(specs, split, folder)
         options.check_train_on(train_on, specs, folder)
         from stseval.evaluate import split_label
+        from stseval.library_log import libraries_to_log
         from stseval.report import write_report
         from stseval.simcse_run import run_simcse_queue
 
-        results_path = run_simcse_queue(
-            model, specs, pooling, dropout, train_on=train_on, max_sentences=max_sentences, loss=loss,
-            batch_size=batch_size, learning_rate=lr, epochs=epochs, seed=seed, prefix=prefix, split=split,
-            max_eval_pairs=max_eval_pairs, data_dir=folder, out_csv=out / "simcse.csv", runs_dir=runs_dir,
-            then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
-            log=lambda message: typer.echo(message, err=True),
-        )
+        library_log = runs_dir / "simcse" / "library.log"
+        typer.echo(f"stseval: library messages (load reports, trainer logs, warnings) go to {library_log}", err=True)
+        with libraries_to_log(library_log):
+            results_path = run_simcse_queue(
+                model, specs, pooling, dropout, train_on=train_on, max_sentences=max_sentences, loss=loss,
+                batch_size=batch_size, learning_rate=lr, epochs=epochs, seed=seed, prefix=prefix, split=split,
+                max_eval_pairs=max_eval_pairs, data_dir=folder, out_csv=out / "simcse.csv", runs_dir=runs_dir,
+                then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
+                log=lambda message: typer.echo(message, err=True),
+            )
         written = write_report([results_path], out, metrics=["spearman_cosine"],
                                split=split_label(split, max_eval_pairs), best=True, name="grid",
                                task_order=[spec.name for spec in specs])
