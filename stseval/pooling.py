@@ -19,56 +19,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from stseval.errors import StsevalError
-
-POOLINGS: tuple[str, ...] = (
-    "cls",
-    "pooler",
-    "pooler-tanh",
-    "last-avg",
-    "first-last-avg",
-    "last2avg",
-    "max",
-)
-"""Every pooling name, in the order grids list them."""
-
-NEEDS_POOLER: frozenset[str] = frozenset({"pooler", "pooler-tanh"})
-"""Poolings that need the model's trained pooler dense layer (BERT's NSP head)."""
-
-
-def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
-    """Turn `--pooling` input into a list of known pooling names, in the order given.
-
-    Args:
-        text_or_list: "cls,last-avg", "all", or a list such as ["cls", "last-avg"]; items may
-            themselves hold commas. Duplicates are dropped.
-    Returns:
-        The names, e.g. ["cls", "last-avg"]; "all" expands to `POOLINGS`.
-    Raises:
-        StsevalError naming `--pooling` when a name is unknown or nothing is given.
-    """
-    items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list)
-    names: list[str] = []
-    for item in items:
-        for name in str(item).split(","):
-            name = name.strip().lower()
-            if not name:
-                continue
-            expanded = POOLINGS if name == "all" else (name,)
-            for each in expanded:
-                if each not in POOLINGS:
-                    raise StsevalError(
-                        f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLINGS)} or 'all'"
-                    )
-                if each not in names:
-                    names.append(each)
-    if not names:
-        raise StsevalError(f"--pooling: no pooling given; choose from {', '.join(POOLINGS)} or 'all'")
-    return names
+# the names live with the option parsers, which must not import torch, so a typo fails fast
+from stseval.options import NEEDS_POOLER, POOLINGS, parse_poolings  # noqa: F401 - re-exported
 
 
 def masked_mean(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import fnmatch
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -206,8 +206,8 @@ def select_rows(frame: pd.DataFrame, metric: str = "spearman_cosine", split: str
     if split not in (None, "all"):
         splits = _text(chosen["split"])
         if split not in set(splits):
-            raise StsevalError(f"--split {split!r}: no {metric} rows for it; present: "
-                               f"{', '.join(_ordered('split', set(splits)))}, all")
+            raise StsevalError(f"--split {split!r}: no {metric} rows for it; the rows have split "
+                               f"{', '.join(_ordered('split', set(splits)))} (or give --split all)")
         chosen = chosen[splits == split]
     return chosen
 
@@ -246,6 +246,7 @@ def build_grid(
     ci: bool = False,
     reference: Sequence[str] | None = None,
     scale: float = 100.0,
+    task_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Pivot long rows into the wide grid people paste into papers.
 
@@ -265,6 +266,8 @@ def build_grid(
             for some of their models. Their rows are labelled `Su2021:BERT` etc. in the model column
             and sit right after our last row with the same pooling, method and dims.
         scale: multiply values by this (100 gives Spearman x 100).
+        task_order: task columns in this order (e.g. the command's --tasks); tasks not named
+            follow in TASKS order. None: TASKS order.
     Returns:
         DataFrame indexed by the row keys (rows in TASKS / pooling / method order, dims "full" first),
         one float column per task (value x scale rounded to 2 decimals; NaN where no row), where a row's
@@ -305,7 +308,7 @@ def build_grid(
     order, is_ours = _row_order(cells, row_keys)
     index = pd.MultiIndex.from_tuples(order, names=row_keys) if len(row_keys) > 1 else pd.Index(
         [key[0] for key in order], name=row_keys[0])
-    column_keys = _sorted_keys(cells, cols)
+    column_keys = _sorted_keys(cells, cols, task_order)
     columns = pd.MultiIndex.from_tuples(column_keys) if len(cols) > 1 else pd.Index([key[0] for key in column_keys])
     wide = cells.pivot(index=row_keys, columns=cols, values=["_value", "_status", "_low", "_high", "_weight"])
     wide = wide.reindex(index)
@@ -450,10 +453,17 @@ def _ordered(column: str, values) -> list[str]:
     return sorted(values, key=lambda value: _order_key(column, value))
 
 
-def _sorted_keys(cells: pd.DataFrame, keys: list[str]) -> list[tuple[str, ...]]:
-    """The distinct key tuples of the rows, sorted key by key."""
+def _sorted_keys(cells: pd.DataFrame, keys: list[str], task_order: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+    """The distinct key tuples of the rows, sorted key by key; tasks named in task_order come first, in that order."""
     tuples = set(map(tuple, cells[keys].to_numpy().tolist()))
-    return sorted(tuples, key=lambda t: tuple(_order_key(k, v) for k, v in zip(keys, t)))
+    first = {task: position for position, task in enumerate(task_order or ())}
+
+    def key_of(column: str, value: str) -> tuple:
+        if column == "task" and value in first:
+            return (-1, float(first[value]), "", value)
+        return _order_key(column, value)
+
+    return sorted(tuples, key=lambda t: tuple(key_of(k, v) for k, v in zip(keys, t)))
 
 
 def _row_order(cells: pd.DataFrame, row_keys: list[str]) -> tuple[list[tuple[str, ...]], np.ndarray]:
@@ -580,7 +590,7 @@ def grid_to_markdown(grid: pd.DataFrame, best: bool = False, provenance: dict | 
     if title:
         lines += [f"# {title}", ""]
     if provenance:
-        lines += [_summary_line(provenance), ""]
+        lines += [_summary_line(provenance, titled=bool(title)), ""]
     lines.append("| " + " | ".join(_md(k) for k in keys + columns) + " |")
     lines.append("|" + "|".join(["---"] * len(keys) + ["---:"] * len(columns)) + "|")
     for position in range(len(grid)):
@@ -773,12 +783,12 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
     return provenance
 
 
-def _summary_line(provenance: dict) -> str:
-    """One line under the title: what the numbers are."""
-    parts = [f"`{provenance.get('metric', '?')}` x {provenance.get('scale', 100):g}",
-             f"split `{provenance.get('split', '?')}`",
-             f"{provenance['n_result_rows']} result rows"
-             + (f" from {len(provenance['inputs'])} file(s)" if provenance["inputs"] else "")]
+def _summary_line(provenance: dict, titled: bool = False) -> str:
+    """One line under the title: what the numbers are (metric and split only when no title says them)."""
+    parts = [] if titled else [f"`{provenance.get('metric', '?')}` x {provenance.get('scale', 100):g}",
+                               f"split `{provenance.get('split', '?')}`"]
+    parts.append(f"{provenance['n_result_rows']} result rows"
+                 + (f" from {len(provenance['inputs'])} file(s)" if provenance["inputs"] else ""))
     if provenance.get("columns") and AVG in provenance["columns"]:
         parts.append("`avg` = mean over tasks, `w-avg` = mean weighted by pairs")
     return "; ".join(parts) + "."
@@ -798,6 +808,8 @@ def _provenance_lines(provenance: dict) -> list[str]:
         lines.append(f"- duplicates: {provenance['dropped_duplicates']} older re-run row(s) dropped, latest created_at kept")
     if provenance["inputs"]:
         lines.append("- inputs: " + ", ".join(f"`{name}` ({count} rows)" for name, count in provenance["inputs"].items()))
+    for note in provenance.get("left_out", []):
+        lines.append(f"- left out: {note}")
     lines.append("- commands:" + ("" if provenance["commands"] else " not recorded"))
     lines += [f"  - `{command}`" for command in provenance["commands"]]
     lines.append("- models: " + ", ".join(
@@ -809,7 +821,8 @@ def _provenance_lines(provenance: dict) -> list[str]:
     lines.append(f"- stseval: {code(provenance['stseval_versions'])}; git commits: {code(provenance['git_commits'])}; "
                  f"seeds: {code(provenance['seeds'])}")
     if provenance["created_at"]:
-        lines.append(f"- created: {provenance['created_at']['first']} to {provenance['created_at']['last']}")
+        first, last = provenance["created_at"]["first"], provenance["created_at"]["last"]
+        lines.append(f"- created: {first}" + (f" to {last}" if last != first else ""))
     if "reference" in provenance:
         reference = provenance["reference"]
         for label, sources in reference["sources"].items():
@@ -835,8 +848,13 @@ def write_report(
     strict: bool = False,
     name: str | None = None,
     over_seeds: bool = False,
+    task_order: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Turn results files into grids: `<out>/<name>.csv`, `.md`, `.png` and `.provenance.json` per metric.
+
+    An input that loses rows to the split choice, or has no row left at all, says so: one line per
+    input (see `left_out_notes`) goes to `log`, the markdown footer and the provenance JSON.
 
     Args:
         paths: results files or folders (see load_results).
@@ -849,28 +867,37 @@ def write_report(
         strict: refuse re-runs of a cell instead of keeping the latest created_at.
         name: file stem; None gives "<metric>_<split>". With several metrics the metric is appended.
         over_seeds: also write `<stem>_seeds.csv` / `.md`: mean +- sd over seeds (see seed_summary).
+        task_order: task columns in this order (see build_grid).
+        log: called with each left-out line (the CLI prints them on stderr).
     Returns:
         the written paths, four per metric (six with over_seeds).
     Raises:
         StsevalError for anything the user can fix (see the functions above).
     """
     check_writable_dir(out, "--out")
-    frame = apply_filters(load_results(paths), filters)
+    loaded = load_results(paths)
+    frame = apply_filters(loaded, filters)
     resolved = resolve_duplicates(frame, strict)
     if not metrics:
         metrics = _ordered("metric", set(_text(resolved["metric"])))
     if reference and REFERENCE_METRIC not in metrics:
         raise StsevalError(f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
-    written = []
+    grids = []
     for metric in metrics:
         used_reference = list(reference) if metric == REFERENCE_METRIC else []
-        grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference)
-        used = select_rows(resolved, metric, split)
+        grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference, task_order=task_order)
+        grids.append((metric, used_reference, grid, select_rows(resolved, metric, split)))
+    notes = left_out_notes(loaded, frame, pd.concat([used for *_, used in grids]), split, metrics, filters)
+    for note in notes if log else ():
+        log(f"left out: {note}")
+    written = []
+    for metric, used_reference, grid, used in grids:
         settings = {
             "metric": metric, "split": split, "scale": 100,
             "filters": list(filters), "duplicates": "strict" if strict else "latest created_at",
             "dropped_duplicates": int(len(select_rows(frame, metric, split)) - len(used)),
             "reference_tables": used_reference, "best": best, "ci": ci,
+            **({"left_out": notes} if notes else {}),
         }
         provenance = collect_provenance(used, grid, settings, used_reference)
         stem = _stem(name, metric, split, several=len(metrics) > 1)
@@ -944,6 +971,51 @@ def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
                 cells.append(f"{record[task]:.2f} ± {record[f'{task} sd']:.2f} ({int(record[f'{task} n'])})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nmean ± sample sd over seeds (number of seeds), x 100.\n"
+
+
+def left_out_notes(loaded: pd.DataFrame, filtered: pd.DataFrame, used: pd.DataFrame, split: str,
+                   metrics: Sequence[str], filters: Sequence[str] = ()) -> list[str]:
+    """One line per input file that loses rows to the split choice or ends up with no row in the grids.
+
+    Rows left out by an explicit --filter or --metric are what the user asked for and are not listed,
+    unless they empty an input: a report never drops an input without a line saying so.
+
+    Args:
+        loaded: every row read (load_results), with source_file.
+        filtered: the rows --filter kept.
+        used: the rows the grids show (all metrics).
+        split: the --split value ("all" keeps every split).
+        metrics: the metrics gridded.
+    Returns:
+        e.g. "results/simcse/simcse.csv: none of its 25 rows are in the grid: 25 have split
+        test-sample1000, not test (show them with --split test-sample1000, or --split all)".
+    """
+    notes = []
+    used_counts = _text(used["source_file"]).value_counts() if len(used) else pd.Series(dtype=int)
+    for source, rows in loaded.groupby(_text(loaded["source_file"]), sort=False):
+        n_used = int(used_counts.get(source, 0))
+        kept = filtered[_text(filtered["source_file"]) == source]
+        kept = kept[_text(kept["metric"]).isin(list(metrics))]
+        reasons = []
+        if split not in (None, "all"):
+            other = _text(kept["split"])[_text(kept["split"]) != split]
+            if len(other):
+                counts = other.value_counts()
+                shown = ", ".join(f"{count} have split {value}" for value, count in
+                                  sorted(counts.items(), key=lambda item: _order_key("split", item[0])))
+                reasons.append(f"{shown}, not {split} (show them with --split {counts.index[0]}, or --split all)")
+        if n_used == 0 and not reasons:
+            if len(kept) == 0 and len(filtered[_text(filtered["source_file"]) == source]) == 0:
+                reasons.append(f"no row matches --filter {' '.join(filters)}")
+            elif len(kept) == 0:
+                reasons.append(f"its metrics are {', '.join(_ordered('metric', set(_text(rows['metric']))))}, "
+                               f"not {', '.join(metrics)}")
+            else:
+                reasons.append("every row is an older re-run of a cell another input holds")
+        if reasons:
+            head = f"none of its {len(rows)} rows are in the grid" if n_used == 0 else f"{n_used} of its {len(rows)} rows are in the grid"
+            notes.append(f"{source}: {head}: {'; '.join(reasons)}")
+    return notes
 
 
 def _stem(name: str | None, metric: str, split: str, several: bool) -> str:

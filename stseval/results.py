@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import datetime as _dt
 import importlib.metadata
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -79,7 +80,8 @@ REQUIRED_COLUMNS = ("model", "pooling", "method", "task", "split", "metric", "va
 def provenance(seed: int = 0) -> dict[str, str | int]:
     """Fields that say how a run was produced: command line, git commit, library versions, time."""
     return {
-        "command": " ".join(["stseval", *sys.argv[1:]]) if sys.argv else "",
+        # shell-quoted, so an empty --prefix "" or "query: " survives copy-paste back into a shell
+        "command": shlex.join(["stseval", *sys.argv[1:]]) if sys.argv else "",
         "git_commit": git_commit(),
         "versions": library_versions(),
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -25,6 +25,7 @@ Face trainer does the data-parallel part) and only rank 0 evaluates and writes r
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -140,7 +141,7 @@ def run_simcse_queue(
     split: str = "test",
     max_eval_pairs: int | None = None,
     data_dir: Path | None = None,
-    out_csv: Path = Path("results/simcse/simcse.csv"),
+    out_csv: Path = Path("runs/simcse/simcse.csv"),
     runs_dir: Path = Path("runs"),
     then_whiten: bool = False,
     n_resamples: int = 1000,
@@ -273,6 +274,8 @@ def run_simcse_queue(
                     continue
                 _score_trained(trained, rows, encoder, spec, chosen, split, data_dir, prefix, eval_batch_size, device,
                                n_resamples, seed, show_progress, cache, max_eval_pairs)
+                for row in rows:  # when this cell finished, not when the queue started
+                    row.created_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
                 results.add(rows)
                 if validation is not None and (trained.folder / CURVE_FILE).is_file():
                     _publish_curve(trained.folder / CURVE_FILE, out_csv.parent / "curves", run_dir.name, name)

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import hashlib
 import json
@@ -93,6 +94,8 @@ class SplitStatus(NamedTuple):
     found: bool
     rows: int | None  # lines in the file; None when it is missing
     sha256_ok: bool | None  # None when missing or when the manifest has no checksum for it
+    parsed: bool | None = None  # every line valid; None when the file was not parsed
+    problem: str = ""  # the first parse error, "path:line: what is wrong", when parsed is False
 
 
 def _load_manifest(path: Path) -> tuple[dict, dict[str, TaskSpec]]:
@@ -123,21 +126,41 @@ MANIFEST, TASKS = _load_manifest(MANIFEST_PATH)
 FILE_PATTERN: str = MANIFEST["file_pattern"]
 
 
+TASK_NAMES_HELP = ("Names ignore case, '-', '_' and spaces (STSB, sts-b, STS_B, lcqmc, PAWS-X all work); "
+                   "'all' means every task.")
+
+
 def _canonical(name: str) -> str:
-    """Task-name key that ignores case, '-' and '_', so STSB, sts-b and STS_B all match STS-B."""
+    """Task-name key that ignores case, '-', '_' and spaces, so STSB, sts-b and STS_B all match STS-B."""
     return re.sub(r"[-_\s]", "", name).upper()
 
 
-def parse_task_names(text_or_list: str | Iterable[str] | None) -> list[TaskSpec]:
+def task_by_name(name: str, option: str = "--tasks") -> TaskSpec:
+    """The task a user-typed name means (see TASK_NAMES_HELP); every command resolves names here.
+
+    Raises:
+        StsevalError naming `option`, with the closest known name when there is one.
+    """
+    by_key = {_canonical(known): spec for known, spec in TASKS.items()}
+    spec = by_key.get(_canonical(name))
+    if spec is not None:
+        return spec
+    close = difflib.get_close_matches(_canonical(name), list(by_key), n=1, cutoff=0.5)
+    hint = f"did you mean {by_key[close[0]].name}? " if close else ""
+    raise StsevalError(f"{option}: unknown task {name!r}; {hint}choose from {', '.join(TASKS)} or all")
+
+
+def parse_task_names(text_or_list: str | Iterable[str] | None, option: str = "--tasks") -> list[TaskSpec]:
     """Turn the `--tasks` option into TaskSpecs, in the order given, without duplicates.
 
     Args:
         text_or_list: "ATEC,BQ", ["ATEC", "PAWSX"], a list of comma-separated items, or "all".
-            Names ignore case, and "STSB" (the C-MTEB name) means STS-B.
+            Names ignore case, '-', '_' and spaces: "STSB" (the C-MTEB name), "sts-b", "PAWS-X".
+        option: the option named in errors.
     Returns:
         the matching TaskSpecs.
     Raises:
-        StsevalError naming `--tasks` for an unknown or empty selection.
+        StsevalError naming the option for an unknown (with a suggestion) or empty selection.
 
     Example:
         >>> [spec.name for spec in parse_task_names("stsb, ATEC")]
@@ -145,18 +168,14 @@ def parse_task_names(text_or_list: str | Iterable[str] | None) -> list[TaskSpec]
     """
     items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list or [])
     names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-    known = ", ".join(TASKS)
     if not names:
-        raise StsevalError(f"--tasks: no task given; choose from {known} (comma-separated) or all")
-    by_key = {_canonical(name): spec for name, spec in TASKS.items()}
+        raise StsevalError(f"{option}: no task given; choose from {', '.join(TASKS)} (comma-separated) or all")
     chosen: dict[str, TaskSpec] = {}
     for name in names:
         if name.lower() == "all":
             chosen.update((spec.name, spec) for spec in TASKS.values() if spec.name not in chosen)
             continue
-        spec = by_key.get(_canonical(name))
-        if spec is None:
-            raise StsevalError(f"--tasks: unknown task {name!r}; choose from {known} or all")
+        spec = task_by_name(name, option)
         chosen.setdefault(spec.name, spec)
     return list(chosen.values())
 
@@ -419,15 +438,20 @@ def count_lines(path: Path) -> int:
     return raw.count(b"\n") + (1 if raw and not raw.endswith(b"\n") else 0)
 
 
-def task_status(data_dir: Path) -> list[SplitStatus]:
+def task_status(data_dir: Path, validate: bool = False) -> list[SplitStatus]:
     """State of every split file the manifest knows, for `stseval tasks`.
+
+    A file whose checksum differs from the manifest's (a user's own copy), or that the manifest has
+    no checksum for, is parsed, so a broken file shows its first error as `file:line`; `validate`
+    parses every file that is found. A file whose checksum matches is the published file, known to parse.
 
     Args:
         data_dir: a folder in the senteval_cn layout.
+        validate: parse every file found, also those whose checksum matches.
     Returns:
         one SplitStatus per (task, split) in manifest order, missing train splits included.
-        `rows` counts lines without validating them; `sha256_ok` is None when the file is missing
-        or the manifest has no checksum for it.
+        `rows` counts lines; `sha256_ok` is None when the file is missing or the manifest has no
+        checksum for it; `parsed` / `problem` tell how parsing went (None / "" when not parsed).
     """
     status = []
     for spec in TASKS.values():
@@ -437,14 +461,23 @@ def task_status(data_dir: Path) -> list[SplitStatus]:
                 status.append(SplitStatus(spec.name, split, path, False, None, None))
                 continue
             sha256_ok = None if expected.sha256 is None else file_sha256(path) == expected.sha256
-            status.append(SplitStatus(spec.name, split, path, True, count_lines(path), sha256_ok))
+            parsed, problem = None, ""
+            if validate or not sha256_ok:
+                try:
+                    read_pairs(path, spec)
+                    parsed = True
+                except StsevalError as err:
+                    parsed, problem = False, str(err)
+            status.append(SplitStatus(spec.name, split, path, True, count_lines(path), sha256_ok, parsed, problem))
     return status
 
 
 def format_task_status(status: Sequence[SplitStatus], data_dir: Path) -> str:
     """Render `task_status` rows as the plain-text table `stseval tasks` prints.
 
-    Example output line: `BQ     train  binary 0/1    100000   100000  found    sha256 ok`.
+    Example output lines: `BQ     train  binary 0/1    100000   100000  found    sha256 ok`, and
+    for a broken copy `...  found    sha256 DIFFERS, does not parse` followed by an indented
+    `error: DIR/BQ/BQ.test.data:17: label 'x' is not a number`.
     """
     lines = [
         f"data folder: {data_dir}",
@@ -458,10 +491,14 @@ def format_task_status(status: Sequence[SplitStatus], data_dir: Path) -> str:
         checksum = {True: "sha256 ok", False: "sha256 DIFFERS", None: "-"}[row.sha256_ok]
         if row.found and row.sha256_ok is None:
             checksum = "not in manifest"
+        if row.parsed is not None:
+            checksum += ", parses" if row.parsed else ", does not parse"
         lines.append(
             f"{row.task:6s} {row.split:6s} {labels:12s} {rows:>7s} {spec.files[row.split].rows:8d}  "
             f"{'found' if row.found else 'missing':8s} {checksum}"
         )
+        if row.problem:
+            lines.append(f"    error: {row.problem}")
     return "\n".join(lines)
 
 

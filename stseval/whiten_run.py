@@ -7,6 +7,7 @@ skips what is already there.
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,10 @@ import numpy as np
 from stseval.errors import StsevalError
 from stseval.fileio import check_writable_dir
 from stseval.evaluate import SplitVectors, encode_splits, score_pairs
+from stseval.options import FIT_ON_CHOICES, parse_dims, validate_fit_on  # noqa: F401 - re-exported
 from stseval.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
 from stseval.whitening import RELATIVE_EIGENVALUE_FLOOR, Whitening, fit_whitening, save_whitening
-
-FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
 
 
 @dataclass
@@ -36,7 +36,7 @@ class WhitenSettings:
     split: str = "test"
     prefix: str = ""
     data_dir: Path = Path(".")
-    out_dir: Path = Path("results/whitening")
+    out_dir: Path = Path("runs/whitening")
     results_name: str = "whiten.csv"
     batch_size: int = 64
     n_resamples: int = 1000
@@ -47,6 +47,7 @@ class WhitenSettings:
     allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
 
 
+<<<<<<< HEAD
 def parse_dims(text: str) -> list[int | None]:
     """'full,256,128' -> [None, 256, 128]; raises StsevalError naming --dims."""
     dims: list[int | None] = []
@@ -78,6 +79,8 @@ def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:
     return values
 
 
+=======
+>>>>>>> newuser
 def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
     """Splits of the task whose files exist in data_dir (our data lacks train for ATEC, LCQMC, PAWSX)."""
     return [split for split in spec.splits if split_path(spec, split, data_dir).is_file()]
@@ -116,10 +119,15 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
         for spec in settings.tasks:
             plan = plans[spec.name]
             pending = [row for row in plan.rows if not results.has(cell_key(row))]
+            # a finished cell is still redone when this run asks it for something it has not made yet
+            missing_kernels = [row for row in plan.rows if results.has(cell_key(row))
+                               and _kernel_missing(settings, encoder, spec, row)]
+            pending += missing_kernels
             if not pending:
                 log(f"{encoder.name} {spec.name}: all {len(plan.rows)} cells done, skipping")
                 continue
-            log(f"{encoder.name} {spec.name}: {len(pending)} of {len(plan.rows)} cells to compute")
+            kernels_note = f" ({len(missing_kernels)} done but without their --save-kernel file)" if missing_kernels else ""
+            log(f"{encoder.name} {spec.name}: {len(pending)} of {len(plan.rows)} cells to compute{kernels_note}")
             rows = _score_task(settings, spec, encoder, plan, {cell_key(r) for r in pending}, cache)
             results.add(rows)
     return results.path
@@ -169,9 +177,13 @@ def _task_plan(settings: WhitenSettings, spec: TaskSpec, encoder, base: dict) ->
                 for method, metric in _methods(settings):
                     rows.append(ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan,
                                           dims=dims_label(dims), fit_on=_fit_label(fit), **common))
+<<<<<<< HEAD
     supported = [p for p in dict.fromkeys(settings.poolings) if encoder.supports(p)]
     unique_rows = list({cell_key(row): row for row in rows}.values())  # a repeated option value is one cell
     return _TaskPlan(unique_rows, supported, encode_split_names)
+=======
+    return _TaskPlan(rows, _supported(encoder, settings.poolings), encode_split_names)
+>>>>>>> newuser
 
 
 def _fit_label(fit: str) -> str:
@@ -227,16 +239,17 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
                 f"n_fit_vectors={whitening.provenance['n_fit_vectors']}"
             vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
             if settings.save_kernel_dir is not None and row.method == "whitening":
-                name = f"{slugify(encoder.name)}_{row.pooling}_{spec.name}_fit-{slugify(row.fit_on)}_{row.dims}.npz"
-                save_whitening(whitening, settings.save_kernel_dir / name)
+                save_whitening(whitening, kernel_path(settings.save_kernel_dir, encoder.name, spec.name, row))
         score = score_pairs(vectors_a, vectors_b, gold, settings.n_resamples, settings.seed,
                             normalize=row.metric != "spearman_dot")
         row.value, row.ci_low, row.ci_high, row.n_pairs = score.spearman, score.ci_low, score.ci_high, score.n_pairs
         row.seconds = round(time.perf_counter() - started, 3)
+        row.created_at = _now()  # when this cell was computed, not when the run started
         done.append(row)
     return done
 
 
+<<<<<<< HEAD
 def _not_available(row: ResultRow, encoder) -> ResultRow:
     """Mark a row of a pooling the model cannot produce (pooler without trained pooler weights) n/a."""
     row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
@@ -287,6 +300,26 @@ def _check_file_fits_rank(settings: WhitenSettings, dimension: int) -> None:
             if n_fit - 1 < widest:  # n vectors span at most n - 1 directions around their mean
                 label = "full" if widest == dimension else str(widest)
                 raise StsevalError(_low_rank_message(_fit_label(fit), n_fit, dimension, n_fit - 1, label, widest))
+=======
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def kernel_path(folder: Path, model: str, task: str, row: ResultRow) -> Path:
+    """Where --save-kernel puts the whitening of one cell: <model>_<pooling>_<task>_fit-<fit_on>_<dims>.npz."""
+    return Path(folder) / f"{slugify(model)}_{row.pooling}_{task}_fit-{slugify(row.fit_on)}_{row.dims}.npz"
+
+
+def _kernel_missing(settings: WhitenSettings, encoder, spec: TaskSpec, row: ResultRow) -> bool:
+    """Whether --save-kernel asks for this cell's kernel file and it is not there."""
+    return (settings.save_kernel_dir is not None and row.method == "whitening"
+            and row.pooling in _supported(encoder, settings.poolings)
+            and not kernel_path(settings.save_kernel_dir, encoder.name, spec.name, row).is_file())
+
+
+def _supported(encoder, poolings: list[str]) -> list[str]:
+    return [p for p in poolings if encoder.supports(p)]
+>>>>>>> newuser
 
 
 def _fit_splits(fit: str, encoded: dict[str, SplitVectors]) -> str:
@@ -340,5 +373,5 @@ def write_whiten_grid(settings: WhitenSettings, results_path: Path) -> str:
     from stseval.report import write_report
 
     written = write_report([results_path], settings.out_dir, metrics=["spearman_cosine"], split=settings.split,
-                           best=True, name="grid")
+                           best=True, name="grid", task_order=[spec.name for spec in settings.tasks])
     return written[1].read_text(encoding="utf-8")

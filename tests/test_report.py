@@ -237,3 +237,67 @@ def test_over_seeds_gives_mean_and_sd_per_setting_beside_the_per_seed_grid(tmp_p
     grid = pd.read_csv(tmp_path / "out" / "simcse.csv")
     assert len(grid) == 5  # the per-seed grid keeps one row per seed
     assert tmp_path / "out" / "simcse_seeds.md" in written
+
+
+def _sample_rows(split: str, method: str = "raw") -> list[ResultRow]:
+    rows = make_rows({("last-avg", method): [0.1, 0.2, 0.3, 0.4, 0.5]})
+    for row in rows:
+        row.split = split
+    return rows
+
+
+def test_every_input_that_loses_rows_to_the_split_says_so(tmp_path):
+    whitening = write(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}), tmp_path / "whitening" / "whiten.csv")
+    simcse = write(_sample_rows("test-sample1000", method="simcse"), tmp_path / "simcse" / "simcse.csv")
+    said = []
+    written = write_report([tmp_path / "whitening", tmp_path / "simcse"], tmp_path / "out", name="grid", log=said.append)
+    assert said == [f"left out: {simcse.as_posix()}: none of its 5 rows are in the grid: 5 have split "
+                    "test-sample1000, not test (show them with --split test-sample1000, or --split all)"]
+    markdown = written[1].read_text(encoding="utf-8")
+    assert f"- left out: {simcse.as_posix()}: none of its 5 rows" in markdown
+    assert json.loads(written[3].read_text(encoding="utf-8"))["left_out"] == [said[0].removeprefix("left out: ")]
+    assert whitening.as_posix() not in " ".join(said)
+
+
+def test_an_input_emptied_by_a_filter_says_so_and_partly_filtered_inputs_stay_quiet(tmp_path):
+    write(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5], ("max", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}),
+          tmp_path / "a.csv")
+    other = write(make_rows({("last-avg", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}, model="other"), tmp_path / "b.csv")
+    said = []
+    write_report([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out", filters=["pooling=cls"], log=said.append)
+    assert said == [f"left out: {other.as_posix()}: none of its 5 rows are in the grid: no row matches --filter pooling=cls"]
+
+
+def test_split_all_keeps_every_input_and_lists_no_exclusion(tmp_path):
+    write(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}), tmp_path / "a.csv")
+    write(_sample_rows("test-sample1000", method="simcse"), tmp_path / "b.csv")
+    said = []
+    written = write_report([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out", split="all", log=said.append)
+    assert said == []
+    assert "left out" not in written[1].read_text(encoding="utf-8")
+
+
+def test_unknown_split_lists_the_present_splits_without_all_among_them(tmp_path):
+    write(_sample_rows("test-sample1000"), tmp_path / "a.csv")
+    with pytest.raises(StsevalError, match=r"^--split 'test': no spearman_cosine rows for it; the rows have split "
+                                           r"test-sample1000 \(or give --split all\)$"):
+        write_report([tmp_path / "a.csv"], tmp_path / "out")
+
+
+def test_markdown_does_not_repeat_its_title_and_shows_one_time_when_rows_share_it(tmp_path):
+    write(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}), tmp_path / "a.csv")
+    lines = write_report([tmp_path / "a.csv"], tmp_path / "out")[1].read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "# spearman_cosine x 100, test split"
+    assert "spearman_cosine" not in lines[2] and "split" not in lines[2] and lines[2].startswith("5 result rows")
+    assert "- created: 2026-01-01T00:00:00+00:00" in lines and not any(" to 2026" in line for line in lines)
+    later = make_rows({("max", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}, created_at="2026-01-01T00:01:00+00:00")
+    write(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}) + later, tmp_path / "a.csv")
+    text = write_report([tmp_path / "a.csv"], tmp_path / "out")[1].read_text(encoding="utf-8")
+    assert "- created: 2026-01-01T00:00:00+00:00 to 2026-01-01T00:01:00+00:00" in text
+
+
+def test_task_columns_follow_the_given_order_then_the_registry():
+    frame = rows_to_frame(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}))
+    assert list(build_grid(frame, task_order=["STS-B", "PAWSX"]).columns) == [
+        "STS-B", "PAWSX", "ATEC", "BQ", "LCQMC", "avg", "w-avg"]
+    assert list(build_grid(frame).columns)[:5] == list(TASKS)

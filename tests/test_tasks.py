@@ -18,6 +18,7 @@ from stseval.tasks import (
     read_pairs,
     resolve_data_dir,
     split_path,
+    task_by_name,
     task_status,
 )
 
@@ -298,3 +299,44 @@ def test_read_sentence_lines_names_option_and_file(tmp_path):
         read_sentence_lines(bad, "--train-on")
     with pytest.raises(StsevalError, match=r"--sentences .*missing.txt: file not found"):
         read_sentence_lines(tmp_path / "missing.txt", "--sentences")
+
+
+def test_tasks_parses_files_whose_checksum_differs_and_shows_the_first_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    write_task_file(tmp_path, "ATEC", "test", "a\tb\t1\nc\td\t0\n")  # a user's own, valid copy
+    broken = write_task_file(tmp_path, "ATEC", "valid", (BROKEN / "non_numeric_label.data").read_bytes())
+    result = CliRunner().invoke(app, ["tasks", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    table = result.stdout.splitlines()
+    valid_line = table.index(next(line for line in table if line.startswith("ATEC   valid")))
+    assert table[valid_line].endswith("sha256 DIFFERS, does not parse")
+    assert table[valid_line + 1].strip().startswith(f"error: {broken}:2:") and "is not a number" in table[valid_line + 1]
+    assert next(line for line in table if line.startswith("ATEC   test")).endswith("sha256 DIFFERS, parses")
+    assert result.stderr.startswith(f"stseval: 1 file(s) do not parse; the first: {broken}:2:")
+
+
+def test_tasks_validate_parses_files_whose_checksum_matches(shared_data_dir):
+    plain = {(row.task, row.split): row for row in task_status(shared_data_dir)}
+    assert all(row.parsed is None for row in plain.values())  # published files: checksum is enough
+    checked = {(row.task, row.split): row for row in task_status(shared_data_dir, validate=True)}
+    found = [row for row in checked.values() if row.found]
+    assert found and all(row.parsed is True and row.problem == "" for row in found)
+    table = format_task_status(list(checked.values()), shared_data_dir)
+    assert table.count("sha256 ok, parses") == len(found)
+
+
+@pytest.mark.parametrize("alias, name", [("STSB", "STS-B"), ("sts-b", "STS-B"), ("STS_B", "STS-B"),
+                                          ("lcqmc", "LCQMC"), ("PAWS-X", "PAWSX"), ("atec", "ATEC")])
+def test_task_name_aliases_resolve_to_the_registry_name(alias, name):
+    assert task_by_name(alias).name == name
+    assert [spec.name for spec in parse_task_names(alias)] == [name]
+
+
+def test_unknown_task_name_names_the_option_and_the_closest_task():
+    with pytest.raises(StsevalError, match=r"^--task: unknown task 'PWASX'; did you mean PAWSX\?"):
+        parse_task_names("PWASX", "--task")
+    with pytest.raises(StsevalError, match=r"unknown task 'xyz'; choose from ATEC"):
+        task_by_name("xyz")

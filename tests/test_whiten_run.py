@@ -39,7 +39,7 @@ def test_whiten_writes_long_rows_and_grid_then_resumes(tiny_bert, sample_data_di
     assert (ok.ci_low.astype(float) <= ok.value.astype(float)).all()
     assert (rows.data_sha256 != "").all() and (rows.command.str.startswith("stseval")).all()
     grid = pd.read_csv(out / "grid.csv")
-    assert list(grid.columns[-4:]) == ["PAWSX", "STS-B", "avg", "w-avg"]
+    assert list(grid.columns[-4:]) == ["STS-B", "PAWSX", "avg", "w-avg"]  # the --tasks order
     assert (out / "grid.md").read_text().count("|") > 20
 
     again = run(*args)
@@ -331,3 +331,63 @@ def test_sigint_exits_130_with_one_line(tiny_bert, sample_data_dir, tmp_path):
     assert process.wait(timeout=120) == 130
     last = rest.strip().splitlines()[-1]
     assert last.startswith("stseval: interrupted; ") and last.endswith("run the same command again to resume")
+
+
+def test_finished_cells_are_redone_when_save_kernel_asks_for_a_missing_kernel(tiny_bert, sample_data_dir, tmp_path):
+    args = ["--model", str(tiny_bert), "--pooling", "cls,pooler", "--dims", "full,8", "--tasks", "STS-B",
+            "--fit-on", "valid", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0"]
+    assert run(*args).exit_code == 0
+    before = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    kernels = tmp_path / "kernels"
+    again = run(*args, "--save-kernel", str(kernels))
+    assert again.exit_code == 0, again.output
+    assert "2 of 6 cells to compute (2 done but without their --save-kernel file)" in again.output
+    saved = sorted(path.name for path in kernels.glob("*.npz"))
+    assert len(saved) == 2 and saved[0].endswith("_cls_STS-B_fit-valid_8.npz") and saved[1].endswith("_full.npz")
+    after = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert len(after) == len(before)  # the redone cells replace their rows, with the same numbers
+    key = ["pooling", "method", "dims", "fit_on"]
+    pd.testing.assert_frame_equal(before.sort_values(key)[key + ["value"]].reset_index(drop=True),
+                                  after.sort_values(key)[key + ["value"]].reset_index(drop=True))
+    third = run(*args, "--save-kernel", str(kernels))
+    assert "all 6 cells done, skipping" in third.output
+
+
+def test_recorded_command_is_shell_quoted_and_reruns_to_the_same_cells(tiny_bert, sample_data_dir, tmp_path,
+                                                                       monkeypatch):
+    import shlex
+    import sys
+
+    args = ["whiten", "--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B",
+            "--prefix", "", "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", "o", "--bootstrap", "20"]
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    monkeypatch.chdir(first_dir)
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/stseval", *args])
+    assert runner.invoke(app, args).exit_code == 0
+    first = pd.read_csv(first_dir / "o" / "whiten.csv", keep_default_na=False)
+    [command] = set(first.command)
+    assert "--prefix '' --fit-on test" in command
+    assert shlex.split(command) == ["stseval", *args]
+
+    monkeypatch.chdir(second_dir)
+    rerun = shlex.split(command)[1:]
+    monkeypatch.setattr(sys, "argv", ["stseval", *rerun])
+    assert runner.invoke(app, rerun).exit_code == 0
+    second = pd.read_csv(second_dir / "o" / "whiten.csv", keep_default_na=False)
+    cells = ["model", "model_fingerprint", "pooling", "method", "dims", "fit_on", "prefix", "task", "split",
+             "metric", "data_sha256", "value", "ci_low", "ci_high", "command"]
+    pd.testing.assert_frame_equal(first[cells], second[cells])
+
+
+def test_rows_carry_the_time_their_cell_was_computed(tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import stseval.whiten_run as whiten_run
+
+    stamps = iter(f"2026-01-01T00:00:{second:02d}+00:00" for second in range(60))
+    monkeypatch.setattr(whiten_run, "_now", lambda: next(stamps))
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert rows.created_at.nunique() == len(rows) == 4

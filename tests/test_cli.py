@@ -1,0 +1,169 @@
+"""The command line's own behaviour: one-line usage errors, help texts, defaults, fast option checks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from stseval.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _commands(command=None, path=()):
+    """(path, click command) for every leaf command of the app."""
+    command = command or typer.main.get_command(app)
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+    else:
+        yield path, command
+
+
+COMMANDS = list(_commands())
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["whiten", "--bogus"], "No such option: --bogus"),
+    (["report", "a.csv", "b.csv", "--split"], "requires an argument"),
+    (["tasks", "extra"], "unexpected extra argument"),
+    (["simcse-train", "--then-whiten", "true"], "--then-whiten is a flag"),
+    (["whiten", "--batch-size", "abc"], "Invalid value for '--batch-size'"),
+    (["index", "nosuch"], "No such command 'nosuch'"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(args, phrase):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("stseval: ") and phrase in lines[0]
+    assert "╭" not in result.output and "Usage:" not in result.output
+
+
+def test_no_arguments_prints_the_help_and_exits_0():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 0 and "Commands:" in result.output and "whiten" in result.output
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+def test_every_command_has_an_example_and_help_for_every_option(path, command):
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: stseval " + " ".join(path) in " ".join(result.output.split())
+    undocumented = [param.name for param in command.params if not getattr(param, "help", None)]
+    assert not undocumented, f"{' '.join(path)}: options without help: {undocumented}"
+    assert "<bool>" not in result.output  # boolean flags show as flags
+
+
+@pytest.mark.parametrize("group", [[], ["data"], ["index"]])
+def test_every_group_help_has_an_example(group):
+    result = runner.invoke(app, [*group, "--help"])
+    assert result.exit_code == 0 and "Example: stseval" in result.output
+
+
+def test_flags_show_without_a_value():
+    help_text = runner.invoke(app, ["report", "--help"]).output
+    best = next(line for line in help_text.splitlines() if line.strip().startswith("--best"))
+    assert best.split()[:2] == ["--best", "Bold"]
+
+
+def test_simcse_device_help_says_where_training_runs():
+    help_text = " ".join(runner.invoke(app, ["simcse-train", "--help"]).output.split())
+    assert "Training itself runs" in help_text and "CUDA_VISIBLE_DEVICES" in help_text
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+def test_no_default_writes_into_the_committed_results(path, command):
+    for param in command.params:
+        default = str(param.default) if param.default is not None else ""
+        assert not default.startswith("results"), f"{' '.join(path)} {param.name} defaults to {default}"
+    outs = [param for param in command.params if param.name == "out"]
+    for param in outs:
+        assert str(param.default).startswith("runs/")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["whiten", "--tasks", "STBS"], "--tasks: unknown task 'STBS'; did you mean STS-B?"),
+    (["whiten", "--fit-on", "task:BQQ"], "--fit-on task:BQQ: unknown task 'BQQ'; did you mean BQ?"),
+    (["simcse-train", "--tasks", "ATCE"], "--tasks: unknown task 'ATCE'; did you mean ATEC?"),
+    (["index", "build", "--task", "lcqmcc", "--index-dir", "x"], "--task: unknown task 'lcqmcc'; did you mean LCQMC?"),
+    (["index", "sweep", "--tasks", "PAWS"], "--tasks: unknown task 'PAWS'; did you mean PAWSX?"),
+    (["data", "fetch", "--tasks", "STS-BB"], "--tasks: unknown task 'STS-BB'; did you mean STS-B?"),
+])
+def test_every_command_refuses_unknown_task_names_with_a_suggestion(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_task_name_aliases_are_documented_where_tasks_are_named():
+    for args in (["whiten"], ["simcse-train"], ["index", "sweep"], ["data", "fetch"]):
+        help_text = " ".join(runner.invoke(app, [*args, "--help"]).output.split())
+        assert "STSB, sts-b, STS_B, lcqmc, PAWS-X" in help_text, args
+
+
+# Bad options that need no model: each must fail before torch (3 s to import here) is loaded.
+FAST_ERRORS = [
+    ["whiten", "--pooling", "bogus"],
+    ["whiten", "--dims", "0"],
+    ["whiten", "--tasks", "FOO"],
+    ["whiten", "--fit-on", "nofile.txt"],
+    ["whiten", "--split", "nosuch", "--tasks", "STS-B"],
+    ["whiten", "--fit-on", "train", "--tasks", "PAWSX"],
+    ["simcse-train", "--dropout", "2"],
+    ["simcse-train", "--loss", "bogus"],
+    ["simcse-train", "--max-sentences", "1"],
+    ["simcse-train", "--train-on", "nofile.txt"],
+    ["simcse-train", "--max-eval-pairs", "3"],
+    ["index", "sweep", "--methods", "bogus"],
+    ["index", "sweep", "--pooling", "cls,max"],
+    ["index", "build", "--index-dir", "x"],
+    ["index", "build", "--task", "STS-B", "--sentences", "s.txt", "--index-dir", "x"],
+    ["index", "build", "--sentences", "missing.txt", "--index-dir", "x"],
+    ["index", "search", "--index-dir", "no-such-index", "q"],
+    ["report", "no-such-file.csv"],
+    ["tasks", "--data-dir", "/no/such/folder"],
+]
+
+
+def test_option_errors_fail_before_torch_is_imported(shared_data_dir, tmp_path):
+    script = (
+        "import sys\n"
+        "from stseval.cli import app\n"
+        "codes = []\n"
+        f"for args in {FAST_ERRORS!r}:\n"
+        "    try:\n"
+        "        app(args, prog_name='stseval')\n"
+        "    except SystemExit as exit:\n"
+        "        codes.append(exit.code)\n"
+        "print(codes, 'torch' in sys.modules, 'faiss' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "STSEVAL_HOME": str(tmp_path),
+                                 "STSEVAL_DATA_DIR": str(shared_data_dir)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("]")[1].split() == ["False", "False"], result.stdout
+    assert result.stdout.startswith("[" + ", ".join(["2"] * len(FAST_ERRORS)) + "]"), result.stdout + result.stderr
+    messages = result.stderr.strip().splitlines()
+    assert len(messages) == len(FAST_ERRORS) and all(line.startswith("stseval: ") for line in messages)
+
+
+def test_dims_larger_than_the_model_fail_from_its_config_before_loading(tmp_path):
+    from tiny_models import make_bert
+
+    model = make_bert(tmp_path / "bert")
+    script = (
+        "import sys\n"
+        "from stseval.cli import app\n"
+        "try:\n"
+        f"    app(['whiten', '--model', {str(model)!r}, '--dims', 'full,64', '--tasks', 'STS-B'], prog_name='stseval')\n"
+        "except SystemExit as exit:\n"
+        "    print(exit.code, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    assert "--dims: 64 is larger than" in result.stderr and "vector size 32" in result.stderr
