@@ -87,7 +87,7 @@ def parse_dims(text: str) -> list[int | None]:
             raise StsevalError(f"--dims: {part!r} is not 'full' or a positive integer")
     if not dims:
         raise StsevalError("--dims: give at least one of full, 256, 128, ...")
-    return dims
+    return list(dict.fromkeys(dims))  # "full,full" or "64,064" name one cell once
 
 
 def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:

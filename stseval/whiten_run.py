@@ -47,40 +47,6 @@ class WhitenSettings:
     allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
 
 
-<<<<<<< HEAD
-def parse_dims(text: str) -> list[int | None]:
-    """'full,256,128' -> [None, 256, 128]; raises StsevalError naming --dims."""
-    dims: list[int | None] = []
-    for part in [p.strip() for p in text.split(",") if p.strip()]:
-        if part == "full":
-            dims.append(None)
-        elif part.isdigit() and int(part) > 0:
-            dims.append(int(part))
-        else:
-            raise StsevalError(f"--dims: {part!r} is not 'full' or a positive integer")
-    if not dims:
-        raise StsevalError("--dims: give at least one of full, 256, 128, ...")
-    return list(dict.fromkeys(dims))  # "full,full" or "64,064" name one cell once
-
-
-def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:
-    """Check each --fit-on value names a split, 'all-available', 'pooled', 'task:NAME' or an existing file."""
-    if not values:
-        raise StsevalError("--fit-on: give at least one of " + ", ".join(FIT_ON_CHOICES))
-    for value in values:
-        if value in ("all-available", "pooled", "train", "valid", "test"):
-            continue
-        if value.startswith("task:"):
-            if value[5:] not in TASKS:
-                raise StsevalError(f"--fit-on: unknown task in {value!r}; known: {', '.join(TASKS)}")
-            continue
-        if not Path(value).is_file():
-            raise StsevalError(f"--fit-on: {value!r} is not one of {', '.join(FIT_ON_CHOICES)}")
-    return values
-
-
-=======
->>>>>>> newuser
 def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
     """Splits of the task whose files exist in data_dir (our data lacks train for ATEC, LCQMC, PAWSX)."""
     return [split for split in spec.splits if split_path(spec, split, data_dir).is_file()]
@@ -177,13 +143,8 @@ def _task_plan(settings: WhitenSettings, spec: TaskSpec, encoder, base: dict) ->
                 for method, metric in _methods(settings):
                     rows.append(ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan,
                                           dims=dims_label(dims), fit_on=_fit_label(fit), **common))
-<<<<<<< HEAD
-    supported = [p for p in dict.fromkeys(settings.poolings) if encoder.supports(p)]
     unique_rows = list({cell_key(row): row for row in rows}.values())  # a repeated option value is one cell
-    return _TaskPlan(unique_rows, supported, encode_split_names)
-=======
-    return _TaskPlan(rows, _supported(encoder, settings.poolings), encode_split_names)
->>>>>>> newuser
+    return _TaskPlan(unique_rows, _supported(encoder, settings.poolings), encode_split_names)
 
 
 def _fit_label(fit: str) -> str:
@@ -249,7 +210,6 @@ def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPl
     return done
 
 
-<<<<<<< HEAD
 def _not_available(row: ResultRow, encoder) -> ResultRow:
     """Mark a row of a pooling the model cannot produce (pooler without trained pooler weights) n/a."""
     row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
@@ -300,7 +260,8 @@ def _check_file_fits_rank(settings: WhitenSettings, dimension: int) -> None:
             if n_fit - 1 < widest:  # n vectors span at most n - 1 directions around their mean
                 label = "full" if widest == dimension else str(widest)
                 raise StsevalError(_low_rank_message(_fit_label(fit), n_fit, dimension, n_fit - 1, label, widest))
-=======
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -318,8 +279,7 @@ def _kernel_missing(settings: WhitenSettings, encoder, spec: TaskSpec, row: Resu
 
 
 def _supported(encoder, poolings: list[str]) -> list[str]:
-    return [p for p in poolings if encoder.supports(p)]
->>>>>>> newuser
+    return [p for p in dict.fromkeys(poolings) if encoder.supports(p)]
 
 
 def _fit_splits(fit: str, encoded: dict[str, SplitVectors]) -> str:
