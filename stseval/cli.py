@@ -25,6 +25,9 @@ except ImportError:  # pragma: no cover - older typer runs on click itself
     from click import exceptions as click_errors
 
 
+_ABORTS = tuple({getattr(click_errors, "Abort", typer.Abort), typer.Abort})  # not every vendored click has Abort
+
+
 class _OneLineErrors(TyperGroup):
     """Typer's group, with its usage errors (unknown option, extra argument, bad value) printed as one
     line and exit code 2, the way stseval's own errors are."""
@@ -44,7 +47,7 @@ class _OneLineErrors(TyperGroup):
             hint = f"; see {where} --help" if ctx is not None else ""
             typer.echo(f"stseval: {err.format_message().rstrip('.')}{_flag_hint(err, given)}{hint}", err=True)
             sys.exit(2)
-        except (click_errors.Abort, typer.Abort):
+        except _ABORTS:
             typer.echo("stseval: aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)

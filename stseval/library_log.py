@@ -2,11 +2,10 @@
 
 Training through sentence-transformers prints a lot that is not for the user of stseval: transformers'
 LOAD REPORT ("pooler.dense.weight | MISSING ... newly initialized", about the pooler SimCSE never
-uses), tokenizer notices, "Computing widget examples" and "Writing model shards" bars, and the
-trainer's raw loss dicts (on stdout, in the middle of the grid). `libraries_to_log(path)` routes all of
-it to `path` for the duration of a command: the libraries' loggers and Python warnings go to the file,
-their helper progress bars are switched off, and each loss dict becomes a log line. The trainer's
-step bar and stseval's own bars and lines stay on the terminal.
+uses), tokenizer notices, "Computing widget examples" and "Writing model shards" bars.
+`libraries_to_log(path)` routes all of it to `path` for the duration of a command: the libraries'
+loggers and Python warnings go to the file and their helper progress bars are switched off.
+stseval's own step bar, bars and lines stay on the terminal.
 
 Example:
     >>> with libraries_to_log(Path("runs/simcse/library.log")):
@@ -29,12 +28,11 @@ from pathlib import Path
 # alone: its loggers keep their own handlers and print nothing at that level
 LIBRARY_LOGGERS = ("transformers", "sentence_transformers", "datasets", "huggingface_hub", "accelerate",
                    "py.warnings")
-TRAINER_LOGGER = "stseval.trainer"  # the trainer's loss dicts, one INFO line per logging step
 
 
 @contextmanager
 def libraries_to_log(path: Path) -> Iterator[Path]:
-    """Route library logging, warnings, helper progress bars and loss dicts to `path` (appended).
+    """Route library logging, warnings and helper progress bars to `path` (appended).
 
     Everything is restored on exit, also after an error, so tests and library callers are unaffected.
     """
@@ -49,11 +47,9 @@ def libraries_to_log(path: Path) -> Iterator[Path]:
         restore.callback(handler.close)
         for name in LIBRARY_LOGGERS:
             restore.enter_context(_only_to(logging.getLogger(name), handler, logging.WARNING))
-        restore.enter_context(_only_to(logging.getLogger(TRAINER_LOGGER), handler, logging.INFO))
         restore.enter_context(_warnings_to_logging())
         restore.enter_context(_transformers_quiet(handler))
         restore.enter_context(_helper_bars_off())
-        restore.enter_context(_loss_dicts_to(logging.getLogger(TRAINER_LOGGER)))
         yield path
 
 
@@ -134,24 +130,3 @@ def _helper_bars_off() -> Iterator[None]:
     finally:
         for step in reversed(undo):
             step()
-
-
-@contextmanager
-def _loss_dicts_to(logger: logging.Logger) -> Iterator[None]:
-    """The trainer's ProgressCallback prints each logs dict under its bar; log it instead, keep the bar."""
-    try:
-        from transformers.trainer_callback import ProgressCallback
-    except ImportError:
-        yield
-        return
-    original = ProgressCallback.on_log
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            logger.info("step %s: %s", state.global_step, logs)
-
-    ProgressCallback.on_log = on_log
-    try:
-        yield
-    finally:
-        ProgressCallback.on_log = original

@@ -521,7 +521,7 @@ def train_simcse(
         model.save(str(run_dir), create_model_card=False)
         if validation is not None:
             _write_curve(run_dir / CURVE_FILE, state.curve, validation.label)
-            _save_best_valid(run_dir, checkpoint_dir, state, validation.label)
+            _save_best_valid(model, run_dir, checkpoint_dir, state, validation.label)
         write_text_atomic(model_card(identity, result, card_facts or {}), run_dir / "README.md")
         _write_json_atomic(run_dir / SETTINGS_FILE, {"identity": identity, "result": result})
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -640,20 +640,24 @@ def _record_validation(model, validation: ValidationPairs, max_length: int, stat
                 save_model(model, str(tmp))
 
 
-def _save_best_valid(run_dir: Path, checkpoint_dir: Path, state: _TrainingState, label: str) -> None:
-    """Write the best-on-valid weights as a sentence-transformers folder run_dir/best-valid/."""
+def _save_best_valid(model, run_dir: Path, checkpoint_dir: Path, state: _TrainingState, label: str) -> None:
+    """Write the best-on-valid weights as a sentence-transformers folder run_dir/best-valid/.
+
+    The training model itself is saved with the best weights and then given its final weights back
+    (a model reloaded from disk could differ: transformers re-adds a random pooler we dropped).
+    """
     from safetensors.torch import load_model
-    from sentence_transformers import SentenceTransformer
 
     weights = checkpoint_dir / "best" / "weights.safetensors"
     if not state.best or not weights.is_file():
         return
-    best = SentenceTransformer(str(run_dir), device="cpu")
-    load_model(best, str(weights))
+    final = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    load_model(model, str(weights))
     target = run_dir / BEST_VALID_DIR
     shutil.rmtree(target, ignore_errors=True)
-    best.save(str(target), create_model_card=False)
+    model.save(str(target), create_model_card=False)
     _write_json_atomic(target / "best_valid.json", {**state.best, "label": label})
+    model.load_state_dict(final)
 
 
 def _write_curve(path: Path, curve: list[dict], label: str) -> None:

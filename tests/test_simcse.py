@@ -460,3 +460,21 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tin
     assert runs["two"]["steps"] == runs["one"]["steps"] == 6  # 96 sentences / 16
     np.testing.assert_allclose(runs["two"]["losses"], runs["one"]["losses"], rtol=0, atol=2e-4)
     assert runs["one"]["losses"][-1] < runs["one"]["losses"][0]  # it trained: a wrong gradient would diverge
+
+
+def test_best_valid_folder_of_a_model_without_pooler_has_no_random_pooler(tmp_path, sentences):
+    """The e5 default has no pooler: neither the final nor the best-valid folder may gain a random one."""
+    from safetensors import safe_open
+    from tiny_models import make_bert
+
+    from stseval.simcse import BEST_VALID_DIR, ValidationPairs
+
+    folder = make_bert(tmp_path / "bert", with_pooler=False)
+    validation = ValidationPairs(sentences[:20], sentences[20:40], [float(i % 5) for i in range(20)], every_steps=1)
+    trained = train_simcse(folder, sentences, _settings(), tmp_path / "run", show_progress=False, validation=validation)
+    final_vectors = trained.model.encode(sentences[:8])
+    for saved in (tmp_path / "run", tmp_path / "run" / BEST_VALID_DIR):
+        with safe_open(str(saved / "model.safetensors"), framework="pt") as handle:
+            assert not any("pooler" in key for key in handle.keys()), saved
+    assert [point["step"] for point in trained.curve] == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(trained.model.encode(sentences[:8]), final_vectors)  # final weights restored
