@@ -1,4 +1,4 @@
-"""Unsupervised SimCSE as Su ran it on the Chinese STS tasks, on the sentence-transformers trainer.
+"""Unsupervised SimCSE as Su ran it on the Chinese STS tasks: a sentence-transformers model and loss, a plain loop.
 
 Method (Gao et al. 2021, arXiv:2104.08821; Su's Chinese runs, https://kexue.fm/archives/8348 and
 github.com/bojone/SimCSE): every sentence is its own positive. A batch of B sentences goes through
@@ -39,10 +39,16 @@ gives the vectors of `stseval.pooling.pool` (tests/test_simcse.py checks all sev
                    weights 1,0,...,0,1) -> Pooling("mean"): mean of (hidden_states[1] + last) / 2
     last2avg       the same over layers L-1, L with weights 1, 1
 
-Multi-GPU: the trainer is Hugging Face's, so launch the same command under accelerate or torchrun
-and it trains data-parallel (each process takes batch_size pairs; negatives stay per device):
-    accelerate launch -m stseval.cli simcse-train --tasks STS-B --pooling cls --dropout 0.1,0.3
-    torchrun --nproc_per_node 4 -m stseval.cli simcse-train --tasks STS-B --pooling cls
+Training is a plain PyTorch loop (`train_simcse`), not the Hugging Face trainer, whose per-step
+overheads cost 2-5x on a 2-core CPU: the 2B copies go through the encoder in length-sorted chunks
+(less padding, same vectors) and `RowAdam` skips the embedding rows no batch has touched (same
+weights as dense Adam). benchmarks/simcse.py measures it against the CPU's matmul rate.
+
+Multi-GPU: launch the same command under torchrun (tested on 2 CPU processes with gloo) or
+accelerate launch (which sets the same RANK / WORLD_SIZE / LOCAL_RANK variables); it trains data-
+parallel, each process taking batch_size sentences of a global batch of batch_size x processes,
+with negatives gathered from every process, so the loss equals one process on the global batch:
+    torchrun --nproc_per_node 4 -m stseval.cli simcse-train --tasks STS-B --pooling cls --out runs/simcse
 Only rank 0 evaluates and writes results (see simcse_run.py).
 
 Example:
@@ -92,7 +98,7 @@ SETTINGS_FILE = "stseval_simcse.json"
 """Written last into a run folder: its presence means the trained model there is complete."""
 
 CHECKPOINT_DIR = "checkpoints"
-"""Sub-folder of a run folder holding the trainer's checkpoints until training ends."""
+"""Sub-folder of a run folder holding the training checkpoints (step-N/) until training ends."""
 
 
 @dataclass
@@ -113,7 +119,7 @@ class SimcseSettings:
     max_length: int = 64
     seed: int = 0
     prefix: str = ""  # prepended to every training sentence, e.g. "query: " for E5
-    checkpoint_steps: int = 100  # the trainer saves a checkpoint every N steps (resume point)
+    checkpoint_steps: int = 100  # a checkpoint every N steps (resume point)
     mini_batch_size: int = 32  # forward chunk of the cached loss
 
     def validate(self) -> None:
@@ -823,19 +829,6 @@ def _check_same_run(recorded: dict, identity: dict, run_dir: Path) -> None:
         if recorded.get(key) != value:
             raise StsevalError(f"--runs-dir: {run_dir} holds a run with {key}={recorded.get(key)!r}, not {value!r}; "
                                "delete that folder or choose another --runs-dir")
-
-
-def _step_of(checkpoint: Path) -> int:
-    return int(checkpoint.name.rsplit("-", 1)[-1])
-
-
-def _last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The newest checkpoint-N folder whose trainer_state.json (the trainer's last write) exists."""
-    if not checkpoint_dir.is_dir():
-        return None
-    complete = [path for path in checkpoint_dir.glob("checkpoint-*")
-                if path.name.rsplit("-", 1)[-1].isdigit() and (path / "trainer_state.json").is_file()]
-    return max(complete, key=_step_of, default=None)
 
 
 def ensure_writable(folder: Path, option: str) -> None:
