@@ -139,3 +139,18 @@ def test_all_available_rows_say_which_splits(tiny_bert, sample_data_dir, tmp_pat
     # STS-B has a train split here, PAWSX does not: 300 pairs x 2 sides per split
     assert whitened.loc["STS-B", "extra"] == "fit_splits=train+valid+test;n_fit_vectors=1800"
     assert whitened.loc["PAWSX", "extra"] == "fit_splits=valid+test;n_fit_vectors=1200"
+
+
+def test_backend_is_recorded_in_rows_and_resumes_separately(tiny_bert, sample_data_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B",
+            "--fit-on", "test", "--data-dir", str(sample_data_dir), "--bootstrap", "0", "--out", str(out)]
+    assert run(*args).exit_code == 0
+    quantized = run(*args, "--backend", "int8")
+    assert quantized.exit_code == 0, quantized.output
+    assert "cells to compute" in quantized.output  # not "done": an int8 cell is another cell
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
+    assert set(rows.model) == {str(tiny_bert), f"{tiny_bert}+int8"}
+    assert rows.groupby("model").model_fingerprint.nunique().eq(1).all() and rows.model_fingerprint.nunique() == 2
+    bad = run(*args, "--backend", "fast")
+    assert bad.exit_code == 2 and "--backend fast" in bad.output
