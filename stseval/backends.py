@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -147,7 +148,11 @@ def onnx_export(model: torch.nn.Module, input_names: Sequence[str], folder: Path
         if quantized:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8)
+            logging.disable(logging.WARNING)  # the quantiser logs a pre-processing hint on the root logger
+            try:
+                quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
             os.replace(tmp, path)
     except (RuntimeError, ValueError, OSError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -58,6 +58,10 @@ TOKENIZER_FILES: tuple[str, ...] = (
 """Files that decide tokenisation; they make up `Encoder.tokenizer_fingerprint`."""
 
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # never pickle weights or ONNX
+INVARIANT_BATCH_ROWS = 32
+"""Sentences per forward pass (fewer when --batch-size is smaller), always exactly this many
+rows of one token length: see `_invariant_batches`. 32 rather than 64 wastes less on the fill
+copies of each length's last batch."""
 _MEMO_MIN_BYTES = 1 << 20  # below 1 MiB hashing is cheaper than reading a memo
 _CONNECT_TIMEOUT_S = 3.0
 
@@ -243,8 +247,10 @@ def encode(
     """Encode sentences into one (n, d) float32 array per pooling, in input order.
 
     Duplicate sentences are encoded once and cached ones not at all. The rest are tokenised,
-    sorted by token length (so batches carry little padding), and run through the model with
-    one forward pass per batch, from which every requested pooling is taken.
+    grouped by token length and run through the model with one forward pass per batch, from
+    which every requested pooling is taken. Each batch holds one token length (no padding) and
+    exactly min(batch_size, 32) rows, filled up with copies, so a sentence's vector does not
+    depend on which other sentences are encoded with it (bit for bit, on one machine and build).
 
     Args:
         encoder: from `load_encoder`.
@@ -253,7 +259,7 @@ def encode(
             `encoder.supports` first if the model may lack a pooler.
         max_length: truncate to this many tokens, [CLS] and [SEP] included.
         prefix: prepended to every sentence before tokenisation, e.g. "query: " for e5 models.
-        batch_size: sentences per forward pass.
+        batch_size: at most this many sentences per forward pass (capped at INVARIANT_BATCH_ROWS).
         cache: reuse and store vectors here; None computes everything.
         show_progress: draw a tqdm bar (sentences/s) on stderr while encoding.
         cache_every: write a cache shard each time about this many new sentences are encoded,
@@ -335,7 +341,6 @@ def _encode_uncached(
     )
     input_names = [name for name in ("input_ids", "token_type_ids", "attention_mask") if name in encodings]
     lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
-    order = np.argsort(-lengths, kind="stable")  # longest first, like sentence-transformers
     pad_id = encoder.tokenizer.pad_token_id or 0
 
     def padded_batch(batch_rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -352,8 +357,8 @@ def _encode_uncached(
             batch["attention_mask"] = (np.arange(width)[None, :] < lengths[batch_rows][:, None]).astype(np.int64)
         return batch
 
-    batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
-    inputs = (padded_batch(rows) for rows in batches)
+    batches = _invariant_batches(lengths, min(batch_size, INVARIANT_BATCH_ROWS))
+    inputs = (padded_batch(_fill_rows(rows, min(batch_size, INVARIANT_BATCH_ROWS))) for rows in batches)
     if encoder.processes > 1:
         pooled_batches = _pooled_in_workers(encoder, inputs, names)
     else:
@@ -364,11 +369,33 @@ def _encode_uncached(
         for number, (batch_rows, pooled) in enumerate(zip(batches, pooled_batches), start=1):
             done.append(batch_rows)
             for name in names:
-                chunk[name].append(pooled[name])
+                chunk[name].append(pooled[name][: len(batch_rows)])  # the rest are fill copies
             if sum(map(len, done)) >= chunk_size or number == len(batches):
                 on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
                 done, chunk = [], {name: [] for name in names}
             bar.update(len(batch_rows))
+
+
+def _invariant_batches(lengths: np.ndarray, rows: int) -> list[np.ndarray]:
+    """Row groups of one token length each, longest first, at most `rows` per group.
+
+    With one length per batch nothing is padded, and with every batch filled to exactly `rows`
+    rows (`_fill_rows`) each forward pass has the shape (rows, length): a sentence's vector then
+    depends on the sentence alone, not on which others share its batch. (Batches of another row
+    count or width change the float rounding by ~1e-6, and full-dimension whitening magnifies
+    that in its small-variance directions, so cells of one key could differ by ~4e-4.)
+    """
+    order = np.argsort(-lengths, kind="stable")
+    batches = []
+    for length in np.unique(lengths)[::-1]:
+        same = order[lengths[order] == length]
+        batches.extend(same[start : start + rows] for start in range(0, len(same), rows))
+    return batches
+
+
+def _fill_rows(batch_rows: np.ndarray, rows: int) -> np.ndarray:
+    """batch_rows followed by copies of its first row, `rows` in all (the copies' vectors are dropped)."""
+    return np.concatenate([batch_rows, np.full(rows - len(batch_rows), batch_rows[0])])
 
 
 def _pool_batch(encoder: Encoder, batch: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

@@ -58,14 +58,15 @@ def roformer(model_dirs):
 
 
 class count_forwards:
-    """Context manager counting a model's forward passes and the sentences each one carried."""
+    """Context manager counting a model's forward passes and the distinct sentences each one carried."""
 
     def __init__(self, model):
         self.batch_sizes = []
         self._handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
 
     def _record(self, module, args, kwargs):
-        self.batch_sizes.append(int(kwargs["input_ids"].shape[0]))
+        # distinct rows: encode fills a batch up with copies of its first sentence (fixed shapes)
+        self.batch_sizes.append(int(torch.unique(kwargs["input_ids"], dim=0).shape[0]))
 
     def __enter__(self):
         return self
@@ -132,10 +133,27 @@ def test_model_is_in_eval_mode_so_encoding_is_deterministic(bert):
 
 
 def test_one_forward_pass_per_batch_serves_every_pooling(bert):
+    texts = [f"{a}{b}" for a in "好我你他" for b in "好我你他"]  # 16 sentences of one token length
     with count_forwards(bert.model) as counter:
-        vectors = encode(bert, list(SENTENCES), list(POOLINGS), max_length=32, batch_size=3, show_progress=False)
-    assert counter.calls == 3  # ceil(8 / 3) batches, not 7 poolings x 3 batches
+        vectors = encode(bert, texts, list(POOLINGS), max_length=32, batch_size=3, show_progress=False)
+    assert counter.calls == 6  # ceil(16 / 3) batches, not 7 poolings x 6 batches
     assert set(vectors) == set(POOLINGS)
+
+
+def test_a_sentence_vector_does_not_depend_on_its_batch_company(tmp_path):
+    """Batches of one token length and a fixed row count: the same sentence, bit for bit, whatever
+    else is encoded with it (issue: cells of one key differed by 4e-4 between runs). 384 wide like
+    e5-small: at 32 the matrix products are too small for batch shapes to change their rounding."""
+    bert = load_encoder(str(make_bert(tmp_path / "wide", hidden_size=384, num_attention_heads=12,
+                                      intermediate_size=1536)))
+    target = "今天天气很好"
+    companies = [[], ["好"], ["这个中国人来了怎么办", "我喜欢吃苹果"], [f"{a}天气很好" for a in "我你他好"] * 3,
+                 [f"{a}{b}" for a in "今天气很好我" for b in "喜欢吃苹果的"]]
+    vectors = [encode(bert, [target, *company], list(ALL_BUT_POOLER), max_length=32, batch_size=8,
+                      show_progress=False) for company in companies]
+    for other in vectors[1:]:
+        for name in ALL_BUT_POOLER:
+            np.testing.assert_array_equal(other[name][0], vectors[0][name][0], err_msg=name)
 
 
 def test_order_is_restored_after_dedup_and_length_sort(bert):
@@ -397,20 +415,22 @@ class interrupt_after:
 def test_interrupted_encode_keeps_finished_chunks_in_the_cache(bert, tmp_path):
     """A kill during encoding loses one chunk at most: shards are written as encoding goes."""
     cache = EmbeddingCache(tmp_path / "cache")
+    texts = [f"{a}{b}" for a in "好我" for b in "你他天气"]  # 8 sentences of one token length: 4 batches of 2
     settings = dict(max_length=16, batch_size=2, show_progress=False, cache_every=2)
     with interrupt_after(bert.model, 2), pytest.raises(KeyboardInterrupt):
-        encode(bert, list(SENTENCES), ["cls", "last-avg"], cache=cache, **settings)  # 4 batches; dies in the 3rd
+        encode(bert, texts, ["cls", "last-avg"], cache=cache, **settings)  # dies in the 3rd batch
     with count_forwards(bert.model) as counter:
-        resumed = encode(bert, list(SENTENCES), ["cls", "last-avg"], cache=EmbeddingCache(tmp_path / "cache"), **settings)
-    assert counter.sentences == len(SENTENCES) - 4  # the first two batches came from the cache
-    fresh = encode(bert, list(SENTENCES), ["cls", "last-avg"], max_length=16, batch_size=2, show_progress=False)
+        resumed = encode(bert, texts, ["cls", "last-avg"], cache=EmbeddingCache(tmp_path / "cache"), **settings)
+    assert counter.sentences == len(texts) - 4  # the first two batches came from the cache
+    fresh = encode(bert, texts, ["cls", "last-avg"], max_length=16, batch_size=2, show_progress=False)
     for name in ("cls", "last-avg"):
-        np.testing.assert_allclose(resumed[name], fresh[name], atol=1e-6)
+        np.testing.assert_array_equal(resumed[name], fresh[name])
 
 
 def test_cache_shards_are_written_every_chunk(bert, tmp_path):
     cache = EmbeddingCache(tmp_path / "cache")
-    encode(bert, list(SENTENCES), "cls", max_length=16, batch_size=2, show_progress=False, cache=cache, cache_every=3)
+    texts = [f"{a}{b}" for a in "好我" for b in "你他天气"]  # 8 sentences of one token length
+    encode(bert, texts, "cls", max_length=16, batch_size=2, show_progress=False, cache=cache, cache_every=3)
     # 4 batches of 2: a shard after batches 2 (4 >= 3) and 4 (4 >= 3)
     assert len(list((tmp_path / "cache").glob("*/*.vectors.npy"))) == 2
 
