@@ -9,7 +9,7 @@ ONNX exports are written once per model under $STSEVAL_HOME/onnx/<fingerprint>/ 
 (the TorchScript exporter; optimum's does not work with transformers 5) and reused afterwards.
 
 Example:
-    >>> run = prepare_backend("onnx", model, folder, fingerprint, ["input_ids", "attention_mask"])
+    >>> run = prepare_backend("onnx", model, fingerprint, ["input_ids", "attention_mask"], stseval_home())
     >>> hidden_states = run({"input_ids": ids, "attention_mask": mask})   # (n_layers + 1) x (b, s, h)
 """
 
@@ -77,8 +77,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def prepare_backend(backend: str, model: torch.nn.Module, fingerprint: str, input_names: Sequence[str],
-                    home: Path) -> HiddenStates:
-    """The hidden-states function of `model` under `backend`.
+                    home: Path) -> HiddenStates | None:
+    """The hidden-states function of `model` under `backend`; None where the PyTorch model runs itself.
 
     Args:
         backend: a key of BACKENDS; "int8" expects `model` already quantised (`quantize_int8`).
@@ -88,7 +88,7 @@ def prepare_backend(backend: str, model: torch.nn.Module, fingerprint: str, inpu
         home: $STSEVAL_HOME; exports go to home/onnx/<fingerprint>/.
     """
     if backend in ("fp32", "int8"):
-        return lambda batch: model(**batch, output_hidden_states=True, return_dict=True).hidden_states
+        return None  # the PyTorch model itself (Encoder.forward)
     try:
         import onnxruntime
     except ImportError:

@@ -60,8 +60,8 @@ TOKENIZER_FILES: tuple[str, ...] = (
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # never pickle weights or ONNX
 INVARIANT_BATCH_ROWS = 32
 """Sentences per forward pass (fewer when --batch-size is smaller), always exactly this many
-rows of one token length: see `_invariant_batches`. 32 rather than 64 wastes less on the fill
-copies of each length's last batch."""
+rows of one padded width: see `_invariant_batches`. 32 rather than 64 wastes less on the fill
+copies of each width's last batch."""
 _MEMO_MIN_BYTES = 1 << 20  # below 1 MiB hashing is cheaper than reading a memo
 _CONNECT_TIMEOUT_S = 3.0
 
@@ -248,9 +248,10 @@ def encode(
 
     Duplicate sentences are encoded once and cached ones not at all. The rest are tokenised,
     grouped by token length and run through the model with one forward pass per batch, from
-    which every requested pooling is taken. Each batch holds one token length (no padding) and
-    exactly min(batch_size, 32) rows, filled up with copies, so a sentence's vector does not
-    depend on which other sentences are encoded with it (bit for bit, on one machine and build).
+    which every requested pooling is taken. Each batch holds one padded width (`bucket_widths`:
+    at most 12.5% padding) and exactly min(batch_size, 32) rows, filled up with copies, so a
+    sentence's vector does not depend on which other sentences are encoded with it (bit for bit
+    on one machine, build and thread count).
 
     Args:
         encoder: from `load_encoder`.
@@ -343,8 +344,10 @@ def _encode_uncached(
     lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
     pad_id = encoder.tokenizer.pad_token_id or 0
 
+    widths = bucket_widths(lengths)
+
     def padded_batch(batch_rows: np.ndarray) -> dict[str, np.ndarray]:
-        width = int(lengths[batch_rows].max())
+        width = int(widths[batch_rows[0]])  # one bucket per batch: every row padded to the same width
         batch = {}
         for input_name in input_names:
             fill = pad_id if input_name == "input_ids" else 0
@@ -357,7 +360,7 @@ def _encode_uncached(
             batch["attention_mask"] = (np.arange(width)[None, :] < lengths[batch_rows][:, None]).astype(np.int64)
         return batch
 
-    batches = _invariant_batches(lengths, min(batch_size, INVARIANT_BATCH_ROWS))
+    batches = _invariant_batches(widths, min(batch_size, INVARIANT_BATCH_ROWS))
     inputs = (padded_batch(_fill_rows(rows, min(batch_size, INVARIANT_BATCH_ROWS))) for rows in batches)
     if encoder.processes > 1:
         pooled_batches = _pooled_in_workers(encoder, inputs, names)
@@ -376,19 +379,29 @@ def _encode_uncached(
             bar.update(len(batch_rows))
 
 
-def _invariant_batches(lengths: np.ndarray, rows: int) -> list[np.ndarray]:
-    """Row groups of one token length each, longest first, at most `rows` per group.
+def bucket_widths(lengths: np.ndarray) -> np.ndarray:
+    """The padded width of each sentence, a function of its own token length only: exact up to 16
+    tokens, then rounded up to a multiple of 1/8 of the length's power of two (at most 12.5% padding).
 
-    With one length per batch nothing is padded, and with every batch filled to exactly `rows`
-    rows (`_fill_rows`) each forward pass has the shape (rows, length): a sentence's vector then
-    depends on the sentence alone, not on which others share its batch. (Batches of another row
-    count or width change the float rounding by ~1e-6, and full-dimension whitening magnifies
-    that in its small-variance directions, so cells of one key could differ by ~4e-4.)
+    (n,) int64 lengths -> (n,) int64 widths, e.g. 12 -> 12, 17 -> 18, 33 -> 36, 100 -> 104.
     """
-    order = np.argsort(-lengths, kind="stable")
+    step = np.where(lengths <= 16, 1, 2 ** np.maximum(np.floor(np.log2(np.maximum(lengths, 1))) - 3, 0))
+    return (np.ceil(lengths / step) * step).astype(np.int64)
+
+
+def _invariant_batches(widths: np.ndarray, rows: int) -> list[np.ndarray]:
+    """Row groups of one padded width each, widest first, at most `rows` per group.
+
+    Every batch is then filled to exactly `rows` rows (`_fill_rows`), so each forward pass has the
+    shape (rows, width) and a sentence's own padding depends on its length alone: its vector is
+    the same whichever other sentences share its batch. (Batches of another row count or width
+    change the float rounding by ~1e-6, and full-dimension whitening magnifies that in its
+    small-variance directions, so cells of one key could differ by ~4e-4.)
+    """
+    order = np.argsort(-widths, kind="stable")
     batches = []
-    for length in np.unique(lengths)[::-1]:
-        same = order[lengths[order] == length]
+    for width in np.unique(widths)[::-1]:
+        same = order[widths[order] == width]
         batches.extend(same[start : start + rows] for start in range(0, len(same), rows))
     return batches
 

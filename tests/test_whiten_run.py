@@ -154,3 +154,5 @@ def test_backend_is_recorded_in_rows_and_resumes_separately(tiny_bert, sample_da
     assert rows.groupby("model").model_fingerprint.nunique().eq(1).all() and rows.model_fingerprint.nunique() == 2
     bad = run(*args, "--backend", "fast")
     assert bad.exit_code == 2 and "--backend fast" in bad.output
+    no_workers = run(*args, "--processes", "0")
+    assert no_workers.exit_code == 2 and "--processes 0" in no_workers.output
