@@ -18,6 +18,7 @@ rows) before printing ratios. The vectors are synthetic but shaped like sentence
 shared offset, a decaying spectrum, and a low-rank correlated part.
 
 Run:  .venv/bin/python benchmarks/whitening.py [--n 1000000,10000000] [--threads 2] [--scratch /tmp]
+      .venv/bin/python benchmarks/whitening.py --real-task STS-B   (only the real-task Spearman check)
       The scratch file (n_max x 384 x 4 bytes: 15.4 GB at 1e7) is deleted at the end; the script
       refuses to start when the scratch disk has less free space than that plus 1 GB.
 """
@@ -57,6 +58,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--limit-block", type=int, default=LIMIT_BLOCK_ROWS, help="rows per float64 block of the limit")
     parser.add_argument("--vectors", type=Path, default=None,
                         help="an existing (n_max, dim) float32 .npy to read instead of writing (and deleting) one")
+    parser.add_argument("--real-task", default=None,
+                        help="also check on a real task (e.g. STS-B): encode its test split with the default model, "
+                             "then compare the streamed fit's Spearman with the old whole-array fit's")
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "chinese-sts")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -171,10 +176,40 @@ def whitened_cosines(rows: np.ndarray, mu: np.ndarray, kernel: np.ndarray) -> np
     return (w[0::2] * w[1::2]).sum(axis=1)
 
 
+def real_task_check(task: str, data_dir: Path) -> None:
+    """Spearman on a real task's test split: streamed fit (1,000-row chunks) vs the old whole-array fit."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from stseval.cache import EmbeddingCache
+    from stseval.encoders import load_encoder
+    from stseval.evaluate import encode_splits, score_pairs
+    from stseval.tasks import TASKS
+    from stseval.whitening import apply_whitening, fit_whitening
+
+    encoded = encode_splits(load_encoder("default"), TASKS[task], ["test"], ["last-avg"], data_dir,
+                            prefix="query: ", cache=EmbeddingCache(), show_progress=False)["test"]
+    a, b, vectors = encoded.vectors_a["last-avg"], encoded.vectors_b["last-avg"], encoded.all_vectors("last-avg")
+    x = vectors.astype(np.float64)  # the fit as it was before streaming: np.cov of the whole array + SVD
+    old_mu = x.mean(axis=0, keepdims=True)
+    u, s, _ = np.linalg.svd(np.cov((x - old_mu).T))
+    old_kernel = u / np.sqrt(np.maximum(s, s[0] * 1e-10))
+    chunks = (vectors[start : start + 1000] for start in range(0, len(vectors), 1000))
+    mu, kernel = fit_whitening(chunks)
+    for dims in (None, 128):
+        old = score_pairs(apply_whitening(a, old_mu.astype(np.float32), old_kernel[:, :dims].astype(np.float32)),
+                          apply_whitening(b, old_mu.astype(np.float32), old_kernel[:, :dims].astype(np.float32)),
+                          encoded.gold_scores, n_resamples=0).spearman
+        new = score_pairs(apply_whitening(a, mu, kernel[:, :dims]), apply_whitening(b, mu, kernel[:, :dims]),
+                          encoded.gold_scores, n_resamples=0).spearman
+        print(f"real task {task} test, default model, last-avg, query: prefix, fit on test ({len(vectors)} vectors), "
+              f"dims={dims or 'full'}: old fit {old:.8f} streamed {new:.8f} |delta|={abs(new - old):.2e}")
+
+
 def main() -> None:
     args = parse_args()
     if args.child:
         return child(args.child, args.path, int(args.n), args.out, args.limit_block)
+    if args.real_task:
+        return real_task_check(args.real_task, args.data_dir)
     sizes = [int(float(part)) for part in args.n.split(",")]
     methods = args.methods.split(",")
     n_max, map_bytes = max(sizes), max(sizes) * args.dim * 4
