@@ -219,6 +219,8 @@ def whiten(
     unnormalized: bool = typer.Option(False, "--unnormalized", help="Also score whitened vectors by plain dot product (no normalisation after whitening)."),
     save_kernel: Optional[Path] = typer.Option(None, "--save-kernel", help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder; cells whose kernel file is missing are recomputed."),
     allow_low_rank: bool = typer.Option(False, "--allow-low-rank", help="Score --dims above the rank of the fit's covariance (e.g. fewer --fit-on sentences than dimensions) instead of refusing them."),
+    backend: str = typer.Option("fp32", "--backend", help="How the encoder runs: fp32 (PyTorch, the reference), int8 (PyTorch dynamic int8 Linear layers), onnx, onnx-int8 (ONNX Runtime; pip install 'stseval[onnx]'). Rows name the model MODEL+BACKEND."),
+    processes: int = typer.Option(1, "--processes", help="Encode in this many CPU worker processes, torch threads divided among them."),
 ) -> None:
     """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
 
@@ -245,6 +247,7 @@ def whiten(
             models=model, poolings=poolings, dims=dims_list, tasks=task_specs, fit_on=fit_list, split=split,
             prefix=prefix, data_dir=folder, out_dir=out, batch_size=batch_size, n_resamples=bootstrap,
             seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank,
+            backend=backend, processes=processes,
         )
         results_path = run_whiten_grid(settings, log=lambda message: typer.echo(message, err=True))
         typer.echo(write_whiten_grid(settings, results_path))

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,10 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from stseval.backends import (
+    DEFAULT_BACKEND, HiddenStates, backend_fingerprint, backend_label, check_backend, prepare_backend, quantize_int8,
+    split_backend,
+)
 from stseval.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.errors import StsevalError
 from stseval.fileio import file_sha256
@@ -54,6 +58,10 @@ TOKENIZER_FILES: tuple[str, ...] = (
 """Files that decide tokenisation; they make up `Encoder.tokenizer_fingerprint`."""
 
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # never pickle weights or ONNX
+INVARIANT_BATCH_ROWS = 32
+"""Sentences per forward pass (fewer when --batch-size is smaller), always exactly this many
+rows of one padded width: see `_invariant_batches`. 32 rather than 64 wastes less on the fill
+copies of each width's last batch."""
 _MEMO_MIN_BYTES = 1 << 20  # below 1 MiB hashing is cheaper than reading a memo
 _CONNECT_TIMEOUT_S = 3.0
 
@@ -71,6 +79,9 @@ class Encoder:
         tokenizer_fingerprint: sha256 over the tokenizer files only.
         has_pooler: whether the checkpoint holds trained pooler weights (BERT's NSP head).
         device: torch device string, e.g. "cpu" or "cuda".
+        backend: how the forward pass runs (`stseval.backends.BACKENDS`); part of name and fingerprint.
+        processes: worker processes `encode` spreads batches over (1: this process only).
+        hidden_states: the backend's forward pass, batch inputs -> hidden states.
     """
 
     name: str
@@ -81,6 +92,15 @@ class Encoder:
     tokenizer_fingerprint: str
     has_pooler: bool
     device: str = "cpu"
+    backend: str = DEFAULT_BACKEND
+    processes: int = 1
+    hidden_states: HiddenStates | None = field(default=None, repr=False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> Sequence[torch.Tensor]:
+        """(n_layers + 1) hidden states of shape (b, s, h) for one padded batch."""
+        if self.hidden_states is None:
+            return self.model(**batch, output_hidden_states=True, return_dict=True).hidden_states
+        return self.hidden_states(batch)
 
     @property
     def dimension(self) -> int:
@@ -110,7 +130,7 @@ class Encoder:
         return True
 
 
-def load_encoder(name_or_path: str, device: str = "cpu") -> Encoder:
+def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None, processes: int = 1) -> Encoder:
     """Load a sentence encoder from the bundled default, a local folder, or the Hugging Face hub.
 
     Args:
@@ -124,13 +144,28 @@ def load_encoder(name_or_path: str, device: str = "cpu") -> Encoder:
               cache, or downloaded when the hub is reachable (JSON, safetensors and tokenizer
               files only). Without a network this fails within seconds.
         device: torch device string: "cpu", "cuda", "cuda:1", "mps".
+        backend: a key of `stseval.backends.BACKENDS` (fp32, int8, onnx, onnx-int8); None takes it
+            from a "+int8"-style suffix of name_or_path (as results name such models), else fp32.
+        processes: worker processes for `encode` (CPU only); each gets torch's threads / processes.
     Returns:
-        The Encoder, model in eval mode and float32. Weights are read from safetensors only and
-        remote code is never trusted.
+        The Encoder, model in eval mode and float32 (int8: quantised Linear layers). Weights are
+        read from safetensors only and remote code is never trusted.
     Raises:
-        StsevalError naming `--model` (or `--device`) when the model cannot be found or loaded.
+        StsevalError naming `--model` (or `--device`, `--backend`, `--processes`) when the model
+        cannot be found or loaded.
     """
+    if not Path(name_or_path).expanduser().exists():
+        name_or_path, named_backend = split_backend(name_or_path)
+        if named_backend != DEFAULT_BACKEND:
+            if backend not in (None, DEFAULT_BACKEND, named_backend):
+                raise StsevalError(f"--backend {backend}: --model {name_or_path}+{named_backend} names another backend")
+            backend = named_backend
+    backend = check_backend(backend or DEFAULT_BACKEND, device)
+    if processes < 1:
+        raise StsevalError(f"--processes {processes}: must be at least 1")
     torch_device = _check_device(device)
+    if processes > 1 and torch_device.type != "cpu":
+        raise StsevalError(f"--processes {processes}: spreads CPU encoding only; use --device cpu")
     folder = _transformer_folder(_resolve_folder(name_or_path), name_or_path)
     weight_files = sorted(folder.glob("*.safetensors"))
     if not (folder / "config.json").is_file():
@@ -180,15 +215,22 @@ def load_encoder(name_or_path: str, device: str = "cpu") -> Encoder:
     tokenizer_fingerprint = _fingerprint(_tokenizer_files(folder))
     weights_fingerprint = _fingerprint([folder / "config.json", *weight_files])
     fingerprint = hashlib.sha256(f"{weights_fingerprint}\n{tokenizer_fingerprint}".encode()).hexdigest()
+    if backend == "int8":
+        model = quantize_int8(model)
+    hidden_states = prepare_backend(backend, model, fingerprint, tokenizer.model_input_names, stseval_home())
+    name = DEFAULT_MODEL_LABEL if name_or_path in DEFAULT_MODEL_NAMES else name_or_path
     return Encoder(
-        name=DEFAULT_MODEL_LABEL if name_or_path in DEFAULT_MODEL_NAMES else name_or_path,
+        name=backend_label(name, backend),
         folder=folder,
         tokenizer=tokenizer,
         model=model,
-        fingerprint=fingerprint,
+        fingerprint=backend_fingerprint(fingerprint, backend),
         tokenizer_fingerprint=tokenizer_fingerprint,
         has_pooler=has_pooler,
         device=str(torch_device),
+        backend=backend,
+        processes=processes,
+        hidden_states=hidden_states,
     )
 
 
@@ -201,12 +243,16 @@ def encode(
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
     show_progress: bool = True,
+    cache_every: int = 4096,
 ) -> dict[str, np.ndarray]:
     """Encode sentences into one (n, d) float32 array per pooling, in input order.
 
     Duplicate sentences are encoded once and cached ones not at all. The rest are tokenised,
-    sorted by token length (so batches carry little padding), and run through the model with
-    one forward pass per batch, from which every requested pooling is taken.
+    grouped by token length and run through the model with one forward pass per batch, from
+    which every requested pooling is taken. Each batch holds one padded width (`bucket_widths`:
+    at most 12.5% padding) and exactly min(batch_size, 32) rows, filled up with copies, so a
+    sentence's vector does not depend on which other sentences are encoded with it (bit for bit
+    on one machine, build and thread count).
 
     Args:
         encoder: from `load_encoder`.
@@ -215,9 +261,11 @@ def encode(
             `encoder.supports` first if the model may lack a pooler.
         max_length: truncate to this many tokens, [CLS] and [SEP] included.
         prefix: prepended to every sentence before tokenisation, e.g. "query: " for e5 models.
-        batch_size: sentences per forward pass.
+        batch_size: at most this many sentences per forward pass (capped at INVARIANT_BATCH_ROWS).
         cache: reuse and store vectors here; None computes everything.
         show_progress: draw a tqdm bar (sentences/s) on stderr while encoding.
+        cache_every: write a cache shard each time about this many new sentences are encoded,
+            so an interrupted encode keeps all but the last chunk.
     Returns:
         {pooling: (n, d) float32 array}, row i belonging to texts[i].
     Raises:
@@ -256,16 +304,18 @@ def encode(
             missing_by_pooling[name][found_rows] = False
     missing_rows = np.flatnonzero(np.logical_or.reduce(list(missing_by_pooling.values())))
 
+    def store(rows: np.ndarray, chunk: dict[str, np.ndarray]) -> None:
+        """Take finished vectors of unique_texts[rows] and write them to the cache as one shard."""
+        for name in names:
+            vectors[name][rows] = chunk[name]
+            if cache is not None:
+                new = missing_by_pooling[name][rows]  # cached already for this pooling: not again
+                cache.put(keys[name], [unique_texts[row] for row in rows[new]], chunk[name][new])
+
     if len(missing_rows):
-        computed = _encode_uncached(
-            encoder, [unique_texts[row] for row in missing_rows], names, max_length, prefix, batch_size, show_progress
-        )
-        for name in names:
-            vectors[name][missing_rows] = computed[name]
-    if cache is not None:
-        for name in names:
-            rows = np.flatnonzero(missing_by_pooling[name])
-            cache.put(keys[name], [unique_texts[row] for row in rows], vectors[name][rows])
+        _encode_uncached(encoder, [unique_texts[row] for row in missing_rows], names, max_length, prefix,
+                         batch_size, show_progress, lambda done, chunk: store(missing_rows[done], chunk),
+                         cache_every if cache is not None else len(missing_rows))
     return {name: vectors[name][input_rows] for name in names}
 
 
@@ -277,8 +327,15 @@ def _encode_uncached(
     prefix: str,
     batch_size: int,
     show_progress: bool,
-) -> dict[str, np.ndarray]:
-    """Run the model over `texts`, longest first, one forward pass per batch: {pooling: (n, d)}."""
+    on_chunk: Callable[[np.ndarray, dict[str, np.ndarray]], None],
+    chunk_size: int,
+) -> None:
+    """Run the model over `texts`, longest first, one forward pass per batch.
+
+    Every time at least chunk_size sentences are done (and at the end) calls
+    on_chunk(rows, {pooling: (len(rows), d) vectors of texts[rows]}), so a caller can store them
+    before the rest is encoded: an interrupted run keeps all but the last chunk.
+    """
     from tqdm.auto import tqdm
 
     encodings = encoder.tokenizer(
@@ -286,36 +343,128 @@ def _encode_uncached(
     )
     input_names = [name for name in ("input_ids", "token_type_ids", "attention_mask") if name in encodings]
     lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
-    order = np.argsort(-lengths, kind="stable")  # longest first, like sentence-transformers
     pad_id = encoder.tokenizer.pad_token_id or 0
-    pooler_dense = encoder.model.pooler.dense if encoder.has_pooler else None
-    results = {name: np.empty((len(texts), encoder.dimension), dtype=np.float32) for name in names}
 
-    with (
-        torch.inference_mode(),
-        tqdm(total=len(texts), unit="sent", desc=f"encode {encoder.name}", disable=not show_progress) as bar,
-    ):
-        for start in range(0, len(texts), batch_size):
-            batch_rows = order[start : start + batch_size]
-            width = int(lengths[batch_rows].max())
-            batch = {}
-            for input_name in input_names:
-                fill = pad_id if input_name == "input_ids" else 0
-                padded = np.full((len(batch_rows), width), fill, dtype=np.int64)
-                for out_row, row in enumerate(batch_rows):
-                    values = encodings[input_name][row]
-                    padded[out_row, : len(values)] = values
-                batch[input_name] = torch.from_numpy(padded).to(encoder.device)
-            if "attention_mask" not in batch:
-                batch["attention_mask"] = torch.from_numpy(
-                    (np.arange(width)[None, :] < lengths[batch_rows][:, None]).astype(np.int64)
-                ).to(encoder.device)
-            outputs = encoder.model(**batch, output_hidden_states=True, return_dict=True)
-            pooled = pool_all(names, outputs.hidden_states, batch["attention_mask"], pooler_dense)
+    widths = bucket_widths(lengths)
+
+    def padded_batch(batch_rows: np.ndarray) -> dict[str, np.ndarray]:
+        width = int(widths[batch_rows[0]])  # one bucket per batch: every row padded to the same width
+        batch = {}
+        for input_name in input_names:
+            fill = pad_id if input_name == "input_ids" else 0
+            padded = np.full((len(batch_rows), width), fill, dtype=np.int64)
+            for out_row, row in enumerate(batch_rows):
+                values = encodings[input_name][row]
+                padded[out_row, : len(values)] = values
+            batch[input_name] = padded
+        if "attention_mask" not in batch:
+            batch["attention_mask"] = (np.arange(width)[None, :] < lengths[batch_rows][:, None]).astype(np.int64)
+        return batch
+
+    batches = _invariant_batches(widths, min(batch_size, INVARIANT_BATCH_ROWS))
+    inputs = (padded_batch(_fill_rows(rows, min(batch_size, INVARIANT_BATCH_ROWS))) for rows in batches)
+    if encoder.processes > 1:
+        pooled_batches = _pooled_in_workers(encoder, inputs, names)
+    else:
+        pooled_batches = (_pool_batch(encoder, batch, names) for batch in inputs)
+    done: list[np.ndarray] = []
+    chunk: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    with tqdm(total=len(texts), unit="sent", desc=f"encode {encoder.name}", disable=not show_progress) as bar:
+        for number, (batch_rows, pooled) in enumerate(zip(batches, pooled_batches), start=1):
+            done.append(batch_rows)
             for name in names:
-                results[name][batch_rows] = pooled[name].float().cpu().numpy()
+                chunk[name].append(pooled[name][: len(batch_rows)])  # the rest are fill copies
+            if sum(map(len, done)) >= chunk_size or number == len(batches):
+                on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
+                done, chunk = [], {name: [] for name in names}
             bar.update(len(batch_rows))
-    return results
+
+
+def bucket_widths(lengths: np.ndarray) -> np.ndarray:
+    """The padded width of each sentence, a function of its own token length only: exact up to 16
+    tokens, then rounded up to a multiple of 1/8 of the length's power of two (at most 12.5% padding).
+
+    (n,) int64 lengths -> (n,) int64 widths, e.g. 12 -> 12, 17 -> 18, 33 -> 36, 100 -> 104.
+    """
+    step = np.where(lengths <= 16, 1, 2 ** np.maximum(np.floor(np.log2(np.maximum(lengths, 1))) - 3, 0))
+    return (np.ceil(lengths / step) * step).astype(np.int64)
+
+
+def _invariant_batches(widths: np.ndarray, rows: int) -> list[np.ndarray]:
+    """Row groups of one padded width each, widest first, at most `rows` per group.
+
+    Every batch is then filled to exactly `rows` rows (`_fill_rows`), so each forward pass has the
+    shape (rows, width) and a sentence's own padding depends on its length alone: its vector is
+    the same whichever other sentences share its batch. (Batches of another row count or width
+    change the float rounding by ~1e-6, and full-dimension whitening magnifies that in its
+    small-variance directions, so cells of one key could differ by ~4e-4.)
+    """
+    order = np.argsort(-widths, kind="stable")
+    batches = []
+    for width in np.unique(widths)[::-1]:
+        same = order[widths[order] == width]
+        batches.extend(same[start : start + rows] for start in range(0, len(same), rows))
+    return batches
+
+
+def _fill_rows(batch_rows: np.ndarray, rows: int) -> np.ndarray:
+    """batch_rows followed by copies of its first row, `rows` in all (the copies' vectors are dropped)."""
+    return np.concatenate([batch_rows, np.full(rows - len(batch_rows), batch_rows[0])])
+
+
+def _pool_batch(encoder: Encoder, batch: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """One forward pass over a padded batch: {pooling: (b, d) float32 vectors}."""
+    with torch.inference_mode():
+        tensors = {name: torch.from_numpy(values).to(encoder.device) for name, values in batch.items()}
+        pooler_dense = encoder.model.pooler.dense if encoder.has_pooler else None
+        pooled = pool_all(names, encoder.forward(tensors), tensors["attention_mask"], pooler_dense)
+        return {name: pooled[name].float().cpu().numpy() for name in names}
+
+
+_WORKER_ENCODER: Encoder | None = None  # the encoder a worker process loaded (see _pooled_in_workers)
+
+
+def _start_worker(folder: str, backend: str, threads: int) -> None:
+    global _WORKER_ENCODER
+    torch.set_num_threads(threads)
+    _WORKER_ENCODER = load_encoder(folder, backend=backend)
+
+
+def _worker_pool_batch(batch: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    return _pool_batch(_WORKER_ENCODER, batch, names)
+
+
+def _pooled_in_workers(encoder: Encoder, inputs: Iterator[dict[str, np.ndarray]],
+                       names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    """_pool_batch over `inputs` in encoder.processes spawned processes, results in input order.
+
+    Each worker loads the same folder and backend (checked by fingerprint) and gets this
+    process's torch threads divided by the number of workers, so the CPU is not oversubscribed.
+    At most 2 batches per worker are in flight, so memory stays bounded on large corpora.
+    """
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // encoder.processes)
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+    with ProcessPoolExecutor(encoder.processes, mp_context=context, initializer=_start_worker,
+                             initargs=(str(encoder.folder), encoder.backend, threads)) as pool:
+        fingerprint = pool.submit(_worker_fingerprint).result()
+        if fingerprint != encoder.fingerprint:
+            raise StsevalError(f"--processes: a worker loaded {encoder.folder} with another fingerprint; "
+                               "did the model change on disk?")
+        in_flight: deque = deque()
+        for batch in inputs:
+            in_flight.append(pool.submit(_worker_pool_batch, batch, names))
+            if len(in_flight) >= 2 * encoder.processes:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+
+
+def _worker_fingerprint() -> str:
+    return _WORKER_ENCODER.fingerprint
 
 
 def _check_device(device: str) -> torch.device:

@@ -45,6 +45,8 @@ class WhitenSettings:
     save_kernel_dir: Path | None = None
     show_progress: bool = True
     allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
+    backend: str = "fp32"  # stseval.backends.BACKENDS; part of the model's name and fingerprint in rows
+    processes: int = 1  # encoding worker processes
 
 
 def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
@@ -73,7 +75,7 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
     cache = EmbeddingCache(default_cache_root())
     base = provenance(settings.seed)
     for model_name in settings.models:
-        encoder = load_encoder(model_name)
+        encoder = load_encoder(model_name, backend=settings.backend, processes=settings.processes)
         dimension = encoder.dimension
         too_big = [d for d in settings.dims if d is not None and d > dimension]
         if too_big:

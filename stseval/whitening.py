@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
@@ -44,12 +46,24 @@ class Whitening:
         return Whitening(self.mu, self.kernel[:, :n_components], dict(self.provenance, n_components=n_components))
 
 
-def fit_whitening(vectors: np.ndarray, n_components: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fit BERT-whitening on sentence vectors.
+CHUNK_ROWS = 65536
+"""Rows converted to float64 at a time: 65536 x 384 x 8 bytes = 200 MB, the fit's working memory."""
+
+VectorSource = Union[np.ndarray, str, Path, Iterable[np.ndarray]]
+"""What a fit reads: an (n, d) array (a memory-mapped one too), a .npy path, or (m, d) chunks."""
+
+
+def fit_whitening(
+    vectors: VectorSource, n_components: int | None = None, chunk_rows: int = CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit BERT-whitening on sentence vectors, streaming: memory is O(chunk_rows x d + d^2), not O(n x d).
 
     Args:
-        vectors: (n, d) sentence vectors, e.g. every sentence of one task.
+        vectors: (n, d) sentence vectors, e.g. every sentence of one task: an array, a memory-mapped
+            array, the path of a .npy file (memory-mapped here), or an iterable of (m_i, d) chunks
+            (cache shards, a generator); nothing is copied whole.
         n_components: keep the first k directions (largest variance); None keeps all d.
+        chunk_rows: rows of an array converted to float64 at a time.
     Returns:
         mu: (1, d) float32 mean and kernel: (d, k) float32; apply with `(x - mu) @ kernel`.
 
@@ -57,19 +71,63 @@ def fit_whitening(vectors: np.ndarray, n_components: int | None = None) -> tuple
         >>> x = np.random.default_rng(0).normal(size=(100, 8))
         >>> mu, kernel = fit_whitening(x, 4); ((x - mu) @ kernel).shape
         (100, 4)
+        >>> mu2, kernel2 = fit_whitening(iter([x[:30], x[30:]]), 4)   # same fit from chunks
     """
-    vectors = np.asarray(vectors, dtype=np.float64)  # float64 so small eigenvalues survive
-    if vectors.ndim != 2 or vectors.shape[0] < 2:
-        raise StsevalError(f"whitening needs at least 2 vectors of shape (n, d), got {vectors.shape}")
-    dim = vectors.shape[1]
+    n_rows, mean, covariance = mean_and_covariance(vectors, chunk_rows)
+    dim = mean.shape[1]
     if n_components is not None and not 1 <= n_components <= dim:
         raise StsevalError(f"--dims: {n_components} is outside 1..{dim} (the vector size)")
-    mu = vectors.mean(axis=0, keepdims=True)
-    covariance = np.cov((vectors - mu).T)
     u, s, _ = np.linalg.svd(covariance)  # symmetric PSD: singular values are the eigenvalues, sorted
     s = np.maximum(s, s[0] * RELATIVE_EIGENVALUE_FLOOR)
     kernel = u / np.sqrt(s)  # each direction scaled so that the whitened covariance is I
-    return mu.astype(np.float32), kernel[:, :n_components].astype(np.float32)
+    return mean.astype(np.float32), kernel[:, :n_components].astype(np.float32)
+
+
+def mean_and_covariance(vectors: VectorSource, chunk_rows: int = CHUNK_ROWS) -> tuple[int, np.ndarray, np.ndarray]:
+    """n, the (1, d) float64 mean and the (d, d) float64 unbiased covariance, accumulated chunk by chunk.
+
+    Sums are taken around the first chunk's mean (a shift), so that subtracting n * mean^2 at the
+    end cancels no large numbers: vectors far from the origin lose no precision.
+    Raises StsevalError when there are fewer than 2 vectors or the chunks disagree in d.
+    """
+    n_rows, shift, total, gram = 0, None, None, None
+    for chunk in _chunks(vectors, chunk_rows):
+        if len(chunk) == 0:
+            continue
+        centred = np.array(chunk, dtype=np.float64)  # a float64 copy, so small eigenvalues survive
+        if shift is None:
+            shift = centred.mean(axis=0, keepdims=True)
+            total, gram = np.zeros((1, centred.shape[1])), np.zeros((centred.shape[1], centred.shape[1]))
+        elif centred.shape[1] != shift.shape[1]:
+            raise StsevalError(f"whitening got {shift.shape[1]}-d and {centred.shape[1]}-d vectors in one fit")
+        centred -= shift  # in place: one float64 chunk is all the fit holds besides d x d
+        total += centred.sum(axis=0, keepdims=True)
+        gram += centred.T @ centred
+        n_rows += len(chunk)
+    if n_rows < 2:
+        raise StsevalError(f"whitening needs at least 2 vectors of shape (n, d), got {n_rows}")
+    offset = total / n_rows  # mean of the shifted vectors
+    covariance = (gram - n_rows * offset.T @ offset) / (n_rows - 1)
+    return n_rows, shift + offset, (covariance + covariance.T) / 2  # exactly symmetric
+
+
+def _chunks(vectors: VectorSource, chunk_rows: int) -> Iterator[np.ndarray]:
+    """(m, d) pieces of `vectors`, at most chunk_rows rows each when it is one array or a .npy file."""
+    if isinstance(vectors, (str, Path)):
+        try:
+            vectors = np.load(vectors, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise StsevalError(f"{vectors}: not a .npy array of vectors ({err})") from None
+    if isinstance(vectors, (list, tuple)) and not all(isinstance(part, np.ndarray) and part.ndim == 2 for part in vectors):
+        vectors = np.asarray(vectors)  # nested lists of numbers: one (n, d) array, as np.asarray reads it
+    if isinstance(vectors, np.ndarray):
+        if vectors.ndim != 2:
+            raise StsevalError(f"whitening needs vectors of shape (n, d), got {vectors.shape}")
+        for start in range(0, len(vectors), chunk_rows):
+            yield vectors[start : start + chunk_rows]  # a view: a memory map is read one chunk at a time
+        return
+    for chunk in vectors:
+        yield from _chunks(np.asarray(chunk), chunk_rows)
 
 
 def apply_whitening(vectors: np.ndarray, mu: np.ndarray, kernel: np.ndarray) -> np.ndarray:

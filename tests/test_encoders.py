@@ -58,14 +58,15 @@ def roformer(model_dirs):
 
 
 class count_forwards:
-    """Context manager counting a model's forward passes and the sentences each one carried."""
+    """Context manager counting a model's forward passes and the distinct sentences each one carried."""
 
     def __init__(self, model):
         self.batch_sizes = []
         self._handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
 
     def _record(self, module, args, kwargs):
-        self.batch_sizes.append(int(kwargs["input_ids"].shape[0]))
+        # distinct rows: encode fills a batch up with copies of its first sentence (fixed shapes)
+        self.batch_sizes.append(int(torch.unique(kwargs["input_ids"], dim=0).shape[0]))
 
     def __enter__(self):
         return self
@@ -132,10 +133,27 @@ def test_model_is_in_eval_mode_so_encoding_is_deterministic(bert):
 
 
 def test_one_forward_pass_per_batch_serves_every_pooling(bert):
+    texts = [f"{a}{b}" for a in "好我你他" for b in "好我你他"]  # 16 sentences of one token length
     with count_forwards(bert.model) as counter:
-        vectors = encode(bert, list(SENTENCES), list(POOLINGS), max_length=32, batch_size=3, show_progress=False)
-    assert counter.calls == 3  # ceil(8 / 3) batches, not 7 poolings x 3 batches
+        vectors = encode(bert, texts, list(POOLINGS), max_length=32, batch_size=3, show_progress=False)
+    assert counter.calls == 6  # ceil(16 / 3) batches, not 7 poolings x 6 batches
     assert set(vectors) == set(POOLINGS)
+
+
+def test_a_sentence_vector_does_not_depend_on_its_batch_company(tmp_path):
+    """Batches of one token length and a fixed row count: the same sentence, bit for bit, whatever
+    else is encoded with it (issue: cells of one key differed by 4e-4 between runs). 384 wide like
+    e5-small: at 32 the matrix products are too small for batch shapes to change their rounding."""
+    bert = load_encoder(str(make_bert(tmp_path / "wide", hidden_size=384, num_attention_heads=12,
+                                      intermediate_size=1536)))
+    target = "今天天气很好"
+    companies = [[], ["好"], ["这个中国人来了怎么办", "我喜欢吃苹果"], [f"{a}天气很好" for a in "我你他好"] * 3,
+                 [f"{a}{b}" for a in "今天气很好我" for b in "喜欢吃苹果的"]]
+    vectors = [encode(bert, [target, *company], list(ALL_BUT_POOLER), max_length=32, batch_size=8,
+                      show_progress=False) for company in companies]
+    for other in vectors[1:]:
+        for name in ALL_BUT_POOLER:
+            np.testing.assert_array_equal(other[name][0], vectors[0][name][0], err_msg=name)
 
 
 def test_order_is_restored_after_dedup_and_length_sort(bert):
@@ -400,3 +418,125 @@ def test_folder_asking_for_remote_code_is_refused(tmp_path, config_name):
     config_path.write_text(json.dumps(config))
     with pytest.raises(StsevalError, match=rf"{config_name} has auto_map \(modeling_custom.CustomModel\).*never runs remote code"):
         load_encoder(str(folder))
+
+
+class interrupt_after:
+    """Context manager making the model raise KeyboardInterrupt on its (n+1)-th forward pass."""
+
+    def __init__(self, model, n_forwards):
+        self.left = n_forwards
+        self._handle = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs):
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._handle.remove()
+
+
+def test_interrupted_encode_keeps_finished_chunks_in_the_cache(bert, tmp_path):
+    """A kill during encoding loses one chunk at most: shards are written as encoding goes."""
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = [f"{a}{b}" for a in "好我" for b in "你他天气"]  # 8 sentences of one token length: 4 batches of 2
+    settings = dict(max_length=16, batch_size=2, show_progress=False, cache_every=2)
+    with interrupt_after(bert.model, 2), pytest.raises(KeyboardInterrupt):
+        encode(bert, texts, ["cls", "last-avg"], cache=cache, **settings)  # dies in the 3rd batch
+    with count_forwards(bert.model) as counter:
+        resumed = encode(bert, texts, ["cls", "last-avg"], cache=EmbeddingCache(tmp_path / "cache"), **settings)
+    assert counter.sentences == len(texts) - 4  # the first two batches came from the cache
+    fresh = encode(bert, texts, ["cls", "last-avg"], max_length=16, batch_size=2, show_progress=False)
+    for name in ("cls", "last-avg"):
+        np.testing.assert_array_equal(resumed[name], fresh[name])
+
+
+def test_cache_shards_are_written_every_chunk(bert, tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = [f"{a}{b}" for a in "好我" for b in "你他天气"]  # 8 sentences of one token length
+    encode(bert, texts, "cls", max_length=16, batch_size=2, show_progress=False, cache=cache, cache_every=3)
+    # 4 batches of 2: a shard after batches 2 (4 >= 3) and 4 (4 >= 3)
+    assert len(list((tmp_path / "cache").glob("*/*.vectors.npy"))) == 2
+
+
+def _cosines(a, b):
+    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_int8_backend_is_in_name_fingerprint_and_cache_key(model_dirs, bert, tmp_path):
+    int8 = load_encoder(str(model_dirs["bert"]), backend="int8")
+    assert int8.name == f"{bert.name}+int8" and int8.backend == "int8"
+    assert int8.fingerprint != bert.fingerprint
+    assert int8.tokenizer_fingerprint == bert.tokenizer_fingerprint
+    cache = EmbeddingCache(tmp_path / "cache")
+    settings = dict(max_length=16, show_progress=False, cache=cache)
+    fp32_vectors = encode(bert, list(SENTENCES), "last-avg", **settings)["last-avg"]
+    with count_forwards(int8.model) as counter:  # fp32 vectors in the cache must not be served as int8 ones
+        int8_vectors = encode(int8, list(SENTENCES), "last-avg", **settings)["last-avg"]
+    assert counter.sentences == len(SENTENCES)
+    assert not np.array_equal(int8_vectors, fp32_vectors)
+    assert _cosines(int8_vectors, fp32_vectors).min() > 0.99  # int8 is an approximation, a close one
+
+
+def test_backend_suffix_in_a_model_name_loads_that_backend(model_dirs, bert):
+    """Results name such models 'folder+int8'; loading that name back gives the same fingerprint."""
+    int8 = load_encoder(f"{model_dirs['bert']}+int8")
+    assert int8.backend == "int8" and int8.folder == bert.folder
+    assert load_encoder(int8.name).fingerprint == int8.fingerprint
+
+
+@pytest.mark.parametrize("backend,options", [("fast", {}), ("int8", {"device": "cuda:0"})])
+def test_bad_backend_is_a_clear_error(model_dirs, backend, options, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(StsevalError, match="--backend"):
+        load_encoder(str(model_dirs["bert"]), backend=backend, **options)
+
+
+def test_onnx_backend_matches_fp32_and_reuses_its_export(model_dirs, bert, stseval_home):
+    pytest.importorskip("onnxruntime")
+    onnx = load_encoder(str(model_dirs["bert"]), backend="onnx")
+    exports = list(stseval_home.glob("onnx/*/model.onnx"))
+    assert len(exports) == 1
+    written = exports[0].stat().st_mtime_ns
+    settings = dict(max_length=16, batch_size=3, show_progress=False)
+    ours = encode(onnx, list(SENTENCES), ALL_BUT_POOLER + ["pooler"], **settings)
+    reference = encode(bert, list(SENTENCES), ALL_BUT_POOLER + ["pooler"], **settings)
+    for name in reference:
+        np.testing.assert_allclose(ours[name], reference[name], atol=1e-5)
+    assert onnx.name.endswith("+onnx") and onnx.fingerprint not in (bert.fingerprint,)
+    load_encoder(str(model_dirs["bert"]), backend="onnx")
+    assert exports[0].stat().st_mtime_ns == written  # exported once, then reused
+
+
+def test_onnx_int8_backend_is_close_to_fp32(model_dirs, bert):
+    pytest.importorskip("onnxruntime")
+    quantized = load_encoder(str(model_dirs["bert"]), backend="onnx-int8")
+    ours = encode(quantized, list(SENTENCES), "last-avg", max_length=16, show_progress=False)["last-avg"]
+    reference = encode(bert, list(SENTENCES), "last-avg", max_length=16, show_progress=False)["last-avg"]
+    assert quantized.fingerprint != load_encoder(str(model_dirs["bert"]), backend="onnx").fingerprint
+    assert _cosines(ours, reference).min() > 0.99
+
+
+def test_two_processes_give_the_same_vectors_as_one(model_dirs, bert, tmp_path):
+    """--processes 2 spreads batches over two workers; batches are the same, so are the vectors."""
+    two = load_encoder(str(model_dirs["bert"]), processes=2)
+    assert two.fingerprint == bert.fingerprint  # where it runs is not what it computes
+    texts = [f"{a}{b}" for a in SENTENCES for b in SENTENCES]  # 64 sentences, 8 batches of 8
+    settings = dict(max_length=32, batch_size=8, show_progress=False)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)  # 1 process x 2 threads against 2 processes x 1 thread
+    try:
+        one_process = encode(bert, texts, ALL_BUT_POOLER, **settings)
+        two_processes = encode(two, texts, ALL_BUT_POOLER, cache=EmbeddingCache(tmp_path / "c"), **settings)
+    finally:
+        torch.set_num_threads(previous)
+    for name in ALL_BUT_POOLER:
+        np.testing.assert_allclose(two_processes[name], one_process[name], rtol=0, atol=1e-6)
+
+
+def test_bad_processes_is_a_clear_error(model_dirs):
+    with pytest.raises(StsevalError, match="--processes"):
+        load_encoder(str(model_dirs["bert"]), processes=0)

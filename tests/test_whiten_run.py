@@ -391,3 +391,20 @@ def test_rows_carry_the_time_their_cell_was_computed(tiny_bert, sample_data_dir,
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
     assert rows.created_at.nunique() == len(rows) == 4
+
+
+def test_backend_is_recorded_in_rows_and_resumes_separately(tiny_bert, sample_data_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B",
+            "--fit-on", "test", "--data-dir", str(sample_data_dir), "--bootstrap", "0", "--out", str(out)]
+    assert run(*args).exit_code == 0
+    quantized = run(*args, "--backend", "int8")
+    assert quantized.exit_code == 0, quantized.output
+    assert "cells to compute" in quantized.output  # not "done": an int8 cell is another cell
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
+    assert set(rows.model) == {str(tiny_bert), f"{tiny_bert}+int8"}
+    assert rows.groupby("model").model_fingerprint.nunique().eq(1).all() and rows.model_fingerprint.nunique() == 2
+    bad = run(*args, "--backend", "fast")
+    assert bad.exit_code == 2 and "--backend fast" in bad.output
+    no_workers = run(*args, "--processes", "0")
+    assert no_workers.exit_code == 2 and "--processes 0" in no_workers.output

@@ -4,7 +4,8 @@ from sklearn.decomposition import PCA
 
 from stseval.errors import StsevalError
 from stseval.metrics import cosine_scores
-from stseval.whitening import Whitening, apply_whitening, fit_whitening, load_whitening, save_whitening
+from stseval.whitening import (Whitening, apply_whitening, fit_whitening, load_whitening, mean_and_covariance,
+                               save_whitening)
 
 
 @pytest.fixture
@@ -74,3 +75,86 @@ def test_apply_refuses_wrong_dimension(correlated_vectors):
     mu, kernel = fit_whitening(correlated_vectors)
     with pytest.raises(StsevalError, match="16-d"):
         apply_whitening(np.zeros((2, 8), dtype=np.float32), mu, kernel)
+
+
+def _old_in_memory_fit(vectors, n_components=None):
+    """The fit as it was before streaming: np.cov of the whole centred array, then an SVD."""
+    x = np.asarray(vectors, dtype=np.float64)
+    mu = x.mean(axis=0, keepdims=True)
+    u, s, _ = np.linalg.svd(np.cov((x - mu).T))
+    s = np.maximum(s, s[0] * 1e-10)
+    return mu, (u / np.sqrt(s))[:, :n_components]
+
+
+@pytest.fixture
+def embedding_like():
+    """Vectors shaped like sentence embeddings: a large shared mean (anisotropy), a decaying
+    spectrum, and pairs whose gold score follows their latent similarity; (vectors, a, b, gold)."""
+    rng = np.random.default_rng(3)
+    dim, n_pairs = 64, 1500
+    basis = np.linalg.qr(rng.normal(size=(dim, dim)))[0] * (1.0 / np.arange(1, dim + 1)) @ rng.normal(size=(dim, dim))
+    offset = 5.0 * rng.normal(size=dim)
+    latent_a = rng.normal(size=(n_pairs, dim))
+    gold = rng.uniform(size=n_pairs)
+    latent_b = gold[:, None] * latent_a + (1 - gold[:, None]) * rng.normal(size=(n_pairs, dim))
+    a = (latent_a @ basis + offset).astype(np.float32)
+    b = (latent_b @ basis + offset).astype(np.float32)
+    return np.concatenate([a, b]), a, b, gold
+
+
+def test_streamed_fit_equals_in_memory_fit(embedding_like):
+    vectors, a, b, gold = embedding_like
+    whole_mu, whole_kernel = fit_whitening(vectors)
+    old_mu, old_kernel = _old_in_memory_fit(vectors)
+    chunks = (vectors[start : start + 97] for start in range(0, len(vectors), 97))  # a generator, odd sizes
+    chunk_mu, chunk_kernel = fit_whitening(chunks)
+    small_mu, small_kernel = fit_whitening(vectors, chunk_rows=128)  # an array read 128 rows at a time
+    for mu, kernel in ((chunk_mu, chunk_kernel), (small_mu, small_kernel)):  # float32: equal up to rounding
+        np.testing.assert_allclose(mu, whole_mu, rtol=1e-6)
+        np.testing.assert_allclose(kernel, whole_kernel, rtol=0, atol=1e-6 * np.abs(whole_kernel).max())
+    # the float64 statistics behind them agree to 1e-10 with the whole-array formula
+    n_rows, mean, covariance = mean_and_covariance(iter([vectors[:1000], vectors[1000:]]), chunk_rows=333)
+    x = vectors.astype(np.float64)
+    assert n_rows == len(vectors)
+    np.testing.assert_allclose(mean, x.mean(axis=0, keepdims=True), rtol=1e-10)
+    np.testing.assert_allclose(covariance, np.cov(x.T), rtol=0, atol=1e-10 * np.abs(np.cov(x.T)).max())
+    # against the old whole-array formula: same whitening (the inverse covariance K K^T), signs aside
+    np.testing.assert_allclose(whole_mu, old_mu, rtol=1e-6)
+    np.testing.assert_allclose(chunk_kernel.astype(np.float64) @ chunk_kernel.T, old_kernel @ old_kernel.T,
+                               rtol=1e-4, atol=1e-6 * np.abs(old_kernel @ old_kernel.T).max())
+    from stseval.metrics import spearman
+
+    def whitened_spearman(mu, kernel):
+        return spearman(cosine_scores(apply_whitening(a, mu, kernel), apply_whitening(b, mu, kernel)), gold)
+
+    assert abs(whitened_spearman(chunk_mu, chunk_kernel) - whitened_spearman(whole_mu, whole_kernel)) < 1e-6
+    old = whitened_spearman(old_mu.astype(np.float32), old_kernel.astype(np.float32))
+    assert abs(whitened_spearman(chunk_mu, chunk_kernel) - old) < 1e-6
+
+
+def test_fit_reads_a_memory_mapped_npy_and_its_path(tmp_path, embedding_like):
+    vectors = embedding_like[0]
+    np.save(tmp_path / "v.npy", vectors)
+    expected_mu, expected_kernel = fit_whitening(vectors, 16)
+    for source in (np.load(tmp_path / "v.npy", mmap_mode="r"), tmp_path / "v.npy", str(tmp_path / "v.npy")):
+        mu, kernel = fit_whitening(source, 16, chunk_rows=500)
+        np.testing.assert_allclose(mu, expected_mu, atol=1e-6)
+        np.testing.assert_allclose(kernel, expected_kernel, atol=1e-6)
+
+
+def test_far_from_origin_vectors_keep_their_covariance(correlated_vectors):
+    """Gram-minus-mean accumulation would cancel catastrophically at an offset of 1e5; the shift must not."""
+    far = correlated_vectors.astype(np.float64) + 1e5
+    mu, kernel = fit_whitening(far, chunk_rows=64)
+    whitened = (far - mu.astype(np.float64)) @ kernel.astype(np.float64)
+    np.testing.assert_allclose(np.cov(whitened.T), np.eye(16), atol=1e-3)
+
+
+def test_fit_refuses_mixed_dimensions_and_too_few_vectors(tmp_path):
+    with pytest.raises(StsevalError, match="8-d and 4-d"):
+        fit_whitening([np.zeros((3, 8)), np.zeros((3, 4))])
+    with pytest.raises(StsevalError, match="at least 2 vectors"):
+        fit_whitening(iter([np.zeros((1, 8)), np.zeros((0, 8))]))
+    (tmp_path / "not.npy").write_text("hello")
+    with pytest.raises(StsevalError, match="not.npy"):
+        fit_whitening(tmp_path / "not.npy")

@@ -69,13 +69,14 @@ def _bert_config(**overrides):
     return BertConfig(**settings)
 
 
-def make_bert(folder: Path, with_pooler: bool = True, seed: int = 0) -> Path:
-    """A 2-layer BertModel (hidden 32), with or without pooler weights in model.safetensors."""
+def make_bert(folder: Path, with_pooler: bool = True, seed: int = 0, **config) -> Path:
+    """A 2-layer BertModel (hidden 32; `config` overrides, e.g. hidden_size=384), with or without
+    pooler weights in model.safetensors."""
     from transformers import BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = BertModel(_bert_config(), add_pooling_layer=with_pooler)
+    model = BertModel(_bert_config(**config), add_pooling_layer=with_pooler)
     model.save_pretrained(folder, safe_serialization=True)
     _write_tokenizer(folder)
     return folder
