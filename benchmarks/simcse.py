@@ -125,15 +125,21 @@ def in_child(target, *args) -> dict:
     return result
 
 
-def report(name: str, result: dict, warmup: int, config, matmul: float) -> float:
+def report(name: str, result: dict, warmup: int, config, matmul: float, checkpoint_every: int = 100) -> float:
+    """Print a step's phases; a checkpoint write counts once per `checkpoint_every` steps (the default cadence)."""
     timed = result["phases"][warmup:]
     seconds = {phase: float(np.mean([step.get(phase, 0.0) for step in timed])) for phase in PHASES}
+    writes = [step["checkpoint"] for step in timed if step.get("checkpoint", 0.0) > 0]
+    seconds["checkpoint"] = (float(np.mean(writes)) / checkpoint_every) if writes else 0.0
     step_seconds = sum(seconds.values())
     tokens = float(np.mean([step["tokens"] for step in timed]))
     flops = float(np.mean([step_flops(step["tokens"], step["tokens_squared"], config) for step in timed]))
     achieved = flops / step_seconds / 1e9
     split = "  ".join(f"{phase}={seconds[phase]:.2f}s" for phase in PHASES)
     print(f"{name:8s} step={step_seconds:6.2f}s  {split}")
+    if writes:
+        print(f"{'':8s} one checkpoint write = {np.mean(writes):.2f}s, counted as 1/{checkpoint_every} per step "
+              "(--checkpoint-steps default 100)")
     print(f"{'':8s} real tokens/step={tokens:6.0f}  useful FLOPs/step={flops / 1e9:6.1f} G  "
           f"achieved={achieved:5.1f} GFLOP/s = {achieved / matmul:5.1%} of matmul  peak RSS={result['rss_gb']:.2f} GB")
     return step_seconds

@@ -502,21 +502,25 @@ def train_simcse(
         if state.step % settings.checkpoint_steps == 0 and state.step < total_steps:
             tick = time.perf_counter()
             if rank == 0:
+                state_seconds = state.seconds
+                state.seconds = state_seconds + time.perf_counter() - started
                 _save_checkpoint(checkpoint_dir, model, optimizer, state)
+                state.seconds = state_seconds
             phase["checkpoint"] += time.perf_counter() - tick
         lengths = features["attention_mask"].sum(dim=1).tolist() * 2  # both copies
         phase_log.append({**{name: phase[name] - before[name] for name in PHASES}, "tokens": sum(lengths),
                           "tokens_squared": sum(length * length for length in lengths),
                           "padded_tokens": sum(len(rows) * width for rows, width in length_sorted_chunks(lengths))})
     bar.close()
-    train_seconds = time.perf_counter() - started
+    session_seconds = time.perf_counter() - started
+    train_seconds = state.seconds + session_seconds  # every session's steps, not only this one's
     trained_steps = state.step - (resume or 0)
     result = {
         "steps": int(state.step),
         "final_loss": float(state.losses[-1]) if state.losses else float("nan"),
         "train_seconds": round(train_seconds, 3),
         "sentences_per_s": round(min(trained_steps * global_batch, len(sentences) * settings.epochs)
-                                 / max(train_seconds, 1e-9), 2),
+                                 / max(session_seconds, 1e-9), 2),
         "resumed_from": f"step-{resume}" if resume else "",
         "best_valid": state.best,
         "world_size": world_size,
@@ -554,6 +558,7 @@ class _TrainingState:
     losses: list[float] = field(default_factory=list)
     curve: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=dict)  # {"step": N, "valid_spearman": x} of the best checkpoint so far
+    seconds: float = 0.0  # training wall time of the steps before this session (a resumed run counts them too)
 
 
 def _loss_of_batch(forward_model: nn.Module, loss_fn: nn.Module, features: dict, loss: str) -> tuple[torch.Tensor, float]:
@@ -684,7 +689,8 @@ def _save_checkpoint(checkpoint_dir: Path, model, optimizer: RowAdam, state: _Tr
     torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                 "step": state.step, "losses": torch.tensor(state.losses, dtype=torch.float64)},
                staging / "trainer.pt")
-    (staging / "state.json").write_text(json.dumps({"curve": state.curve, "best": state.best}), encoding="utf-8")
+    (staging / "state.json").write_text(json.dumps({"curve": state.curve, "best": state.best, "seconds": state.seconds}),
+                                        encoding="utf-8")
     (staging / "complete").write_text("", encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
@@ -723,6 +729,7 @@ def _load_newest_checkpoint(checkpoint_dir: Path, model, optimizer: RowAdam, sta
         state.step = int(saved["step"])
         state.losses = [float(value) for value in saved["losses"].tolist()]
         state.curve, state.best = extra["curve"], extra["best"]
+        state.seconds = float(extra.get("seconds", 0.0))
         return state.step
     return None
 
