@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/stseval report results/whitening --out results/report --name whitening --best --reference su2021 --reference mteb
 .venv/bin/stseval report results/whitening --out results/report --name whitening_full_dims --best --filter dims=full --filter "fit_on=test" --filter "fit_on=" --reference su2021 --reference mteb
 .venv/bin/stseval report results/simcse --out results/report --name simcse --best --split test-sample1000 --rows model,pooling,method,dropout
+.venv/bin/stseval report results/simcse_su --out results/report --name simcse_su --rows model,pooling,method,dropout,seed --metric spearman_cosine --metric spearman_cosine_minus_raw --metric spearman_cosine_minus_simcse --ci --over-seeds --reference su2021:SimBERT,BERT
 .venv/bin/stseval report results/retrieval --out results/report --name retrieval --metric recall@10 --metric qps --split test
 # the README shows the main grid: copy its table between the markers
 .venv/bin/python - <<'PY'
