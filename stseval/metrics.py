@@ -87,19 +87,9 @@ def bootstrap_ci(
     Returns:
         (low, high) correlation bounds.
     """
-    result = stats.bootstrap(
-        (np.asarray(predicted_scores), np.asarray(gold_scores)),
-        lambda predicted, gold, axis=-1: _spearman_along(predicted, gold, axis),
-        paired=True,
-        vectorized=True,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        # BCa needs a jackknife of n Spearman fits: far too slow for 20k pairs
-        method="percentile",
-        batch=50,
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return _paired_percentile_interval((np.asarray(predicted_scores), np.asarray(gold_scores)),
+                                       lambda predicted, gold, axis=-1: _spearman_along(predicted, gold, axis),
+                                       n_resamples, confidence, seed)
 
 
 def paired_difference_ci(
@@ -126,18 +116,29 @@ def paired_difference_ci(
     """
     predicted, baseline, gold = (np.asarray(values) for values in (predicted_scores, baseline_scores, gold_scores))
     difference = spearman(predicted, gold) - spearman(baseline, gold)
-    result = stats.bootstrap(
+    low, high = _paired_percentile_interval(
         (predicted, baseline, gold),
         lambda ours, base, labels, axis=-1: _spearman_along(ours, labels, axis) - _spearman_along(base, labels, axis),
+        n_resamples, confidence, seed)
+    return float(difference), low, high
+
+
+def _paired_percentile_interval(samples: tuple[np.ndarray, ...], statistic, n_resamples: int, confidence: float,
+                                seed: int) -> tuple[float, float]:
+    """scipy's percentile bootstrap, resampling the same pair indices in every array of `samples`."""
+    result = stats.bootstrap(
+        samples,
+        statistic,
         paired=True,
         vectorized=True,
         n_resamples=n_resamples,
         confidence_level=confidence,
+        # BCa needs a jackknife of n Spearman fits: far too slow for 20k pairs
         method="percentile",
         batch=50,
         rng=np.random.default_rng(seed),
     )
-    return float(difference), float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def _spearman_along(predicted: np.ndarray, gold: np.ndarray, axis: int) -> np.ndarray:
