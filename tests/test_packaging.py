@@ -39,7 +39,7 @@ def test_setup_installs_pinned_torch_first_from_pips_own_configuration(tmp_path,
     calls = _run_setup(tmp_path)
     torch_call = [call for call in calls if "torch==2.13.0" in call]
     assert torch_call == ["-m pip install --quiet torch==2.13.0"]  # no index of its own: pip.conf decides
-    assert calls.index(torch_call[0]) < calls.index("-m pip install --quiet -e .[test]")
+    assert calls.index(torch_call[0]) < calls.index("-m pip install --quiet -e .[test,onnx]")
 
 
 def test_setup_takes_torch_from_torch_index_url_when_set(tmp_path):
