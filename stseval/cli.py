@@ -273,7 +273,7 @@ def simcse_train(
     then_whiten: bool = typer.Option(False, "--then-whiten", help="Also score the SimCSE vectors whitened, fitted on the training sentences (method simcse+whitening)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     max_eval_pairs: Optional[int] = typer.Option(None, "--max-eval-pairs", help="Evaluate on a seeded sample of this many pairs (rows say e.g. test-sample1000); default: the whole split."),
-    out: Path = typer.Option(Path("runs/simcse"), "--out", help="Folder for simcse.csv (long format), grid.csv and grid.md; one folder per --seed."),
+    out: Path = typer.Option(Path("runs/simcse"), "--out", help="Folder for simcse.csv (long format), grid.csv, grid.md and curves/; seeds and settings share one folder."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Trained models go to RUNS_DIR/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
@@ -305,7 +305,7 @@ def simcse_train(
         from stseval.simcse_run import is_main_process, run_simcse_queue
 
         library_log = runs_dir / "simcse" / "library.log"
-        typer.echo(f"stseval: library messages (load reports, trainer logs, warnings) go to {library_log}", err=True)
+        typer.echo(f"stseval: library messages (load reports, warnings) go to {library_log}", err=True)
         with libraries_to_log(library_log):
             results_path = run_simcse_queue(
                 model, specs, pooling, dropout, train_on=train_on, max_sentences=max_sentences, loss=loss,

@@ -18,9 +18,9 @@ like Su's train+valid+test) means valid+test there: the model sees the test sent
 labels, as in Su's runs. Every row's `train_on` says which sentences trained the model, e.g.
 "valid+test (10000 of 80000 sentences)".
 
-Multi-GPU: run the same command under `accelerate launch -m stseval.cli simcse-train ...` or
-`torchrun --nproc_per_node N -m stseval.cli simcse-train ...`; every process trains (the Hugging
-Face trainer does the data-parallel part) and only rank 0 evaluates and writes rows.
+Multi-GPU: run the same command under `torchrun --nproc_per_node N -m stseval.cli simcse-train ...`
+(or `accelerate launch`); every process trains its share of each global batch (see
+`simcse.train_simcse`) and only rank 0 evaluates and writes rows.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def run_simcse_queue(
         train_on: see `training_sentences`.
         max_sentences: "auto" (10,000; PAWSX uncapped, as Su), None for all, or a count.
         loss, batch_size, learning_rate, epochs, checkpoint_steps: see `simcse.SimcseSettings`.
-        seed: seeds the sentence sample, the trainer (data order, dropout) and the bootstrap.
+        seed: seeds the sentence sample, the training (data order, dropout masks) and the bootstrap; part of
+            every row's cell key, so several seeds share one results file.
         prefix: prepended to every sentence in training and evaluation ("query: " for E5).
         split: the split scored, "test" by default.
         max_eval_pairs: score a seeded sample of at most this many pairs of the split (rows then name
