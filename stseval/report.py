@@ -44,7 +44,8 @@ SPLIT_ORDER = ("train", "valid", "test")
 _KNOWN_ORDER = {"task": TASK_ORDER, "pooling": POOLING_ORDER, "method": METHOD_ORDER, "split": SPLIT_ORDER}
 
 DEFAULT_ROWS = ("model", "pooling", "method", "dims")
-VARYING_ROWS = ("fit_on", "train_on", "prefix", "dropout")  # row keys only where they take several values
+VARYING_ROWS = ("fit_on", "train_on", "prefix", "dropout", "loss", "batch_size", "learning_rate", "epochs", "seed")
+# ^ row keys only where they take several values (a grid of several seeds gets a seed column)
 DEFAULT_COLS = ("task",)
 AVG, WEIGHTED_AVG = "avg", "w-avg"
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of the interval columns `--ci` adds after each task

@@ -301,3 +301,13 @@ def test_task_columns_follow_the_given_order_then_the_registry():
     assert list(build_grid(frame, task_order=["STS-B", "PAWSX"]).columns) == [
         "STS-B", "PAWSX", "ATEC", "BQ", "LCQMC", "avg", "w-avg"]
     assert list(build_grid(frame).columns)[:5] == list(TASKS)
+
+
+def test_default_rows_gain_a_seed_column_when_seeds_vary(tmp_path):
+    """simcse-train's grid after a second seed lands: one row per seed, not a 'rows fall into one cell' error."""
+    rows = make_rows({("last-avg", "raw"): [0.25, 0.41, 0.71, 0.11, 0.76]}, seed=0)
+    rows += make_rows({("last-avg", "raw"): [0.26, 0.41, 0.71, 0.11, 0.76]}, seed=1)
+    grid = build_grid(rows_to_frame(rows))
+    assert "seed" in grid.index.names and len(grid) == 2
+    same_seed = build_grid(rows_to_frame(rows[:5]))
+    assert "seed" not in same_seed.index.names
