@@ -460,7 +460,7 @@ def train_simcse(
     resume = _load_newest_checkpoint(checkpoint_dir, model, optimizer, state)
     if resume is None and validation is not None:
         state.curve.append({"step": 0, "loss": float("nan"),
-                            "valid_spearman": _validation_spearman(model, validation, settings.max_length)})
+                            "valid_spearman": _validation_spearman(model, validation)})
     phase = dict.fromkeys(PHASES, 0.0)
     phase_log: list[dict[str, float]] = []  # phase seconds of each step, for benchmarks/simcse.py
     bar = _progress(total_steps, state.step, show_progress and rank == 0)
@@ -496,7 +496,7 @@ def train_simcse(
         phase["logging"] += time.perf_counter() - tick
         if validation is not None and (state.step % validation.every_steps == 0 or state.step == total_steps):
             tick = time.perf_counter()
-            _record_validation(model, validation, settings.max_length, state, checkpoint_dir, rank)
+            _record_validation(model, validation, state, checkpoint_dir, rank)
             model.train()
             phase["validation"] += time.perf_counter() - tick
         if state.step % settings.checkpoint_steps == 0 and state.step < total_steps:
@@ -614,30 +614,34 @@ def length_sorted_chunks(lengths: Sequence[int], token_budget: int = 2048, min_r
     return groups[::-1]
 
 
-def _validation_spearman(model, validation: ValidationPairs, max_length: int, batch_size: int = 64) -> float:
-    """Spearman of cosine vs gold on the validation pairs, model in eval mode (no dropout, no gradient)."""
+def _validation_spearman(model, validation: ValidationPairs, batch_size: int = 64) -> float:
+    """Spearman of cosine vs gold on the validation pairs, model in eval mode (no dropout, no gradient).
+
+    Sentences are cut at the model's own max_seq_length (set by build_simcse_model).
+    """
     from stseval.metrics import spearman_cosine
 
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     vectors = []
     with torch.inference_mode():
         for texts in (validation.texts_a, validation.texts_b):
             chunks = []
             for start in range(0, len(texts), batch_size):
-                features = _to_device(model.preprocess(texts[start:start + batch_size]), next(model.parameters()).device)
+                features = _to_device(model.preprocess(texts[start:start + batch_size]), device)
                 chunks.append(model(features)["sentence_embedding"].float().cpu().numpy())
             vectors.append(np.concatenate(chunks))
     model.train(was_training)
     return float(spearman_cosine(vectors[0], vectors[1], np.asarray(validation.gold, dtype=np.float64)))
 
 
-def _record_validation(model, validation: ValidationPairs, max_length: int, state: _TrainingState,
+def _record_validation(model, validation: ValidationPairs, state: _TrainingState,
                        checkpoint_dir: Path, rank: int) -> None:
     """Score the validation pairs, extend the curve and keep the weights if they are the best so far."""
     from safetensors.torch import save_model
 
-    score = _validation_spearman(model, validation, max_length)
+    score = _validation_spearman(model, validation)
     since = state.curve[-1]["step"] if state.curve else 0
     recent = state.losses[since:state.step]
     state.curve.append({"step": state.step, "loss": float(np.mean(recent)) if recent else float("nan"),
