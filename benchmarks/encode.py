@@ -1,4 +1,4 @@
-"""Benchmark stseval.encoders.encode against sentence-transformers, and the embedding cache.
+"""Benchmark stseval.encoders.encoder.encode against sentence-transformers, and the embedding cache.
 
 Two comparisons on real LCQMC test sentences (sentence1, a seeded sample):
 
@@ -46,8 +46,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from stseval.cache import EmbeddingCache  # noqa: E402
-from stseval.encoders import encode, load_encoder  # noqa: E402
+from stseval.encoders.cache import EmbeddingCache  # noqa: E402
+from stseval.encoders.encoder import encode, load_encoder  # noqa: E402
 
 POOLINGS = ["cls", "last-avg", "first-last-avg", "max"]
 ST_POOLING_MODE = {"cls": "cls", "last-avg": "mean", "first-last-avg": "mean", "max": "max"}

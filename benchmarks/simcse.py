@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stseval.results import library_versions
-from stseval.simcse import PHASES, SimcseSettings, build_loss, build_simcse_model, select_sentences, train_simcse
-from stseval.tasks import TASKS, load_pairs, resolve_data_dir
+from stseval.runs.results import library_versions
+from stseval.methods.simcse import PHASES, SimcseSettings, build_loss, build_simcse_model, select_sentences, train_simcse
+from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
 
 
 def cpu_name() -> str:
@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--prefix", default="query: ")
     args = parser.parse_args()
 
-    from stseval.encoders import load_encoder
+    from stseval.encoders.encoder import load_encoder
 
     encoder = load_encoder("default")
     config = encoder.model.config

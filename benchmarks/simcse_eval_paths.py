@@ -1,7 +1,7 @@
 """Encoding speed of the base model vs the freshly trained SimCSE model, measured side by side.
 
 simcse-train scores the base model ("raw", before training) and then the trained model, reloaded
-from its saved folder ("simcse", after). Both go through stseval.encoders.encode with the same
+from its saved folder ("simcse", after). Both go through stseval.encoders.encoder.encode with the same
 sentences, batch size and max length. This script times, in one process and interleaved:
 
   base-before   the base encoder before any training
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from stseval.encoders import encode, load_encoder
-from stseval.simcse import SimcseSettings, train_simcse
-from stseval.tasks import TASKS, load_pairs, resolve_data_dir
+from stseval.encoders.encoder import encode, load_encoder
+from stseval.methods.simcse import SimcseSettings, train_simcse
+from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
 
 
 def rate(encoder, texts: list[str]) -> float:

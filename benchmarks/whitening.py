@@ -2,7 +2,7 @@
 
 For each n (default 1e6 and 1e7) of d = 384 float32 vectors read from one memory-mapped .npy:
 
-- stseval: `stseval.whitening.fit_whitening(memmap[:n])` (float64 sums over 65,536-row chunks);
+- stseval: `stseval.methods.whitening.fit_whitening(memmap[:n])` (float64 sums over 65,536-row chunks);
 - limit:   one float64 Gram matrix X^T X over the same rows + `numpy.linalg.eigh`, nothing else
            (rows converted to float64 --limit-block rows at a time, default the same 65,536 as stseval:
            one 1,000,000-row block took 37 s against 4.8 s for 65,536-row blocks at n = 1e6 here);
@@ -126,7 +126,7 @@ def child(method: str, path: Path, n: int, out: Path, limit_block: int) -> None:
     sys.path.insert(0, str(REPO_ROOT))
     from sklearn.decomposition import IncrementalPCA
 
-    from stseval.whitening import fit_whitening
+    from stseval.methods.whitening import fit_whitening
 
     vectors = np.load(path, mmap_mode="r")[:n]
     rss_before, anon_before = peak_rss_bytes(), rss_anon_bytes()
@@ -179,11 +179,11 @@ def whitened_cosines(rows: np.ndarray, mu: np.ndarray, kernel: np.ndarray) -> np
 def real_task_check(task: str, data_dir: Path) -> None:
     """Spearman on a real task's test split: streamed fit (1,000-row chunks) vs the old whole-array fit."""
     sys.path.insert(0, str(REPO_ROOT))
-    from stseval.cache import EmbeddingCache
-    from stseval.encoders import load_encoder
-    from stseval.evaluate import encode_splits, score_pairs
-    from stseval.tasks import TASKS
-    from stseval.whitening import apply_whitening, fit_whitening
+    from stseval.encoders.cache import EmbeddingCache
+    from stseval.encoders.encoder import load_encoder
+    from stseval.evaluation.scoring import encode_splits, score_pairs
+    from stseval.data.tasks import TASKS
+    from stseval.methods.whitening import apply_whitening, fit_whitening
 
     encoded = encode_splits(load_encoder("default"), TASKS[task], ["test"], ["last-avg"], data_dir,
                             prefix="query: ", cache=EmbeddingCache(), show_progress=False)["test"]

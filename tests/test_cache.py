@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stseval.cache import CacheKey, EmbeddingCache, stseval_home
+from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 
 KEY = CacheKey("model-sha", "tokenizer-sha", max_length=64, prefix="", pooling="cls")
 TEXTS = ["今天天气很好", "我喜欢吃苹果", "花呗怎么还款", "借钱"]

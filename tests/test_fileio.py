@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from stseval.fileio import atomic_path, file_sha256, write_bytes_atomic, write_text_atomic
+from stseval.common.fileio import atomic_path, file_sha256, write_bytes_atomic, write_text_atomic
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -36,8 +36,8 @@ def test_cleanup_failure_never_hides_the_error_of_the_block(tmp_path, monkeypatc
 
 
 def test_writable_check_changes_nothing_and_names_the_option(tmp_path):
-    from stseval.errors import StsevalError
-    from stseval.fileio import check_writable_dir
+    from stseval.common.errors import StsevalError
+    from stseval.common.fileio import check_writable_dir
 
     check_writable_dir(tmp_path / "new" / "deeper", "--out")  # missing, under a writable folder: fine
     assert list(tmp_path.iterdir()) == []
@@ -50,8 +50,8 @@ def test_writable_check_changes_nothing_and_names_the_option(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_folder_is_refused(tmp_path):
-    from stseval.errors import StsevalError
-    from stseval.fileio import check_writable_dir
+    from stseval.common.errors import StsevalError
+    from stseval.common.fileio import check_writable_dir
 
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
@@ -70,7 +70,7 @@ def _one_line_exit_2(args, option, monkeypatch):
     """Run the CLI; it must fail with exit 2 and one stseval line naming the option, encoding nothing."""
     from typer.testing import CliRunner
 
-    import stseval.encoders as encoders
+    import stseval.encoders.encoder as encoders
     from stseval.cli import app
 
     monkeypatch.setattr(encoders, "load_encoder", lambda *a, **k: pytest.fail("loaded a model before checking"))
@@ -91,7 +91,7 @@ def test_whiten_into_an_unwritable_out_fails_up_front(a_file, shared_data_dir, t
 
 
 def test_report_index_and_data_commands_check_their_folders_up_front(a_file, tmp_path, monkeypatch):
-    from stseval.results import ResultRow, rows_to_frame, write_frame
+    from stseval.runs.results import ResultRow, rows_to_frame, write_frame
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     results = tmp_path / "r.csv"

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stseval.errors import StsevalError
-from stseval.index import (
+from stseval.common.errors import StsevalError
+from stseval.methods.index import (
     IndexMetadata, LoadedIndex, build_index, check_query_settings, evaluate_retrieval,
     exclude_self, load_index, positive_min_score, retrieval_metrics, retrieval_set, save_index, search,
     su_min_dims, truncate_dims, whiten_dims, whitening_digest,
 )
-from stseval.results import COLUMNS
-from stseval.tasks import TASKS, Pair
-from stseval.whitening import Whitening, fit_whitening
+from stseval.runs.results import COLUMNS
+from stseval.data.tasks import TASKS, Pair
+from stseval.methods.whitening import Whitening, fit_whitening
 from tiny_models import SENTENCES, make_bert
 
 
@@ -251,7 +251,7 @@ def tiny_data_dir(tmp_path):
 
 
 def test_build_then_search_and_refuse_mismatched_encoder(tmp_path, tiny_models, tiny_data_dir):
-    from stseval.retrieval_run import build, search_index
+    from stseval.runs.retrieval import build, search_index
 
     model, other_model = map(str, tiny_models)
     meta = build(model, tmp_path / "idx", task=TASKS["STS-B"], data_dir=tiny_data_dir, fit_whitening_dims=8,
@@ -268,7 +268,7 @@ def test_build_then_search_and_refuse_mismatched_encoder(tmp_path, tiny_models, 
 
 
 def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny_data_dir):
-    from stseval.retrieval_run import SWEEP_CSV, SWEEP_METRICS, SWEEP_PNG, sweep
+    from stseval.runs.retrieval import SWEEP_CSV, SWEEP_METRICS, SWEEP_PNG, sweep
 
     settings = dict(data_dir=tiny_data_dir, dims=(None, 16, 4), use_cache=False, show_progress=False, threads=1,
                     log=lambda message: None)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stseval.cli import app
-from stseval.library_log import libraries_to_log
+from stseval.common.library_log import libraries_to_log
 from tiny_models import make_bert
 
 

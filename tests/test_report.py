@@ -8,12 +8,12 @@ import math
 import pandas as pd
 import pytest
 
-from stseval.errors import StsevalError
-from stseval.report import (
+from stseval.common.errors import StsevalError
+from stseval.report.grids import (
     build_grid, grid_to_markdown, load_results, parse_keys, resolve_duplicates, write_report,
 )
-from stseval.results import ResultRow, rows_to_frame, write_frame
-from stseval.tasks import TASKS
+from stseval.runs.results import ResultRow, rows_to_frame, write_frame
+from stseval.data.tasks import TASKS
 
 N_PAIRS = {"ATEC": 400, "BQ": 200, "LCQMC": 100, "PAWSX": 50, "STS-B": 50}
 MODEL = "intfloat/multilingual-e5-small"
@@ -217,7 +217,7 @@ def test_parse_keys():
 
 
 def test_over_seeds_gives_mean_and_sd_per_setting_beside_the_per_seed_grid(tmp_path):
-    from stseval.report import write_report
+    from stseval.report.grids import write_report
 
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.02), (2, 0.04)):

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from stseval.errors import StsevalError
-from stseval.results import COLUMNS, ResultRow, ResultsFile, cell_key, read_rows, rows_to_frame, write_frame
+from stseval.common.errors import StsevalError
+from stseval.runs.results import COLUMNS, ResultRow, ResultsFile, cell_key, read_rows, rows_to_frame, write_frame
 
 
 def make_row(**changes):
@@ -122,7 +122,7 @@ def test_rows_of_one_cell_given_twice_are_written_once(tmp_path):
 
 
 def test_metric_ranges():
-    from stseval.results import metric_range
+    from stseval.runs.results import metric_range
 
     assert metric_range("spearman_cosine") == metric_range("spearman_dot") == (-1, 1)
     assert metric_range("spearman_cosine_minus_raw") == (-2, 2)  # a difference of two Spearmans

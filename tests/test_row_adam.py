@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from stseval.row_adam import RowAdam
+from stseval.methods.row_adam import RowAdam
 from tiny_models import make_bert
 
 
@@ -74,7 +74,7 @@ def test_simcse_steps_on_a_tiny_bert_match_dense_adam(tmp_path, sparse_grad):
     of a repeated token ([CLS] in every sentence) in another order than the dense one, and Adam's
     m / sqrt(v) magnifies that rounding where a gradient is near zero, hence 2% of one lr step.
     """
-    from stseval.simcse import build_loss, build_simcse_model
+    from stseval.methods.simcse import build_loss, build_simcse_model
 
     folder = make_bert(tmp_path / "bert")
     texts = ["今天天气很好", "我喜欢吃苹果", "花呗怎么还款", "信用额度为何会被降低"]

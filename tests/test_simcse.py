@@ -1,4 +1,4 @@
-"""SimCSE training (stseval/simcse.py) and its queue (stseval/simcse_run.py) on a tiny random BERT.
+"""SimCSE training (stseval/methods/simcse.py) and its queue (stseval/runs/simcse.py) on a tiny random BERT.
 
 The tiny model (3 layers, so first-last-avg and last2avg differ; hidden 32) and the sentences are
 built here, seeded, so these tests need neither downloads nor the shared data.
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stseval.errors import StsevalError
-from stseval.pooling import POOLINGS, pool
-from stseval.simcse import (
+from stseval.common.errors import StsevalError
+from stseval.encoders.pooling import POOLINGS, pool
+from stseval.methods.simcse import (
     CHECKPOINT_DIR,
     SETTINGS_FILE,
     SimcseSettings,
@@ -181,11 +181,11 @@ def test_same_seed_gives_same_vectors(tiny_bert, sentences, tmp_path):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_saved_folder_gives_the_same_vectors_everywhere(tiny_bert, sentences, tmp_path, pooling):
-    """In memory, reloaded by sentence-transformers, via stseval.encoders, and by stseval.pooling.pool."""
+    """In memory, reloaded by sentence-transformers, via stseval.encoders.encoder, and by stseval.encoders.pooling.pool."""
     from sentence_transformers import SentenceTransformer
     from transformers import BertModel
 
-    from stseval.encoders import encode, load_encoder
+    from stseval.encoders.encoder import encode, load_encoder
 
     trained = train_simcse(tiny_bert, sentences, _settings(pooling=pooling), tmp_path / "run", show_progress=False)
     before_saving = trained.model.encode(sentences, convert_to_numpy=True)
@@ -306,7 +306,7 @@ def _queue_options(tiny_bert: Path, sts_b_dir: Path, tmp_path: Path, **overrides
 
 
 def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
-    from stseval import simcse_run
+    from stseval.runs import simcse as simcse_run
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
@@ -363,13 +363,13 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
 def test_queue_rejects_bad_options_before_training(tiny_bert, sts_b_dir, tmp_path, monkeypatch, overrides, option):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     with pytest.raises(StsevalError, match=f"^{option}"):
-        from stseval.simcse_run import run_simcse_queue
+        from stseval.runs.simcse import run_simcse_queue
 
         run_simcse_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
 
 
 def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
-    from stseval.simcse_run import run_simcse_queue
+    from stseval.runs.simcse import run_simcse_queue
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     blank = tmp_path / "blank.txt"
@@ -387,7 +387,7 @@ def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts
 
 
 def test_length_sorted_chunks_cover_every_row_once_and_pad_little():
-    from stseval.simcse import length_sorted_chunks
+    from stseval.methods.simcse import length_sorted_chunks
 
     lengths = [5, 40, 7, 7, 33, 12, 64, 3] * 16
     groups = length_sorted_chunks(lengths, token_budget=256, min_rows=4)
@@ -400,7 +400,7 @@ def test_length_sorted_chunks_cover_every_row_once_and_pad_little():
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_chunked_forward_gives_the_padded_loss_and_gradient(tiny_bert, sentences, pooling):
-    from stseval.simcse import _loss_of_batch
+    from stseval.methods.simcse import _loss_of_batch
 
     model = build_simcse_model(tiny_bert, pooling, 0.0, 32)
     loss_fn = build_loss(model, "su")
@@ -467,7 +467,7 @@ def test_best_valid_folder_of_a_model_without_pooler_has_no_random_pooler(tmp_pa
     from safetensors import safe_open
     from tiny_models import make_bert
 
-    from stseval.simcse import BEST_VALID_DIR, ValidationPairs
+    from stseval.methods.simcse import BEST_VALID_DIR, ValidationPairs
 
     folder = make_bert(tmp_path / "bert", with_pooler=False)
     validation = ValidationPairs(sentences[:20], sentences[20:40], [float(i % 5) for i in range(20)], every_steps=1)

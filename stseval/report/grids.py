@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import functools
+import importlib.resources
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -31,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stseval.errors import StsevalError
-from stseval.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame
-from stseval.tasks import TASKS
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
+from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame
+from stseval.data.tasks import TASKS
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
-# pooling.POOLINGS order, copied because importing stseval.pooling loads torch
+# pooling.POOLINGS order, copied because importing stseval.encoders.pooling loads torch
 POOLING_ORDER = ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg", "max")
 METHOD_ORDER = ("raw", "whitening", "whitening-unnormalized", "simcse", "simcse+whitening")
 SPLIT_ORDER = ("train", "valid", "test")
@@ -52,7 +53,7 @@ CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of the interval columns `--c
 NA = "n/a"
 SOURCE_COLUMNS = ("source_file", "source_line")  # added by load_results: where each row came from
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "data" / "reference"
+REFERENCE_DIR = Path(str(importlib.resources.files("stseval.data") / "reference"))  # shipped in the wheel
 REFERENCES = {"su2021": "su2021.csv", "mteb": "mteb_e5.csv"}
 REFERENCE_METRIC = "spearman_cosine"  # the only metric the published tables report
 
@@ -387,12 +388,12 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
 def _reference_table_cached(name: str) -> pd.DataFrame:
     path = REFERENCE_DIR / REFERENCES[name]
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    table["source_file"] = f"data/reference/{path.name}"
+    table["source_file"] = f"stseval/data/reference/{path.name}"
     return table
 
 
 def _reference_table(name: str) -> pd.DataFrame:
-    """One published table from data/reference/ (cached; a copy, so callers may change it)."""
+    """One published table from stseval/data/reference/ (cached; a copy, so callers may change it)."""
     if name not in REFERENCES:
         raise StsevalError(f"--reference {name!r}: unknown table; known: {', '.join(REFERENCES)}")
     return _reference_table_cached(name).copy()
@@ -779,7 +780,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
             "sources": {label: sorted(set(group["reference_source"]))
                         for label, group in published.groupby(published["model"].str.split(":").str[0], sort=True)},
             "notes": sorted(set(published["reference_note"])),
-            "caveats": "data/reference/README.md",
+            "caveats": "stseval/data/reference/README.md",
         }
     return provenance
 

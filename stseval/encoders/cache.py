@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stseval.fileio import file_sha256, write_bytes_atomic
+from stseval.common.fileio import file_sha256, write_bytes_atomic
 
 SHARD_FORMAT = 1
 _HASH_BYTES = 16
@@ -52,7 +52,7 @@ def stseval_home() -> Path:
 
 def check_home_writable() -> None:
     """Raise StsevalError (one line) unless $STSEVAL_HOME can take the models and vectors we store there."""
-    from stseval.fileio import check_writable_dir
+    from stseval.common.fileio import check_writable_dir
 
     check_writable_dir(stseval_home(), "STSEVAL_HOME",
                        fix="stseval keeps models and embedding vectors there: set STSEVAL_HOME to a writable folder")
@@ -72,7 +72,7 @@ class CacheKey:
         tokenizer_fingerprint: sha256 of the tokenizer files (`Encoder.tokenizer_fingerprint`).
         max_length: truncation length in tokens.
         prefix: text prepended to every sentence before tokenisation, e.g. "query: ".
-        pooling: one of `stseval.pooling.POOLINGS`.
+        pooling: one of `stseval.encoders.pooling.POOLINGS`.
     """
 
     model_fingerprint: str

@@ -15,13 +15,13 @@ from typing import Callable
 
 import numpy as np
 
-from stseval.errors import StsevalError
-from stseval.fileio import check_writable_dir
-from stseval.evaluate import SplitVectors, encode_splits, score_pairs
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import check_writable_dir
+from stseval.evaluation.scoring import SplitVectors, encode_splits, score_pairs
 from stseval.options import FIT_ON_CHOICES, parse_dims, validate_fit_on  # noqa: F401 - re-exported
-from stseval.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
-from stseval.whitening import RELATIVE_EIGENVALUE_FLOOR, Whitening, fit_whitening, save_whitening
+from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
+from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
+from stseval.methods.whitening import RELATIVE_EIGENVALUE_FLOOR, Whitening, fit_whitening, save_whitening
 
 
 @dataclass
@@ -45,7 +45,7 @@ class WhitenSettings:
     save_kernel_dir: Path | None = None
     show_progress: bool = True
     allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
-    backend: str = "fp32"  # stseval.backends.BACKENDS; part of the model's name and fingerprint in rows
+    backend: str = "fp32"  # stseval.encoders.backends.BACKENDS; part of the model's name and fingerprint in rows
     processes: int = 1  # encoding worker processes
 
 
@@ -64,8 +64,8 @@ def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print
     Returns:
         the long-format results CSV path.
     """
-    from stseval.cache import EmbeddingCache, check_home_writable, default_cache_root
-    from stseval.encoders import load_encoder
+    from stseval.encoders.cache import EmbeddingCache, check_home_writable, default_cache_root
+    from stseval.encoders.encoder import load_encoder
 
     check_writable_dir(settings.out_dir, "--out")
     if settings.save_kernel_dir is not None:
@@ -314,7 +314,7 @@ def _encode_fit_source(settings: WhitenSettings, spec: TaskSpec, encoder, fit: s
             for pooling in poolings:
                 parts[pooling].extend(split_vectors.all_vectors(pooling) for split_vectors in other.values())
         return {pooling: np.concatenate(vectors) for pooling, vectors in parts.items()}
-    from stseval.encoders import encode
+    from stseval.encoders.encoder import encode
 
     path = next(Path(value) for value in settings.fit_on if _fit_label(value) == fit)
     return encode(encoder, read_sentence_lines(path, "--fit-on", min_sentences=2), poolings, max_length=spec.max_length, prefix=settings.prefix,
@@ -332,7 +332,7 @@ def write_whiten_grid(settings: WhitenSettings, results_path: Path) -> str:
     The grid holds every cell of the results file for the evaluated split, so runs with and without a
     prefix collected in one folder show side by side (prefix becomes a row key when it varies).
     """
-    from stseval.report import write_report
+    from stseval.report.grids import write_report
 
     written = write_report([results_path], settings.out_dir, metrics=["spearman_cosine"], split=settings.split,
                            best=True, name="grid", task_order=[spec.name for spec in settings.tasks])

@@ -14,8 +14,8 @@ from typing import Union
 
 import numpy as np
 
-from stseval.errors import StsevalError
-from stseval.fileio import atomic_path
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import atomic_path
 
 # eigenvalues below this fraction of the largest are treated as this floor, so that near-singular
 # covariances (d > n, or collapsed directions) do not blow the kernel up to inf

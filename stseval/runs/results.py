@@ -1,7 +1,7 @@
 """Long-format result rows, their provenance, atomic writes and resume.
 
 One row per (model, pooling, method, dims, fit_on, train_on, prefix, dropout, task, split, metric) with a
-`value`. Wide grids are views built by report.py from these rows; they are never read back as a source.
+`value`. Wide grids are views built by stseval/report/grids.py from these rows; they are never read back as a source.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from stseval import __version__
-from stseval.errors import StsevalError
-from stseval.fileio import atomic_path, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import atomic_path, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 
 # what makes two rows the same cell: a re-run with these equal resumes instead of recomputing
 CELL_KEY = (
@@ -116,7 +116,7 @@ def machine_description() -> str:
 
 def git_commit() -> str:
     """Short commit of the stseval checkout, with '+dirty' when it has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
@@ -214,7 +214,7 @@ def metric_range(metric: str) -> tuple[float, float]:
 
 def _check_rows(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
     """Raise StsevalError at the first row with an unknown task or status, or a value out of range."""
-    from stseval.tasks import TASKS
+    from stseval.data.tasks import TASKS
 
     for position, (task, status, metric, value, ci_low, ci_high) in enumerate(zip(
             frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"])):

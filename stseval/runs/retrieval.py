@@ -1,6 +1,6 @@
 """`stseval index build / search / sweep`: encode a corpus, index it, query it, and sweep dimensions.
 
-The array work (building, searching, metrics, truncation, whitening) lives in `stseval.index`; this
+The array work (building, searching, metrics, truncation, whitening) lives in `stseval.methods.index`; this
 module loads encoders and data, writes index folders, result rows and the sweep plot.
 
 The sweep compares two ways to shrink 384-d vectors to k dims for retrieval on each task's split:
@@ -22,17 +22,17 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from stseval.cache import check_home_writable
-from stseval.errors import StsevalError
-from stseval.fileio import atomic_path, check_writable_dir
-from stseval.index import (
+from stseval.encoders.cache import check_home_writable
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import atomic_path, check_writable_dir
+from stseval.methods.index import (
     DEFAULT_FACTORY, REDUCTION_METHODS, IndexMetadata, RetrievalSet, build_index, check_query_settings,
     evaluate_retrieval, load_index, positive_min_score, retrieval_set, save_index, search, set_search_params,
     su_min_dims, truncate_dims, whiten_dims, whitening_digest,
 )
-from stseval.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
-from stseval.whitening import Whitening, fit_whitening, load_whitening
+from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
+from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
+from stseval.methods.whitening import Whitening, fit_whitening, load_whitening
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
 DEFAULT_MAX_LENGTH = 64
@@ -70,7 +70,7 @@ def read_sentences_file(path: Path) -> list[str]:
 def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, prefix: str = "",
                  batch_size: int = 64, cache=None, show_progress: bool = True) -> np.ndarray:
     """(n, d) float32 vectors of texts under one pooling (see encoders.encode)."""
-    from stseval.encoders import encode  # torch stays out of array-only users of this module
+    from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
     return encode(encoder, list(texts), [pooling], max_length=max_length, prefix=prefix,
                   batch_size=batch_size, cache=cache, show_progress=show_progress)[pooling]
@@ -80,7 +80,7 @@ def _open_cache(use_cache: bool):
     """The default on-disk embedding cache, or None."""
     if not use_cache:
         return None
-    from stseval.cache import EmbeddingCache
+    from stseval.encoders.cache import EmbeddingCache
 
     return EmbeddingCache()
 
@@ -126,7 +126,7 @@ def build(
     Returns:
         the metadata written to index_dir/meta.json.
     """
-    from stseval.encoders import load_encoder
+    from stseval.encoders.encoder import load_encoder
 
     if (task is None) == (sentences_file is None):
         raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
@@ -208,7 +208,7 @@ def search_index(
     Example:
         >>> search_index(Path("runs/atec-index"), ["花呗怎么还款"], top_k=3)[0][0].sentence
     """
-    from stseval.encoders import load_encoder
+    from stseval.encoders.encoder import load_encoder
 
     if not queries:
         raise StsevalError("give at least one query sentence")
@@ -289,7 +289,7 @@ def sweep(
     Returns:
         the rows computed in this call (finished cells that were skipped are not repeated).
     """
-    from stseval.encoders import load_encoder
+    from stseval.encoders.encoder import load_encoder
 
     unknown = [method for method in methods if method not in REDUCTION_METHODS]
     if unknown or not methods:

@@ -38,10 +38,10 @@ import faiss
 import numpy as np
 
 from stseval import __version__
-from stseval.errors import StsevalError
-from stseval.fileio import file_sha256, write_bytes_atomic
-from stseval.metrics import l2_normalize
-from stseval.whitening import Whitening, load_whitening, save_whitening
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import file_sha256, write_bytes_atomic
+from stseval.evaluation.metrics import l2_normalize
+from stseval.methods.whitening import Whitening, load_whitening, save_whitening
 
 DEFAULT_FACTORY = "Flat"
 INDEX_FILE = "index.faiss"

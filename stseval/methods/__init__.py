@@ -1,0 +1,1 @@
+"""What improves or serves the vectors: BERT-whitening, unsupervised SimCSE (with its row-sparse Adam), FAISS indexes."""
