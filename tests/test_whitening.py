@@ -4,8 +4,8 @@ from sklearn.decomposition import PCA
 
 from stseval.common.errors import StsevalError
 from stseval.evaluation.metrics import cosine_scores
-from stseval.methods.whitening import (Whitening, apply_whitening, fit_whitening, load_whitening, mean_and_covariance,
-                               save_whitening)
+from stseval.methods.whitening import (Whitening, apply_whitening, fit_whitening, fit_whitening_basis, load_whitening,
+                                       mean_and_covariance, save_whitening)
 
 
 @pytest.fixture
@@ -158,3 +158,68 @@ def test_fit_refuses_mixed_dimensions_and_too_few_vectors(tmp_path):
     (tmp_path / "not.npy").write_text("hello")
     with pytest.raises(StsevalError, match="not.npy"):
         fit_whitening(tmp_path / "not.npy")
+
+
+def _cosines(vectors: np.ndarray) -> np.ndarray:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit @ unit.T
+
+
+def test_beta_gamma_one_is_bert_whitening(correlated_vectors):
+    mu, kernel = fit_whitening(correlated_vectors, n_components=8)
+    general = fit_whitening_basis(correlated_vectors).whitening(beta=1.0, gamma=1.0, n_components=8)
+    np.testing.assert_allclose(general.apply(correlated_vectors), apply_whitening(correlated_vectors, mu, kernel),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_beta_gamma_zero_is_a_rotation_that_keeps_every_cosine(correlated_vectors):
+    rotation = fit_whitening_basis(correlated_vectors).whitening(beta=0.0, gamma=0.0)
+    rotated = rotation.apply(correlated_vectors)
+    np.testing.assert_allclose(np.linalg.norm(rotated, axis=1), np.linalg.norm(correlated_vectors, axis=1), rtol=1e-4)
+    np.testing.assert_allclose(_cosines(rotated), _cosines(correlated_vectors), atol=1e-5)
+    # truncated, it is the PCA projection (up to each axis' sign) without centring
+    projected = fit_whitening_basis(correlated_vectors).whitening(0.0, 0.0, n_components=4).apply(correlated_vectors)
+    axes = PCA(n_components=4).fit(correlated_vectors).components_.T
+    np.testing.assert_allclose(np.abs(projected), np.abs(correlated_vectors @ axes), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0])
+def test_gamma_sets_the_power_of_the_eigenvalues_left(correlated_vectors, gamma):
+    basis = fit_whitening_basis(correlated_vectors)
+    whitened = basis.whitening(beta=1.0, gamma=gamma).apply(correlated_vectors)
+    np.testing.assert_allclose(whitened.mean(axis=0), 0, atol=1e-3)
+    # covariance after the map: diag(S^(1 - gamma))
+    np.testing.assert_allclose(np.diag(np.cov(whitened.T)), basis.eigenvalues ** (1 - gamma), rtol=2e-3)
+
+
+def test_beta_half_subtracts_half_the_mean(correlated_vectors):
+    basis = fit_whitening_basis(correlated_vectors)
+    half = basis.whitening(beta=0.5, gamma=1.0).apply(correlated_vectors)
+    full = basis.whitening(beta=1.0, gamma=1.0).apply(correlated_vectors)
+    shift = (0.5 * basis.mu) @ basis.whitening(1.0, 1.0).kernel
+    np.testing.assert_allclose(half - full, np.broadcast_to(shift, full.shape), rtol=1e-4, atol=1e-4)
+
+
+def test_saved_whitening_carries_beta_and_gamma(tmp_path, correlated_vectors):
+    saved = fit_whitening_basis(correlated_vectors).whitening(beta=0.5, gamma=0.25, n_components=6).truncate(3)
+    path = tmp_path / "kernel.npz"
+    save_whitening(saved, path)
+    loaded = load_whitening(path)
+    assert (loaded.beta, loaded.gamma, loaded.n_components) == (0.5, 0.25, 3)
+    np.testing.assert_array_equal(loaded.apply(correlated_vectors), saved.apply(correlated_vectors))
+
+
+def test_a_file_saved_before_beta_gamma_loads_as_bert_whitening(tmp_path, correlated_vectors):
+    mu, kernel = fit_whitening(correlated_vectors)
+    path = tmp_path / "old.npz"
+    np.savez(path, mu=mu, kernel=kernel, provenance=np.array("{}"))
+    loaded = load_whitening(path)
+    assert (loaded.beta, loaded.gamma) == (1.0, 1.0)
+    np.testing.assert_allclose(loaded.apply(correlated_vectors), apply_whitening(correlated_vectors, mu, kernel))
+
+
+def test_basis_rank_counts_the_directions_the_fit_saw():
+    rng = np.random.default_rng(1)
+    flat = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 10))  # 10-d vectors in a 3-d subspace
+    assert fit_whitening_basis(flat).rank == 3
+    assert fit_whitening_basis(rng.normal(size=(5, 10))).rank == 4  # 5 vectors span 4 directions around their mean

@@ -2,6 +2,10 @@
 
 The fit maps vectors so that their mean is 0 and their covariance the identity, keeping the k
 directions of largest variance: x -> (x - mu) @ W[:, :k] with W = U diag(1/sqrt(S)), U S U^T = cov(x).
+
+Su's generalisation (kexue.fm/archives/9079) has two knobs: x -> (x - beta * mu) @ U[:, :k] diag(S)^(-gamma/2).
+beta = gamma = 1 is BERT-whitening; beta = gamma = 0 is a pure rotation onto the principal axes (PCA without
+centring), which at full k leaves every cosine unchanged; gamma alone rescales, beta alone centres.
 """
 
 from __future__ import annotations
@@ -32,18 +36,21 @@ class Whitening:
     mu: np.ndarray
     kernel: np.ndarray
     provenance: dict = field(default_factory=dict)
+    beta: float = 1.0  # how much of the mean is subtracted (Su's beta); 1 for BERT-whitening
+    gamma: float = 1.0  # the power of the eigenvalue rescaling in the kernel (Su's gamma); 1 for BERT-whitening
 
     @property
     def n_components(self) -> int:
         return int(self.kernel.shape[1])
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, d) vectors -> (n, k) whitened float32 vectors."""
-        return apply_whitening(vectors, self.mu, self.kernel)
+        """(n, d) vectors -> (n, k) whitened float32 vectors: (x - beta * mu) @ kernel."""
+        return apply_whitening(vectors, np.float32(self.beta) * self.mu, self.kernel)
 
     def truncate(self, n_components: int) -> "Whitening":
         """The same whitening keeping only its first n_components directions."""
-        return Whitening(self.mu, self.kernel[:, :n_components], dict(self.provenance, n_components=n_components))
+        return Whitening(self.mu, self.kernel[:, :n_components], dict(self.provenance, n_components=n_components),
+                         self.beta, self.gamma)
 
 
 CHUNK_ROWS = 65536
@@ -51,6 +58,41 @@ CHUNK_ROWS = 65536
 
 VectorSource = Union[np.ndarray, str, Path, Iterable[np.ndarray]]
 """What a fit reads: an (n, d) array (a memory-mapped one too), a .npy path, or (m, d) chunks."""
+
+
+@dataclass(frozen=True)
+class WhiteningBasis:
+    """What every (beta, gamma, k) whitening of one set of vectors shares: one eigendecomposition.
+
+    mu: (1, d) float32 mean; axes: (d, d) float64 eigenvectors of the covariance as columns, by
+    decreasing eigenvalue; eigenvalues: (d,) float64, floored at RELATIVE_EIGENVALUE_FLOOR x the largest;
+    n_fit: vectors fitted; rank: directions with variance above the floor (at most n_fit - 1).
+    """
+
+    mu: np.ndarray
+    axes: np.ndarray
+    eigenvalues: np.ndarray
+    n_fit: int
+    rank: int
+
+    def whitening(self, beta: float = 1.0, gamma: float = 1.0, n_components: int | None = None,
+                  provenance: dict | None = None) -> Whitening:
+        """x -> (x - beta * mu) @ axes[:, :k] diag(eigenvalues[:k])^(-gamma/2), as a Whitening."""
+        dim = self.axes.shape[0]
+        k = dim if n_components is None else n_components
+        if not 1 <= k <= dim:
+            raise StsevalError(f"--dims: {k} is outside 1..{dim} (the vector size)")
+        kernel = self.axes[:, :k] * self.eigenvalues[:k] ** (-gamma / 2)
+        return Whitening(self.mu, kernel.astype(np.float32), dict(provenance or {}), float(beta), float(gamma))
+
+
+def fit_whitening_basis(vectors: VectorSource, chunk_rows: int = CHUNK_ROWS) -> WhiteningBasis:
+    """The mean and eigendecomposition of the covariance of (n, d) vectors, streamed like `fit_whitening`."""
+    n_rows, mean, covariance = mean_and_covariance(vectors, chunk_rows)
+    u, s, _ = np.linalg.svd(covariance)  # symmetric PSD: singular values are the eigenvalues, sorted
+    floor = s[0] * RELATIVE_EIGENVALUE_FLOOR
+    rank = int(min(np.count_nonzero(s > floor * 1.01), n_rows - 1))  # n vectors span n - 1 directions
+    return WhiteningBasis(mean.astype(np.float32), u, np.maximum(s, floor), n_rows, rank)
 
 
 def fit_whitening(
@@ -73,14 +115,9 @@ def fit_whitening(
         (100, 4)
         >>> mu2, kernel2 = fit_whitening(iter([x[:30], x[30:]]), 4)   # same fit from chunks
     """
-    n_rows, mean, covariance = mean_and_covariance(vectors, chunk_rows)
-    dim = mean.shape[1]
-    if n_components is not None and not 1 <= n_components <= dim:
-        raise StsevalError(f"--dims: {n_components} is outside 1..{dim} (the vector size)")
-    u, s, _ = np.linalg.svd(covariance)  # symmetric PSD: singular values are the eigenvalues, sorted
-    s = np.maximum(s, s[0] * RELATIVE_EIGENVALUE_FLOOR)
-    kernel = u / np.sqrt(s)  # each direction scaled so that the whitened covariance is I
-    return mean.astype(np.float32), kernel[:, :n_components].astype(np.float32)
+    basis = fit_whitening_basis(vectors, chunk_rows)
+    whitening = basis.whitening(1.0, 1.0, n_components)  # each direction scaled so the covariance is I
+    return whitening.mu, whitening.kernel
 
 
 def mean_and_covariance(vectors: VectorSource, chunk_rows: int = CHUNK_ROWS) -> tuple[int, np.ndarray, np.ndarray]:
@@ -144,9 +181,10 @@ def apply_whitening(vectors: np.ndarray, mu: np.ndarray, kernel: np.ndarray) -> 
 
 
 def save_whitening(whitening: Whitening, path: Path) -> None:
-    """Save as a small .npz (mu, kernel, provenance as JSON), atomically."""
+    """Save as a small .npz (mu, kernel, beta, gamma, provenance as JSON), atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a name
-        np.savez(handle, mu=whitening.mu, kernel=whitening.kernel,
+        np.savez(handle, mu=whitening.mu, kernel=whitening.kernel, beta=np.float64(whitening.beta),
+                 gamma=np.float64(whitening.gamma),
                  provenance=np.array(json.dumps(whitening.provenance, sort_keys=True)))
 
 
@@ -157,8 +195,11 @@ def load_whitening(path: Path) -> Whitening:
         with np.load(path, allow_pickle=False) as archive:
             mu, kernel = archive["mu"], archive["kernel"]
             provenance = json.loads(str(archive["provenance"]))
+            # files from before beta/gamma whitening hold plain BERT-whitening
+            beta = float(archive["beta"]) if "beta" in archive.files else 1.0
+            gamma = float(archive["gamma"]) if "gamma" in archive.files else 1.0
     except (OSError, KeyError, ValueError) as err:
         raise StsevalError(f"{path}: not a stseval whitening file ({err})") from None
     if mu.ndim != 2 or kernel.ndim != 2 or mu.shape[1] != kernel.shape[0]:
         raise StsevalError(f"{path}: inconsistent shapes mu {mu.shape}, kernel {kernel.shape}")
-    return Whitening(mu, kernel, provenance)
+    return Whitening(mu, kernel, provenance, beta, gamma)
