@@ -286,10 +286,10 @@ def _load_non_transformer(name_or_path: str, device: str, backend: str | None,
     return load_use_encoder()
 
 
-def files_fingerprint(paths: Sequence[Path], extra: str = "") -> str:
+def files_fingerprint(paths: Sequence[Path | str], extra: str = "") -> str:
     """sha256 over the names and contents of `paths`, plus `extra` (e.g. "package==1.2" for an
     encoder whose forward pass is another package's code); big files are hashed once and memoised."""
-    digest = _fingerprint(paths)
+    digest = _fingerprint([Path(path) for path in paths])
     return hashlib.sha256(f"{digest}\n{extra}".encode()).hexdigest() if extra else digest
 
 

