@@ -424,8 +424,6 @@ def load_pairs(spec: TaskSpec, split: str, data_dir: Path) -> list[Pair]:
     return read_pairs(path, spec)
 
 
-
-
 def git_blob_sha1(path: Path) -> str:
     """Git blob id of a file, as `git hash-object FILE` prints it; matches the manifest's git_blob."""
     raw = Path(path).read_bytes()

@@ -668,8 +668,6 @@ def _file_sha256_memoised(path: Path) -> str:
     return digest
 
 
-
-
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bar while loading; we check weights ourselves."""
