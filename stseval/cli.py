@@ -551,9 +551,5 @@ def cache_clean(dry_run: bool = typer.Option(False, "--dry-run", help="List what
     typer.echo(f"{default_cache_root()}: {verb} {len(removed)} file(s)")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     app()

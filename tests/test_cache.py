@@ -135,14 +135,21 @@ def test_default_root_follows_stseval_home(tmp_path, monkeypatch):
     assert stseval_home() == Path.home() / ".cache" / "stseval"
 
 
-def test_many_sentences_round_trip_quickly(tmp_path, rng):
-    texts = [f"句子 {index}" for index in range(20_000)]
-    many_vectors = rng.normal(size=(len(texts), 16)).astype(np.float32)
+def test_near_identical_sentences_each_get_their_own_vector(tmp_path, rng):
+    """Sentences one space, one punctuation mark or one code point apart are different model inputs:
+    among 20,000 of them in three shards, every lookup returns the vector stored for exactly that text."""
+    variants = ["今天天气很好", "今天天气很好 ", " 今天天气很好", "今天天气很好。", "今天天气很好.", "今天天氣很好",
+                "cafe\u0301", "caf\u00e9", "ＡＢＣ", "ABC"]  # decomposed / composed é, full- / half-width letters
+    texts = [f"句子 {index}" for index in range(20_000 - len(variants))] + variants
+    stored_vectors = rng.normal(size=(len(texts), 16)).astype(np.float32)
     cache = EmbeddingCache(tmp_path)
-    cache.put(KEY, texts, many_vectors)
-    found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, texts[::-1])
-    assert len(found_indices) == len(texts)
-    np.testing.assert_array_equal(found_vectors, many_vectors[::-1])
+    for shard in (slice(0, 7_000), slice(7_000, -len(variants)), slice(-len(variants), None)):
+        cache.put(KEY, texts[shard], stored_vectors[shard])
+    order = rng.permutation(len(texts))
+    asked = [texts[i] for i in order] + ["句子 20000", "今天天气很好  "]  # two never stored
+    found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, asked)
+    np.testing.assert_array_equal(found_indices, np.arange(len(texts)))
+    np.testing.assert_array_equal(found_vectors, stored_vectors[order])
 
 
 def test_a_put_leaves_out_what_another_writer_stored_meanwhile(tmp_path, vectors):

@@ -168,8 +168,12 @@ def test_whitening_dims_use_the_top_k_directions_not_the_first_k_coordinates(rng
     assert (whitened_ids == full_ids).mean() > (truncated_ids == full_ids).mean() + 0.3
 
 
-def test_su_rule():
-    assert su_min_dims(100_000) == pytest.approx(95.9, abs=0.1)
+@pytest.mark.parametrize("n_items, published_dims", [(100_000, 96), (5_000_000, 128)])
+def test_su_rule_gives_the_dimensions_su_quotes(n_items, published_dims):
+    """The sweep plot's line is Su's n > 8.33 log N: he quotes about 96 dimensions for 100,000 items
+    and 128 for 5 million ("最小熵原理（六）：词向量的维度应该怎么选择？", and again in
+    https://kexue.fm/archives/8711). Two points pin both the factor and the natural log."""
+    assert round(su_min_dims(n_items)) == published_dims
 
 
 # ---------------------------------------------------------------------------------------------

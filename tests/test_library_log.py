@@ -66,4 +66,3 @@ def test_simcse_train_terminal_shows_stseval_lines_and_the_grid_only(tmp_path, s
     assert "STS-B cls dropout=0.1 seed=0: spearman" in result.stderr
     log_text = (tmp_path / "runs" / "simcse" / "library.log").read_text(encoding="utf-8")
     assert "LOAD REPORT" in log_text
-

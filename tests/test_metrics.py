@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman, spearman_cosine, task_averages
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman, spearman_cosine
 
 
 def test_cosine_scores_hand_computed():
@@ -74,12 +74,6 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
     estimate = spearman(predicted, gold)
     assert first[0] < estimate < first[1]
     assert first[1] - first[0] < 0.1
-
-
-def test_task_averages_plain_and_weighted():
-    averages = task_averages({"A": 0.2, "B": 0.6}, {"A": 300, "B": 100})
-    assert averages["avg"] == pytest.approx(0.4)
-    assert averages["weighted_avg"] == pytest.approx((0.2 * 300 + 0.6 * 100) / 400)
 
 
 def test_paired_difference_ci_finds_a_small_consistent_gain_that_separate_intervals_miss():

@@ -1,5 +1,7 @@
 """Poolings over a hand-made padded batch, compared with loops written out by hand."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -121,8 +123,13 @@ def test_masked_helpers_ignore_padding():
     assert masked_max(states, mask).item() == 3.0
 
 
-def test_poolings_order():
-    assert POOLINGS == ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg", "max")
+def test_every_pooling_name_gives_its_own_vectors(batch, dense):
+    """Each --pooling name is a grid row of its own: no two may quietly compute the same vectors."""
+    hidden_states, attention_mask = batch
+    with torch.no_grad():
+        pooled = pool_all(list(POOLINGS), hidden_states, attention_mask, dense)
+    for first, second in itertools.combinations(POOLINGS, 2):
+        assert not torch.allclose(pooled[first], pooled[second]), (first, second)
 
 
 @pytest.mark.parametrize(

@@ -121,9 +121,31 @@ def test_rows_of_one_cell_given_twice_are_written_once(tmp_path):
     assert len(frame) == 1 and frame.value.item() == pytest.approx(0.2)
 
 
-def test_metric_ranges():
-    from stseval.runs.results import metric_range
+@pytest.mark.parametrize("metric, value", [
+    ("spearman_cosine", -0.3),
+    ("spearman_cosine_minus_raw", -1.5),  # a paired difference of two Spearmans can exceed 1 in size
+    ("spearman_cosine_minus_simcse", 1.5),
+    ("ndcg@10", 0.0),
+    ("qps", 12000.0),  # rates and timings have no upper bound
+    ("build_s", 0.0),
+    ("mean_rank", -7.0),  # a metric stseval has no range for: any finite number
+])
+def test_every_value_a_metric_can_take_is_read_back(tmp_path, metric, value):
+    path = tmp_path / "r.csv"
+    write_frame(rows_to_frame([make_row(metric=metric, value=value)]), path)
+    assert read_rows(path).value.item() == pytest.approx(value)
 
-    assert metric_range("spearman_cosine") == metric_range("spearman_dot") == (-1, 1)
-    assert metric_range("spearman_cosine_minus_raw") == (-2, 2)  # a difference of two Spearmans
-    assert metric_range("ndcg@10") == (0, 1) and metric_range("qps") == (0, float("inf"))
+
+@pytest.mark.parametrize("metric, value, span", [
+    ("spearman_dot", 1.2, r"\[-1, 1\]"),
+    ("spearman_cosine_minus_raw", -2.5, r"\[-2, 2\]"),
+    ("ndcg@10", 1.2, r"\[0, 1\]"),
+    ("mrr@10", -0.1, r"\[0, 1\]"),
+    ("qps", -1.0, ">= 0"),
+    ("mean_rank", float("inf"), "finite"),
+])
+def test_a_value_its_metric_cannot_take_is_refused_with_file_and_line(tmp_path, metric, value, span):
+    path = tmp_path / "r.csv"
+    write_frame(rows_to_frame([make_row(task="ATEC"), make_row(metric=metric, value=value)]), path)
+    with pytest.raises(StsevalError, match=f"r.csv:3: value {value!r} of {metric} is outside {span}"):
+        read_rows(path)

@@ -1,7 +1,7 @@
 """SimCSE training (stseval/methods/simcse.py) and its queue (stseval/runs/simcse.py) on a tiny random BERT.
 
-The tiny model (3 layers, so first-last-avg and last2avg differ; hidden 32) and the sentences are
-built here, seeded, so these tests need neither downloads nor the shared data.
+The tiny model (tests/tiny_models.py with 3 layers, so first-last-avg and last2avg differ; hidden 32)
+and the sentences are seeded, so these tests need neither downloads nor the shared data.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from stseval.methods.simcse import (
     select_sentences,
     train_simcse,
 )
+from tiny_models import VOCAB, make_bert
 
-CHARS = "今天气很好我喜欢吃苹果的是不什么人你他们有在这个中国上来怎办花呗还款借钱多少银行卡密码忘了信用额度为何会被降低"
+CHARS = "".join(token for token in VOCAB if len(token) == 1 and not token.isascii())  # the tiny vocab's Chinese
 N_LAYERS = 3
 
 
@@ -43,18 +44,8 @@ def _few_threads():
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    """A seeded 3-layer BertModel (hidden 32, with pooler) and a character tokenizer, saved to a folder."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(CHARS)]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizer(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=N_LAYERS, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=140)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
-    return folder
+    """A seeded 3-layer BertModel (hidden 32, with pooler) and its character tokenizer, saved to a folder."""
+    return make_bert(tmp_path_factory.mktemp("tiny-bert"), num_hidden_layers=N_LAYERS)
 
 
 @pytest.fixture(scope="module")
@@ -255,16 +246,10 @@ def test_bad_settings_name_their_option(overrides, option):
 
 
 def test_pooler_pooling_needs_trained_pooler_weights(tmp_path):
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CHARS[:10]]) + "\n",
-                                        encoding="utf-8")
-    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
-    config = BertConfig(vocab_size=15, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
-    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path, safe_serialization=True)
+    folder = make_bert(tmp_path / "bert", with_pooler=False)
     with pytest.raises(StsevalError, match="^--pooling pooler: .* no trained pooler"):
-        build_simcse_model(tmp_path, "pooler", 0.1, max_length=32)
-    assert build_simcse_model(tmp_path, "cls", 0.1, max_length=32) is not None
+        build_simcse_model(folder, "pooler", 0.1, max_length=32)
+    assert build_simcse_model(folder, "cls", 0.1, max_length=32) is not None
 
 
 def test_sentence_selection_is_seeded_capped_and_keeps_duplicates():
@@ -465,7 +450,6 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tin
 def test_best_valid_folder_of_a_model_without_pooler_has_no_random_pooler(tmp_path, sentences):
     """The e5 default has no pooler: neither the final nor the best-valid folder may gain a random one."""
     from safetensors import safe_open
-    from tiny_models import make_bert
 
     from stseval.methods.simcse import BEST_VALID_DIR, ValidationPairs
 

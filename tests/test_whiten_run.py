@@ -34,13 +34,30 @@ def test_whiten_writes_long_rows_and_grid_then_resumes(tiny_bert, sample_data_di
     assert set(rows.fit_on) == {"", "valid", "test"}
     assert (rows.loc[rows.pooling == "pooler", "status"] == "n/a").all()
     ok = rows[rows.status == "ok"]
-    assert ok.value.astype(float).between(-1, 1).all()
     assert (ok.n_pairs.astype(int) == 300).all()
     assert (ok.ci_low.astype(float) <= ok.value.astype(float)).all()
     assert (rows.data_sha256 != "").all() and (rows.command.str.startswith("stseval")).all()
-    grid = pd.read_csv(out / "grid.csv")
+    # every option asked for changes the numbers: whitening or not, each --fit-on, each --dims
+    value = {(r.pooling, r.method, str(r.dims), r.fit_on, r.task): float(r.value) for r in ok.itertuples()}
+    for pooling in ("cls", "first-last-avg"):
+        for task in ("STS-B", "PAWSX"):
+            cells = [("raw", "full", "")] + [("whitening", dims, fit) for dims in ("full", "8") for fit in ("valid", "test")]
+            assert len({value[pooling, method, dims, fit, task] for method, dims, fit in cells}) == 5, (pooling, task)
+    # the grid is a view of the rows: each cell is its row's value x 100, n/a where the model has no pooler
+    grid = pd.read_csv(out / "grid.csv", dtype=str, keep_default_na=False)
     assert list(grid.columns[-4:]) == ["STS-B", "PAWSX", "avg", "w-avg"]  # the --tasks order
-    assert (out / "grid.md").read_text().count("|") > 20
+    assert len(grid) == 15
+    for cell in grid.to_dict("records"):
+        for task in ("STS-B", "PAWSX"):
+            row = rows[(rows.pooling == cell["pooling"]) & (rows.method == cell["method"])
+                       & (rows.dims.astype(str) == cell["dims"]) & (rows.fit_on == cell["fit_on"]) & (rows.task == task)]
+            expected = "n/a" if row.status.item() == "n/a" else f"{100 * float(row.value.item()):.2f}"
+            assert cell[task] == expected, (cell, task)
+    # and grid.md shows the same table (best cells in bold)
+    table = [line for line in (out / "grid.md").read_text().splitlines() if line.startswith("|")]
+    cells_of = lambda line: [text.strip().strip("*") for text in line.strip().strip("|").split("|")]  # noqa: E731
+    assert cells_of(table[0]) == list(grid.columns)
+    assert [cells_of(line) for line in table[2:]] == grid.values.tolist()
 
     again = run(*args)
     assert again.exit_code == 0

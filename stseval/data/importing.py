@@ -385,13 +385,9 @@ def fetch_from_hub(
     else:
         specs = parse_task_names(items)
     check_hub_reachable(timeout_s)
-    try:
-        import datasets
-        from datasets.exceptions import DatasetsError
-    except ImportError:
-        raise StsevalError(
-            "fetching needs the `datasets` package: pip install 'stseval[hub]'"
-        ) from None
+    import datasets  # a core dependency; imported here, not at the top, because it takes seconds to load
+    from datasets.exceptions import DatasetsError
+
     with tempfile.TemporaryDirectory(prefix="stseval-fetch-") as staging:
         for spec in specs:
             try:

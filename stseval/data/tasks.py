@@ -75,7 +75,6 @@ class TaskSpec:
         max_length: tokenizer max_length in tokens (64; PAWSX 128 for its long sentences).
         files: split -> FileSpec for every split the manifest knows, including missing train splits.
         hub_dataset: Hugging Face dataset id used by `stseval data fetch`, e.g. "C-MTEB/STSB".
-        main_metric: the headline metric reported for the task.
     """
 
     name: str
@@ -85,7 +84,6 @@ class TaskSpec:
     max_length: int
     files: Mapping[str, FileSpec] = field(hash=False, compare=False)
     hub_dataset: str = ""
-    main_metric: str = "spearman_cosine"
 
 
 class SplitStatus(NamedTuple):
@@ -424,8 +422,6 @@ def load_pairs(spec: TaskSpec, split: str, data_dir: Path) -> list[Pair]:
             hint = "copy the data in with `stseval data import DIR` or point --data-dir at it"
         raise StsevalError(f"{path}: file not found; {hint}")
     return read_pairs(path, spec)
-
-
 
 
 def git_blob_sha1(path: Path) -> str:

@@ -100,10 +100,6 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-
-
-
-
 class _CorruptShard(Exception):
     """A shard whose files are missing, unreadable or fail their checksum."""
 

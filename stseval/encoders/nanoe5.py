@@ -635,7 +635,5 @@ def _is_current(folder: Path, source_sha256: str) -> bool:
     )
 
 
-
-
 def _write_json(path: Path, payload) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -150,18 +150,3 @@ def _spearman_along(predicted: np.ndarray, gold: np.ndarray, axis: int) -> np.nd
     numerator = (predicted_ranks * gold_ranks).sum(axis=axis)
     denominator = np.sqrt((predicted_ranks**2).sum(axis=axis) * (gold_ranks**2).sum(axis=axis))
     return numerator / denominator
-
-
-def task_averages(scores_by_task: dict[str, float], pairs_by_task: dict[str, int]) -> dict[str, float]:
-    """Plain and pair-weighted average over tasks, the two averages of Su's tables.
-
-    Args:
-        scores_by_task: task name -> score.
-        pairs_by_task: task name -> number of evaluated pairs (weights of the weighted average).
-    Returns:
-        {"avg": plain mean, "weighted_avg": mean weighted by pair counts}.
-    """
-    names = list(scores_by_task)
-    scores = np.array([scores_by_task[name] for name in names], dtype=np.float64)
-    weights = np.array([pairs_by_task[name] for name in names], dtype=np.float64)
-    return {"avg": float(scores.mean()), "weighted_avg": float((scores * weights).sum() / weights.sum())}

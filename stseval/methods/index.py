@@ -559,7 +559,3 @@ def check_query_settings(loaded: LoadedIndex, model_fingerprint: str, pooling: s
     if problems:
         raise StsevalError(f"{loaded.path}: query encoder does not match the index: {'; '.join(problems)}. "
                            f"Search with the settings in {loaded.path / METADATA_FILE} or rebuild the index")
-
-
-
-

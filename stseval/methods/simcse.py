@@ -24,10 +24,13 @@ Training sentences are chosen by the caller (stseval/runs/simcse.py): Su took ev
 of the task's train, valid and test files, did NOT deduplicate, shuffled and kept 10,000 (all for
 PAWSX). `select_sentences` does the shuffle and cap with an explicit seed.
 
-Pooling: the trained model is made only of built-in sentence-transformers modules, so the saved
-folder loads with a plain `SentenceTransformer(path)` and no `trust_remote_code` (sentence-
-transformers 6 refuses module classes outside its own namespace without it). Each composition
-gives the vectors of `stseval.encoders.pooling.pool` (tests/test_simcse.py checks all seven to 2e-5):
+Pooling: one definition, `stseval.encoders.pooling.pool`. In memory the model is Transformer ->
+`PoolingHead`, which calls `pool` on the Transformer's hidden states, so training, the validation curve
+and `trained.model.encode` pool exactly as `stseval.encoders.encoder.encode` does. On disk (`save`) the
+head is written as built-in sentence-transformers modules, so the folder loads with a plain
+`SentenceTransformer(path)` and no `trust_remote_code` (sentence-transformers 6 refuses module classes
+outside its own namespace without it); tests/test_simcse.py checks that all seven give the vectors
+of `pool` to 2e-5:
     cls            Transformer -> Pooling("cls")
     last-avg       Transformer -> Pooling("mean")
     max            Transformer -> Pooling("max")
@@ -60,6 +63,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -76,7 +80,7 @@ from torch import nn
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS
+from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, pool
 from stseval.methods.row_adam import RowAdam
 
 LOSSES: tuple[str, ...] = ("su", "princeton", "cached")
@@ -227,23 +231,43 @@ def set_dropout(model: nn.Module, dropout: float) -> int:
     return changed
 
 
+class PoolingHead(nn.Module):
+    """The sentence-transformers module after the Transformer: `pooling` by `stseval.encoders.pooling.pool`.
+
+    Reads the Transformer module's features: `token_embeddings` (b, s, h), `all_layer_embeddings`
+    (the hidden_states tuple, present when the model was loaded with output_hidden_states) and
+    `attention_mask` (b, s); adds `sentence_embedding` (b, h).
+    """
+
+    def __init__(self, pooling: str, pooler_dense: nn.Module | None = None):
+        super().__init__()
+        self.pooling = pooling
+        self.pooler_dense = pooler_dense  # BERT's own pooler layer (shared), for pooler / pooler-tanh only
+
+    def forward(self, features: dict) -> dict:
+        hidden_states = features.get("all_layer_embeddings") or (features["token_embeddings"],)
+        features["sentence_embedding"] = pool(self.pooling, hidden_states, features["attention_mask"],
+                                              self.pooler_dense)
+        return features
+
+
 def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_length: int, device: str | None = None):
     """A SentenceTransformer over a Hugging Face encoder folder whose output is `pooling`.
 
     Args:
         model_folder: folder with config.json, *.safetensors and the tokenizer (e.g. `Encoder.folder`).
-        pooling: one of `stseval.encoders.pooling.POOLINGS`; see the module docstring for the modules used.
+        pooling: one of `stseval.encoders.pooling.POOLINGS`, computed by `PoolingHead`; `save` writes
+            it as the built-in modules listed in the module docstring.
         dropout: set everywhere (see `set_dropout`); used while training only, the model is
             returned in train mode and evaluation must call `.eval()`.
         max_length: tokens kept per sentence, [CLS] and [SEP] included.
         device: torch device; None lets sentence-transformers pick.
     Returns:
-        the SentenceTransformer.
+        the SentenceTransformer (Transformer -> PoolingHead).
     Raises:
         StsevalError naming --pooling when the model lacks a pooler or the layers it needs.
     """
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer, WeightedLayerPooling
+    from sentence_transformers.sentence_transformer.modules import Transformer
 
     dropout = check_dropout(dropout)
     if pooling not in POOLINGS:
@@ -260,34 +284,57 @@ def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_len
     if getattr(backbone, "pooler", None) is not None and not _has_trained_pooler(Path(model_folder)):
         # transformers filled it with random weights; drop it so they are neither trained nor saved as real
         backbone.pooler = None
-    dim = transformer.get_embedding_dimension()
-    modules: list[nn.Module] = [transformer]
+    pooler_dense = None
     if pooling in NEEDS_POOLER:
         pooler = getattr(backbone, "pooler", None)
         if pooler is None or not hasattr(pooler, "dense") or not _has_trained_pooler(Path(model_folder)):
             raise StsevalError(f"--pooling {pooling}: {model_folder} has no trained pooler layer; use cls, last-avg, "
                                "first-last-avg, last2avg or max")
-        head = Dense(dim, dim, bias=pooler.dense.bias is not None,
-                     activation_function=nn.Tanh() if pooling == "pooler-tanh" else nn.Identity())
-        head.linear = pooler.dense  # shared: training updates BERT's own pooler, which load_encoder reads
-        modules += [Pooling(dim, "cls"), head]
-    elif layer_pooling:
-        n_layers = int(backbone.config.num_hidden_layers)
-        if n_layers < 2:
-            raise StsevalError(f"--pooling {pooling}: needs a model with at least 2 Transformer layers")
+        pooler_dense = pooler.dense  # shared: training updates BERT's own pooler, which load_encoder reads
+    if layer_pooling and int(backbone.config.num_hidden_layers) < 2:
+        raise StsevalError(f"--pooling {pooling}: needs a model with at least 2 Transformer layers")
+    model = _simcse_model_class()(modules=[transformer, PoolingHead(pooling, pooler_dense)], device=device)
+    set_dropout(model, dropout)
+    model.train()
+    return model
+
+
+@functools.cache
+def _simcse_model_class() -> type:
+    """SentenceTransformer whose `save` writes the PoolingHead as built-in modules (defined on first use:
+    importing sentence-transformers takes seconds)."""
+    from sentence_transformers import SentenceTransformer
+
+    class SimcseModel(SentenceTransformer):
+        def save(self, path: str, *args, **kwargs) -> None:
+            transformer, head = self[0], self[1]
+            on_disk = SentenceTransformer(modules=[transformer, *_builtin_pooling(transformer, head)], device=self.device)
+            on_disk.save(path, *args, **kwargs)
+
+    return SimcseModel
+
+
+def _builtin_pooling(transformer: nn.Module, head: PoolingHead) -> list[nn.Module]:
+    """Built-in sentence-transformers modules that give `head`'s vectors (table in the module docstring)."""
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
+
+    dim = transformer.get_embedding_dimension()
+    if head.pooling in NEEDS_POOLER:
+        with torch.random.fork_rng(devices=[]):  # Dense draws a random Linear that is replaced at once
+            dense = Dense(dim, dim, bias=head.pooler_dense.bias is not None,
+                          activation_function=nn.Tanh() if head.pooling == "pooler-tanh" else nn.Identity())
+        dense.linear = head.pooler_dense
+        return [Pooling(dim, "cls"), dense]
+    if head.pooling in ("first-last-avg", "last2avg"):
+        n_layers = int(transformer.auto_model.config.num_hidden_layers)
         # hidden_states[0] is the embedding output, [1] the first layer, [n_layers] the last
-        layer_start = 1 if pooling == "first-last-avg" else n_layers - 1
+        layer_start = 1 if head.pooling == "first-last-avg" else n_layers - 1
         weights = torch.zeros(n_layers + 1 - layer_start)
         weights[[0, -1]] = 1.0
         layers = WeightedLayerPooling(dim, num_hidden_layers=n_layers, layer_start=layer_start,
                                       layer_weights=nn.Parameter(weights, requires_grad=False))
-        modules += [layers, Pooling(dim, "mean")]
-    else:
-        modules.append(Pooling(dim, {"cls": "cls", "last-avg": "mean", "max": "max"}[pooling]))
-    model = SentenceTransformer(modules=modules, device=device)
-    set_dropout(model, dropout)
-    model.train()
-    return model
+        return [layers, Pooling(dim, "mean")]
+    return [Pooling(dim, {"cls": "cls", "last-avg": "mean", "max": "max"}[head.pooling])]
 
 
 def build_loss(model, loss: str = "su", mini_batch_size: int = 32, gather_across_devices: bool = False) -> nn.Module:

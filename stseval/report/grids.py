@@ -36,10 +36,10 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
 from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame
 from stseval.data.tasks import TASKS
+from stseval.options import POOLINGS
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
-# pooling.POOLINGS order, copied because importing stseval.encoders.pooling loads torch
-POOLING_ORDER = ("cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg", "max")
+POOLING_ORDER = POOLINGS  # from options, which (unlike stseval.encoders.pooling) does not load torch
 METHOD_ORDER = ("raw", "whitening", "whitening-unnormalized", "simcse", "simcse+whitening")
 SPLIT_ORDER = ("train", "valid", "test")
 _KNOWN_ORDER = {"task": TASK_ORDER, "pooling": POOLING_ORDER, "method": METHOD_ORDER, "split": SPLIT_ORDER}
