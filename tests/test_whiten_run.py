@@ -106,9 +106,9 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
     assert set(stsb.fit_on) == {"", "task:PAWSX", "pooled", "file:corpus.txt"}
     assert set(stsb.metric) == {"spearman_cosine", "spearman_dot"}
     # 2 tasks x 300 pairs x 2 sides x (valid + test + STS-B train where sampled) fit the pooled statistics
-    fit_sizes = dict(zip(stsb.fit_on, stsb.extra))
-    assert fit_sizes["file:corpus.txt"] == "n_fit_vectors=5"
-    assert int(fit_sizes["pooled"].split("=")[1]) > int(fit_sizes["task:PAWSX"].split("=")[1])
+    fit_sizes = dict(zip(stsb.fit_on, stsb.n_fit))
+    assert fit_sizes["file:corpus.txt"] == 5
+    assert int(fit_sizes["pooled"]) > int(fit_sizes["task:PAWSX"])
     cosine = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_cosine")].value.item()
     dot = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_dot")].value.item()
     assert cosine != dot  # normalising after whitening changes the ranking
@@ -138,8 +138,10 @@ def test_all_available_rows_say_which_splits(tiny_bert, sample_data_dir, tmp_pat
     whitened = rows[rows.method == "whitening"].set_index("task")
     assert set(whitened.fit_on) == {"all-available"}  # one grid row across tasks
     # STS-B has a train split here, PAWSX does not: 300 pairs x 2 sides per split
-    assert whitened.loc["STS-B", "extra"] == "fit_splits=train+valid+test;n_fit_vectors=1800"
-    assert whitened.loc["PAWSX", "extra"] == "fit_splits=valid+test;n_fit_vectors=1200"
+    assert whitened.loc["STS-B", ["fit_splits", "n_fit"]].tolist() == ["train+valid+test", 1800]
+    assert whitened.loc["PAWSX", ["fit_splits", "n_fit"]].tolist() == ["valid+test", 1200]
+    assert set(whitened.beta.astype(str)) == set(whitened.gamma.astype(str)) == {"1"}  # plain BERT-whitening
+    assert "extra" not in rows.columns
 
 
 def test_two_runs_at_once_into_one_out_keep_both_tasks_rows(tiny_bert, sample_data_dir, tmp_path):
