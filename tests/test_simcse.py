@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stseval.common.errors import StsevalError
+from stseval.runs.results import read_rows
 from stseval.encoders.pooling import POOLINGS, pool
 from stseval.methods.simcse import (
     CHECKPOINT_DIR,
@@ -368,6 +369,25 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
         with pytest.raises(KeyboardInterrupt):
             _run_queue(**dict(options, **changed))
         assert trained_again, changed
+
+
+def test_a_legacy_results_file_of_the_long_job_resumes_without_training(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+    """results/simcse_su/simcse.csv keeps getting rows from a run of the old code: new code skips them."""
+    from legacy_results import SIMCSE_KEYS, write_legacy
+    from stseval.runs import simcse as simcse_run
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
+    out_csv = _run_queue(**options)
+    current = write_legacy(out_csv, SIMCSE_KEYS)
+    legacy_bytes = out_csv.read_bytes()
+    monkeypatch.setattr(simcse_run, "train_simcse", lambda *args, **kwargs: pytest.fail("a finished cell was trained"))
+    lines: list[str] = []
+    _run_queue(**dict(options, log=lines.append))
+    assert sum(line.endswith("done, skipping") for line in lines) == 2  # the raw cell and the trained cell
+    assert out_csv.read_bytes() == legacy_bytes  # nothing computed, nothing written
+    described = ["method", "run_dir", "trained_fingerprint", "train_steps", "chosen_on", "best_step", "n_fit", "beta"]
+    assert read_rows(out_csv)[described].astype(str).equals(current[described])  # extra read back into columns
 
 
 @pytest.mark.parametrize(

@@ -410,3 +410,33 @@ def test_backend_is_recorded_in_rows_and_resumes_separately(tiny_bert, sample_da
     assert bad.exit_code == 2 and "--backend fast" in bad.output
     no_workers = run(*args, "--processes", "0")
     assert no_workers.exit_code == 2 and "--processes 0" in no_workers.output
+
+
+def test_a_legacy_results_file_resumes_without_recomputing_and_is_rewritten_on_the_next_write(
+        tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import stseval.encoders.encoder as encoders
+    from legacy_results import WHITEN_KEYS, write_legacy
+
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls,pooler", "--dims", "full,8", "--tasks", "STS-B,PAWSX",
+            "--fit-on", "all-available", "--fit-on", "valid", "--data-dir", str(sample_data_dir), "--out", str(out),
+            "--bootstrap", "0"]
+    assert run(*args).exit_code == 0
+    current = write_legacy(out / "whiten.csv", WHITEN_KEYS)  # as a run of the old code left it
+    assert "extra" in (out / "whiten.csv").read_text(encoding="utf-8").splitlines()[0]
+    encoded = []
+    real = encoders._encode_uncached
+    monkeypatch.setattr(encoders, "_encode_uncached", lambda *a, **k: encoded.append(1) or real(*a, **k))
+
+    resumed = run(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "STS-B: all 10 cells done, skipping" in resumed.output and encoded == []
+
+    more = run(*[arg if arg != "full,8" else "full,8,4" for arg in args])  # one new dims: a write
+    assert more.exit_code == 0, more.output
+    assert "STS-B: 4 of 14 cells to compute" in more.output
+    rewritten = pd.read_csv(out / "whiten.csv", dtype=str, keep_default_na=False)
+    assert list(rewritten.columns) == list(current.columns)  # the current columns, no `extra`
+    old_cells = rewritten[rewritten.dims != "4"].reset_index(drop=True)
+    assert (rewritten.loc[rewritten.dims == "4", "max_length"] != "").all()
+    pd.testing.assert_frame_equal(old_cells, current)  # every legacy row back in its columns, values unchanged
