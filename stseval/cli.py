@@ -342,18 +342,14 @@ def index_build(
     """
     from stseval import options
     from stseval.data.tasks import parse_task_names, resolve_data_dir
-    from stseval.runs.specs import check_split
+    from stseval.runs.specs import check_index_sources, check_split, parse_one_pooling
 
     try:
         specs = parse_task_names(task, "--task") if task else [None]
         if len(specs) != 1:
             raise StsevalError(f"--task: give one task, got {task!r}")
-        if (task is None) == (sentences is None):
-            raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
-        if whitening is not None and whiten_dims is not None:
-            raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
-        if len(options.parse_poolings(pooling)) != 1:
-            raise StsevalError(f"--pooling: give one pooling, got {pooling!r}")
+        check_index_sources(task, sentences, whitening, whiten_dims)
+        parse_one_pooling(pooling)
         options.check_file(sentences, "--sentences")
         options.check_file(whitening, "--whitening")
         if whiten_dims is not None:

@@ -32,7 +32,7 @@ from stseval.methods.index import (
 from stseval.options import check_dims_within
 from stseval.runs.plan import Cell, RunOutput, Unit, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.runs.specs import SweepRun
+from stseval.runs.specs import SweepRun, check_index_sources
 from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
 from stseval.methods.whitening import Whitening, fit_whitening, load_whitening
 
@@ -69,7 +69,7 @@ def read_sentences_file(path: Path) -> list[str]:
     return list(dict.fromkeys(read_sentence_lines(path, "--sentences")))
 
 
-def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, prefix: str = "",
+def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
                  batch_size: int = 64, cache=None, show_progress: bool = True) -> np.ndarray:
     """(n, d) float32 vectors of texts under one pooling (see encoders.encode)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
@@ -130,13 +130,10 @@ def build(
     """
     from stseval.encoders.encoder import load_encoder
 
-    if (task is None) == (sentences_file is None):
-        raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
+    check_index_sources(task, sentences_file, whitening_file, fit_whitening_dims)
     check_writable_dir(index_dir, "--index-dir")
     if use_cache:
         check_home_writable()
-    if whitening_file is not None and fit_whitening_dims is not None:
-        raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
     if task is not None:
         data_dir = resolve_data_dir(data_dir)
         sentences = task_retrieval_set(task, split, data_dir).corpus
@@ -148,22 +145,11 @@ def build(
         max_length = max_length or DEFAULT_MAX_LENGTH
 
     encoder = load_encoder(model)
-    vectors = encode_texts(encoder, sentences, pooling, max_length, prefix, batch_size,
-                           _open_cache(use_cache), show_progress)
-    whitening, whitening_meta = None, None
-    if whitening_file is not None:
-        whitening = load_whitening(whitening_file)
-        if whitening.mu.shape[1] != vectors.shape[1]:
-            raise StsevalError(f"--whitening {whitening_file}: fitted on {whitening.mu.shape[1]}-d vectors but "
-                               f"{model} gives {vectors.shape[1]}-d ones")
-        source = str(whitening_file)
-    elif fit_whitening_dims is not None:
-        check_dims_within([fit_whitening_dims], vectors.shape[1], encoder.name, "--whiten-dims")
-        mu, kernel = fit_whitening(vectors, fit_whitening_dims)
-        source = f"fit on {corpus}"
-        whitening = Whitening(mu, kernel, {"model": encoder.name, "model_fingerprint": encoder.fingerprint,
-                                           "pooling": pooling, "prefix": prefix, "fit_on": corpus,
-                                           "n_fit_vectors": len(vectors), "max_length": max_length})
+    vectors = encode_texts(encoder, sentences, pooling, max_length, prefix=prefix, batch_size=batch_size,
+                           cache=_open_cache(use_cache), show_progress=show_progress)
+    whitening, source = _corpus_whitening(encoder, vectors, whitening_file, fit_whitening_dims,
+                                          dict(pooling=pooling, prefix=prefix, fit_on=corpus, max_length=max_length))
+    whitening_meta = None
     if whitening is not None:
         vectors = whitening.apply(vectors)
         whitening_meta = {"digest": whitening_digest(whitening), "n_components": whitening.n_components,
@@ -176,6 +162,24 @@ def build(
         max_length=max_length, dims=int(vectors.shape[1]), n_vectors=len(sentences), factory=factory,
         search_params=search_params, corpus=corpus, data_sha256=data_sha256, whitening=whitening_meta)
     return save_index(index_dir, index, sentences, metadata, whitening)
+
+
+def _corpus_whitening(encoder, vectors: np.ndarray, whitening_file: Path | None, n_dims: int | None,
+                      facts: dict) -> tuple[Whitening | None, str]:
+    """The whitening of an index build and where it came from: a saved file, a fit of n_dims on the
+    (n, d) corpus vectors, or none."""
+    if whitening_file is not None:
+        whitening = load_whitening(whitening_file)
+        if whitening.mu.shape[1] != vectors.shape[1]:
+            raise StsevalError(f"--whitening {whitening_file}: fitted on {whitening.mu.shape[1]}-d vectors but "
+                               f"{encoder.name} gives {vectors.shape[1]}-d ones")
+        return whitening, str(whitening_file)
+    if n_dims is None:
+        return None, ""
+    check_dims_within([n_dims], vectors.shape[1], encoder.name, "--whiten-dims")
+    mu, kernel = fit_whitening(vectors, n_dims)
+    return Whitening(mu, kernel, {"model": encoder.name, "model_fingerprint": encoder.fingerprint, **facts,
+                                  "n_fit_vectors": len(vectors)}), f"fit on {facts['fit_on']}"
 
 
 def search_index(
@@ -222,7 +226,8 @@ def search_index(
     pooling = meta.pooling if pooling is None else pooling
     prefix = meta.prefix if prefix is None else prefix
     check_query_settings(loaded, encoder.fingerprint, pooling, prefix, query_whitening)
-    vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix, batch_size, show_progress=False)
+    vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix=prefix, batch_size=batch_size,
+                           show_progress=False)
     if query_whitening is not None:
         vectors = query_whitening.apply(vectors)
     set_search_params(loaded.index, search_params)
@@ -329,8 +334,8 @@ def _plan_task(job: _Job, spec: TaskSpec, log: Callable[[str], None]) -> Unit | 
 def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
     """Encode the task's corpus once, fit whitening once, then build and search one index per cell."""
     run, (spec, retrieval) = job.run, unit.context
-    vectors = encode_texts(job.encoder, retrieval.corpus, run.pooling, spec.max_length, run.encode.prefix,
-                           run.encode.batch_size, job.cache, run.encode.show_progress)
+    vectors = encode_texts(job.encoder, retrieval.corpus, run.pooling, spec.max_length, prefix=run.encode.prefix,
+                           batch_size=run.encode.batch_size, cache=job.cache, show_progress=run.encode.show_progress)
     whitening = None
     if any(cell.setting[0] == "whitening" for cell in cells):
         whitening = Whitening(*fit_whitening(vectors))

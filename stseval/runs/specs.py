@@ -228,6 +228,23 @@ class SweepRun:
         return self.out_dir / self.results_name
 
 
+def parse_one_pooling(text: str) -> str:
+    """--pooling of the index commands: exactly one known pooling."""
+    names = options.parse_poolings(text)
+    if len(names) != 1:
+        raise StsevalError(f"--pooling: give one pooling, got {text!r}")
+    return names[0]
+
+
+def check_index_sources(task: object, sentences_file: Path | None, whitening_file: Path | None,
+                        whiten_dims: int | None) -> None:
+    """`index build`: exactly one corpus (--task or --sentences) and at most one whitening source."""
+    if (task is None) == (sentences_file is None):
+        raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
+    if whitening_file is not None and whiten_dims is not None:
+        raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
+
+
 def _task_specs(tasks: str | Sequence[str | TaskSpec]) -> tuple[TaskSpec, ...]:
     """--tasks as TaskSpecs, in the order given."""
     items = [tasks] if isinstance(tasks, str) else [t.name if isinstance(t, TaskSpec) else t for t in tasks]
@@ -302,9 +319,7 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
     """The `index sweep` options as a SweepRun, every value checked that needs no model loaded."""
     specs = _task_specs(tasks)
     dims_list, method_list = tuple(options.parse_dims(dims)), tuple(options.parse_methods(methods))
-    pooling_names = tuple(options.parse_poolings(pooling))
-    if len(pooling_names) != 1:
-        raise StsevalError(f"--pooling: give one pooling, got {pooling!r}")
+    pooling_names = (parse_one_pooling(pooling),)
     if top_k < 10:
         raise StsevalError(f"--top-k {top_k}: must be at least 10 (recall@10, MRR@10, nDCG@10)")
     options.check_at_least([("--limit", limit, 1), ("--threads", threads, 1)])
