@@ -110,7 +110,7 @@ def atec(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
         encoder = load_encoder(args.model)
         started = time.perf_counter()
-        vectors = encode_texts(encoder, retrieval.corpus, args.pooling, TASKS["ATEC"].max_length, args.prefix,
+        vectors = encode_texts(encoder, retrieval.corpus, args.pooling, TASKS["ATEC"].max_length, prefix=args.prefix,
                                cache=EmbeddingCache(), show_progress=False)
         source = f"{encoder.name} {args.pooling}, encoded/cached in {time.perf_counter() - started:.0f} s"
         if args.save_vectors is not None:

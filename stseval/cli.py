@@ -229,28 +229,19 @@ def whiten(
 
     Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test --out runs/whitening
     """
-    from stseval import options
-    from stseval.data.tasks import parse_task_names, resolve_data_dir
+    from stseval.runs.specs import parse_whiten_run
 
     try:
-        task_specs = parse_task_names(tasks_option)
-        poolings, dims_list = options.parse_poolings(pooling), options.parse_dims(dims)
-        fit_list = options.validate_fit_on(fit_on, task_specs)
-        folder = resolve_data_dir(data_dir)
-        options.check_split(task_specs, split, folder)
-        options.check_fit_splits(fit_list, task_specs, folder)
-        for name in model:
-            options.check_dims_fit(dims_list, name)
-        from stseval.runs.whiten import WhitenSettings, run_whiten_grid, write_whiten_grid
+        run = parse_whiten_run(
+            models=model, poolings=pooling, dims=dims, tasks=tasks_option, fit_on=fit_on, split=split, prefix=prefix,
+            out=out, data_dir=data_dir, batch_size=batch_size, n_resamples=bootstrap, seed=seed,
+            unnormalized=unnormalized, save_kernel=save_kernel, allow_low_rank=allow_low_rank, backend=backend,
+            processes=processes)
+        from stseval.report.grids import write_run_grid
+        from stseval.runs.whiten import run_whiten
 
-        settings = WhitenSettings(
-            models=model, poolings=poolings, dims=dims_list, tasks=task_specs, fit_on=fit_list, split=split,
-            prefix=prefix, data_dir=folder, out_dir=out, batch_size=batch_size, n_resamples=bootstrap,
-            seed=seed, unnormalized=unnormalized, save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank,
-            backend=backend, processes=processes,
-        )
-        results_path = run_whiten_grid(settings, log=lambda message: typer.echo(message, err=True))
-        typer.echo(write_whiten_grid(settings, results_path))
+        output = run_whiten(run, log=lambda message: typer.echo(message, err=True))
+        typer.echo(write_run_grid(output.results, run.out_dir, run.split, [spec.name for spec in run.tasks]))
     except StsevalError as err:
         raise _fail(err) from None
 
@@ -289,39 +280,32 @@ def simcse_train(
 
     Example: stseval simcse-train --tasks STS-B,LCQMC --pooling cls --dropout 0.1,0.3 --prefix "query: " --then-whiten --out runs/simcse
     """
-    from stseval import options
-    from stseval.data.tasks import parse_task_names, resolve_data_dir
+    from stseval.runs.specs import parse_simcse_run
 
     try:
-        specs = parse_task_names(tasks_option)
-        options.parse_poolings(pooling)
-        options.check_simcse_options(dropout, loss, max_sentences, max_eval_pairs, batch_size, lr, epochs)
-        folder = resolve_data_dir(data_dir)
-        options.check_split(specs, split, folder)
-        options.check_train_on(train_on, specs, folder)
-        from stseval.evaluation.scoring import split_label
+        run = parse_simcse_run(
+            model=model, tasks=tasks_option, poolings=pooling, dropouts=dropout, train_on=train_on,
+            max_sentences=max_sentences, loss=loss, batch_size=batch_size, learning_rate=lr, epochs=epochs,
+            checkpoint_steps=checkpoint_steps, seed=seed, prefix=prefix, split=split, max_eval_pairs=max_eval_pairs,
+            data_dir=data_dir, out=out, runs_dir=runs_dir, then_whiten=then_whiten, n_resamples=bootstrap,
+            device=device, curve_pairs=curve_pairs, eval_steps=eval_steps)
         from stseval.common.library_log import libraries_to_log
-        from stseval.report.grids import write_report
-        from stseval.runs.simcse import is_main_process, run_simcse_queue
+        from stseval.evaluation.scoring import split_label
+        from stseval.report.grids import write_curve_plots, write_run_grid
+        from stseval.runs.simcse import is_main_process, run_simcse
 
         library_log = runs_dir / "simcse" / "library.log"
         typer.echo(f"stseval: library messages (load reports, warnings) go to {library_log}", err=True)
         with libraries_to_log(library_log):
-            results_path = run_simcse_queue(
-                model, specs, pooling, dropout, train_on=train_on, max_sentences=max_sentences, loss=loss,
-                batch_size=batch_size, learning_rate=lr, epochs=epochs, seed=seed, prefix=prefix, split=split,
-                max_eval_pairs=max_eval_pairs, data_dir=folder, out_csv=out / "simcse.csv", runs_dir=runs_dir,
-                then_whiten=then_whiten, n_resamples=bootstrap, checkpoint_steps=checkpoint_steps, device=device,
-                curve_pairs=curve_pairs, eval_steps=eval_steps, log=lambda message: typer.echo(message, err=True),
-            )
+            output = run_simcse(run, log=lambda message: typer.echo(message, err=True))
         if not is_main_process():
             return  # under torchrun only rank 0 writes the grid
-        written = write_report([results_path], out, metrics=["spearman_cosine"],
-                               split=split_label(split, max_eval_pairs), best=True, name="grid",
-                               task_order=[spec.name for spec in specs])
+        write_curve_plots(output.curves)
+        grid = write_run_grid(output.results, run.out_dir, split_label(run.split, run.max_eval_pairs),
+                              [spec.name for spec in run.tasks])
     except StsevalError as err:
         raise _fail(err) from None
-    typer.echo(written[1].read_text(encoding="utf-8"))
+    typer.echo(grid)
 
 
 index_app = _typer(
@@ -358,23 +342,20 @@ def index_build(
     """
     from stseval import options
     from stseval.data.tasks import parse_task_names, resolve_data_dir
+    from stseval.runs.specs import check_index_sources, check_split, parse_one_pooling
 
     try:
         specs = parse_task_names(task, "--task") if task else [None]
         if len(specs) != 1:
             raise StsevalError(f"--task: give one task, got {task!r}")
-        if (task is None) == (sentences is None):
-            raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
-        if whitening is not None and whiten_dims is not None:
-            raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
-        if len(options.parse_poolings(pooling)) != 1:
-            raise StsevalError(f"--pooling: give one pooling, got {pooling!r}")
+        check_index_sources(task, sentences, whitening, whiten_dims)
+        parse_one_pooling(pooling)
         options.check_file(sentences, "--sentences")
         options.check_file(whitening, "--whitening")
         if whiten_dims is not None:
             options.check_dims_fit([whiten_dims], model, "--whiten-dims")
         if specs[0] is not None:
-            options.check_split(specs, split, resolve_data_dir(data_dir))
+            check_split(specs, split, resolve_data_dir(data_dir))
         from stseval.runs.retrieval import build
 
         meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
@@ -441,27 +422,23 @@ def index_sweep(
 
     Example: stseval index sweep --tasks ATEC,STS-B --dims full,128,64 --threads 1 --out runs/retrieval
     """
-    from stseval import options
-    from stseval.data.tasks import parse_task_names, resolve_data_dir
+    from stseval.runs.specs import parse_sweep_run
 
     try:
-        specs = parse_task_names(tasks_option)
-        dims_list, method_list = options.parse_dims(dims), options.parse_methods(methods)
-        if len(options.parse_poolings(pooling)) != 1:
-            raise StsevalError(f"--pooling: give one pooling, got {pooling!r}")
-        folder = resolve_data_dir(data_dir)
-        options.check_split(specs, split, folder)
-        options.check_dims_fit(dims_list, model)
-        from stseval.runs.retrieval import SWEEP_CSV, SWEEP_PNG, sweep
+        run = parse_sweep_run(
+            model=model, tasks=tasks_option, pooling=pooling, split=split, prefix=prefix, dims=dims, methods=methods,
+            factory=index, search_params=search_params, top_k=top_k, limit=limit, threads=threads, out=out,
+            data_dir=data_dir, batch_size=batch_size, seed=seed)
+        from stseval.report.grids import write_sweep_plot
+        from stseval.runs.retrieval import SWEEP_PNG, sweep
 
-        sweep(model, specs, out, data_dir=folder, split=split,
-              pooling=pooling, prefix=prefix, dims=dims_list, methods=method_list, factory=index,
-              search_params=search_params, top_k=top_k, limit=limit, threads=threads, batch_size=batch_size,
-              seed=seed, log=lambda message: typer.echo(message, err=True))
+        output = sweep(run, log=lambda message: typer.echo(message, err=True))
+        plot = write_sweep_plot(output.results, run.out_dir / SWEEP_PNG, output.planned)
     except StsevalError as err:
         raise _fail(err) from None
-    typer.echo(out / SWEEP_CSV)
-    typer.echo(out / SWEEP_PNG)
+    typer.echo(output.results)
+    if plot is not None:
+        typer.echo(plot)
 
 
 @app.command()

@@ -2,9 +2,9 @@
 
 Nothing here imports torch, transformers, faiss, scipy or pandas (importing torch alone takes about
 3 s on a 2-core machine). cli.py calls these checks first and only then imports the module that does
-the work; those modules repeat the checks they need for library callers, from the same functions
-where they can (pooling names, --dims, --fit-on live here and are re-exported by pooling.py and
-stseval/runs/whiten.py).
+the work. Each check lives once: the values that need no data are parsed here, the data-dependent
+ones (--fit-on, --train-on, --split) in stseval/runs/specs.py, which builds each command's run spec from
+these. The runs trust their spec and check only what needs the loaded model (dims against its size).
 
 Example:
     >>> parse_poolings("cls, last-avg")
@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from stseval.common.errors import StsevalError
-from stseval.data.tasks import TaskSpec, split_path, task_by_name
 
 POOLINGS: tuple[str, ...] = (
     "cls",
@@ -42,8 +41,6 @@ docs/ENCODERS.md). Transformers have no such output, so their `sentence` cells a
 POOLING_NAMES: tuple[str, ...] = (*POOLINGS, SENTENCE_POOLING)
 """Every name `--pooling` accepts; 'all' still means the token poolings `POOLINGS`."""
 
-FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
-SPLITS = ("train", "valid", "test")
 # copies of constants whose home modules import torch or faiss; tests/test_options.py keeps them equal
 SIMCSE_LOSSES = ("su", "princeton", "cached")
 REDUCTION_METHODS = ("raw-truncate", "whitening")
@@ -97,89 +94,66 @@ def parse_dims(text: str) -> list[int | None]:
     return list(dict.fromkeys(dims))  # "full,full" or "64,064" name one cell once
 
 
-def validate_fit_on(values: list[str], tasks: list[TaskSpec]) -> list[str]:
-    """Check each --fit-on value; return them with task names spelled as the registry does.
-
-    Values are a split, 'all-available', 'pooled', 'task:NAME' (NAME as --tasks accepts it, so
-    task:stsb becomes task:STS-B and names one results cell) or an existing file.
-    """
-    if not values:
-        raise StsevalError("--fit-on: give at least one of " + ", ".join(FIT_ON_CHOICES))
-    checked = []
-    for value in values:
-        if value in ("all-available", "pooled", *SPLITS):
-            checked.append(value)
-        elif value.startswith("task:"):
-            checked.append("task:" + task_by_name(value[5:], f"--fit-on {value}").name)
-        elif Path(value).is_file():
-            checked.append(value)
-        else:
-            raise StsevalError(f"--fit-on: {value!r} is not one of {', '.join(FIT_ON_CHOICES)}")
-    return checked
-
-
-def present_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
-    """Splits of the task whose files exist in data_dir (our data lacks train for ATEC, LCQMC, PAWSX)."""
-    return [split for split in spec.splits if split_path(spec, split, data_dir).is_file()]
-
-
-def check_split(tasks: Sequence[TaskSpec], split: str, data_dir: Path, option: str = "--split") -> None:
-    """Raise naming `option` unless every task has the split's file in data_dir."""
-    for spec in tasks:
-        present = present_splits(spec, data_dir)
-        if split not in present:
-            raise StsevalError(f"{option}: {spec.name} has no {split!r} split in {data_dir} "
-                               f"(present: {', '.join(present) or 'none'})")
-
-
-def check_fit_splits(fit_on: Sequence[str], tasks: Sequence[TaskSpec], data_dir: Path) -> None:
-    """--fit-on train/valid/test must exist for every task (all-available adapts per task)."""
-    for fit in fit_on:
-        if fit in SPLITS:
-            for spec in tasks:
-                present = present_splits(spec, data_dir)
-                if fit not in present:
-                    raise StsevalError(f"--fit-on: {spec.name} has no {fit!r} split (present: {', '.join(present)}); "
-                                       "use all-available, another split, pooled, task:NAME or a file")
-
-
-def check_train_on(train_on: str, tasks: Sequence[TaskSpec], data_dir: Path) -> None:
-    """--train-on: all-available, a split every task has, or an existing file."""
-    if train_on == "all-available":
-        return
-    if train_on in SPLITS:
-        check_split(tasks, train_on, data_dir, "--train-on")
-        return
-    if not Path(train_on).is_file():
-        raise StsevalError(f"--train-on: {train_on!r} is not all-available, train, valid, test "
-                           "or a file with one sentence per line")
-
-
-def check_simcse_options(dropout: str, loss: str, max_sentences: str, max_eval_pairs: int | None,
-                         batch_size: int, learning_rate: float, epochs: int) -> None:
-    """The simcse-train settings that need no model, with the messages simcse_run gives for them."""
-    rates = [part.strip() for part in dropout.split(",") if part.strip()]
-    if not rates:
-        raise StsevalError("--dropout: give at least one rate, e.g. 0.1,0.3")
-    for part in rates:
+def parse_dropouts(text_or_list: str | float | Sequence[str | float]) -> list[float]:
+    """'0.1,0.3' or [0.1, 0.3] -> [0.1, 0.3], each once; raises StsevalError naming --dropout."""
+    items = [text_or_list] if isinstance(text_or_list, (str, float, int)) else list(text_or_list)
+    rates: list[float] = []
+    for part in (piece.strip() for item in items for piece in str(item).split(",")):
+        if not part:
+            continue
         try:
             value = float(part)
         except ValueError:
             raise StsevalError(f"--dropout: {part!r} is not a number in [0, 1)") from None
         if not 0.0 <= value < 1.0:
             raise StsevalError(f"--dropout: {value!r} is outside [0, 1); Su used 0.1 and 0.3")
+        if value not in rates:
+            rates.append(value)
+    if not rates:
+        raise StsevalError("--dropout: give at least one rate, e.g. 0.1,0.3")
+    return rates
+
+
+def parse_max_sentences(text: str | int | None) -> int | None | str:
+    """'auto' (Su: 10,000, PAWSX all), 'all' or None (None: no cap) or a count of at least 2 (a batch
+    needs negatives); raises StsevalError naming --max-sentences."""
+    cap = "all" if text is None else str(text).strip().lower()
+    if cap == "all":
+        return None
+    if cap == "auto":
+        return "auto"
+    if cap.isdigit() and int(cap) >= 2:
+        return int(cap)
+    raise StsevalError(f"--max-sentences: {cap!r} is not 'auto', 'all' or a count of at least 2")
+
+
+def check_loss(loss: str) -> str:
+    """Return a known SimCSE loss name, else raise naming --loss."""
     if loss not in SIMCSE_LOSSES:
         raise StsevalError(f"--loss: unknown loss {loss!r}; choose from {', '.join(SIMCSE_LOSSES)}")
-    cap = max_sentences.strip().lower()
-    if cap not in ("auto", "all") and not (cap.isdigit() and int(cap) >= 2):
-        raise StsevalError(f"--max-sentences: {cap!r} is not 'auto', 'all' or a count of at least 2")
-    if max_eval_pairs is not None and max_eval_pairs < 10:
-        raise StsevalError(f"--max-eval-pairs: {max_eval_pairs} is too few pairs for a Spearman correlation")
-    for option, value, low in (("--batch-size", batch_size, 2), ("--epochs", epochs, 1)):
-        if value < low:
+    return loss
+
+
+def check_at_least(values: Sequence[tuple[str, int | None, int]]) -> None:
+    """Raise naming the option of the first (option, value, lowest) whose integer value is below lowest (None passes)."""
+    for option, value, low in values:
+        if value is not None and (not isinstance(value, int) or value < low):
             raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")
+
+
+def check_pairs_for_spearman(option: str, n_pairs: int | None, off: str = "") -> None:
+    """A sample of n_pairs (None: all, 0 allowed only where `off` says what it turns off) must hold 10 pairs."""
+    if n_pairs is None or (off and n_pairs == 0):
+        return
+    if n_pairs < 10:
+        raise StsevalError(f"{option}: {n_pairs} is too few pairs for a Spearman correlation{off}")
+
+
+def check_learning_rate(learning_rate: float) -> float:
+    """Return a positive learning rate, else raise naming --lr."""
     if not learning_rate > 0:
         raise StsevalError(f"--lr: {learning_rate!r} must be positive")
+    return float(learning_rate)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -225,6 +199,16 @@ def model_dimension(model: str) -> int | None:
 def check_dims_fit(dims: Sequence[int | None], model: str, option: str = "--dims") -> None:
     """Refuse a dimension larger than the model's vector size, when config.json tells it without loading."""
     size = model_dimension(model)
-    too_big = [d for d in dims if d is not None and size is not None and d > size]
+    if size is not None:
+        check_dims_within(dims, size, model, option)
+
+
+def check_dims_within(dims: Sequence[int | None], size: int, model: str, option: str = "--dims") -> None:
+    """Refuse a dimension (None: full) larger than `size`, the vector size of `model`, naming `option`.
+
+    The one check of dims against a model: before loading (check_dims_fit reads config.json) and after
+    (whiten, index sweep and index build --whiten-dims pass the loaded encoder's size).
+    """
+    too_big = [d for d in dims if d is not None and d > size]
     if too_big:
         raise StsevalError(f"{option}: {too_big[0]} is larger than {model}'s vector size {size}")

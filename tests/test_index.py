@@ -272,12 +272,17 @@ def test_build_then_search_and_refuse_mismatched_encoder(tmp_path, tiny_models, 
 
 
 def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny_data_dir):
+    from stseval.report.grids import write_sweep_plot
     from stseval.runs.retrieval import SWEEP_CSV, SWEEP_METRICS, SWEEP_PNG, sweep
+    from stseval.runs.specs import parse_sweep_run
 
-    settings = dict(data_dir=tiny_data_dir, dims=(None, 16, 4), use_cache=False, show_progress=False, threads=1,
-                    log=lambda message: None)
-    rows = sweep(str(tiny_models[0]), [TASKS["STS-B"]], tmp_path / "out", **settings)
-    assert len(rows) == 2 * 3 * len(SWEEP_METRICS)
+    run = parse_sweep_run(model=str(tiny_models[0]), tasks=["STS-B"], out=tmp_path / "out", data_dir=tiny_data_dir,
+                          dims="full,16,4", use_cache=False, show_progress=False, threads=1)
+    threads_before = faiss.omp_get_max_threads()
+    output = sweep(run, log=lambda message: None)
+    assert faiss.omp_get_max_threads() == threads_before  # --threads pins FAISS for the sweep only
+    assert len(output.computed) == 2 * 3 * len(SWEEP_METRICS)
+    assert write_sweep_plot(output.results, tmp_path / "out" / SWEEP_PNG, output.planned) == tmp_path / "out" / SWEEP_PNG
     frame = pd.read_csv(tmp_path / "out" / SWEEP_CSV, dtype={"dims": str})
     assert list(frame.columns) == COLUMNS
     assert set(frame["method"]) == {"raw-truncate", "whitening"}
@@ -286,9 +291,11 @@ def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny
     recall = frame[frame["metric"] == "recall@10"]["value"]
     assert recall.between(0, 1).all()
     assert (frame[frame["method"] == "whitening"]["fit_on"] == "test-corpus").all()
+    assert set(frame["n_dims"]) == {32, 16, 4} and set(frame["threads"]) == {1} and set(frame["index"]) == {"Flat"}
+    assert set(frame["top_k"]) == {100} and frame["n_corpus"].nunique() == 1
     png = (tmp_path / "out" / SWEEP_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sweep(str(tiny_models[0]), [TASKS["STS-B"]], tmp_path / "out", **settings) == []  # resumed
+    assert sweep(run, log=lambda message: None).computed == []  # resumed
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -149,3 +149,90 @@ def test_a_value_its_metric_cannot_take_is_refused_with_file_and_line(tmp_path, 
     write_frame(rows_to_frame([make_row(task="ATEC"), make_row(metric=metric, value=value)]), path)
     with pytest.raises(StsevalError, match=f"r.csv:3: value {value!r} of {metric} is outside {span}"):
         read_rows(path)
+
+
+# --- files written before the descriptive columns: one `extra` column of key=value;... -------------------
+
+LEGACY_HEADER = ("model,pooling,method,task,split,metric,value,dims,fit_on,train_on,prefix,dropout,loss,batch_size,"
+                 "learning_rate,epochs,ci_low,ci_high,n_pairs,n_fit,fit_rank,seconds,seed,model_fingerprint,data_sha256,"
+                 "command,stseval_version,git_commit,versions,created_at,status,machine,extra")
+LEGACY_LINES = [  # as the committed results/simcse_su/simcse.csv and results/whitening/whiten.csv hold them
+    "e5,last-avg,raw,STS-B,test,spearman_cosine,0.773563,full,,,,,,,,,0.74,0.80,1361,0,0,16.9,0,fp,78e0,c,0.1.0,g,v,"
+    "2026-12-01T12:00:00+00:00,ok,m,",
+    "e5,last-avg,simcse-best-valid,STS-B,test,spearman_cosine,0.778291,full,,train+valid+test (10000 of 16100 sentences),"
+    ",0.1,su,64,1e-05,1,0.75,0.80,1361,0,0,1199.88,0,fp,78e0,c,0.1.0,g,v,2026-12-01T16:40:22+00:00,ok,m,"
+    "run_dir=runs/simcse/default-STS-B-last-avg-d0.1-s0;max_length=64;trained_fingerprint=77edccb04db4;steps=157;"
+    "final_loss=0.0001;sentences_per_s=5.48;chosen_on=valid-sample1000;best_step=20;best_valid_spearman=0.816988",
+    "e5,last-avg,simcse+whitening,STS-B,test,spearman_cosine,0.7,full,train+valid+test (10000 of 16100 sentences),"
+    "train+valid+test (10000 of 16100 sentences),,0.1,su,64,1e-05,1,0.68,0.72,1361,0,0,1300,0,fp,78e0,c,0.1.0,g,v,"
+    "2026-12-01T16:40:22+00:00,ok,m,run_dir=runs/simcse/x;max_length=64;trained_fingerprint=77edccb04db4;steps=157;"
+    "final_loss=0.0001;sentences_per_s=5.48;n_fit_vectors=10000",
+    "e5,cls,whitening,BQ,test,spearman_cosine,0.31,full,all-available,,,,,,,,0.3,0.32,10000,,,3.6,0,fp,1234,c,0.1.0,g,v,"
+    "2026-11-27T12:09:53+00:00,ok,m,fit_splits=train+valid+test;n_fit_vectors=2916",
+    "e5,pooler,whitening,BQ,test,spearman_cosine,,full,valid,,,,,,,,,,0,,,0,0,fp,1234,c,0.1.0,g,v,"
+    "2026-11-27T12:09:53+00:00,n/a,m,e5 has no pooler output",
+    "e5,last-avg,simcse,ATEC,test-sample1000,spearman_cosine,0.2,full,,valid+test (1024 of 40000 sentences),,0.1,,,,,"
+    "0.1,0.3,1000,0,0,281.8,0,fp,abcd,c,0.1.0,g,v,2026-11-27T12:20:56+00:00,ok,m,run_dir=runs/simcse/y;loss=su;"
+    "batch_size=64;lr=1e-05;epochs=1;max_length=64;trained_fingerprint=9108a72ddabe;steps=16;final_loss=0.4034;"
+    "sentences_per_s=4.06",
+]
+
+
+def _legacy_file(tmp_path):
+    path = tmp_path / "legacy.csv"
+    path.write_text("\n".join([LEGACY_HEADER, *LEGACY_LINES]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_legacy_extra_moves_into_columns_and_free_text_into_note(tmp_path):
+    frame = read_rows(_legacy_file(tmp_path))
+    assert list(frame.columns) == COLUMNS and "extra" not in frame.columns
+    raw, best, whitened, all_available, not_available, first_simcse = (frame.iloc[i] for i in range(6))
+    assert (raw.beta, raw.gamma, raw.note, raw.run_dir) == ("", "", "", "")
+    assert (best.run_dir, best.max_length, best.trained_fingerprint) == (
+        "runs/simcse/default-STS-B-last-avg-d0.1-s0", "64", "77edccb04db4")
+    assert (best.train_steps, best.final_loss, best.sentences_per_s) == ("157", "0.0001", "5.48")
+    assert (best.chosen_on, best.best_step, best.best_valid_spearman) == ("valid-sample1000", "20", "0.816988")
+    assert whitened.n_fit == "10000" and (whitened.beta, whitened.gamma) == ("1", "1")  # plain BERT-whitening
+    assert (all_available.fit_splits, all_available.n_fit) == ("train+valid+test", "2916")
+    assert not_available.status == "n/a" and not_available.note == "e5 has no pooler output"
+    # settings this row's columns lack stay text: filling loss etc. would change its cell key
+    assert first_simcse.loss == "" and first_simcse.note == "loss=su;batch_size=64;lr=1e-05;epochs=1"
+    assert first_simcse.train_steps == "16"
+    assert frame.value.tolist()[:4] == pytest.approx([0.773563, 0.778291, 0.7, 0.31])
+
+
+def test_legacy_rows_keep_the_cell_key_a_new_run_plans_for_them(tmp_path):
+    from stseval.runs.plan import planned_row
+
+    common = dict(model="e5", model_fingerprint="fp", task="STS-B", split="test", data_sha256="78e0", seed=0,
+                  train_on="train+valid+test (10000 of 16100 sentences)", dropout="0.1", loss="su", batch_size="64",
+                  learning_rate="1e-05", epochs="1", pooling="last-avg")
+    new_rows = [planned_row(common, method="simcse-best-valid", metric="spearman_cosine"),
+                planned_row(common, method="simcse+whitening", metric="spearman_cosine",
+                            fit_on="train+valid+test (10000 of 16100 sentences)"),
+                planned_row({**common, "train_on": "", "dropout": "", "loss": "", "batch_size": "",
+                             "learning_rate": "", "epochs": ""}, method="raw", metric="spearman_cosine")]
+    legacy = ResultsFile(_legacy_file(tmp_path))
+    assert all(legacy.has(cell_key(row)) for row in new_rows)  # a resumed run skips them
+    legacy.check_compatible(new_rows)
+
+
+def test_first_write_rewrites_a_legacy_file_in_the_current_columns(tmp_path):
+    path = _legacy_file(tmp_path)
+    before = read_rows(path)
+    results = ResultsFile(path)
+    results.add([make_row(task="LCQMC")])
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header == COLUMNS  # no `extra`
+    after = read_rows(path)
+    assert len(after) == len(before) + 1
+    pd.testing.assert_frame_equal(after.iloc[:len(before)].reset_index(drop=True), before)
+    assert ResultsFile(path).has(cell_key(before.iloc[1]))
+
+
+def test_a_file_without_extra_is_left_as_it_is():
+    from stseval.runs.results import convert_legacy_extra
+
+    frame = rows_to_frame([make_row(note="kept")]).astype(str)
+    assert convert_legacy_extra(frame) is frame

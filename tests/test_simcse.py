@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stseval.common.errors import StsevalError
+from stseval.runs.results import read_rows
 from stseval.encoders.pooling import POOLINGS, pool
 from stseval.methods.simcse import (
     CHECKPOINT_DIR,
@@ -284,10 +285,21 @@ def sts_b_dir(tmp_path) -> Path:
 
 def _queue_options(tiny_bert: Path, sts_b_dir: Path, tmp_path: Path, **overrides) -> dict:
     options = dict(model=str(tiny_bert), tasks=["STS-B"], poolings=["cls"], dropouts=[0.1], batch_size=16,
-                   learning_rate=1e-3, data_dir=sts_b_dir, out_csv=tmp_path / "results" / "simcse.csv",
+                   learning_rate=1e-3, data_dir=sts_b_dir, out=tmp_path / "results",
                    runs_dir=tmp_path / "runs", n_resamples=0, device="cpu", show_progress=False, log=lambda line: None)
     options.update(overrides)
     return options
+
+
+def _run_queue(log=lambda line: None, **options):
+    """specs.parse_simcse_run + simcse.run_simcse, as the CLI calls them; the curves drawn as the CLI does."""
+    from stseval.report.grids import write_curve_plots
+    from stseval.runs import simcse as simcse_run
+    from stseval.runs.specs import parse_simcse_run
+
+    output = simcse_run.run_simcse(parse_simcse_run(**options), log=log)
+    write_curve_plots(output.curves)
+    return output.results
 
 
 def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
@@ -295,7 +307,7 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
-    out_csv = simcse_run.run_simcse_queue(**options)
+    out_csv = _run_queue(**options)
     rows = pd.read_csv(out_csv, dtype=str, keep_default_na=False)
     assert list(zip(rows["method"], rows["metric"])) == [
         ("raw", "spearman_cosine"), ("simcse", "spearman_cosine"), ("simcse", "spearman_cosine_minus_raw"),
@@ -311,8 +323,13 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
         value["simcse", "spearman_cosine"] - value["raw", "spearman_cosine"], abs=1e-5)
     assert value["simcse+whitening", "spearman_cosine_minus_simcse"] == pytest.approx(
         value["simcse+whitening", "spearman_cosine"] - value["simcse", "spearman_cosine"], abs=1e-5)
-    best = trained[trained["method"] == "simcse-best-valid"]["extra"].iloc[0]
-    assert "chosen_on=valid" in best and "best_step=" in best
+    best = trained[trained["method"] == "simcse-best-valid"].iloc[0]
+    assert best["chosen_on"] == "valid" and int(best["best_step"]) >= 0 and -1 <= float(best["best_valid_spearman"]) <= 1
+    assert set(trained["run_dir"]) == {str(tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001")}
+    assert set(trained["train_steps"]) == {"6"} and set(rows["max_length"]) == {"64"}
+    whitened = trained[trained["method"] == "simcse+whitening"]
+    assert set(whitened["n_fit"]) == {"96"} and set(whitened["beta"]) == set(whitened["gamma"]) == {"1"}
+    assert set(rows.loc[rows["method"] != "simcse+whitening", "beta"]) == {""}
     stem = f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"  # settings other than Su's are in the name
     curve = pd.read_csv(tmp_path / "results" / "curves" / f"{stem}.csv")
     assert list(curve["step"]) == [0, 6]  # before training and at the end (every 20 steps: never, 6 steps)
@@ -326,7 +343,7 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
 
     monkeypatch.setattr(simcse_run, "train_simcse", must_not_train)
     lines: list[str] = []
-    simcse_run.run_simcse_queue(**dict(options, log=lines.append))
+    _run_queue(**dict(options, log=lines.append))
     assert any(line.endswith("done, skipping") for line in lines)
     pd.testing.assert_frame_equal(pd.read_csv(out_csv, dtype=str, keep_default_na=False), rows)
     # every setting that changes the trained weights is part of the cell key: these train again
@@ -335,8 +352,27 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
         monkeypatch.setattr(simcse_run, "train_simcse", lambda *args, **kwargs: trained_again.append(kwargs)
                             or (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
-            simcse_run.run_simcse_queue(**dict(options, **changed))
+            _run_queue(**dict(options, **changed))
         assert trained_again, changed
+
+
+def test_a_legacy_results_file_of_the_long_job_resumes_without_training(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+    """results/simcse_su/simcse.csv keeps getting rows from a run of the old code: new code skips them."""
+    from legacy_results import SIMCSE_KEYS, write_legacy
+    from stseval.runs import simcse as simcse_run
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
+    out_csv = _run_queue(**options)
+    current = write_legacy(out_csv, SIMCSE_KEYS)
+    legacy_bytes = out_csv.read_bytes()
+    monkeypatch.setattr(simcse_run, "train_simcse", lambda *args, **kwargs: pytest.fail("a finished cell was trained"))
+    lines: list[str] = []
+    _run_queue(**dict(options, log=lines.append))
+    assert sum(line.endswith("done, skipping") for line in lines) == 2  # the raw cell and the trained cell
+    assert out_csv.read_bytes() == legacy_bytes  # nothing computed, nothing written
+    described = ["method", "run_dir", "trained_fingerprint", "train_steps", "chosen_on", "best_step", "n_fit", "beta"]
+    assert read_rows(out_csv)[described].astype(str).equals(current[described])  # extra read back into columns
 
 
 @pytest.mark.parametrize(
@@ -348,24 +384,20 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
 def test_queue_rejects_bad_options_before_training(tiny_bert, sts_b_dir, tmp_path, monkeypatch, overrides, option):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     with pytest.raises(StsevalError, match=f"^{option}"):
-        from stseval.runs.simcse import run_simcse_queue
-
-        run_simcse_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
+        _run_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
 
 
 def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
-    from stseval.runs.simcse import run_simcse_queue
-
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     blank = tmp_path / "blank.txt"
     blank.write_text("\n  \n", encoding="utf-8")
     a_file = tmp_path / "a-file"
     a_file.write_text("", encoding="utf-8")
     for overrides, option in (({"train_on": str(blank)}, "--train-on"),
-                              ({"out_csv": a_file / "simcse.csv"}, "--out"),
+                              ({"out": a_file}, "--out"),
                               ({"runs_dir": a_file}, "--runs-dir")):
         with pytest.raises(StsevalError, match=f"^{option}"):
-            run_simcse_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
+            _run_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
 
 
 # --- speed without changing the math ------------------------------------------------------------

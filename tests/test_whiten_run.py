@@ -123,9 +123,9 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
     assert set(stsb.fit_on) == {"", "task:PAWSX", "pooled", "file:corpus.txt"}
     assert set(stsb.metric) == {"spearman_cosine", "spearman_dot"}
     # 2 tasks x 300 pairs x 2 sides x (valid + test + STS-B train where sampled) fit the pooled statistics
-    fit_sizes = dict(zip(stsb.fit_on, stsb.extra))
-    assert fit_sizes["file:corpus.txt"] == "n_fit_vectors=5"
-    assert int(fit_sizes["pooled"].split("=")[1]) > int(fit_sizes["task:PAWSX"].split("=")[1])
+    fit_sizes = dict(zip(stsb.fit_on, stsb.n_fit))
+    assert fit_sizes["file:corpus.txt"] == 5
+    assert int(fit_sizes["pooled"]) > int(fit_sizes["task:PAWSX"])
     cosine = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_cosine")].value.item()
     dot = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_dot")].value.item()
     assert cosine != dot  # normalising after whitening changes the ranking
@@ -155,8 +155,10 @@ def test_all_available_rows_say_which_splits(tiny_bert, sample_data_dir, tmp_pat
     whitened = rows[rows.method == "whitening"].set_index("task")
     assert set(whitened.fit_on) == {"all-available"}  # one grid row across tasks
     # STS-B has a train split here, PAWSX does not: 300 pairs x 2 sides per split
-    assert whitened.loc["STS-B", "extra"] == "fit_splits=train+valid+test;n_fit_vectors=1800"
-    assert whitened.loc["PAWSX", "extra"] == "fit_splits=valid+test;n_fit_vectors=1200"
+    assert whitened.loc["STS-B", ["fit_splits", "n_fit"]].tolist() == ["train+valid+test", 1800]
+    assert whitened.loc["PAWSX", ["fit_splits", "n_fit"]].tolist() == ["valid+test", 1200]
+    assert set(whitened.beta.astype(str)) == set(whitened.gamma.astype(str)) == {"1"}  # plain BERT-whitening
+    assert "extra" not in rows.columns
 
 
 def test_two_runs_at_once_into_one_out_keep_both_tasks_rows(tiny_bert, sample_data_dir, tmp_path):
@@ -425,3 +427,33 @@ def test_backend_is_recorded_in_rows_and_resumes_separately(tiny_bert, sample_da
     assert bad.exit_code == 2 and "--backend fast" in bad.output
     no_workers = run(*args, "--processes", "0")
     assert no_workers.exit_code == 2 and "--processes 0" in no_workers.output
+
+
+def test_a_legacy_results_file_resumes_without_recomputing_and_is_rewritten_on_the_next_write(
+        tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import stseval.encoders.encoder as encoders
+    from legacy_results import WHITEN_KEYS, write_legacy
+
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls,pooler", "--dims", "full,8", "--tasks", "STS-B,PAWSX",
+            "--fit-on", "all-available", "--fit-on", "valid", "--data-dir", str(sample_data_dir), "--out", str(out),
+            "--bootstrap", "0"]
+    assert run(*args).exit_code == 0
+    current = write_legacy(out / "whiten.csv", WHITEN_KEYS)  # as a run of the old code left it
+    assert "extra" in (out / "whiten.csv").read_text(encoding="utf-8").splitlines()[0]
+    encoded = []
+    real = encoders._encode_uncached
+    monkeypatch.setattr(encoders, "_encode_uncached", lambda *a, **k: encoded.append(1) or real(*a, **k))
+
+    resumed = run(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "STS-B: all 10 cells done, skipping" in resumed.output and encoded == []
+
+    more = run(*[arg if arg != "full,8" else "full,8,4" for arg in args])  # one new dims: a write
+    assert more.exit_code == 0, more.output
+    assert "STS-B: 4 of 14 cells to compute" in more.output
+    rewritten = pd.read_csv(out / "whiten.csv", dtype=str, keep_default_na=False)
+    assert list(rewritten.columns) == list(current.columns)  # the current columns, no `extra`
+    old_cells = rewritten[rewritten.dims != "4"].reset_index(drop=True)
+    assert (rewritten.loc[rewritten.dims == "4", "max_length"] != "").all()
+    pd.testing.assert_frame_equal(old_cells, current)  # every legacy row back in its columns, values unchanged

@@ -3,8 +3,9 @@
 A grid is a view of results rows: one row per (model, pooling, method, dims, ...), one column per task
 in `TASKS` order plus the plain `avg` and the pair-weighted `w-avg`, each cell the metric x 100 rounded
 to two decimals. Grids are written for people to read, paste and diff; they are never read back as a
-source. Each step is a plain function, so `whiten` and `simcse-train` can print their own grids with
-`build_grid` + `grid_to_markdown`:
+source. Every grid, markdown and plot stseval writes comes from here: the commands' own grids
+(`write_run_grid`), SimCSE training curves (`write_curve_plots`) and the retrieval sweep plot
+(`write_sweep_plot`). Each step is a plain function:
 
     load_results -> apply_filters -> resolve_duplicates -> build_grid -> grid_to_markdown / plot_heatmap
 
@@ -34,7 +35,7 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows, write_frame
+from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows, write_frame
 from stseval.data.tasks import TASKS
 from stseval.options import POOLINGS
 
@@ -652,6 +653,87 @@ def plot_training_curve(curve_csv: Path, path: Path, title: str = "") -> None:
         figure.savefig(tmp, format="png", dpi=110)
 
 
+def write_curve_plots(curves: Sequence[tuple[Path, str]]) -> list[Path]:
+    """Draw each (curve CSV, title) of a simcse-train run as the PNG beside it; returns the PNGs."""
+    written = []
+    for curve_csv, title in curves:
+        png = Path(curve_csv).with_suffix(".png")
+        plot_training_curve(curve_csv, png, title)
+        written.append(png)
+    return written
+
+
+def plot_sweep(frame: pd.DataFrame, path: Path) -> None:
+    """Plot recall@10 (top) and QPS (bottom, log scale) against k, one column per task.
+
+    Args:
+        frame: long-format sweep rows (results.read_rows); the corpus size N and the real k of "full"
+            come from each row's n_corpus and n_dims columns.
+        path: PNG to write atomically (Agg canvas, fixed size and dpi; no pyplot state).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from stseval.methods.index import su_min_dims
+
+    frame = frame.assign(n_dims=pd.to_numeric(frame["n_dims"], errors="coerce").fillna(0).astype(int),
+                         n_corpus=pd.to_numeric(frame["n_corpus"], errors="coerce").fillna(0).astype(int),
+                         value=pd.to_numeric(frame["value"], errors="coerce"))
+    task_names = _ordered("task", set(frame["task"]))  # columns in TASKS order, like every grid
+    figure = Figure(figsize=(3.6 * len(task_names) + 0.8, 6.4), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, len(task_names), squeeze=False)
+    for column, task in enumerate(task_names):
+        rows = frame[frame["task"] == task]
+        n_corpus = int(rows["n_corpus"].max())
+        for row_index, metric in enumerate(("recall@10", "qps")):
+            axis = axes[row_index][column]
+            for method, group in rows[rows["metric"] == metric].groupby("method", sort=True):
+                group = group.sort_values("n_dims")
+                axis.plot(group["n_dims"], group["value"], marker="o", label=method)
+            if n_corpus > 1:
+                axis.axvline(su_min_dims(n_corpus), color="grey", linestyle="--", linewidth=1,
+                             label=f"8.33 ln N = {su_min_dims(n_corpus):.0f}")
+            _sweep_axis(axis, sorted(set(rows["n_dims"])), metric, column, row_index,
+                        f"{task} (N={n_corpus})" if row_index == 0 else "")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, [label.split(" = ")[0] if "ln N" in label else label for label in labels],
+                  loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def _sweep_axis(axis, ticks: list[int], metric: str, column: int, row_index: int, title: str) -> None:
+    """Scales, ticks and labels of one panel of the sweep plot."""
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(ticks, [str(tick) for tick in ticks])
+    axis.minorticks_off()
+    if metric == "qps":
+        axis.set_yscale("log")
+    else:
+        axis.set_ylim(0, 1.02)
+    axis.set_title(title)
+    axis.set_xlabel("dims k" if row_index == 1 else "")
+    axis.set_ylabel(metric if column == 0 else "")
+    axis.grid(True, alpha=0.3)
+
+
+def write_sweep_plot(results_path: Path, path: Path, cells: frozenset | None = None) -> Path | None:
+    """Draw the sweep plot of a results file's rows (only those whose cell key is in `cells`, when given).
+
+    Returns:
+        path, or None when no row is left to draw.
+    """
+    frame = read_rows(results_path)
+    if cells is not None:
+        frame = frame[[cell_key(record) in cells for _, record in frame.iterrows()]]
+    if frame.empty:
+        return None
+    plot_sweep(frame, path)
+    return Path(path)
+
+
 def plot_heatmap(grid: pd.DataFrame, path: Path, title: str = "") -> None:
     """Draw the grid as an annotated heatmap PNG, written atomically.
 
@@ -918,6 +1000,19 @@ def write_report(
                               + _summary_line(provenance) + "\n", seeds_out[1])
             written += seeds_out
     return written
+
+
+def write_run_grid(results_path: Path, out: Path, split: str, task_order: Sequence[str] | None = None) -> str:
+    """The grid a whiten or simcse-train run prints: grid.csv / .md / .png / .provenance.json beside its
+    results, every spearman_cosine cell of the file for `split`, best bold; returns the markdown.
+
+    The grid holds every cell of the results file for the evaluated split, so runs with and without a
+    prefix collected in one folder show side by side (prefix becomes a row key when it varies).
+    """
+    written = write_report([results_path], out, metrics=["spearman_cosine"], split=split, best=True, name="grid",
+                           task_order=task_order)
+    markdown = next(path for path in written if path.suffix == ".md")
+    return markdown.read_text(encoding="utf-8")
 
 
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",

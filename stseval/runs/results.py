@@ -2,6 +2,10 @@
 
 One row per (model, pooling, method, dims, fit_on, train_on, prefix, dropout, task, split, metric) with a
 `value`. Wide grids are views built by stseval/report/grids.py from these rows; they are never read back as a source.
+
+Files written before the descriptive columns existed carry them in one `extra` column of `key=value;...`
+text; `read_rows` converts such a file into the columns (`convert_legacy_extra`), with the same cell keys,
+so a resumed run skips its rows and the first write rewrites the file in the current columns.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import csv
 import dataclasses
 import datetime as _dt
 import importlib.metadata
+import re
 import shlex
 import subprocess
 import sys
@@ -30,6 +35,8 @@ CELL_KEY = (
     "dropout", "task", "split", "metric", "data_sha256",
     # SimCSE settings that change the trained weights, and the seed (sample, data order, dropout masks)
     "loss", "batch_size", "learning_rate", "epochs", "seed",
+    # whitening's eigenvalue exponents (1 and 1 for plain BERT-whitening; "" when not whitened)
+    "beta", "gamma",
 )
 
 
@@ -53,6 +60,8 @@ class ResultRow:
     batch_size: str = ""  # SimCSE sentences per step
     learning_rate: str = ""  # SimCSE Adam learning rate
     epochs: str = ""  # SimCSE epochs
+    beta: str = ""  # whitening: "1" for plain BERT-whitening; "" when not whitened (see whitening_exponents)
+    gamma: str = ""  # whitening: "1" for plain BERT-whitening; "" when not whitened
     ci_low: float = float("nan")
     ci_high: float = float("nan")
     n_pairs: int = 0
@@ -69,10 +78,102 @@ class ResultRow:
     created_at: str = ""
     status: str = "ok"  # ok | n/a (e.g. pooler on a model without one)
     machine: str = ""  # where it ran, e.g. "x86_64, 2 CPUs, Intel(R) Xeon(R) Processor" (wall time is `seconds`)
-    extra: str = ""  # free-form key=value;... for settings specific to a method
+    # descriptive columns: facts about how a cell was computed, never part of its cell key ("" where they do not apply)
+    max_length: str = ""  # tokens per sentence the encoder kept (64; PAWSX 128)
+    fit_splits: str = ""  # whitening fit_on all-available: the task's splits behind it, e.g. "valid+test"
+    run_dir: str = ""  # SimCSE: the trained model's folder
+    trained_fingerprint: str = ""  # SimCSE: first 12 hex characters of the trained model's fingerprint
+    train_steps: str = ""  # SimCSE: optimizer steps taken
+    final_loss: str = ""  # SimCSE: training loss of the last step
+    sentences_per_s: str = ""  # SimCSE: training throughput
+    chosen_on: str = ""  # simcse-best-valid: the pairs that chose the checkpoint, e.g. "valid-sample1000"
+    best_step: str = ""  # simcse-best-valid: the step of the chosen checkpoint
+    best_valid_spearman: str = ""  # simcse-best-valid: its Spearman on `chosen_on`
+    index: str = ""  # retrieval: FAISS index factory string, e.g. "Flat"
+    search_params: str = ""  # retrieval: FAISS search settings, e.g. "nprobe=16"
+    top_k: str = ""  # retrieval: ranking depth scored
+    n_corpus: str = ""  # retrieval: sentences in the indexed corpus
+    n_dims: str = ""  # retrieval: the vector size searched (the real k of dims "full")
+    threads: str = ""  # retrieval: FAISS threads during the search
+    positive_min_score: str = ""  # retrieval: gold score from which a pair counts as relevant
+    note: str = ""  # why a cell is n/a, or legacy `extra` text no column holds
 
 
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
+WHITENING_EXPONENTS = ("1", "1")
+"""(beta, gamma) of plain BERT-whitening, the only kind stseval fits today."""
+
+
+def whitening_exponents(method: str) -> tuple[str, str]:
+    """(beta, gamma) of a row's method: plain BERT-whitening's ("1", "1") when it whitens, else ("", "")."""
+    return WHITENING_EXPONENTS if "whitening" in method else ("", "")
+
+
+LEGACY_EXTRA = "extra"
+"""The column older files carry their descriptive facts in, as `key=value;...` text."""
+
+_LEGACY_KEYS = {
+    "fit_splits": "fit_splits", "n_fit_vectors": "n_fit", "run_dir": "run_dir", "max_length": "max_length",
+    "trained_fingerprint": "trained_fingerprint", "steps": "train_steps", "final_loss": "final_loss",
+    "sentences_per_s": "sentences_per_s", "chosen_on": "chosen_on", "best_step": "best_step",
+    "best_valid_spearman": "best_valid_spearman", "index": "index", "search_params": "search_params",
+    "top_k": "top_k", "n_corpus": "n_corpus", "n_dims": "n_dims", "threads": "threads",
+    "positive_min_score": "positive_min_score",
+}
+_LEGACY_PAIR = re.compile(r"^[a-z_]+=")
+
+
+def convert_legacy_extra(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame read as text from a file with the legacy `extra` column, in the current columns.
+
+    Each `key=value` of `extra` moves into its column (`n_fit_vectors` into an empty or 0 `n_fit`, `steps`
+    into `train_steps`); free text (the reason of an n/a cell) and keys no column holds (e.g. the first
+    SimCSE files' `loss=su;batch_size=64;...`, settings their rows lack, so filling those columns would
+    change the rows' cell keys) go to `note`. beta and gamma become "1" on whitening rows, as plain
+    BERT-whitening is what they measured. Nothing that enters `cell_key` changes otherwise, so a resumed
+    run skips these rows. A frame without `extra` is returned as it is.
+
+    Args:
+        frame: results read with dtype=str and keep_default_na=False.
+    Returns:
+        a copy with every column of `COLUMNS` (missing ones "") and without `extra`.
+    """
+    if LEGACY_EXTRA not in frame.columns:
+        return frame
+    frame = frame.copy()
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
+    records = []
+    for extra, n_fit in zip(frame[LEGACY_EXTRA], frame["n_fit"]):
+        facts, leftover = _split_extra(str(extra))
+        if "n_fit" in facts and n_fit not in ("", "0"):
+            del facts["n_fit"]  # the column already says it
+        facts["note"] = ";".join(leftover)
+        records.append(facts)
+    converted = pd.DataFrame.from_records(records, index=frame.index).fillna("")
+    for column in converted.columns:
+        filled = converted[column] != ""
+        frame.loc[filled, column] = converted.loc[filled, column]
+    whitened = frame["method"].str.contains("whitening", regex=False)
+    for column, exponent in zip(("beta", "gamma"), WHITENING_EXPONENTS):
+        frame.loc[whitened & (frame[column] == ""), column] = exponent
+    return frame.drop(columns=[LEGACY_EXTRA])
+
+
+def _split_extra(extra: str) -> tuple[dict[str, str], list[str]]:
+    """({column: value} of the known keys, [the rest as written]) of one legacy `extra` text."""
+    parts = [part for part in extra.split(";") if part]
+    if not all(_LEGACY_PAIR.match(part) for part in parts):
+        return {}, [extra] if extra else []  # free text, e.g. "model has no pooler output"
+    facts, leftover = {}, []
+    for part in parts:
+        key, value = part.split("=", 1)
+        if key in _LEGACY_KEYS:
+            facts[_LEGACY_KEYS[key]] = value
+        else:
+            leftover.append(part)
+    return facts, leftover
 # the columns a CSV needs to count as a results file (the rest are filled with "")
 REQUIRED_COLUMNS = ("model", "pooling", "method", "task", "split", "metric", "value")
 
@@ -176,6 +277,7 @@ def read_rows(path: Path) -> pd.DataFrame:
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
         raise StsevalError(f"{path}: missing column(s) {', '.join(missing)}; is this a stseval results file?")
+    frame = convert_legacy_extra(frame)
     if len(lines) != len(frame):  # the csv module and pandas disagree on records: fall back to counting
         lines = list(range(2, len(frame) + 2))
     if short is not None:

@@ -1,37 +1,39 @@
 """`stseval index build / search / sweep`: encode a corpus, index it, query it, and sweep dimensions.
 
 The array work (building, searching, metrics, truncation, whitening) lives in `stseval.methods.index`; this
-module loads encoders and data, writes index folders, result rows and the sweep plot.
+module loads encoders and data, writes index folders and result rows (stseval.report.grids draws the sweep plot).
 
 The sweep compares two ways to shrink 384-d vectors to k dims for retrieval on each task's split:
 raw truncation (first k coordinates, renormalised; no PCA) and BERT-whitening fitted on the same
 corpus with its kernel cut to k columns (Su et al. 2021, arXiv:2103.15316, "better semantics and
 faster retrieval"). Each cell reports recall@1/10/100, MRR@10, nDCG@10, QPS, build time and index
-size, and the plot marks Su's bound k > 8.33 ln N for the task's corpus size N.
+size; the plot marks Su's bound k > 8.33 ln N for the task's corpus size N.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
-import pandas as pd
 
 from stseval.encoders.cache import check_home_writable
 from stseval.common.errors import StsevalError
-from stseval.common.fileio import atomic_path, check_writable_dir
+from stseval.common.fileio import check_writable_dir, file_sha256
 from stseval.methods.index import (
-    DEFAULT_FACTORY, REDUCTION_METHODS, IndexMetadata, RetrievalSet, build_index, check_query_settings,
+    DEFAULT_FACTORY, IndexMetadata, RetrievalSet, build_index, check_query_settings,
     evaluate_retrieval, load_index, positive_min_score, retrieval_set, save_index, search, set_search_params,
-    su_min_dims, truncate_dims, whiten_dims, whitening_digest,
+    truncate_dims, whiten_dims, whitening_digest,
 )
+from stseval.options import check_dims_within
+from stseval.runs.plan import Cell, RunOutput, Unit, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
+from stseval.runs.specs import SweepRun, check_index_sources
+from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
 from stseval.methods.whitening import Whitening, fit_whitening, load_whitening
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
@@ -39,7 +41,7 @@ DEFAULT_MAX_LENGTH = 64
 SWEEP_DIMS: tuple[int | None, ...] = (None, 256, 128, 64, 32)  # None = the model's full size
 SWEEP_METRICS = ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10", "qps", "build_s", "index_bytes")
 SWEEP_CSV = "retrieval.csv"
-SWEEP_PNG = "retrieval.png"
+SWEEP_PNG = "retrieval.png"  # drawn by stseval.report.grids.write_sweep_plot
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def read_sentences_file(path: Path) -> list[str]:
     return list(dict.fromkeys(read_sentence_lines(path, "--sentences")))
 
 
-def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, prefix: str = "",
+def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
                  batch_size: int = 64, cache=None, show_progress: bool = True) -> np.ndarray:
     """(n, d) float32 vectors of texts under one pooling (see encoders.encode)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
@@ -128,13 +130,10 @@ def build(
     """
     from stseval.encoders.encoder import load_encoder
 
-    if (task is None) == (sentences_file is None):
-        raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
+    check_index_sources(task, sentences_file, whitening_file, fit_whitening_dims)
     check_writable_dir(index_dir, "--index-dir")
     if use_cache:
         check_home_writable()
-    if whitening_file is not None and fit_whitening_dims is not None:
-        raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
     if task is not None:
         data_dir = resolve_data_dir(data_dir)
         sentences = task_retrieval_set(task, split, data_dir).corpus
@@ -142,27 +141,15 @@ def build(
         max_length = max_length or task.max_length
     else:
         sentences = read_sentences_file(sentences_file)
-        corpus, data_sha256 = str(sentences_file), hashlib.sha256(Path(sentences_file).read_bytes()).hexdigest()[:12]
+        corpus, data_sha256 = str(sentences_file), file_sha256(Path(sentences_file))[:12]
         max_length = max_length or DEFAULT_MAX_LENGTH
 
     encoder = load_encoder(model)
-    vectors = encode_texts(encoder, sentences, pooling, max_length, prefix, batch_size,
-                           _open_cache(use_cache), show_progress)
-    whitening, whitening_meta = None, None
-    if whitening_file is not None:
-        whitening = load_whitening(whitening_file)
-        if whitening.mu.shape[1] != vectors.shape[1]:
-            raise StsevalError(f"--whitening {whitening_file}: fitted on {whitening.mu.shape[1]}-d vectors but "
-                               f"{model} gives {vectors.shape[1]}-d ones")
-        source = str(whitening_file)
-    elif fit_whitening_dims is not None:
-        if not 1 <= fit_whitening_dims <= vectors.shape[1]:
-            raise StsevalError(f"--whiten-dims: {fit_whitening_dims} is outside 1..{vectors.shape[1]} (the vector size)")
-        mu, kernel = fit_whitening(vectors, fit_whitening_dims)
-        source = f"fit on {corpus}"
-        whitening = Whitening(mu, kernel, {"model": encoder.name, "model_fingerprint": encoder.fingerprint,
-                                           "pooling": pooling, "prefix": prefix, "fit_on": corpus,
-                                           "n_fit_vectors": len(vectors), "max_length": max_length})
+    vectors = encode_texts(encoder, sentences, pooling, max_length, prefix=prefix, batch_size=batch_size,
+                           cache=_open_cache(use_cache), show_progress=show_progress)
+    whitening, source = _corpus_whitening(encoder, vectors, whitening_file, fit_whitening_dims,
+                                          dict(pooling=pooling, prefix=prefix, fit_on=corpus, max_length=max_length))
+    whitening_meta = None
     if whitening is not None:
         vectors = whitening.apply(vectors)
         whitening_meta = {"digest": whitening_digest(whitening), "n_components": whitening.n_components,
@@ -175,6 +162,24 @@ def build(
         max_length=max_length, dims=int(vectors.shape[1]), n_vectors=len(sentences), factory=factory,
         search_params=search_params, corpus=corpus, data_sha256=data_sha256, whitening=whitening_meta)
     return save_index(index_dir, index, sentences, metadata, whitening)
+
+
+def _corpus_whitening(encoder, vectors: np.ndarray, whitening_file: Path | None, n_dims: int | None,
+                      facts: dict) -> tuple[Whitening | None, str]:
+    """The whitening of an index build and where it came from: a saved file, a fit of n_dims on the
+    (n, d) corpus vectors, or none."""
+    if whitening_file is not None:
+        whitening = load_whitening(whitening_file)
+        if whitening.mu.shape[1] != vectors.shape[1]:
+            raise StsevalError(f"--whitening {whitening_file}: fitted on {whitening.mu.shape[1]}-d vectors but "
+                               f"{encoder.name} gives {vectors.shape[1]}-d ones")
+        return whitening, str(whitening_file)
+    if n_dims is None:
+        return None, ""
+    check_dims_within([n_dims], vectors.shape[1], encoder.name, "--whiten-dims")
+    mu, kernel = fit_whitening(vectors, n_dims)
+    return Whitening(mu, kernel, {"model": encoder.name, "model_fingerprint": encoder.fingerprint, **facts,
+                                  "n_fit_vectors": len(vectors)}), f"fit on {facts['fit_on']}"
 
 
 def search_index(
@@ -221,7 +226,8 @@ def search_index(
     pooling = meta.pooling if pooling is None else pooling
     prefix = meta.prefix if prefix is None else prefix
     check_query_settings(loaded, encoder.fingerprint, pooling, prefix, query_whitening)
-    vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix, batch_size, show_progress=False)
+    vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix=prefix, batch_size=batch_size,
+                           show_progress=False)
     if query_whitening is not None:
         vectors = query_whitening.apply(vectors)
     set_search_params(loaded.index, search_params)
@@ -246,115 +252,107 @@ def format_neighbours(queries: Sequence[str], results: list[list[Neighbour]]) ->
 # dimension sweep
 
 
-def sweep(
-    model: str,
-    tasks: Sequence[TaskSpec],
-    out_dir: Path,
-    *,
-    data_dir: Path | None = None,
-    split: str = "test",
-    pooling: str = DEFAULT_POOLING,
-    prefix: str = "",
-    dims: Sequence[int | None] = SWEEP_DIMS,
-    methods: Sequence[str] = REDUCTION_METHODS,
-    factory: str = DEFAULT_FACTORY,
-    search_params: str = "",
-    top_k: int = 100,
-    limit: int | None = None,
-    threads: int | None = None,
-    batch_size: int = 64,
-    use_cache: bool = True,
-    seed: int = 0,
-    show_progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> list[ResultRow]:
+@contextlib.contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with FAISS on `threads` OpenMP threads (None: leave as is), then restore the count."""
+    if threads is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+@dataclass
+class _Job:
+    """What every task of a sweep shares."""
+
+    run: SweepRun
+    encoder: object
+    cache: object
+    base: dict  # provenance fields of every row
+    log: Callable[[str], None]
+
+
+def sweep(run: SweepRun, log: Callable[[str], None] = print) -> RunOutput:
     """Retrieval quality and speed against vector size, raw truncation vs whitening, per task.
 
-    For each task: encode every unique sentence of `split` once, fit whitening on those vectors,
+    For each task: encode every unique sentence of the split once, fit whitening on those vectors,
     then for each (method, k) build a `factory` index over the k-dim vectors and search it with
     the positive pairs' sentence1 (index.retrieval_set). Rows go to out_dir/retrieval.csv in long
-    format as each task finishes (a re-run skips finished cells); out_dir/retrieval.png plots
-    recall@10 and QPS against k with Su's 8.33 ln N line.
+    format as each task finishes (a re-run skips finished cells); stseval.report.grids.write_sweep_plot
+    draws recall@10 and QPS against k with Su's 8.33 ln N line.
 
     Args:
-        model: --model value.
-        tasks: TaskSpecs to run (the plot orders them as TASKS does).
-        data_dir: the data folder (tasks.resolve_data_dir finds it when None).
-        dims: sizes k; None is the model's full size.
-        methods: subset of ("raw-truncate", "whitening").
-        factory, search_params: the index type (default exact Flat) and its search settings.
-        top_k: neighbours retrieved per query (recall@100 needs 100).
-        limit: use only the first `limit` pairs of each split (quick runs on a CPU).
-        threads: FAISS threads (faiss.omp_set_num_threads); None keeps FAISS's default.
+        run: from specs.parse_sweep_run; threads pins FAISS's threads for the sweep only.
+        log: one line per task and per computed cell.
     Returns:
-        the rows computed in this call (finished cells that were skipped are not repeated).
+        the results CSV, the rows computed now (finished cells that were skipped are not repeated) and
+        the cell keys of every planned row, for the plot.
     """
     from stseval.encoders.encoder import load_encoder
 
-    unknown = [method for method in methods if method not in REDUCTION_METHODS]
-    if unknown or not methods:
-        raise StsevalError(f"--methods: {', '.join(unknown) or 'none given'}; choose from {', '.join(REDUCTION_METHODS)}")
-    if top_k < 10:
-        raise StsevalError(f"--top-k {top_k}: must be at least 10 (recall@10, MRR@10, nDCG@10)")
-    check_writable_dir(out_dir, "--out")
-    if use_cache:
+    check_writable_dir(run.out_dir, "--out")
+    if run.encode.use_cache:
         check_home_writable()
-    if threads is not None:
-        faiss.omp_set_num_threads(threads)
-    data_dir = resolve_data_dir(data_dir)
-    encoder = load_encoder(model)
-    too_big = [k for k in dims if k is not None and k > encoder.dimension]
-    if too_big:
-        raise StsevalError(f"--dims: {too_big[0]} is larger than {encoder.name}'s vector size {encoder.dimension}")
-    results = ResultsFile(Path(out_dir) / SWEEP_CSV)
-    base = {key: value for key, value in provenance(seed).items() if key != "seed"}
-    cache = _open_cache(use_cache)
-    computed, planned_keys = [], set()
-    for spec in tasks:
-        retrieval = task_retrieval_set(spec, split, data_dir, limit)
-        if retrieval.n_queries == 0:
-            log(f"{spec.name} {split}: no positive pairs, skipping")
-            continue
-        data_sha256 = data_fingerprint(spec, [split], data_dir) + (f":first{limit}" if limit else "")
-        common = dict(model=encoder.name, model_fingerprint=encoder.fingerprint, pooling=pooling, prefix=prefix,
-                      task=spec.name, split=split, data_sha256=data_sha256, seed=seed, n_pairs=retrieval.n_queries,
-                      **base)
-        plan = [(method, k) for method in methods for k in dims]
-        keys = {(method, k): [cell_key(_row(common, method, k, metric, factory, search_params, split))
-                              for metric in SWEEP_METRICS] for method, k in plan}
-        planned_keys.update(key for cell in keys.values() for key in cell)
-        pending = [cell for cell in plan if not all(results.has(key) for key in keys[cell])]
-        if not pending:
-            log(f"{spec.name}: all {len(plan)} cells done, skipping")
-            continue
-        log(f"{spec.name} {split}: {len(retrieval.corpus)} sentences, {retrieval.n_queries} queries, "
-            f"{len(pending)} of {len(plan)} cells to compute")
-        vectors = encode_texts(encoder, retrieval.corpus, pooling, spec.max_length, prefix, batch_size, cache,
-                               show_progress)
-        whitening = None
-        if any(method == "whitening" for method, _ in pending):
-            whitening = Whitening(*fit_whitening(vectors))
-        task_rows = []
-        for method, k in pending:
-            started = time.perf_counter()
-            reduced = truncate_dims(vectors, k) if method == "raw-truncate" else whiten_dims(vectors, whitening, k)
-            measured = evaluate_retrieval(reduced, retrieval, factory, search_params, top_k=top_k, seed=seed)
-            seconds = round(time.perf_counter() - started, 3)
-            extra = (f"index={factory};search_params={search_params};top_k={top_k};n_corpus={len(retrieval.corpus)};"
-                     f"n_dims={reduced.shape[1]};threads={faiss.omp_get_max_threads()};"
-                     f"positive_min_score={positive_min_score(spec.label_kind):g}")
-            for metric in SWEEP_METRICS:
-                row = _row(common, method, k, metric, factory, search_params, split)
-                row.value, row.seconds, row.extra = float(measured[metric]), seconds, extra
-                task_rows.append(row)
-            log(f"{spec.name} {method:12s} k={reduced.shape[1]:4d} recall@10={measured['recall@10']:.3f} "
+    encoder = load_encoder(run.encode.model)
+    check_dims_within(run.dims, encoder.dimension, encoder.name)
+    base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
+    job = _Job(run, encoder, _open_cache(run.encode.use_cache), base, log)
+    units = [unit for unit in (_plan_task(job, spec, log) for spec in run.tasks) if unit is not None]
+    with faiss_threads(run.threads):
+        computed = run_units(ResultsFile(run.results_path), units, lambda unit, cells: _score_task(job, unit, cells),
+                             log)
+    planned = frozenset(cell_key(row) for unit in units for cell in unit.cells for row in cell.rows)
+    return RunOutput(run.results_path, computed, planned=planned)
+
+
+def _plan_task(job: _Job, spec: TaskSpec, log: Callable[[str], None]) -> Unit | None:
+    """One task's (method, k) cells, each the SWEEP_METRICS rows of one index; None without queries."""
+    run = job.run
+    retrieval = task_retrieval_set(spec, run.split, run.data_dir, run.limit)
+    if retrieval.n_queries == 0:
+        log(f"{spec.name} {run.split}: no positive pairs, skipping")
+        return None
+    data_sha256 = data_fingerprint(spec, [run.split], run.data_dir) + (f":first{run.limit}" if run.limit else "")
+    common = dict(model=job.encoder.name, model_fingerprint=job.encoder.fingerprint, pooling=run.pooling,
+                  prefix=run.encode.prefix, task=spec.name, split=run.split, data_sha256=data_sha256, seed=run.seed,
+                  n_pairs=retrieval.n_queries, max_length=str(spec.max_length), index=run.factory,
+                  search_params=run.search_params, top_k=str(run.top_k), n_corpus=str(len(retrieval.corpus)),
+                  positive_min_score=f"{positive_min_score(spec.label_kind):g}", **job.base)
+    cells = [Cell([planned_row(common, method=method_label(method, run.factory, run.search_params),
+                               dims="full" if k is None else str(k), metric=metric,
+                               fit_on=f"{run.split}-corpus" if method == "whitening" else "")
+                   for metric in SWEEP_METRICS], (method, k)) for method in run.methods for k in run.dims]
+    return Unit(spec.name, cells, context=(spec, retrieval),
+                detail=f"{run.split}: {len(retrieval.corpus)} sentences, {retrieval.n_queries} queries, ")
+
+
+def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
+    """Encode the task's corpus once, fit whitening once, then build and search one index per cell."""
+    run, (spec, retrieval) = job.run, unit.context
+    vectors = encode_texts(job.encoder, retrieval.corpus, run.pooling, spec.max_length, prefix=run.encode.prefix,
+                           batch_size=run.encode.batch_size, cache=job.cache, show_progress=run.encode.show_progress)
+    whitening = None
+    if any(cell.setting[0] == "whitening" for cell in cells):
+        whitening = Whitening(*fit_whitening(vectors))
+    rows = []
+    for cell in cells:
+        method, k = cell.setting
+        started = time.perf_counter()
+        reduced = truncate_dims(vectors, k) if method == "raw-truncate" else whiten_dims(vectors, whitening, k)
+        measured = evaluate_retrieval(reduced, retrieval, run.factory, run.search_params, top_k=run.top_k, seed=run.seed)
+        seconds = round(time.perf_counter() - started, 3)
+        for row in cell.rows:
+            row.value, row.seconds = float(measured[row.metric]), seconds
+            row.n_dims, row.threads = str(reduced.shape[1]), str(faiss.omp_get_max_threads())
+        rows += cell.rows
+        job.log(f"{spec.name} {method:12s} k={reduced.shape[1]:4d} recall@10={measured['recall@10']:.3f} "
                 f"mrr@10={measured['mrr@10']:.3f} qps={measured['qps']:.0f}")
-        results.add(task_rows)
-        computed.extend(task_rows)
-    frame = results.frame[[cell_key(record) in planned_keys for _, record in results.frame.iterrows()]]
-    if not frame.empty:
-        plot_sweep(frame, Path(out_dir) / SWEEP_PNG)
-    return computed
+    return rows
 
 
 def method_label(method: str, factory: str, search_params: str) -> str:
@@ -362,65 +360,3 @@ def method_label(method: str, factory: str, search_params: str) -> str:
     if factory == DEFAULT_FACTORY and not search_params:
         return method
     return f"{method}[{factory}{';' + search_params if search_params else ''}]"
-
-
-def _row(common: dict, method: str, k: int | None, metric: str, factory: str, search_params: str,
-         split: str) -> ResultRow:
-    """A result row for one (method, k, metric) cell, value not filled in yet."""
-    return ResultRow(method=method_label(method, factory, search_params), dims="full" if k is None else str(k),
-                     fit_on=f"{split}-corpus" if method == "whitening" else "", metric=metric, value=float("nan"),
-                     **common)
-
-
-def plot_sweep(frame: pd.DataFrame, path: Path) -> None:
-    """Plot recall@10 (top) and QPS (bottom, log scale) against k, one column per task.
-
-    Args:
-        frame: long-format sweep rows (results.read_rows or ResultsFile.frame); the corpus size N
-            and the real k of "full" are read from each row's extra (n_corpus=, n_dims=).
-        path: PNG to write atomically (Agg backend, fixed size and dpi).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = frame.copy()
-    settings = frame["extra"].map(lambda text: dict(part.split("=", 1) for part in str(text).split(";") if "=" in part))
-    frame["n_dims"] = settings.map(lambda s: int(s.get("n_dims", 0)))
-    frame["n_corpus"] = settings.map(lambda s: int(s.get("n_corpus", 0)))
-    frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
-    order = {name: position for position, name in enumerate(TASKS)}  # columns in TASKS order, like every grid
-    task_names = sorted(dict.fromkeys(frame["task"]), key=lambda name: order.get(name, len(order)))
-    figure, axes = plt.subplots(2, len(task_names), figsize=(3.6 * len(task_names) + 0.8, 6.4), dpi=120,
-                                squeeze=False)
-    for column, task in enumerate(task_names):
-        rows = frame[frame["task"] == task]
-        n_corpus = int(rows["n_corpus"].max())
-        for row_index, metric in enumerate(("recall@10", "qps")):
-            axis = axes[row_index][column]
-            for method, group in rows[rows["metric"] == metric].groupby("method", sort=True):
-                group = group.sort_values("n_dims")
-                axis.plot(group["n_dims"], group["value"], marker="o", label=method)
-            if n_corpus > 1:
-                axis.axvline(su_min_dims(n_corpus), color="grey", linestyle="--", linewidth=1,
-                             label=f"8.33 ln N = {su_min_dims(n_corpus):.0f}")
-            axis.set_xscale("log", base=2)
-            ticks = sorted(set(rows["n_dims"]))
-            axis.set_xticks(ticks, [str(tick) for tick in ticks])
-            axis.minorticks_off()
-            if metric == "qps":
-                axis.set_yscale("log")
-            else:
-                axis.set_ylim(0, 1.02)
-            axis.set_title(f"{task} (N={n_corpus})" if row_index == 0 else "")
-            axis.set_xlabel("dims k" if row_index == 1 else "")
-            axis.set_ylabel(metric if column == 0 else "")
-            axis.grid(True, alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, [label.split(" = ")[0] if "ln N" in label else label for label in labels],
-                  loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    plt.close(figure)

@@ -1,220 +1,204 @@
 """The `stseval whiten` grid: encode each task once per model, then score raw and whitened cells.
 
-Cells are (model, pooling, method, dims, fit_on, task, split). Each finished task's rows are written to
+Cells are (model, pooling, method, dims, fit_on, task, split). The run follows stseval/runs/plan.py: one
+unit per model and task, whose cells share one encoding pass; each finished task's rows are written to
 the long-format results file at once, so Ctrl-C loses at most the task being scored and a re-run
 skips what is already there.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
+from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines
 from stseval.evaluation.scoring import SplitVectors, encode_splits, score_pairs
-from stseval.options import FIT_ON_CHOICES, parse_dims, validate_fit_on  # noqa: F401 - re-exported
-from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines, split_path
 from stseval.methods.whitening import RELATIVE_EIGENVALUE_FLOOR, Whitening, fit_whitening, save_whitening
+from stseval.options import check_dims_within
+from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units, unique_cells
+from stseval.runs.results import ResultRow, ResultsFile, provenance
+from stseval.runs.specs import EncodeSpec, FitSource, WhitenRun, available_splits
 
-
-@dataclass
-class WhitenSettings:
-    """Everything a whitening grid depends on, as parsed from the command line."""
-
-    models: list[str]
-    poolings: list[str]
-    dims: list[int | None]  # None = full dimension
-    tasks: list[TaskSpec]
-    fit_on: list[str] = field(default_factory=lambda: ["all-available"])
-    split: str = "test"
-    prefix: str = ""
-    data_dir: Path = Path(".")
-    out_dir: Path = Path("runs/whitening")
-    results_name: str = "whiten.csv"
-    batch_size: int = 64
-    n_resamples: int = 1000
-    seed: int = 0
-    unnormalized: bool = False  # also score whitened vectors by plain dot product
-    save_kernel_dir: Path | None = None
-    show_progress: bool = True
-    allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
-    backend: str = "fp32"  # stseval.encoders.backends.BACKENDS; part of the model's name and fingerprint in rows
-    processes: int = 1  # encoding worker processes
-
-
-def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
-    """Splits of the task whose files exist in data_dir (our data lacks train for ATEC, LCQMC, PAWSX)."""
-    return [split for split in spec.splits if split_path(spec, split, data_dir).is_file()]
+_now = now  # tests stamp cells through this name
 
 
 def dims_label(dims: int | None) -> str:
     return "full" if dims is None else str(dims)
 
 
-def run_whiten_grid(settings: WhitenSettings, log: Callable[[str], None] = print) -> Path:
+@dataclass
+class _Job:
+    """One model's part of a whiten run: what every unit of it shares."""
+
+    run: WhitenRun
+    encode: EncodeSpec
+    encoder: object
+    cache: object
+    supported: list[str] = field(default_factory=list)  # the poolings the model can produce
+
+
+def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
     """Run every (model, task, pooling, method, dims, fit_on) cell not yet in the results file.
 
     Returns:
-        the long-format results CSV path.
+        the long-format results CSV and the rows computed now (grids: stseval.report.grids.write_run_grid).
+    Raises:
+        StsevalError naming the option: --dims above the model's size, a --fit-on too small for --dims,
+        an unwritable --out or --save-kernel, rows of other data or weights in --out.
     """
     from stseval.encoders.cache import EmbeddingCache, check_home_writable, default_cache_root
     from stseval.encoders.encoder import load_encoder
 
-    check_writable_dir(settings.out_dir, "--out")
-    if settings.save_kernel_dir is not None:
-        check_writable_dir(settings.save_kernel_dir, "--save-kernel")
+    check_writable_dir(run.out_dir, "--out")
+    if run.save_kernel_dir is not None:
+        check_writable_dir(run.save_kernel_dir, "--save-kernel")
     check_home_writable()
-    results = ResultsFile(settings.out_dir / settings.results_name)
+    results = ResultsFile(run.results_path)
     cache = EmbeddingCache(default_cache_root())
-    base = provenance(settings.seed)
-    for model_name in settings.models:
-        encoder = load_encoder(model_name, backend=settings.backend, processes=settings.processes)
-        dimension = encoder.dimension
-        too_big = [d for d in settings.dims if d is not None and d > dimension]
-        if too_big:
-            raise StsevalError(f"--dims: {too_big[0]} is larger than {encoder.name}'s vector size {dimension}")
-        _check_file_fits_rank(settings, dimension)
-        plans = {spec.name: _task_plan(settings, spec, encoder, base) for spec in settings.tasks}
-        for plan in plans.values():  # before computing: a conflicting row would poison the folder
-            results.check_compatible(plan.rows)
-        for spec in settings.tasks:
-            plan = plans[spec.name]
-            pending = [row for row in plan.rows if not results.has(cell_key(row))]
-            # a finished cell is still redone when this run asks it for something it has not made yet
-            missing_kernels = [row for row in plan.rows if results.has(cell_key(row))
-                               and _kernel_missing(settings, encoder, spec, row)]
-            pending += missing_kernels
-            if not pending:
-                log(f"{encoder.name} {spec.name}: all {len(plan.rows)} cells done, skipping")
-                continue
-            kernels_note = f" ({len(missing_kernels)} done but without their --save-kernel file)" if missing_kernels else ""
-            log(f"{encoder.name} {spec.name}: {len(pending)} of {len(plan.rows)} cells to compute{kernels_note}")
-            rows = _score_task(settings, spec, encoder, plan, {cell_key(r) for r in pending}, cache)
-            results.add(rows)
-    return results.path
+    base = provenance(run.seed)
+    computed = []
+    for encode in run.encoders:
+        encoder = load_encoder(encode.model, backend=encode.backend, processes=encode.processes)
+        check_dims_within(run.dims, encoder.dimension, encoder.name)
+        _check_file_fits_rank(run, encoder.dimension)
+        job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
+        units = [_plan_task(job, spec, base) for spec in run.tasks]
+        computed += run_units(results, units, lambda unit, cells, job=job: _score_task(job, unit, cells), log,
+                              redo=lambda unit, cell, job=job: _kernel_missing(job, unit, cell),
+                              redo_reason="without their --save-kernel file")
+    return RunOutput(results.path, computed)
 
 
-@dataclass
-class _TaskPlan:
-    """The cells of one task for one model, with their provenance filled in but no values yet."""
-
-    rows: list[ResultRow]
-    supported_poolings: list[str]
-    encode_splits: list[str]
-
-
-def _methods(settings: WhitenSettings) -> list[tuple[str, str]]:
+def _methods(run: WhitenRun) -> list[tuple[str, str]]:
     """(method, metric) pairs scored after whitening."""
     methods = [("whitening", "spearman_cosine")]
-    if settings.unnormalized:
+    if run.unnormalized:
         methods.append(("whitening-unnormalized", "spearman_dot"))
     return methods
 
 
-def _task_plan(settings: WhitenSettings, spec: TaskSpec, encoder, base: dict) -> _TaskPlan:
-    present = available_splits(spec, settings.data_dir)
-    if settings.split not in present:
-        raise StsevalError(f"--split: {spec.name} has no {settings.split!r} split in {settings.data_dir} "
-                           f"(present: {', '.join(present) or 'none'})")
-    own_fits = [fit for fit in settings.fit_on if fit in ("train", "valid", "test", "all-available")]
-    for fit in own_fits:
-        if fit != "all-available" and fit not in present:
-            raise StsevalError(f"--fit-on: {spec.name} has no {fit!r} split (present: {', '.join(present)}); "
-                               "use all-available, another split, pooled, task:NAME or a file")
-    needed = {settings.split} | {fit for fit in own_fits if fit != "all-available"}
-    if "all-available" in own_fits:
-        needed |= set(present)
-    encode_split_names = [split for split in present if split in needed]
+def _plan_task(job: _Job, spec: TaskSpec, base: dict) -> Unit:
+    """The cells of one task for one model, values NaN; context: (task, the splits to encode)."""
+    run, encoder = job.run, job.encoder
+    present = available_splits(spec, run.data_dir)
+    needed = {run.split}.union(*(fit.own_splits(spec, run.data_dir) for fit in run.fit_on))
     common = dict(
-        model=encoder.name, model_fingerprint=encoder.fingerprint, task=spec.name, split=settings.split,
-        prefix=settings.prefix, data_sha256=data_fingerprint(spec, present, settings.data_dir),
-        **{k: v for k, v in base.items() if k != "seed"}, seed=settings.seed,
+        model=encoder.name, model_fingerprint=encoder.fingerprint, task=spec.name, split=run.split,
+        prefix=job.encode.prefix, data_sha256=data_fingerprint(spec, present, run.data_dir),
+        max_length=str(spec.max_length), **{k: v for k, v in base.items() if k != "seed"}, seed=run.seed,
     )
-    rows = []
-    for pooling in settings.poolings:
-        rows.append(ResultRow(pooling=pooling, method="raw", metric="spearman_cosine", value=np.nan, **common))
-        for fit in settings.fit_on:
-            for dims in settings.dims:
-                for method, metric in _methods(settings):
-                    rows.append(ResultRow(pooling=pooling, method=method, metric=metric, value=np.nan,
-                                          dims=dims_label(dims), fit_on=_fit_label(fit), **common))
-    unique_rows = list({cell_key(row): row for row in rows}.values())  # a repeated option value is one cell
-    return _TaskPlan(unique_rows, _supported(encoder, settings.poolings), encode_split_names)
+    cells = []
+    for pooling in job.encode.poolings:
+        cells.append(Cell([planned_row(common, pooling=pooling, method="raw", metric="spearman_cosine")]))
+        for fit in run.fit_on:
+            for dims in run.dims:
+                cells += [Cell([planned_row(common, pooling=pooling, method=method, metric=metric,
+                                            dims=dims_label(dims), fit_on=fit.label,
+                                            fit_splits=fit.fit_splits(spec, run.data_dir))], fit)
+                          for method, metric in _methods(run)]
+    return Unit(f"{encoder.name} {spec.name}", unique_cells(cells),
+                context=(spec, [split for split in present if split in needed]))
 
 
-def _fit_label(fit: str) -> str:
-    """The --fit-on value as results rows name it; a file by its name. The splits behind
-    'all-available' differ by task, so they go into the row's `extra` (fit_splits=...)."""
-    if fit in ("all-available", "train", "valid", "test", "pooled") or fit.startswith("task:"):
-        return fit
-    return f"file:{Path(fit).name}"
+def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
+    """Encode the task's splits once for every pooling, then score each pending cell."""
+    spec, split_names = unit.context
+    rows = [cell.rows[0] for cell in cells]
+    if not job.supported:  # e.g. --pooling pooler alone on a model without one: n/a cells, no encoding
+        return [_not_available(row, job.encoder) for row in rows]
+    encoded = encode_splits(job.encoder, spec, split_names, job.supported, job.run.data_dir,
+                            prefix=job.encode.prefix, batch_size=job.encode.batch_size, cache=job.cache,
+                            show_progress=job.encode.show_progress)
+    fits = _Fits(job, spec, encoded)
+    return [_score_cell(job, cell, encoded[job.run.split], fits) if cell.rows[0].pooling in job.supported
+            else _not_available(cell.rows[0], job.encoder) for cell in cells]
 
 
-def _score_task(settings: WhitenSettings, spec: TaskSpec, encoder, plan: _TaskPlan, pending: set, cache) -> list[ResultRow]:
-    if not plan.supported_poolings:  # e.g. --pooling pooler alone on a model without one: n/a cells, no encoding
-        return [_not_available(row, encoder) for row in plan.rows if cell_key(row) in pending]
-    encoded = encode_splits(encoder, spec, plan.encode_splits, plan.supported_poolings, settings.data_dir,
-                            prefix=settings.prefix, batch_size=settings.batch_size, cache=cache,
-                            show_progress=settings.show_progress)
-    evaluated = encoded[settings.split]
-    gold = evaluated.gold_scores
-    fits: dict[tuple[str, str], Whitening] = {}
-    fit_sources: dict[str, dict[str, np.ndarray]] = {}  # fit_on -> pooling -> vectors, for sources outside the task
-    done = []
-    for row in plan.rows:
-        if cell_key(row) not in pending:
-            continue
-        if row.pooling not in plan.supported_poolings:
-            done.append(_not_available(row, encoder))
-            continue
-        started = time.perf_counter()
-        vectors_a, vectors_b = evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling]
-        if row.method != "raw":
-            fit_key = (row.pooling, row.fit_on)
-            if fit_key not in fits:
-                fit_vectors = _fit_vectors(settings, spec, encoder, encoded, row.fit_on, row.pooling,
-                                           plan.supported_poolings, cache, fit_sources)
-                mu, kernel = fit_whitening(fit_vectors)
-                fits[fit_key] = Whitening(mu, kernel, {
-                    "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": row.pooling,
-                    "prefix": settings.prefix, "task": spec.name, "fit_on": row.fit_on,
-                    "fit_splits": _fit_splits(row.fit_on, encoded),
-                    "n_fit_vectors": int(len(fit_vectors)), "rank": _fit_rank(kernel, len(fit_vectors)),
-                    "max_length": spec.max_length})
-            whitening = fits[fit_key]
-            n_fit, rank = whitening.provenance["n_fit_vectors"], whitening.provenance["rank"]
-            n_components = whitening.n_components if row.dims == "full" else int(row.dims)
-            if n_components > _supported_dims(n_fit, rank, whitening.mu.shape[1]) and not settings.allow_low_rank:
-                raise StsevalError(_low_rank_message(row.fit_on, n_fit, whitening.mu.shape[1], rank, row.dims,
-                                                     n_components))
-            row.n_fit, row.fit_rank = n_fit, rank
-            if row.dims != "full":
-                whitening = whitening.truncate(int(row.dims))
-            fit_splits = whitening.provenance["fit_splits"]
-            row.extra = (f"fit_splits={fit_splits};" if fit_splits else "") + \
-                f"n_fit_vectors={whitening.provenance['n_fit_vectors']}"
-            vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
-            if settings.save_kernel_dir is not None and row.method == "whitening":
-                save_whitening(whitening, kernel_path(settings.save_kernel_dir, encoder.name, spec.name, row))
-        score = score_pairs(vectors_a, vectors_b, gold, settings.n_resamples, settings.seed,
-                            normalize=row.metric != "spearman_dot")
-        row.value, row.ci_low, row.ci_high, row.n_pairs = score.spearman, score.ci_low, score.ci_high, score.n_pairs
-        row.seconds = round(time.perf_counter() - started, 3)
-        row.created_at = _now()  # when this cell was computed, not when the run started
-        done.append(row)
-    return done
+def _score_cell(job: _Job, cell: Cell, evaluated: SplitVectors, fits: _Fits) -> ResultRow:
+    """One raw or whitened cell's Spearman (and --save-kernel file)."""
+    row, run = cell.rows[0], job.run
+    started = time.perf_counter()
+    vectors_a, vectors_b = evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling]
+    if row.method != "raw":
+        whitening = fits.get(row.pooling, cell.setting)
+        n_fit, rank = whitening.provenance["n_fit_vectors"], whitening.provenance["rank"]
+        n_components = whitening.n_components if row.dims == "full" else int(row.dims)
+        if n_components > _supported_dims(n_fit, rank, whitening.mu.shape[1]) and not run.allow_low_rank:
+            raise StsevalError(_low_rank_message(row.fit_on, n_fit, whitening.mu.shape[1], rank, row.dims,
+                                                 n_components))
+        row.n_fit, row.fit_rank = n_fit, rank
+        if row.dims != "full":
+            whitening = whitening.truncate(int(row.dims))
+        vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
+        if run.save_kernel_dir is not None and row.method == "whitening":
+            save_whitening(whitening, kernel_path(run.save_kernel_dir, job.encoder.name, row.task, row))
+    score = score_pairs(vectors_a, vectors_b, evaluated.gold_scores, run.n_resamples, run.seed,
+                        normalize=row.metric != "spearman_dot")
+    fill_score(row, score, started)
+    row.created_at = _now()  # when this cell was computed, not when the run started
+    return row
+
+
+class _Fits:
+    """The whitenings of one task, each fitted once per (pooling, source) and reused across dims."""
+
+    def __init__(self, job: _Job, spec: TaskSpec, encoded: dict[str, SplitVectors]):
+        self.job, self.spec, self.encoded = job, spec, encoded
+        self.fitted: dict[tuple[str, FitSource], Whitening] = {}
+        self.outside: dict[FitSource, dict[str, np.ndarray]] = {}  # sources outside the task, every pooling
+
+    def get(self, pooling: str, fit: FitSource) -> Whitening:
+        if (pooling, fit) not in self.fitted:
+            vectors = self._vectors(pooling, fit)
+            mu, kernel = fit_whitening(vectors)
+            encoder = self.job.encoder
+            self.fitted[pooling, fit] = Whitening(mu, kernel, {
+                "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": pooling,
+                "prefix": self.job.encode.prefix, "task": self.spec.name, "fit_on": fit.label,
+                "fit_splits": fit.fit_splits(self.spec, self.job.run.data_dir),
+                "n_fit_vectors": int(len(vectors)), "rank": _fit_rank(kernel, len(vectors)),
+                "max_length": self.spec.max_length})
+        return self.fitted[pooling, fit]
+
+    def _vectors(self, pooling: str, fit: FitSource) -> np.ndarray:
+        """(n, d) vectors whose statistics the whitening for `fit` is fitted on."""
+        own = fit.own_splits(self.spec, self.job.run.data_dir)
+        if own:
+            return np.concatenate([self.encoded[split].all_vectors(pooling) for split in own])
+        if fit not in self.outside:  # encoded once for every pooling, not once per pooling
+            self.outside[fit] = _encode_fit_source(self.job, self.spec, fit)
+        return self.outside[fit][pooling]
+
+
+def _encode_fit_source(job: _Job, spec: TaskSpec, fit: FitSource) -> dict[str, np.ndarray]:
+    """pooling -> (n, d) vectors of a source outside the task: pooled tasks, task:NAME or a sentence file."""
+    run, encode = job.run, job.encode
+    if fit.kind in ("pooled", "task"):
+        sources = run.tasks if fit.kind == "pooled" else (TASKS[fit.value],)
+        parts: dict[str, list[np.ndarray]] = {pooling: [] for pooling in job.supported}
+        for source in sources:
+            other = encode_splits(job.encoder, source, available_splits(source, run.data_dir), job.supported,
+                                  run.data_dir, prefix=encode.prefix, batch_size=encode.batch_size, cache=job.cache,
+                                  show_progress=encode.show_progress)
+            for pooling in job.supported:
+                parts[pooling].extend(split_vectors.all_vectors(pooling) for split_vectors in other.values())
+        return {pooling: np.concatenate(vectors) for pooling, vectors in parts.items()}
+    from stseval.encoders.encoder import encode as encode_texts
+
+    return encode_texts(job.encoder, read_sentence_lines(fit.path, "--fit-on", min_sentences=2), job.supported,
+                        max_length=spec.max_length, prefix=encode.prefix, batch_size=encode.batch_size,
+                        cache=job.cache, show_progress=encode.show_progress)
 
 
 def _not_available(row: ResultRow, encoder) -> ResultRow:
     """Mark a row of a pooling the model cannot produce (pooler without trained pooler weights) n/a."""
-    row.status, row.extra = "n/a", f"{encoder.name} has no {row.pooling} output"
+    row.status, row.note = "n/a", f"{encoder.name} has no {row.pooling} output"
     return row
 
 
@@ -251,21 +235,17 @@ def _low_rank_message(fit_label: str, n_fit: int, dimension: int, rank: int, dim
             f"{rank} or less, fit on more sentences, or pass --allow-low-rank to score it anyway")
 
 
-def _check_file_fits_rank(settings: WhitenSettings, dimension: int) -> None:
+def _check_file_fits_rank(run: WhitenRun, dimension: int) -> None:
     """Refuse a --fit-on file too short for the --dims asked before anything is encoded."""
-    if settings.allow_low_rank:
+    if run.allow_low_rank:
         return
-    widest = max(dimension if dims is None else dims for dims in settings.dims)
-    for fit in settings.fit_on:
-        if _fit_label(fit).startswith("file:"):
-            n_fit = len(read_sentence_lines(Path(fit), "--fit-on", min_sentences=2))
+    widest = max(dimension if dims is None else dims for dims in run.dims)
+    for fit in run.fit_on:
+        if fit.kind == "file":
+            n_fit = len(read_sentence_lines(fit.path, "--fit-on", min_sentences=2))
             if n_fit - 1 < widest:  # n vectors span at most n - 1 directions around their mean
                 label = "full" if widest == dimension else str(widest)
-                raise StsevalError(_low_rank_message(_fit_label(fit), n_fit, dimension, n_fit - 1, label, widest))
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                raise StsevalError(_low_rank_message(fit.label, n_fit, dimension, n_fit - 1, label, widest))
 
 
 def kernel_path(folder: Path, model: str, task: str, row: ResultRow) -> Path:
@@ -273,67 +253,13 @@ def kernel_path(folder: Path, model: str, task: str, row: ResultRow) -> Path:
     return Path(folder) / f"{slugify(model)}_{row.pooling}_{task}_fit-{slugify(row.fit_on)}_{row.dims}.npz"
 
 
-def _kernel_missing(settings: WhitenSettings, encoder, spec: TaskSpec, row: ResultRow) -> bool:
-    """Whether --save-kernel asks for this cell's kernel file and it is not there."""
-    return (settings.save_kernel_dir is not None and row.method == "whitening"
-            and row.pooling in _supported(encoder, settings.poolings)
-            and not kernel_path(settings.save_kernel_dir, encoder.name, spec.name, row).is_file())
-
-
-def _supported(encoder, poolings: list[str]) -> list[str]:
-    return [p for p in dict.fromkeys(poolings) if encoder.supports(p)]
-
-
-def _fit_splits(fit: str, encoded: dict[str, SplitVectors]) -> str:
-    """The splits behind 'all-available' for this task ("train+valid+test" on BQ, "valid+test" on ATEC), else ""."""
-    return "+".join(encoded) if fit == "all-available" else ""
-
-
-def _fit_vectors(settings: WhitenSettings, spec: TaskSpec, encoder, encoded: dict[str, SplitVectors], fit: str,
-                 pooling: str, poolings: list[str], cache, memo: dict) -> np.ndarray:
-    """(n, d) vectors whose statistics the whitening for `fit` (a row's fit_on) is fitted on."""
-    if fit == "all-available":
-        return np.concatenate([encoded[split].all_vectors(pooling) for split in encoded])
-    if fit in encoded:
-        return encoded[fit].all_vectors(pooling)
-    if fit not in memo:  # other sources are encoded once for every pooling, not once per pooling
-        memo[fit] = _encode_fit_source(settings, spec, encoder, fit, poolings, cache)
-    return memo[fit][pooling]
-
-
-def _encode_fit_source(settings: WhitenSettings, spec: TaskSpec, encoder, fit: str, poolings: list[str],
-                       cache) -> dict[str, np.ndarray]:
-    """pooling -> (n, d) vectors of a source outside the task: pooled tasks, task:NAME or a sentence file."""
-    if fit == "pooled" or fit.startswith("task:"):
-        sources = settings.tasks if fit == "pooled" else [TASKS[fit[5:]]]
-        parts: dict[str, list[np.ndarray]] = {pooling: [] for pooling in poolings}
-        for source in sources:
-            present = available_splits(source, settings.data_dir)
-            other = encode_splits(encoder, source, present, poolings, settings.data_dir, prefix=settings.prefix,
-                                  batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)
-            for pooling in poolings:
-                parts[pooling].extend(split_vectors.all_vectors(pooling) for split_vectors in other.values())
-        return {pooling: np.concatenate(vectors) for pooling, vectors in parts.items()}
-    from stseval.encoders.encoder import encode
-
-    path = next(Path(value) for value in settings.fit_on if _fit_label(value) == fit)
-    return encode(encoder, read_sentence_lines(path, "--fit-on", min_sentences=2), poolings, max_length=spec.max_length, prefix=settings.prefix,
-                  batch_size=settings.batch_size, cache=cache, show_progress=settings.show_progress)
+def _kernel_missing(job: _Job, unit: Unit, cell: Cell) -> bool:
+    """Whether --save-kernel asks for this finished cell's kernel file and it is not there: redo the cell."""
+    row, folder = cell.rows[0], job.run.save_kernel_dir
+    return (folder is not None and row.method == "whitening" and row.pooling in job.supported
+            and not kernel_path(folder, job.encoder.name, row.task, row).is_file())
 
 
 def slugify(text: str) -> str:
     """A file-name-safe form of a model name or label: letters, digits, '-' and '.' only."""
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text).strip("-")
-
-
-def write_whiten_grid(settings: WhitenSettings, results_path: Path) -> str:
-    """Write grid.csv / grid.md / grid.png beside the long-format results and return the markdown.
-
-    The grid holds every cell of the results file for the evaluated split, so runs with and without a
-    prefix collected in one folder show side by side (prefix becomes a row key when it varies).
-    """
-    from stseval.report.grids import write_report
-
-    written = write_report([results_path], settings.out_dir, metrics=["spearman_cosine"], split=settings.split,
-                           best=True, name="grid", task_order=[spec.name for spec in settings.tasks])
-    return written[1].read_text(encoding="utf-8")

@@ -1,0 +1,332 @@
+"""What a run depends on, parsed once from the command line into small frozen specs.
+
+`FitSource` is a --fit-on (or --train-on) value, `EncodeSpec` how sentences become vectors, and
+`WhitenRun`, `SimcseRun` and `SweepRun` everything one command runs on. The `parse_*` functions build
+them from the options as typed, checking each value once, with the messages that name the command's own
+option; the runs (stseval/runs/whiten.py, simcse.py, retrieval.py) take a spec and check only what needs
+the loaded model. Like stseval/options.py this module imports nothing heavy, so a bad option fails fast.
+
+Example:
+    >>> FitSource.parse("task:stsb").label
+    'task:STS-B'
+    >>> FitSource.parse("valid").own_splits(TASKS["BQ"], data_dir)
+    ['valid']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stseval import options
+from stseval.common.errors import StsevalError
+from stseval.data.tasks import TaskSpec, parse_task_names, resolve_data_dir, split_path, task_by_name
+
+SPLITS = ("train", "valid", "test")
+FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
+TRAIN_ON_KINDS = ("split", "all-available", "file")
+
+
+def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
+    """Splits of the task whose files exist in data_dir, in train, valid, test order: what
+    'all-available' means for whiten's --fit-on and simcse-train's --train-on alike (our data lacks
+    train for ATEC, LCQMC and PAWSX)."""
+    return [split for split in SPLITS if split in spec.files and split_path(spec, split, data_dir).is_file()]
+
+
+def check_split(tasks: Sequence[TaskSpec], split: str, data_dir: Path, option: str = "--split") -> None:
+    """Raise naming `option` unless every task has the split's file in data_dir."""
+    for spec in tasks:
+        present = available_splits(spec, data_dir)
+        if split not in present:
+            raise StsevalError(f"{option}: {spec.name} has no {split!r} split in {data_dir} "
+                               f"(present: {', '.join(present) or 'none'})")
+
+
+@dataclass(frozen=True)
+class FitSource:
+    """Sentences that whitening statistics (--fit-on) or SimCSE training (--train-on) come from.
+
+    kind is "split" (value: train, valid or test of the task itself), "all-available" (every split the
+    task has), "pooled" (every chosen task), "task" (value: another task's name) or "file" (value: a
+    path to a file with one sentence per line).
+    """
+
+    kind: str
+    value: str = ""
+
+    @classmethod
+    def parse(cls, text: str, option: str = "--fit-on") -> FitSource:
+        """The source a --fit-on value names; task names are spelled as the registry does (task:stsb
+        is task:STS-B, one results cell). Raises StsevalError naming `option` for anything else."""
+        if text in ("all-available", "pooled"):
+            return cls(text)
+        if text in SPLITS:
+            return cls("split", text)
+        if text.startswith("task:"):
+            return cls("task", task_by_name(text[5:], f"{option} {text}").name)
+        if Path(text).is_file():
+            return cls("file", text)
+        raise StsevalError(f"{option}: {text!r} is not one of {', '.join(FIT_ON_CHOICES)}")
+
+    @property
+    def label(self) -> str:
+        """How results rows name the source: the split, 'pooled', 'task:BQ', 'file:<file name>'."""
+        if self.kind == "split":
+            return self.value
+        if self.kind == "task":
+            return f"task:{self.value}"
+        if self.kind == "file":
+            return f"file:{Path(self.value).name}"
+        return self.kind
+
+    @property
+    def path(self) -> Path:
+        """The sentence file of a "file" source."""
+        return Path(self.value)
+
+    def own_splits(self, spec: TaskSpec, data_dir: Path) -> list[str]:
+        """The splits of `spec` itself this source reads (none for pooled, task:NAME and files)."""
+        if self.kind == "all-available":
+            return available_splits(spec, data_dir)
+        return [self.value] if self.kind == "split" else []
+
+    def fit_splits(self, spec: TaskSpec, data_dir: Path) -> str:
+        """The splits behind 'all-available' for this task ("train+valid+test" on BQ, "valid+test" on
+        ATEC), else "": rows say it in their fit_splits column."""
+        return "+".join(self.own_splits(spec, data_dir)) if self.kind == "all-available" else ""
+
+
+def parse_fit_on(values: Sequence[str], tasks: Sequence[TaskSpec], data_dir: Path) -> tuple[FitSource, ...]:
+    """--fit-on values as sources, each once; a split must exist for every task (all-available adapts)."""
+    if not values:
+        raise StsevalError("--fit-on: give at least one of " + ", ".join(FIT_ON_CHOICES))
+    sources = tuple(dict.fromkeys(FitSource.parse(value) for value in values))
+    for source in sources:
+        for spec in tasks if source.kind == "split" else ():
+            present = available_splits(spec, data_dir)
+            if source.value not in present:
+                raise StsevalError(f"--fit-on: {spec.name} has no {source.value!r} split (present: "
+                                   f"{', '.join(present)}); use all-available, another split, pooled, task:NAME or a file")
+    return sources
+
+
+def parse_train_on(text: str, tasks: Sequence[TaskSpec], data_dir: Path) -> FitSource:
+    """--train-on: all-available, a split every task has, or an existing file."""
+    source = FitSource.parse(text, "--train-on") if text in ("all-available", *SPLITS) or Path(text).is_file() \
+        else None
+    if source is None or source.kind not in TRAIN_ON_KINDS:
+        raise StsevalError(f"--train-on: {text!r} is not all-available, train, valid, test "
+                           "or a file with one sentence per line")
+    if source.kind == "split":
+        check_split(tasks, source.value, data_dir, "--train-on")
+    return source
+
+
+@dataclass(frozen=True)
+class EncodeSpec:
+    """How sentences become vectors: the model, its poolings and how it runs."""
+
+    model: str  # --model: "default", a local folder or a hub name
+    poolings: tuple[str, ...]
+    prefix: str = ""  # put before every sentence, e.g. "query: " for E5
+    batch_size: int = 64  # sentences per encoding batch (does not change the numbers)
+    backend: str = "fp32"  # stseval.encoders.backends.BACKENDS; part of the model's name and fingerprint
+    processes: int = 1  # encoding worker processes
+    device: str | None = None  # None: cuda when available
+    use_cache: bool = True
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class WhitenRun:
+    """`stseval whiten`: models x poolings x {raw, whitening x dims x fit_on} on each task's split."""
+
+    encoders: tuple[EncodeSpec, ...]  # one per --model
+    tasks: tuple[TaskSpec, ...]
+    dims: tuple[int | None, ...]  # None = full dimension
+    fit_on: tuple[FitSource, ...]
+    data_dir: Path
+    out_dir: Path
+    split: str = "test"
+    n_resamples: int = 1000
+    seed: int = 0
+    unnormalized: bool = False  # also score whitened vectors by plain dot product
+    save_kernel_dir: Path | None = None
+    allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
+    results_name: str = "whiten.csv"
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / self.results_name
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """The SimCSE settings that change the trained weights (all but dropout, pooling and seed)."""
+
+    loss: str = "su"
+    batch_size: int = 64
+    learning_rate: float = 1e-5
+    epochs: int = 1
+    checkpoint_steps: int = 100
+
+
+@dataclass(frozen=True)
+class SimcseRun:
+    """`stseval simcse-train`: per task x pooling x dropout, score raw, train, score the trained model."""
+
+    encode: EncodeSpec  # the base model; batch_size is the evaluation batch
+    tasks: tuple[TaskSpec, ...]
+    dropouts: tuple[float, ...]
+    train_on: FitSource
+    data_dir: Path
+    out_dir: Path
+    runs_dir: Path = Path("runs")
+    training: TrainingSpec = TrainingSpec()
+    max_sentences: int | None | str = "auto"  # "auto": Su's 10,000 (PAWSX all); None: all
+    seed: int = 0
+    split: str = "test"
+    max_eval_pairs: int | None = None  # score a seeded sample of this many pairs; None: all
+    then_whiten: bool = False
+    n_resamples: int = 1000
+    curve_pairs: int | None = 1000  # valid pairs of the training curve; None: all; 0: no curve
+    eval_steps: int = 20
+    results_name: str = "simcse.csv"
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / self.results_name
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """`stseval index sweep`: retrieval quality and speed against dims, raw truncation vs whitening."""
+
+    encode: EncodeSpec  # one pooling
+    tasks: tuple[TaskSpec, ...]
+    data_dir: Path
+    out_dir: Path
+    split: str = "test"
+    dims: tuple[int | None, ...] = (None, 256, 128, 64, 32)
+    methods: tuple[str, ...] = options.REDUCTION_METHODS
+    factory: str = "Flat"
+    search_params: str = ""
+    top_k: int = 100
+    limit: int | None = None  # only the first `limit` pairs of each split
+    threads: int | None = None  # FAISS threads while searching; None keeps FAISS's default
+    seed: int = 0
+    results_name: str = "retrieval.csv"
+
+    @property
+    def pooling(self) -> str:
+        return self.encode.poolings[0]
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / self.results_name
+
+
+def parse_one_pooling(text: str) -> str:
+    """--pooling of the index commands: exactly one known pooling."""
+    names = options.parse_poolings(text)
+    if len(names) != 1:
+        raise StsevalError(f"--pooling: give one pooling, got {text!r}")
+    return names[0]
+
+
+def check_index_sources(task: object, sentences_file: Path | None, whitening_file: Path | None,
+                        whiten_dims: int | None) -> None:
+    """`index build`: exactly one corpus (--task or --sentences) and at most one whitening source."""
+    if (task is None) == (sentences_file is None):
+        raise StsevalError("give exactly one of --task (index a split's sentences) or --sentences FILE")
+    if whitening_file is not None and whiten_dims is not None:
+        raise StsevalError("give either --whitening FILE or --whiten-dims K, not both")
+
+
+def _task_specs(tasks: str | Sequence[str | TaskSpec]) -> tuple[TaskSpec, ...]:
+    """--tasks as TaskSpecs, in the order given."""
+    items = [tasks] if isinstance(tasks, str) else [t.name if isinstance(t, TaskSpec) else t for t in tasks]
+    return tuple(parse_task_names(items))
+
+
+def _data_dir(specs: Sequence[TaskSpec], split: str, data_dir: Path | None) -> Path:
+    """The data folder (--data-dir or the usual places), every task holding --split there."""
+    folder = resolve_data_dir(data_dir)
+    check_split(specs, split, folder)
+    return folder
+
+
+def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], dims: str,
+                     tasks: str | Sequence[str], fit_on: Sequence[str], split: str = "test", prefix: str = "",
+                     out: Path = Path("runs/whitening"), data_dir: Path | None = None, batch_size: int = 64,
+                     n_resamples: int = 1000, seed: int = 0, unnormalized: bool = False,
+                     save_kernel: Path | None = None, allow_low_rank: bool = False, backend: str = "fp32",
+                     processes: int = 1, show_progress: bool = True) -> WhitenRun:
+    """The `whiten` options as a WhitenRun, every value checked that needs no model loaded."""
+    specs = _task_specs(tasks)
+    pooling_names, dims_list = tuple(options.parse_poolings(poolings)), tuple(options.parse_dims(dims))
+    folder = _data_dir(specs, split, data_dir)
+    sources = parse_fit_on(list(fit_on), specs, folder)
+    for model in models:
+        options.check_dims_fit(dims_list, model)
+    encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
+                                backend=backend, processes=processes, show_progress=show_progress)
+                     for model in dict.fromkeys(models))
+    return WhitenRun(encoders=encoders, tasks=specs, dims=dims_list, fit_on=sources, data_dir=folder,
+                     out_dir=Path(out), split=split, n_resamples=n_resamples, seed=seed, unnormalized=unnormalized,
+                     save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank)
+
+
+def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | Sequence[str],
+                     dropouts: str | Sequence[float], train_on: str = "all-available",
+                     max_sentences: str | int | None = "auto", loss: str = "su", batch_size: int = 64,
+                     learning_rate: float = 1e-5, epochs: int = 1, checkpoint_steps: int = 100, seed: int = 0,
+                     prefix: str = "", split: str = "test", max_eval_pairs: int | None = None,
+                     data_dir: Path | None = None, out: Path = Path("runs/simcse"), runs_dir: Path = Path("runs"),
+                     then_whiten: bool = False, n_resamples: int = 1000, eval_batch_size: int = 64,
+                     device: str | None = None, curve_pairs: int | None = 1000, eval_steps: int = 20,
+                     show_progress: bool = True) -> SimcseRun:
+    """The `simcse-train` options as a SimcseRun, every value checked that needs no model loaded."""
+    specs = _task_specs(tasks)
+    pooling_names = tuple(options.parse_poolings(poolings))
+    rates = tuple(options.parse_dropouts(dropouts))
+    training = TrainingSpec(loss=options.check_loss(loss), batch_size=batch_size,
+                            learning_rate=options.check_learning_rate(learning_rate), epochs=epochs,
+                            checkpoint_steps=checkpoint_steps)
+    cap = options.parse_max_sentences(max_sentences)
+    options.check_at_least([("--batch-size", batch_size, 2), ("--epochs", epochs, 1),
+                            ("--checkpoint-steps", checkpoint_steps, 1), ("--eval-steps", eval_steps, 1)])
+    options.check_pairs_for_spearman("--max-eval-pairs", max_eval_pairs)
+    options.check_pairs_for_spearman("--curve-pairs", curve_pairs, off=" (0 turns the curve off)")
+    folder = _data_dir(specs, split, data_dir)
+    source = parse_train_on(train_on, specs, folder)
+    encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
+                        device=device, show_progress=show_progress)
+    return SimcseRun(encode=encode, tasks=specs, dropouts=rates, train_on=source, data_dir=folder, out_dir=Path(out),
+                     runs_dir=Path(runs_dir), training=training, max_sentences=cap, seed=seed, split=split,
+                     max_eval_pairs=max_eval_pairs, then_whiten=then_whiten, n_resamples=n_resamples,
+                     curve_pairs=curve_pairs, eval_steps=eval_steps)
+
+
+def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "last-avg", split: str = "test",
+                    prefix: str = "", dims: str = "full,256,128,64,32", methods: str = "raw-truncate,whitening",
+                    factory: str = "Flat", search_params: str = "", top_k: int = 100, limit: int | None = None,
+                    threads: int | None = None, out: Path = Path("runs/retrieval"), data_dir: Path | None = None,
+                    batch_size: int = 64, seed: int = 0, use_cache: bool = True,
+                    show_progress: bool = True) -> SweepRun:
+    """The `index sweep` options as a SweepRun, every value checked that needs no model loaded."""
+    specs = _task_specs(tasks)
+    dims_list, method_list = tuple(options.parse_dims(dims)), tuple(options.parse_methods(methods))
+    pooling_names = (parse_one_pooling(pooling),)
+    if top_k < 10:
+        raise StsevalError(f"--top-k {top_k}: must be at least 10 (recall@10, MRR@10, nDCG@10)")
+    options.check_at_least([("--limit", limit, 1), ("--threads", threads, 1)])
+    folder = _data_dir(specs, split, data_dir)
+    options.check_dims_fit(dims_list, model)
+    encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
+                        use_cache=use_cache, show_progress=show_progress)
+    return SweepRun(encode=encode, tasks=specs, data_dir=folder, out_dir=Path(out), split=split, dims=dims_list,
+                    methods=method_list, factory=factory, search_params=search_params, top_k=top_k, limit=limit,
+                    threads=threads, seed=seed)
