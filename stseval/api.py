@@ -219,7 +219,7 @@ def evaluate(
     from stseval.data.tasks import parse_task_names, resolve_data_dir
     from stseval.evaluation.scoring import encode_splits, score_pairs
     from stseval.methods.whitening import Whitening
-    from stseval.options import check_split
+    from stseval.runs.specs import check_split
 
     specs = parse_task_names(tasks, option="tasks")
     folder = resolve_data_dir(None if data_dir is None else Path(data_dir))
