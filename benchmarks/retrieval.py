@@ -34,7 +34,13 @@ import faiss
 import numpy as np
 
 from stseval.methods.index import (
-    build_index, evaluate_retrieval, exclude_self, index_nbytes, search, truncate_dims, whiten_dims,
+    build_index,
+    evaluate_retrieval,
+    exclude_self,
+    index_nbytes,
+    search,
+    truncate_dims,
+    whiten_dims,
 )
 from stseval.methods.whitening import Whitening, fit_whitening
 
@@ -76,7 +82,7 @@ def best_time(run, warm_up, min_time_s: float = 1.0, min_runs: int = 3, max_runs
 
 def overlap_at_10(ids: np.ndarray, reference_ids: np.ndarray) -> float:
     """Mean fraction of each reference top 10 found in ids' top 10 (recall@10 against exact search)."""
-    return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(ids, reference_ids)]))
+    return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(ids, reference_ids, strict=True)]))
 
 
 def header(args: argparse.Namespace) -> None:
@@ -91,8 +97,8 @@ def header(args: argparse.Namespace) -> None:
 
 
 def atec(args: argparse.Namespace) -> None:
-    from stseval.runs.retrieval import encode_texts, task_retrieval_set
     from stseval.data.tasks import TASKS, resolve_data_dir
+    from stseval.runs.retrieval import encode_texts, task_retrieval_set
 
     retrieval = task_retrieval_set(TASKS["ATEC"], "test", resolve_data_dir(args.data_dir), args.limit)
     if args.vectors is not None:

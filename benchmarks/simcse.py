@@ -32,9 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stseval.runs.results import library_versions
-from stseval.methods.simcse import PHASES, SimcseSettings, build_loss, build_simcse_model, select_sentences, train_simcse
 from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
+from stseval.methods.simcse import (
+    PHASES,
+    SimcseSettings,
+    build_loss,
+    build_simcse_model,
+    select_sentences,
+    train_simcse,
+)
+from stseval.runs.results import library_versions
 
 
 def cpu_name() -> str:

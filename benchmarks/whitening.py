@@ -179,10 +179,10 @@ def whitened_cosines(rows: np.ndarray, mu: np.ndarray, kernel: np.ndarray) -> np
 def real_task_check(task: str, data_dir: Path) -> None:
     """Spearman on a real task's test split: streamed fit (1,000-row chunks) vs the old whole-array fit."""
     sys.path.insert(0, str(REPO_ROOT))
+    from stseval.data.tasks import TASKS
     from stseval.encoders.cache import EmbeddingCache
     from stseval.encoders.encoder import load_encoder
     from stseval.evaluation.scoring import encode_splits, score_pairs
-    from stseval.data.tasks import TASKS
     from stseval.methods.whitening import apply_whitening, fit_whitening
 
     encoded = encode_splits(load_encoder("default"), TASKS[task], ["test"], ["last-avg"], data_dir,
@@ -235,7 +235,7 @@ def main() -> None:
         for n in sizes:
             sample = np.asarray(np.load(path, mmap_mode="r")[:2000], dtype=np.float32)
             results = {}
-            for repeat in range(args.repeats):  # methods alternate, so a change in machine load hits each
+            for _ in range(args.repeats):  # methods alternate, so a change in machine load hits each
                 for method in methods:
                     if method == "ipca" and n > args.ipca_max_n:
                         continue

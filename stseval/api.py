@@ -42,7 +42,7 @@ EVALUATE_COLUMNS = ("task", "split", "pooling", "method", "dims", "spearman", "c
 """Columns of the frame `evaluate` returns, in order."""
 
 
-def load_model(name: str = "default", device: str = "cpu", backend: str | None = None) -> "Encoder":
+def load_model(name: str = "default", device: str = "cpu", backend: str | None = None) -> Encoder:
     """Load a sentence encoder once, to pass to `encode` and `evaluate`.
 
     Args:
@@ -70,7 +70,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
 
 
 def encode(
-    model: "Encoder | str",
+    model: Encoder | str,
     sentences: str | Sequence[str],
     pooling: str = "last-avg",
     prefix: str = "",
@@ -141,7 +141,7 @@ def similarity(vectors_a: np.ndarray, vectors_b: np.ndarray) -> np.ndarray:
     return (l2_normalize(matrix_a) @ l2_normalize(matrix_b).T).astype(np.float32)
 
 
-def load_pairs(task: str, split: str = "test", data_dir: str | Path | None = None) -> list["Pair"]:
+def load_pairs(task: str, split: str = "test", data_dir: str | Path | None = None) -> list[Pair]:
     """The sentence pairs of one task split, validated line by line.
 
     Args:
@@ -166,11 +166,11 @@ def load_pairs(task: str, split: str = "test", data_dir: str | Path | None = Non
 
 
 def evaluate(
-    model: "Encoder | str",
+    model: Encoder | str,
     tasks: str | Sequence[str] = "all",
     pooling: str | Sequence[str] = "last-avg",
     split: str = "test",
-    whitening: "bool | Whitening" = False,
+    whitening: bool | Whitening = False,
     dims: int | None = None,
     prefix: str = "",
     data_dir: str | Path | None = None,
@@ -179,7 +179,7 @@ def evaluate(
     batch_size: int = 64,
     cache: bool | str | Path = False,
     show_progress: bool = False,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Spearman correlation of cosine similarity with the gold scores, per task and pooling.
 
     The score of Su's tables (arXiv:2103.15316) and mteb's STS tasks: each pair's two sentences are
@@ -255,7 +255,7 @@ def evaluate(
     return pd.DataFrame(rows, columns=list(EVALUATE_COLUMNS))
 
 
-def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> "Whitening":
+def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> Whitening:
     """Fit BERT-whitening (Su et al. 2021, arXiv:2103.15316) on sentence vectors.
 
     The fit maps the vectors to mean 0 and identity covariance, keeping the dims directions of
@@ -293,7 +293,7 @@ def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> "Whitening":
     return Whitening(mu, kernel, {"n_fit_vectors": int(len(matrix)), "n_components": int(kernel.shape[1])})
 
 
-def build_index(vectors: np.ndarray, factory: str = "Flat", search_params: str = "", seed: int = 0) -> "faiss.Index":
+def build_index(vectors: np.ndarray, factory: str = "Flat", search_params: str = "", seed: int = 0) -> faiss.Index:
     """A FAISS index over sentence vectors, searched by cosine.
 
     Vectors are L2-normalised on the way in, so FAISS's inner product is the cosine the STS scores
@@ -322,7 +322,7 @@ def build_index(vectors: np.ndarray, factory: str = "Flat", search_params: str =
     return build(matrix, factory=factory, search_params=search_params, seed=seed)
 
 
-def search(index: "faiss.Index", queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def search(index: faiss.Index, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest indexed vectors of each query, by cosine.
 
     Args:
@@ -347,7 +347,7 @@ def search(index: "faiss.Index", queries: np.ndarray, k: int = 10) -> tuple[np.n
     return search_index(index, _matrix(queries, "queries"), int(k))
 
 
-def _as_encoder(model) -> "Encoder":
+def _as_encoder(model) -> Encoder:
     """An Encoder from an Encoder or a model name."""
     if isinstance(model, (str, Path)):
         return load_model(str(model))
@@ -369,7 +369,7 @@ def _sentences(sentences) -> list[str]:
     return texts
 
 
-def _poolings(pooling, encoder: "Encoder", many: bool) -> list[str]:
+def _poolings(pooling, encoder: Encoder, many: bool) -> list[str]:
     """Checked pooling names: known, available for the model, exactly one unless `many`."""
     items = [pooling] if isinstance(pooling, str) else list(pooling)
     names = list(dict.fromkeys(part.strip().lower() for item in items for part in str(item).split(",") if part.strip()))

@@ -266,7 +266,7 @@ def test_evaluate_scores_each_task_and_pooling_like_a_hand_computation(tiny_mode
                               data_dir=tiny_data, n_resamples=200)
     assert list(scores.columns) == ["task", "split", "pooling", "method", "dims", "spearman", "ci_low", "ci_high",
                                     "n_pairs"]
-    assert list(zip(scores.task, scores.pooling)) == [("STS-B", "cls"), ("STS-B", "last-avg"),
+    assert list(zip(scores.task, scores.pooling, strict=True)) == [("STS-B", "cls"), ("STS-B", "last-avg"),
                                                       ("PAWSX", "cls"), ("PAWSX", "last-avg")]
     assert set(scores.split) == {"test"} and set(scores.method) == {"raw"} and set(scores.dims) == {HIDDEN_SIZE}
     assert (scores.n_pairs == 28).all()

@@ -8,13 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stand_ins import forget_modules, make_fake_minilm_package, make_fake_use_package, unit
 from stseval.common.errors import StsevalError
 from stseval.encoders.bundled import (
-    MINILM, USE_MULTILINGUAL, BundledModel, bundled_folder, bundled_model, bundled_models_status,
+    MINILM,
+    USE_MULTILINGUAL,
+    BundledModel,
+    bundled_folder,
+    bundled_model,
+    bundled_models_status,
 )
 from stseval.encoders.encoder import Encoder, encode, load_encoder
 from stseval.encoders.pooling import POOLINGS
-from stand_ins import forget_modules, make_fake_minilm_package, make_fake_use_package, unit
 from tiny_models import SENTENCES
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import stseval.encoders.encoder as encoders
+from stseval.common.errors import StsevalError
 from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.encoder import encode, load_encoder
-from stseval.common.errors import StsevalError
 from stseval.encoders.pooling import POOLINGS
 from tiny_models import SENTENCES, make_bert, make_roformer, make_sentence_transformers_folder
 

@@ -18,7 +18,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 
 
 def test_write_bytes_returns_sha256_and_file_sha256_agrees(tmp_path):
-    data = "花呗怎么还款\n".encode("utf-8")
+    data = "花呗怎么还款\n".encode()
     digest = write_bytes_atomic(data, tmp_path / "sub" / "f.txt")
     assert digest == hashlib.sha256(data).hexdigest() == file_sha256(tmp_path / "sub" / "f.txt")
 

@@ -79,7 +79,7 @@ def _file_with_a_damaged_third_row(tmp_path, damage):
     path = tmp_path / "r.csv"
     write_frame(rows_to_frame([make_row(task="ATEC"), make_row(task="BQ"), make_row(task="LCQMC")]), path)
     header, first, second, third = path.read_text().splitlines()
-    fields = dict(zip(header.split(","), third.split(",")))
+    fields = dict(zip(header.split(","), third.split(","), strict=True))
     path.write_text("\n".join([header, first, "", second, damage(fields)]) + "\n")  # a blank line too
     return path
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from stseval.data import tasks
 from stseval.common.errors import StsevalError
+from stseval.data import tasks
 from stseval.data.tasks import (
     TASKS,
     Pair,
@@ -77,7 +77,7 @@ def test_quoted_fields_are_unquoted_as_a_csv_reader_would(shared_data_dir):
             pairs = load_pairs(spec, split, shared_data_dir)
             assert [[p.sentence1, p.sentence2] for p in pairs] == [row[:2] for row in dialect]
             unquoted = sum(
-                (p.sentence1 != r[0]) + (p.sentence2 != r[1]) for p, r in zip(pairs, raw)
+                (p.sentence1 != r[0]) + (p.sentence2 != r[1]) for p, r in zip(pairs, raw, strict=True)
             )
             assert unquoted == QUOTED_FIELDS.get((spec.name, split), 0), (spec.name, split)
 

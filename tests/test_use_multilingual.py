@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from stand_ins import forget_modules, make_fake_use_package, unit
 from stseval.cli import app
 from stseval.common.errors import StsevalError
 from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.encoder import encode, load_encoder
 from stseval.encoders.protocol import SENTENCE_POOLING, SentenceEncoder
-from stand_ins import forget_modules, make_fake_use_package, unit
 from tiny_models import make_bert
 
 SENTENCES = ["今天天气很好", "今天天气不错", "花呗怎么还款", "我喜欢吃苹果"]

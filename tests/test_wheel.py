@@ -114,7 +114,7 @@ def test_installed_wheel_runs_tasks_whiten_report_and_the_api_outside_the_checko
           "--pooling", "last-avg", "--dims", "full,8", "--fit-on", "test", "--bootstrap", "0", "--out", out],
          cwd=work, env=env)
     rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
-    assert sorted(zip(rows.method, rows.dims.astype(str))) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
+    assert sorted(zip(rows.method, rows.dims.astype(str), strict=True)) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
     assert (rows.status == "ok").all() and rows.value.astype(float).between(-1, 1).all()
     assert (rows.n_pairs.astype(int) == 300).all()
 

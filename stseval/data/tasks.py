@@ -21,8 +21,8 @@ import csv
 import difflib
 import functools
 import hashlib
-import json
 import importlib.resources
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence

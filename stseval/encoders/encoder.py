@@ -29,14 +29,20 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, bundled_model, bundled_models_status
-from stseval.encoders.backends import (
-    DEFAULT_BACKEND, HiddenStates, backend_fingerprint, backend_label, check_backend, prepare_backend, quantize_int8,
-    split_backend,
-)
-from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256, write_text_atomic
+from stseval.encoders.backends import (
+    DEFAULT_BACKEND,
+    HiddenStates,
+    backend_fingerprint,
+    backend_label,
+    check_backend,
+    prepare_backend,
+    quantize_int8,
+    split_backend,
+)
+from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, bundled_model, bundled_models_status
+from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 from stseval.encoders.protocol import Batch, SentenceEncoder, supported_poolings
 
@@ -475,7 +481,7 @@ def _transformer_batches(encoder: Encoder, texts: Sequence[str], names: list[str
         pooled_batches = _pooled_in_workers(encoder, inputs, names)
     else:
         pooled_batches = (_pool_batch(encoder, batch, names) for batch in inputs)
-    for batch_rows, pooled in zip(batches, pooled_batches):
+    for batch_rows, pooled in zip(batches, pooled_batches, strict=True):
         yield batch_rows, {name: pooled[name][: len(batch_rows)] for name in names}  # the rest are fill copies
 
 

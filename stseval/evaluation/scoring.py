@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from stseval.common.errors import StsevalError
-from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman
 from stseval.data.tasks import Pair, TaskSpec, load_pairs
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman
 
 
 @dataclass

@@ -132,7 +132,7 @@ def write_reference(path: Path, build_dir: Path) -> None:
                 "first16": [round(float(x), 7) for x in vector[:16]],
                 "vector": [round(float(x), 7) for x in vector],
             }
-            for text, vector in zip(REFERENCE_SENTENCES, vectors)
+            for text, vector in zip(REFERENCE_SENTENCES, vectors, strict=True)
         ],
     }
     engine.close()
