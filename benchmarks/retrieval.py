@@ -104,8 +104,9 @@ def atec(args: argparse.Namespace) -> None:
     if args.vectors is not None:
         vectors = np.load(args.vectors)
         if len(vectors) != len(retrieval.corpus):
-            raise SystemExit(f"{args.vectors}: {len(vectors)} rows, but the ATEC test corpus"
-                             f"{' (--limit ' + str(args.limit) + ')' if args.limit else ''} has {len(retrieval.corpus)}")
+            limit = f" (--limit {args.limit})" if args.limit else ""
+            raise SystemExit(f"{args.vectors}: {len(vectors)} rows, but the ATEC test corpus{limit} "
+                             f"has {len(retrieval.corpus)}")
         source = str(args.vectors)
     else:
         import torch
@@ -177,7 +178,8 @@ class SyntheticCorpus:
         vectors = np.empty((len(groups), self.dim), dtype=np.float32)
         for start in range(0, len(groups), chunk):
             part = groups[start:start + chunk]
-            vectors[start:start + len(part)] = (self.group_centres[part] + 0.3 * self._offsets(len(part))) @ self.rotation
+            centres = self.group_centres[part] + 0.3 * self._offsets(len(part))
+            vectors[start:start + len(part)] = centres @ self.rotation
         faiss.normalize_L2(vectors)
         return vectors
 

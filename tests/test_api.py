@@ -148,6 +148,22 @@ def test_encode_refuses_bad_arguments_naming_them(tiny_model, kwargs, message):
         stseval.encode(tiny_model, **arguments)
 
 
+def test_encode_names_what_a_sentence_vector_encoder_gives_for_a_pooling_it_lacks():
+    from stseval.encoders.protocol import SENTENCE_POOLING
+
+    class Counts:  # a SentenceEncoder without has_pooler, like USE-multilingual
+        name, fingerprint, dimension = "counts-2", "counts-2-v1", 2
+
+        def supports(self, pooling):
+            return pooling == SENTENCE_POOLING
+
+        def embed_batches(self, texts, poolings, max_length, batch_size):
+            raise AssertionError("a pooling the encoder lacks is refused before encoding")
+
+    with pytest.raises(StsevalError, match=r"pooling=cls: not available for counts-2 \(it gives sentence only\)"):
+        stseval.encode(Counts(), ["好"], pooling="cls")
+
+
 def test_encode_refuses_something_that_is_not_a_model():
     with pytest.raises(StsevalError, match="model: dict is not a model"):
         stseval.encode({"name": "x"}, ["好"])

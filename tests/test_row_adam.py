@@ -94,4 +94,5 @@ def test_simcse_steps_on_a_tiny_bert_match_dense_adam(tmp_path, sparse_grad):
             optimizer.step()
         models.append(model)
     for (name, mine), (_, theirs) in zip(models[0].state_dict().items(), models[1].state_dict().items(), strict=True):
-        torch.testing.assert_close(mine, theirs, rtol=0, atol=2e-5 if sparse_grad else 1e-6, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=2e-5 if sparse_grad else 1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")

@@ -173,7 +173,8 @@ def test_same_seed_gives_same_vectors(tiny_bert, sentences, tmp_path):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_saved_folder_gives_the_same_vectors_everywhere(tiny_bert, sentences, tmp_path, pooling):
-    """In memory, reloaded by sentence-transformers, via stseval.encoders.encoder, and by stseval.encoders.pooling.pool."""
+    """In memory, reloaded by sentence-transformers, via stseval.encoders.encoder, and by
+    stseval.encoders.pooling.pool."""
     from sentence_transformers import SentenceTransformer
     from transformers import BertModel
 
@@ -211,7 +212,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, sentences, 
     assert resumed.resumed_from == "step-6" and resumed.steps == 8
     straight = train_simcse(tiny_bert, sentences, settings, tmp_path / "straight", show_progress=False)
     assert resumed.losses == straight.losses  # every step, the 6 before the interruption included
-    for (name, weight), (_, other) in zip(resumed.model.state_dict().items(), straight.model.state_dict().items(), strict=True):
+    for (name, weight), (_, other) in zip(resumed.model.state_dict().items(), straight.model.state_dict().items(),
+                                          strict=True):
         assert torch.equal(weight, other), name
 
     again = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
@@ -318,14 +320,17 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     assert set(trained["dropout"]) == {"0.1"} and set(rows["n_pairs"]) == {"24"}
     assert set(trained["loss"]) == {"su"} and set(trained["batch_size"]) == {"16"} and set(trained["epochs"]) == {"1"}
     assert all(-1 <= float(value) <= 1 for value in rows["value"]) and all(rows["machine"])
-    value = {(method, metric): float(v) for method, metric, v in zip(rows["method"], rows["metric"], rows["value"], strict=True)}
+    value = {(method, metric): float(v)
+             for method, metric, v in zip(rows["method"], rows["metric"], rows["value"], strict=True)}
     assert value["simcse", "spearman_cosine_minus_raw"] == pytest.approx(
         value["simcse", "spearman_cosine"] - value["raw", "spearman_cosine"], abs=1e-5)
     assert value["simcse+whitening", "spearman_cosine_minus_simcse"] == pytest.approx(
         value["simcse+whitening", "spearman_cosine"] - value["simcse", "spearman_cosine"], abs=1e-5)
     best = trained[trained["method"] == "simcse-best-valid"].iloc[0]
-    assert best["chosen_on"] == "valid" and int(best["best_step"]) >= 0 and -1 <= float(best["best_valid_spearman"]) <= 1
-    assert set(trained["run_dir"]) == {str(tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001")}
+    assert best["chosen_on"] == "valid" and int(best["best_step"]) >= 0
+    assert -1 <= float(best["best_valid_spearman"]) <= 1
+    run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
+    assert set(trained["run_dir"]) == {str(run_dir)}
     assert set(trained["train_steps"]) == {"6"} and set(rows["max_length"]) == {"64"}
     whitened = trained[trained["method"] == "simcse+whitening"]
     assert set(whitened["n_fit"]) == {"96"} and set(whitened["beta"]) == set(whitened["gamma"]) == {"1"}

@@ -313,7 +313,8 @@ def test_tasks_parses_files_whose_checksum_differs_and_shows_the_first_error(tmp
     table = result.stdout.splitlines()
     valid_line = table.index(next(line for line in table if line.startswith("ATEC   valid")))
     assert table[valid_line].endswith("sha256 DIFFERS, does not parse")
-    assert table[valid_line + 1].strip().startswith(f"error: {broken}:2:") and "is not a number" in table[valid_line + 1]
+    error_line = table[valid_line + 1]
+    assert error_line.strip().startswith(f"error: {broken}:2:") and "is not a number" in error_line
     assert next(line for line in table if line.startswith("ATEC   test")).endswith("sha256 DIFFERS, parses")
     assert result.stderr.startswith(f"stseval: 1 file(s) do not parse; the first: {broken}:2:")
 

