@@ -24,7 +24,8 @@ Before timing, answers are checked where they are comparable: stseval cls / last
 sentence-transformers cls / mean / max, and cached against uncached vectors. One warm-up run of
 each variant is dropped; each timing is the best of --repeats runs.
 
-Run:  .venv/bin/python benchmarks/encode.py [--model default] [--n 1000] [--threads 2] [--parts st,cache,backends,processes]
+Run:  .venv/bin/python benchmarks/encode.py [--model default] [--n 1000] [--threads 2]
+          [--parts st,cache,backends,processes]
       (about 16 min with the default model on 2 busy cores: 4 + 4 sentence-transformers passes
       per timed run dominate; --repeats 1 or a smaller --n is quicker)
 """
@@ -267,7 +268,8 @@ def compare_backends(args, encoder, sentences: list[str]) -> np.ndarray:
     default_rate = len(sentences) / best["fp32 (default)"]
     for label, seconds in best.items():
         cosines = cosines_to(reference, outputs[label])
-        print(f"backend {label:20s} {len(sentences) / seconds:8.1f} sent/s  ratio={len(sentences) / seconds / default_rate:5.2f}x  "
+        rate = len(sentences) / seconds
+        print(f"backend {label:20s} {rate:8.1f} sent/s  ratio={rate / default_rate:5.2f}x  "
               f"cosine to fp32 min={cosines.min():.6f} mean={cosines.mean():.6f}")
     return reference
 
@@ -282,7 +284,8 @@ def compare_processes(args, encoder, sentences: list[str], reference: np.ndarray
     started = time.perf_counter()
     many = encode(pooled, sentences, "last-avg", **settings)["last-avg"]
     t_many = time.perf_counter() - started
-    print(f"processes (load={os.getloadavg()[0]:.1f}): 1 x {args.threads} threads {len(sentences) / t_one:8.1f} sent/s; "
+    print(f"processes (load={os.getloadavg()[0]:.1f}): "
+          f"1 x {args.threads} threads {len(sentences) / t_one:8.1f} sent/s; "
           f"{args.processes} x {max(1, args.threads // args.processes)} threads {len(sentences) / t_many:8.1f} sent/s "
           f"(worker start-up included) ratio={t_one / t_many:4.2f}x  max|diff|={np.abs(many - one).max():.2e}")
 

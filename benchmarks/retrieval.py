@@ -34,7 +34,13 @@ import faiss
 import numpy as np
 
 from stseval.methods.index import (
-    build_index, evaluate_retrieval, exclude_self, index_nbytes, search, truncate_dims, whiten_dims,
+    build_index,
+    evaluate_retrieval,
+    exclude_self,
+    index_nbytes,
+    search,
+    truncate_dims,
+    whiten_dims,
 )
 from stseval.methods.whitening import Whitening, fit_whitening
 
@@ -76,7 +82,7 @@ def best_time(run, warm_up, min_time_s: float = 1.0, min_runs: int = 3, max_runs
 
 def overlap_at_10(ids: np.ndarray, reference_ids: np.ndarray) -> float:
     """Mean fraction of each reference top 10 found in ids' top 10 (recall@10 against exact search)."""
-    return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(ids, reference_ids)]))
+    return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(ids, reference_ids, strict=True)]))
 
 
 def header(args: argparse.Namespace) -> None:
@@ -91,15 +97,16 @@ def header(args: argparse.Namespace) -> None:
 
 
 def atec(args: argparse.Namespace) -> None:
-    from stseval.runs.retrieval import encode_texts, task_retrieval_set
     from stseval.data.tasks import TASKS, resolve_data_dir
+    from stseval.runs.retrieval import encode_texts, task_retrieval_set
 
     retrieval = task_retrieval_set(TASKS["ATEC"], "test", resolve_data_dir(args.data_dir), args.limit)
     if args.vectors is not None:
         vectors = np.load(args.vectors)
         if len(vectors) != len(retrieval.corpus):
-            raise SystemExit(f"{args.vectors}: {len(vectors)} rows, but the ATEC test corpus"
-                             f"{' (--limit ' + str(args.limit) + ')' if args.limit else ''} has {len(retrieval.corpus)}")
+            limit = f" (--limit {args.limit})" if args.limit else ""
+            raise SystemExit(f"{args.vectors}: {len(vectors)} rows, but the ATEC test corpus{limit} "
+                             f"has {len(retrieval.corpus)}")
         source = str(args.vectors)
     else:
         import torch
@@ -171,7 +178,8 @@ class SyntheticCorpus:
         vectors = np.empty((len(groups), self.dim), dtype=np.float32)
         for start in range(0, len(groups), chunk):
             part = groups[start:start + chunk]
-            vectors[start:start + len(part)] = (self.group_centres[part] + 0.3 * self._offsets(len(part))) @ self.rotation
+            centres = self.group_centres[part] + 0.3 * self._offsets(len(part))
+            vectors[start:start + len(part)] = centres @ self.rotation
         faiss.normalize_L2(vectors)
         return vectors
 

@@ -32,9 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stseval.runs.results import library_versions
-from stseval.methods.simcse import PHASES, SimcseSettings, build_loss, build_simcse_model, select_sentences, train_simcse
 from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
+from stseval.methods.simcse import (
+    PHASES,
+    SimcseSettings,
+    build_loss,
+    build_simcse_model,
+    select_sentences,
+    train_simcse,
+)
+from stseval.runs.results import library_versions
 
 
 def cpu_name() -> str:
@@ -61,7 +68,9 @@ def matmul_gflops(threads: int, size: int = 2048, repeats: int = 6) -> float:
 
 
 def step_flops(tokens: int, tokens_squared: int, config) -> float:
-    """Forward + backward FLOPs of one step whose sentences have real lengths L: tokens = sum L, tokens_squared = sum L^2."""
+    """Forward + backward FLOPs of one step whose sentences have real lengths L.
+
+    tokens = sum L, tokens_squared = sum L^2."""
     d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     forward = layers * (2 * tokens * (4 * d * d + 2 * d * ff) + 4 * tokens_squared * d)
     return 3.0 * forward
@@ -74,8 +83,9 @@ def peak_rss_gb() -> float:
 def run_stseval(folder: str, texts: list[str], args: dict, queue) -> None:
     """Child: the real train_simcse; returns per-step phase seconds, token counts and peak RSS."""
     torch.set_num_threads(args["threads"])
-    settings = SimcseSettings(pooling="last-avg", dropout=0.1, batch_size=args["batch_size"], max_length=args["max_length"],
-                              seed=0, checkpoint_steps=args["warmup"] + args["steps"] - 1)
+    settings = SimcseSettings(pooling="last-avg", dropout=0.1, batch_size=args["batch_size"],
+                              max_length=args["max_length"], seed=0,
+                              checkpoint_steps=args["warmup"] + args["steps"] - 1)
     with tempfile.TemporaryDirectory() as tmp:
         trained = train_simcse(Path(folder), texts, settings, Path(tmp) / "run", show_progress=False,
                                max_steps=args["warmup"] + args["steps"])
@@ -167,9 +177,11 @@ def main() -> int:
     folder = str(encoder.folder)
     print(f"machine: {platform.machine()} {cpu_name()}, {os.cpu_count()} logical CPUs; threads {args.threads}; "
           f"{library_versions()}")
-    print(f"model: {encoder.name}: {config.num_hidden_layers} layers, d={config.hidden_size}, ff={config.intermediate_size}, "
+    print(f"model: {encoder.name}: {config.num_hidden_layers} layers, d={config.hidden_size}, "
+          f"ff={config.intermediate_size}, "
           f"{sum(p.numel() for p in encoder.model.parameters()) / 1e6:.0f}M parameters; batch {args.batch_size} "
-          f"sentences x 2 copies, {args.task} sentences with {args.prefix!r}; {args.warmup} warm-up + {args.steps} timed steps")
+          f"sentences x 2 copies, {args.task} sentences with {args.prefix!r}; "
+          f"{args.warmup} warm-up + {args.steps} timed steps")
     del encoder
 
     options = vars(args)

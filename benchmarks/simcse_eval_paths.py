@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
 from stseval.encoders.encoder import encode, load_encoder
 from stseval.methods.simcse import SimcseSettings, train_simcse
-from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
 
 
 def rate(encoder, texts: list[str]) -> float:

@@ -13,9 +13,10 @@ pages of the memory map count, so "above map" = peak RSS - map size) and fit_ano
 its anonymous memory during the fit (RssAnon sampled every 20 ms: the fit's own memory, which the
 page cache cannot give back).
 With --repeats R the methods alternate R times and the ratios use each one's fastest fit
-(this machine is shared, so its load is printed on every line). The parent checks that stseval's whitening equals the limit's (same whitened cosines on 2,000
-rows) before printing ratios. The vectors are synthetic but shaped like sentence embeddings: a
-shared offset, a decaying spectrum, and a low-rank correlated part.
+(this machine is shared, so its load is printed on every line). The parent checks that stseval's
+whitening equals the limit's (same whitened cosines on 2,000 rows) before printing ratios. The
+vectors are synthetic but shaped like sentence embeddings: a shared offset, a decaying spectrum, and
+a low-rank correlated part.
 
 Run:  .venv/bin/python benchmarks/whitening.py [--n 1000000,10000000] [--threads 2] [--scratch /tmp]
       .venv/bin/python benchmarks/whitening.py --real-task STS-B   (only the real-task Spearman check)
@@ -157,7 +158,8 @@ def child(method: str, path: Path, n: int, out: Path, limit_block: int) -> None:
 
 def run_child(method: str, path: Path, n: int, threads: int, scratch: Path,
               limit_block: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
     out = scratch / f"stseval-bench-whitening-{method}-{n}.npz"
     subprocess.run([sys.executable, __file__, "--child", method, "--path", str(path), "--n", str(n), "--out", str(out),
                     "--limit-block", str(limit_block)],
@@ -179,10 +181,10 @@ def whitened_cosines(rows: np.ndarray, mu: np.ndarray, kernel: np.ndarray) -> np
 def real_task_check(task: str, data_dir: Path) -> None:
     """Spearman on a real task's test split: streamed fit (1,000-row chunks) vs the old whole-array fit."""
     sys.path.insert(0, str(REPO_ROOT))
+    from stseval.data.tasks import TASKS
     from stseval.encoders.cache import EmbeddingCache
     from stseval.encoders.encoder import load_encoder
     from stseval.evaluation.scoring import encode_splits, score_pairs
-    from stseval.data.tasks import TASKS
     from stseval.methods.whitening import apply_whitening, fit_whitening
 
     encoded = encode_splits(load_encoder("default"), TASKS[task], ["test"], ["last-avg"], data_dir,
@@ -235,7 +237,7 @@ def main() -> None:
         for n in sizes:
             sample = np.asarray(np.load(path, mmap_mode="r")[:2000], dtype=np.float32)
             results = {}
-            for repeat in range(args.repeats):  # methods alternate, so a change in machine load hits each
+            for _ in range(args.repeats):  # methods alternate, so a change in machine load hits each
                 for method in methods:
                     if method == "ipca" and n > args.ipca_max_n:
                         continue

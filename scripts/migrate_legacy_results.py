@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stseval.runs.results import COLUMNS, LEGACY_EXTRA, REQUIRED_COLUMNS, convert_legacy_extra, read_rows
 from stseval.common.fileio import atomic_path
+from stseval.runs.results import COLUMNS, LEGACY_EXTRA, REQUIRED_COLUMNS, convert_legacy_extra, read_rows
 
 
 def migrate(path: Path) -> bool:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # annotations only: importing these pulls in torch, faiss and
     import pandas as pd
 
     from stseval.data.tasks import Pair
-    from stseval.encoders.encoder import Encoder
+    from stseval.encoders.protocol import SentenceEncoder
     from stseval.methods.whitening import Whitening
 
 __all__ = ["load_model", "encode", "similarity", "load_pairs", "evaluate", "fit_whitening", "build_index", "search"]
@@ -42,7 +42,7 @@ EVALUATE_COLUMNS = ("task", "split", "pooling", "method", "dims", "spearman", "c
 """Columns of the frame `evaluate` returns, in order."""
 
 
-def load_model(name: str = "default", device: str = "cpu", backend: str | None = None) -> "Encoder":
+def load_model(name: str = "default", device: str = "cpu", backend: str | None = None) -> SentenceEncoder:
     """Load a sentence encoder once, to pass to `encode` and `evaluate`.
 
     Args:
@@ -53,7 +53,8 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
         device: torch device: "cpu", "cuda", "cuda:1", "mps".
         backend: "fp32" (default), "int8", "onnx" or "onnx-int8"; see the README's `--backend`.
     Returns:
-        an `Encoder` (tokenizer and model in eval mode, plus `name`, `fingerprint`, `dimension`).
+        an encoder with `name`, `fingerprint` and `dimension` (a `SentenceEncoder`); for model folders
+        an `Encoder` (tokenizer and model in eval mode).
     Raises:
         StsevalError when the model cannot be found or loaded, saying why.
 
@@ -70,7 +71,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
 
 
 def encode(
-    model: "Encoder | str",
+    model: SentenceEncoder | str,
     sentences: str | Sequence[str],
     pooling: str = "last-avg",
     prefix: str = "",
@@ -141,7 +142,7 @@ def similarity(vectors_a: np.ndarray, vectors_b: np.ndarray) -> np.ndarray:
     return (l2_normalize(matrix_a) @ l2_normalize(matrix_b).T).astype(np.float32)
 
 
-def load_pairs(task: str, split: str = "test", data_dir: str | Path | None = None) -> list["Pair"]:
+def load_pairs(task: str, split: str = "test", data_dir: str | Path | None = None) -> list[Pair]:
     """The sentence pairs of one task split, validated line by line.
 
     Args:
@@ -166,11 +167,11 @@ def load_pairs(task: str, split: str = "test", data_dir: str | Path | None = Non
 
 
 def evaluate(
-    model: "Encoder | str",
+    model: SentenceEncoder | str,
     tasks: str | Sequence[str] = "all",
     pooling: str | Sequence[str] = "last-avg",
     split: str = "test",
-    whitening: "bool | Whitening" = False,
+    whitening: bool | Whitening = False,
     dims: int | None = None,
     prefix: str = "",
     data_dir: str | Path | None = None,
@@ -179,7 +180,7 @@ def evaluate(
     batch_size: int = 64,
     cache: bool | str | Path = False,
     show_progress: bool = False,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Spearman correlation of cosine similarity with the gold scores, per task and pooling.
 
     The score of Su's tables (arXiv:2103.15316) and mteb's STS tasks: each pair's two sentences are
@@ -255,7 +256,7 @@ def evaluate(
     return pd.DataFrame(rows, columns=list(EVALUATE_COLUMNS))
 
 
-def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> "Whitening":
+def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> Whitening:
     """Fit BERT-whitening (Su et al. 2021, arXiv:2103.15316) on sentence vectors.
 
     The fit maps the vectors to mean 0 and identity covariance, keeping the dims directions of
@@ -293,7 +294,7 @@ def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> "Whitening":
     return Whitening(mu, kernel, {"n_fit_vectors": int(len(matrix)), "n_components": int(kernel.shape[1])})
 
 
-def build_index(vectors: np.ndarray, factory: str = "Flat", search_params: str = "", seed: int = 0) -> "faiss.Index":
+def build_index(vectors: np.ndarray, factory: str = "Flat", search_params: str = "", seed: int = 0) -> faiss.Index:
     """A FAISS index over sentence vectors, searched by cosine.
 
     Vectors are L2-normalised on the way in, so FAISS's inner product is the cosine the STS scores
@@ -322,7 +323,7 @@ def build_index(vectors: np.ndarray, factory: str = "Flat", search_params: str =
     return build(matrix, factory=factory, search_params=search_params, seed=seed)
 
 
-def search(index: "faiss.Index", queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def search(index: faiss.Index, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest indexed vectors of each query, by cosine.
 
     Args:
@@ -347,8 +348,8 @@ def search(index: "faiss.Index", queries: np.ndarray, k: int = 10) -> tuple[np.n
     return search_index(index, _matrix(queries, "queries"), int(k))
 
 
-def _as_encoder(model) -> "Encoder":
-    """An Encoder from an Encoder or a model name."""
+def _as_encoder(model) -> SentenceEncoder:
+    """An encoder from an encoder or a model name."""
     if isinstance(model, (str, Path)):
         return load_model(str(model))
     if not callable(getattr(model, "supports", None)) or not hasattr(model, "dimension"):
@@ -369,7 +370,7 @@ def _sentences(sentences) -> list[str]:
     return texts
 
 
-def _poolings(pooling, encoder: "Encoder", many: bool) -> list[str]:
+def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[str]:
     """Checked pooling names: known, available for the model, exactly one unless `many`."""
     items = [pooling] if isinstance(pooling, str) else list(pooling)
     names = list(dict.fromkeys(part.strip().lower() for item in items for part in str(item).split(",") if part.strip()))
@@ -384,8 +385,12 @@ def _poolings(pooling, encoder: "Encoder", many: bool) -> list[str]:
                            "(evaluate takes several)")
     unavailable = [name for name in names if not encoder.supports(name)]
     if unavailable:
-        raise StsevalError(f"pooling={','.join(unavailable)}: not available for {encoder.name} "
-                           f"(pooler and pooler-tanh need trained pooler weights, has_pooler={encoder.has_pooler})")
+        from stseval.encoders.protocol import supported_poolings
+
+        has_pooler = getattr(encoder, "has_pooler", None)  # a transformer Encoder's; other encoders lack it
+        why = (f"pooler and pooler-tanh need trained pooler weights, has_pooler={has_pooler}" if has_pooler is not None
+               else f"it gives {', '.join(supported_poolings(encoder)) or 'nothing'} only")
+        raise StsevalError(f"pooling={','.join(unavailable)}: not available for {encoder.name} ({why})")
     return names
 
 
@@ -408,6 +413,7 @@ def _matrix(vectors, name: str, allow_single: bool = True) -> np.ndarray:
     if allow_single and matrix.ndim == 1:
         matrix = matrix[None, :]
     if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number) or matrix.shape[1] == 0:
-        raise StsevalError(f"{name}: expected an (n, d) array of numbers{' or one (d,) vector' if allow_single else ''}, "
+        single = " or one (d,) vector" if allow_single else ""
+        raise StsevalError(f"{name}: expected an (n, d) array of numbers{single}, "
                            f"got shape {matrix.shape} of {matrix.dtype}")
     return matrix.astype(np.float32, copy=False)

@@ -17,8 +17,8 @@ OLD_COLUMNS = [c for c in COLUMNS if c not in {column for column, _ in LEGACY_KE
 
 
 WHITEN_KEYS = ("fit_splits", "n_fit_vectors")  # what whiten wrote into extra
-SIMCSE_KEYS = ("run_dir", "max_length", "trained_fingerprint", "steps", "final_loss", "sentences_per_s", "n_fit_vectors",
-               "chosen_on", "best_step", "best_valid_spearman")
+SIMCSE_KEYS = ("run_dir", "max_length", "trained_fingerprint", "steps", "final_loss", "sentences_per_s",
+               "n_fit_vectors", "chosen_on", "best_step", "best_valid_spearman")
 
 
 def write_legacy(path: Path, keys: tuple[str, ...]) -> pd.DataFrame:

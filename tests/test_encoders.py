@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import stseval.encoders.encoder as encoders
+from stseval.common.errors import StsevalError
 from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.encoder import encode, load_encoder
-from stseval.common.errors import StsevalError
 from stseval.encoders.pooling import POOLINGS
 from tiny_models import SENTENCES, make_bert, make_roformer, make_sentence_transformers_folder
 
@@ -419,7 +419,8 @@ def test_folder_asking_for_remote_code_is_refused(tmp_path, config_name):
     config = json.loads(config_path.read_text())
     config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
     config_path.write_text(json.dumps(config))
-    with pytest.raises(StsevalError, match=rf"{config_name} has auto_map \(modeling_custom.CustomModel\).*never runs remote code"):
+    with pytest.raises(StsevalError,
+                       match=rf"{config_name} has auto_map \(modeling_custom.CustomModel\).*never runs remote code"):
         load_encoder(str(folder))
 
 

@@ -18,7 +18,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 
 
 def test_write_bytes_returns_sha256_and_file_sha256_agrees(tmp_path):
-    data = "花呗怎么还款\n".encode("utf-8")
+    data = "花呗怎么还款\n".encode()
     digest = write_bytes_atomic(data, tmp_path / "sub" / "f.txt")
     assert digest == hashlib.sha256(data).hexdigest() == file_sha256(tmp_path / "sub" / "f.txt")
 
@@ -85,7 +85,8 @@ def test_whiten_into_an_unwritable_out_fails_up_front(a_file, shared_data_dir, t
     common = ["whiten", "--model", "m", "--tasks", "STS-B", "--data-dir", str(shared_data_dir)]
     _one_line_exit_2([*common, "--out", str(a_file)], "--out", monkeypatch)
     _one_line_exit_2([*common, "--out", str(a_file / "sub")], "--out", monkeypatch)
-    _one_line_exit_2([*common, "--out", str(tmp_path / "o"), "--save-kernel", str(a_file)], "--save-kernel", monkeypatch)
+    _one_line_exit_2([*common, "--out", str(tmp_path / "o"), "--save-kernel", str(a_file)], "--save-kernel",
+                     monkeypatch)
     monkeypatch.setenv("STSEVAL_HOME", str(a_file))
     _one_line_exit_2([*common, "--out", str(tmp_path / "o")], "STSEVAL_HOME", monkeypatch)
 

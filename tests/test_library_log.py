@@ -22,7 +22,7 @@ def test_library_messages_and_warnings_go_to_the_file_and_everything_is_restored
     with libraries_to_log(log_path):
         hf_logging.get_logger("transformers.modeling_utils").warning("BertModel LOAD REPORT: pooler MISSING")
         logging.getLogger("sentence_transformers.trainer").warning("a sentence-transformers notice")
-        warnings.warn("a library deprecation", DeprecationWarning)
+        warnings.warn("a library deprecation", DeprecationWarning, stacklevel=1)
     out, err = capfd.readouterr()
     assert "LOAD REPORT" not in out + err and "notice" not in out + err
     assert "deprecation" not in out + err

@@ -40,7 +40,7 @@ def test_matches_sentence_transformers_evaluator():
     gold = rng.integers(0, 6, size=n).astype(float)
     sentences1 = [f"a{i}" for i in range(n)]
     sentences2 = [f"b{i}" for i in range(n)]
-    lookup = {**dict(zip(sentences1, a)), **dict(zip(sentences2, b))}
+    lookup = {**dict(zip(sentences1, a, strict=True)), **dict(zip(sentences2, b, strict=True))}
 
     class FixedModel:
         """Stands in for a SentenceTransformer: returns the fixed vectors of the test."""

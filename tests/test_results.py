@@ -79,7 +79,7 @@ def _file_with_a_damaged_third_row(tmp_path, damage):
     path = tmp_path / "r.csv"
     write_frame(rows_to_frame([make_row(task="ATEC"), make_row(task="BQ"), make_row(task="LCQMC")]), path)
     header, first, second, third = path.read_text().splitlines()
-    fields = dict(zip(header.split(","), third.split(",")))
+    fields = dict(zip(header.split(","), third.split(","), strict=True))
     path.write_text("\n".join([header, first, "", second, damage(fields)]) + "\n")  # a blank line too
     return path
 
@@ -89,7 +89,8 @@ def _file_with_a_damaged_third_row(tmp_path, damage):
     (lambda f: ",".join({**f, "value": "7.5"}.values()), r"value 7.5 of spearman_cosine is outside \[-1, 1\]"),
     (lambda f: ",".join({**f, "value": "inf"}.values()), "value inf of spearman_cosine is outside"),
     (lambda f: ",".join({**f, "ci_high": "-inf"}.values()), "ci_high -inf"),
-    (lambda f: ",".join({**f, "metric": "recall@10", "value": "1.5"}.values()), r"value 1.5 of recall@10 is outside \[0, 1\]"),
+    (lambda f: ",".join({**f, "metric": "recall@10", "value": "1.5"}.values()),
+     r"value 1.5 of recall@10 is outside \[0, 1\]"),
     (lambda f: ",".join({**f, "status": "maybe"}.values()), "status 'maybe'"),
     (lambda f: ",".join(list(f.values())[:7]), f"7 of {len(COLUMNS)} fields; the row was cut short"),
 ])
@@ -159,7 +160,8 @@ LEGACY_HEADER = ("model,pooling,method,task,split,metric,value,dims,fit_on,train
 LEGACY_LINES = [  # as the committed results/simcse_su/simcse.csv and results/whitening/whiten.csv hold them
     "e5,last-avg,raw,STS-B,test,spearman_cosine,0.773563,full,,,,,,,,,0.74,0.80,1361,0,0,16.9,0,fp,78e0,c,0.1.0,g,v,"
     "2026-12-01T12:00:00+00:00,ok,m,",
-    "e5,last-avg,simcse-best-valid,STS-B,test,spearman_cosine,0.778291,full,,train+valid+test (10000 of 16100 sentences),"
+    "e5,last-avg,simcse-best-valid,STS-B,test,spearman_cosine,0.778291,full,,"
+    "train+valid+test (10000 of 16100 sentences),"
     ",0.1,su,64,1e-05,1,0.75,0.80,1361,0,0,1199.88,0,fp,78e0,c,0.1.0,g,v,2026-12-01T16:40:22+00:00,ok,m,"
     "run_dir=runs/simcse/default-STS-B-last-avg-d0.1-s0;max_length=64;trained_fingerprint=77edccb04db4;steps=157;"
     "final_loss=0.0001;sentences_per_s=5.48;chosen_on=valid-sample1000;best_step=20;best_valid_spearman=0.816988",

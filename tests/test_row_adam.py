@@ -38,7 +38,7 @@ def test_weights_equal_dense_adam_bit_for_bit_when_rows_come_and_go():
             optimizer.zero_grad()
             model(ids).backward()
             optimizer.step()
-    for (name, mine), (_, theirs) in zip(ours.state_dict().items(), dense.state_dict().items()):
+    for (name, mine), (_, theirs) in zip(ours.state_dict().items(), dense.state_dict().items(), strict=True):
         assert torch.equal(mine, theirs), name
     untouched = torch.ones(5000, dtype=torch.bool)
     untouched[row_adam.active] = False
@@ -63,7 +63,7 @@ def test_state_dict_round_trip_continues_identically():
             opt.zero_grad()
             model(batch).backward()
             opt.step()
-    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("sparse_grad", [True, False])
@@ -93,5 +93,6 @@ def test_simcse_steps_on_a_tiny_bert_match_dense_adam(tmp_path, sparse_grad):
             loss.backward()
             optimizer.step()
         models.append(model)
-    for (name, mine), (_, theirs) in zip(models[0].state_dict().items(), models[1].state_dict().items()):
-        torch.testing.assert_close(mine, theirs, rtol=0, atol=2e-5 if sparse_grad else 1e-6, msg=lambda m: f"{name}: {m}")
+    for (name, mine), (_, theirs) in zip(models[0].state_dict().items(), models[1].state_dict().items(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=2e-5 if sparse_grad else 1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from stseval.common.errors import StsevalError
-from stseval.runs.results import read_rows
 from stseval.encoders.pooling import POOLINGS, pool
 from stseval.methods.simcse import (
     CHECKPOINT_DIR,
@@ -28,6 +27,7 @@ from stseval.methods.simcse import (
     select_sentences,
     train_simcse,
 )
+from stseval.runs.results import read_rows
 from tiny_models import VOCAB, make_bert
 
 CHARS = "".join(token for token in VOCAB if len(token) == 1 and not token.isascii())  # the tiny vocab's Chinese
@@ -173,7 +173,8 @@ def test_same_seed_gives_same_vectors(tiny_bert, sentences, tmp_path):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_saved_folder_gives_the_same_vectors_everywhere(tiny_bert, sentences, tmp_path, pooling):
-    """In memory, reloaded by sentence-transformers, via stseval.encoders.encoder, and by stseval.encoders.pooling.pool."""
+    """In memory, reloaded by sentence-transformers, via stseval.encoders.encoder, and by
+    stseval.encoders.pooling.pool."""
     from sentence_transformers import SentenceTransformer
     from transformers import BertModel
 
@@ -211,7 +212,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, sentences, 
     assert resumed.resumed_from == "step-6" and resumed.steps == 8
     straight = train_simcse(tiny_bert, sentences, settings, tmp_path / "straight", show_progress=False)
     assert resumed.losses == straight.losses  # every step, the 6 before the interruption included
-    for (name, weight), (_, other) in zip(resumed.model.state_dict().items(), straight.model.state_dict().items()):
+    for (name, weight), (_, other) in zip(resumed.model.state_dict().items(), straight.model.state_dict().items(),
+                                          strict=True):
         assert torch.equal(weight, other), name
 
     again = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
@@ -309,7 +311,7 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
     out_csv = _run_queue(**options)
     rows = pd.read_csv(out_csv, dtype=str, keep_default_na=False)
-    assert list(zip(rows["method"], rows["metric"])) == [
+    assert list(zip(rows["method"], rows["metric"], strict=True)) == [
         ("raw", "spearman_cosine"), ("simcse", "spearman_cosine"), ("simcse", "spearman_cosine_minus_raw"),
         ("simcse-best-valid", "spearman_cosine"), ("simcse-best-valid", "spearman_cosine_minus_raw"),
         ("simcse+whitening", "spearman_cosine"), ("simcse+whitening", "spearman_cosine_minus_simcse")]
@@ -318,14 +320,17 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     assert set(trained["dropout"]) == {"0.1"} and set(rows["n_pairs"]) == {"24"}
     assert set(trained["loss"]) == {"su"} and set(trained["batch_size"]) == {"16"} and set(trained["epochs"]) == {"1"}
     assert all(-1 <= float(value) <= 1 for value in rows["value"]) and all(rows["machine"])
-    value = {(method, metric): float(v) for method, metric, v in zip(rows["method"], rows["metric"], rows["value"])}
+    value = {(method, metric): float(v)
+             for method, metric, v in zip(rows["method"], rows["metric"], rows["value"], strict=True)}
     assert value["simcse", "spearman_cosine_minus_raw"] == pytest.approx(
         value["simcse", "spearman_cosine"] - value["raw", "spearman_cosine"], abs=1e-5)
     assert value["simcse+whitening", "spearman_cosine_minus_simcse"] == pytest.approx(
         value["simcse+whitening", "spearman_cosine"] - value["simcse", "spearman_cosine"], abs=1e-5)
     best = trained[trained["method"] == "simcse-best-valid"].iloc[0]
-    assert best["chosen_on"] == "valid" and int(best["best_step"]) >= 0 and -1 <= float(best["best_valid_spearman"]) <= 1
-    assert set(trained["run_dir"]) == {str(tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001")}
+    assert best["chosen_on"] == "valid" and int(best["best_step"]) >= 0
+    assert -1 <= float(best["best_valid_spearman"]) <= 1
+    run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
+    assert set(trained["run_dir"]) == {str(run_dir)}
     assert set(trained["train_steps"]) == {"6"} and set(rows["max_length"]) == {"64"}
     whitened = trained[trained["method"] == "simcse+whitening"]
     assert set(whitened["n_fit"]) == {"96"} and set(whitened["beta"]) == set(whitened["gamma"]) == {"1"}
@@ -347,10 +352,11 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     assert any(line.endswith("done, skipping") for line in lines)
     pd.testing.assert_frame_equal(pd.read_csv(out_csv, dtype=str, keep_default_na=False), rows)
     # every setting that changes the trained weights is part of the cell key: these train again
+    trained_again: list[dict] = []
+    monkeypatch.setattr(simcse_run, "train_simcse", lambda *args, **kwargs: trained_again.append(kwargs)
+                        or (_ for _ in ()).throw(KeyboardInterrupt))
     for changed in ({"seed": 1}, {"learning_rate": 2e-3}, {"loss": "princeton"}, {"batch_size": 8}, {"epochs": 2}):
-        trained_again: list[dict] = []
-        monkeypatch.setattr(simcse_run, "train_simcse", lambda *args, **kwargs: trained_again.append(kwargs)
-                            or (_ for _ in ()).throw(KeyboardInterrupt))
+        trained_again.clear()
         with pytest.raises(KeyboardInterrupt):
             _run_queue(**dict(options, **changed))
         assert trained_again, changed
@@ -433,7 +439,7 @@ def test_chunked_forward_gives_the_padded_loss_and_gradient(tiny_bert, sentences
     chunked.backward()
     chunked_grads = [p.grad for p in model.parameters() if p.grad is not None]
     torch.testing.assert_close(chunked, padded, rtol=0, atol=1e-5)
-    for ours, theirs in zip(chunked_grads, padded_grads):
+    for ours, theirs in zip(chunked_grads, padded_grads, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
@@ -470,7 +476,7 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tin
         models = [path.parent for path in (runs_dir / "simcse").glob("*/stseval_simcse.json")]
         assert len(models) == 1, models
         rows = pd.read_csv(out / "simcse.csv", dtype=str, keep_default_na=False)
-        assert list(zip(rows["method"], rows["metric"])) == [
+        assert list(zip(rows["method"], rows["metric"], strict=True)) == [
             ("raw", "spearman_cosine"), ("simcse", "spearman_cosine"), ("simcse", "spearman_cosine_minus_raw")]
         runs[name] = json.loads((models[0] / "stseval_simcse.json").read_text(encoding="utf-8"))["result"]
     assert runs["two"]["world_size"] == 2 and runs["one"]["world_size"] == 1

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from stseval.data import tasks
 from stseval.common.errors import StsevalError
+from stseval.data import tasks
 from stseval.data.tasks import (
     TASKS,
     Pair,
@@ -77,7 +77,7 @@ def test_quoted_fields_are_unquoted_as_a_csv_reader_would(shared_data_dir):
             pairs = load_pairs(spec, split, shared_data_dir)
             assert [[p.sentence1, p.sentence2] for p in pairs] == [row[:2] for row in dialect]
             unquoted = sum(
-                (p.sentence1 != r[0]) + (p.sentence2 != r[1]) for p, r in zip(pairs, raw)
+                (p.sentence1 != r[0]) + (p.sentence2 != r[1]) for p, r in zip(pairs, raw, strict=True)
             )
             assert unquoted == QUOTED_FIELDS.get((spec.name, split), 0), (spec.name, split)
 
@@ -313,7 +313,8 @@ def test_tasks_parses_files_whose_checksum_differs_and_shows_the_first_error(tmp
     table = result.stdout.splitlines()
     valid_line = table.index(next(line for line in table if line.startswith("ATEC   valid")))
     assert table[valid_line].endswith("sha256 DIFFERS, does not parse")
-    assert table[valid_line + 1].strip().startswith(f"error: {broken}:2:") and "is not a number" in table[valid_line + 1]
+    error_line = table[valid_line + 1]
+    assert error_line.strip().startswith(f"error: {broken}:2:") and "is not a number" in error_line
     assert next(line for line in table if line.startswith("ATEC   test")).endswith("sha256 DIFFERS, parses")
     assert result.stderr.startswith(f"stseval: 1 file(s) do not parse; the first: {broken}:2:")
 

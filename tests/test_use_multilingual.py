@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from stand_ins import forget_modules, make_fake_use_package, unit
 from stseval.cli import app
 from stseval.common.errors import StsevalError
 from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.encoder import encode, load_encoder
 from stseval.encoders.protocol import SENTENCE_POOLING, SentenceEncoder
-from stand_ins import forget_modules, make_fake_use_package, unit
 from tiny_models import make_bert
 
 SENTENCES = ["今天天气很好", "今天天气不错", "花呗怎么还款", "我喜欢吃苹果"]
@@ -42,7 +42,8 @@ def test_loads_as_a_sentence_vector_encoder(fake_use):
     assert [p for p in ("cls", "last-avg", "pooler", "sentence") if encoder.supports(p)] == ["sentence"]
     vectors = encode(encoder, SENTENCES, "sentence", max_length=64, show_progress=False)["sentence"]
     assert vectors.shape == (4, 512) and vectors.dtype == np.float32
-    with pytest.raises(StsevalError, match=r"--pooling cls: not available for model use-multilingual-v3 \(it gives sentence only\)"):
+    with pytest.raises(StsevalError,
+                       match=r"--pooling cls: not available for model use-multilingual-v3 \(it gives sentence only\)"):
         encode(encoder, SENTENCES, "cls,sentence", max_length=64, show_progress=False)
 
 
@@ -109,7 +110,8 @@ def test_whiten_grid_marks_token_poolings_na_and_whitens_sentence_vectors(fake_u
     assert set(scored.method) == {"raw", "whitening"} and set(scored.status) == {"ok"}
     assert scored.value.astype(float).between(-1, 1).all() and (scored.n_pairs.astype(int) == 300).all()
     assert scored.value.nunique() == 3  # raw, whitened full, whitened to 8 dims all differ
-    assert set(rows.model_fingerprint[rows.model == "use-multilingual-v3"]) == {load_encoder("use-multilingual-v3").fingerprint}
+    fingerprint = load_encoder("use-multilingual-v3").fingerprint
+    assert set(rows.model_fingerprint[rows.model == "use-multilingual-v3"]) == {fingerprint}
     grid = (out / "grid.md").read_text(encoding="utf-8")
     assert "| use-multilingual-v3 | last-avg | raw |" in grid and "n/a" in grid
 

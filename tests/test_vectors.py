@@ -110,7 +110,8 @@ def _break(folder, how):
         vectors[2, 1] = np.nan
         np.save(folder / "vectors.npy", vectors)
     elif how == "two vectors":
-        (folder / "sentences.txt").write_text("".join(f"{s}\n" for s in [*SENTENCES[:3], SENTENCES[0]]), encoding="utf-8")
+        repeated = [*SENTENCES[:3], SENTENCES[0]]
+        (folder / "sentences.txt").write_text("".join(f"{s}\n" for s in repeated), encoding="utf-8")
     if manifest_path.exists():
         manifest_path.write_text(json.dumps(manifest))
 

@@ -26,13 +26,15 @@ from tiny_models import make_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DATA = ["stseval/data/manifest.json",
-                *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "stseval" / "data" / "reference").glob("*.csv"))]
+                *sorted(str(path.relative_to(ROOT))
+                        for path in (ROOT / "stseval" / "data" / "reference").glob("*.csv"))]
 
 
 def _run(args: list, cwd: Path, env: dict, timeout_s: int = 600) -> subprocess.CompletedProcess:
     result = subprocess.run([str(arg) for arg in args], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=timeout_s)
-    assert result.returncode == 0, f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, \
+        f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
 
 
@@ -114,7 +116,8 @@ def test_installed_wheel_runs_tasks_whiten_report_and_the_api_outside_the_checko
           "--pooling", "last-avg", "--dims", "full,8", "--fit-on", "test", "--bootstrap", "0", "--out", out],
          cwd=work, env=env)
     rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
-    assert sorted(zip(rows.method, rows.dims.astype(str))) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
+    assert sorted(zip(rows.method, rows.dims.astype(str), strict=True)) == [
+        ("raw", "full"), ("whitening", "8"), ("whitening", "full")]
     assert (rows.status == "ok").all() and rows.value.astype(float).between(-1, 1).all()
     assert (rows.n_pairs.astype(int) == 300).all()
 
@@ -122,11 +125,13 @@ def test_installed_wheel_runs_tasks_whiten_report_and_the_api_outside_the_checko
     _run([stseval_script, "report", out, "--reference", "su2021", "--reference", "mteb", "--out", report],
          cwd=work, env=env)
     grid = (report / "spearman_cosine_test.md").read_text(encoding="utf-8")
-    assert "| mteb:intfloat/multilingual-e5-small |" in grid and "| Su2021:BERT |" in grid, grid  # published rows from the wheel
+    # published rows, from the wheel's package data
+    assert "| mteb:intfloat/multilingual-e5-small |" in grid and "| Su2021:BERT |" in grid, grid
 
     scores = json.loads(_run([python, "-c", (
         "import sys, stseval\n"
-        "frame = stseval.evaluate(sys.argv[1], tasks='STS-B', pooling='last-avg', data_dir=sys.argv[2], n_resamples=0)\n"
+        "frame = stseval.evaluate(sys.argv[1], tasks='STS-B', pooling='last-avg', data_dir=sys.argv[2],\n"
+        "                         n_resamples=0)\n"
         "print(frame.to_json(orient='records'))"), model, sample_data_dir], cwd=work, env=env).stdout)
     raw = rows[rows.method == "raw"].value.astype(float).item()
     assert [(s["task"], s["pooling"], s["n_pairs"]) for s in scores] == [("STS-B", "last-avg", 300)]

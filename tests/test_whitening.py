@@ -4,8 +4,15 @@ from sklearn.decomposition import PCA
 
 from stseval.common.errors import StsevalError
 from stseval.evaluation.metrics import cosine_scores
-from stseval.methods.whitening import (Whitening, apply_whitening, fit_whitening, fit_whitening_basis, load_whitening,
-                                       mean_and_covariance, save_whitening)
+from stseval.methods.whitening import (
+    Whitening,
+    apply_whitening,
+    fit_whitening,
+    fit_whitening_basis,
+    load_whitening,
+    mean_and_covariance,
+    save_whitening,
+)
 
 
 @pytest.fixture

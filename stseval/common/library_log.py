@@ -41,7 +41,7 @@ def libraries_to_log(path: Path) -> Iterator[Path]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     with path.open("a", encoding="utf-8") as log:
-        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         log.write(f"\n=== {started} {shlex.join(['stseval', *sys.argv[1:]])}\n")
     with ExitStack() as restore:
         restore.callback(handler.close)

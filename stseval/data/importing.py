@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import SupportsFloat
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
@@ -263,7 +264,12 @@ def _sentence_text(value: object, where: str, column: str) -> str:
 def _label_text(value: object, spec: TaskSpec, where: str) -> str:
     """Check one hub score and write it as the source does: integers as `0`..`5`."""
     try:
-        score = float(value.strip()) if isinstance(value, str) else float(value)
+        if isinstance(value, str):
+            score = float(value.strip())
+        elif isinstance(value, SupportsFloat):  # int, float, numpy scalars
+            score = float(value)
+        else:
+            raise TypeError(type(value).__name__)
     except (TypeError, ValueError):
         raise StsevalError(f"{where}: score {value!r} is not a number") from None
     low, high = spec.score_range
@@ -328,7 +334,7 @@ def check_hub_reachable(timeout_s: float = 10.0) -> None:
                 f"cannot reach the Hugging Face hub: {name} is set (offline mode); {fix}"
             )
     url = urllib.parse.urlsplit(endpoint)
-    proxy = urllib.request.getproxies().get(url.scheme)
+    proxy = urllib.request.getproxies().get(url.scheme, "")
     use_proxy = bool(proxy) and not urllib.request.proxy_bypass(url.hostname or "")
     if use_proxy and "://" not in proxy:
         proxy = f"http://{proxy}"  # "host:3128" is a common way to write a proxy
@@ -380,10 +386,9 @@ def fetch_from_hub(
     """
     check_writable_dir(Path(dest).expanduser(), "--dest")  # before the download, not after it
     items = [tasks] if isinstance(tasks, (str, TaskSpec)) else list(tasks)
-    if items and all(isinstance(item, TaskSpec) for item in items):
-        specs = items
-    else:
-        specs = parse_task_names(items)
+    specs = [item for item in items if isinstance(item, TaskSpec)]
+    if not items or len(specs) < len(items):  # names (parse_task_names rejects a mixed list)
+        specs = parse_task_names([str(item) for item in items])
     check_hub_reachable(timeout_s)
     import datasets  # a core dependency; imported here, not at the top, because it takes seconds to load
     from datasets.exceptions import DatasetsError

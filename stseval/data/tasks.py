@@ -21,8 +21,8 @@ import csv
 import difflib
 import functools
 import hashlib
-import json
 import importlib.resources
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -539,5 +539,6 @@ def read_sentence_lines(path: Path, option: str, min_sentences: int = 1) -> list
         raise StsevalError(f"{option} {path}: cannot read it as UTF-8 text ({err})") from None
     sentences = [line.strip() for line in lines if line.strip()]
     if len(sentences) < min_sentences:
-        raise StsevalError(f"{option} {path}: {len(sentences)} sentence(s); need at least {min_sentences}, one per line")
+        raise StsevalError(
+            f"{option} {path}: {len(sentences)} sentence(s); need at least {min_sentences}, one per line")
     return sentences

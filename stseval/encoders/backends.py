@@ -118,7 +118,8 @@ class _StackedHiddenStates(torch.nn.Module):
         self.model, self.input_names = model, list(input_names)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        outputs = self.model(**dict(zip(self.input_names, inputs)), output_hidden_states=True, return_dict=True)
+        named = dict(zip(self.input_names, inputs, strict=True))
+        outputs = self.model(**named, output_hidden_states=True, return_dict=True)
         return torch.stack(outputs.hidden_states)
 
 

@@ -140,7 +140,7 @@ class EmbeddingCache:
         picks: list[tuple[list[int], list[int]]] = [([], []) for _ in shards]
         if shards:
             for index, text_hash in enumerate(sentence_hashes(texts)):
-                for shard, (positions, rows) in zip(shards, picks):
+                for shard, (positions, rows) in zip(shards, picks, strict=True):
                     row = shard.row_of_hash.get(text_hash)
                     if row is not None:
                         positions.append(len(found_list))
@@ -150,7 +150,7 @@ class EmbeddingCache:
         if not found_list:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         found_vectors = np.empty((len(found_list), shards[0].vectors.shape[1]), dtype=np.float32)
-        for shard, (positions, rows) in zip(shards, picks):
+        for shard, (positions, rows) in zip(shards, picks, strict=True):
             if positions:
                 found_vectors[positions] = shard.vectors[rows]
         return np.asarray(found_list, dtype=np.int64), found_vectors
@@ -168,7 +168,7 @@ class EmbeddingCache:
             if len(stored):
                 keep = np.ones(len(texts), dtype=bool)
                 keep[stored] = False
-                texts, vectors = [text for text, kept in zip(texts, keep) if kept], vectors[keep]
+                texts, vectors = [text for text, kept in zip(texts, keep, strict=True) if kept], vectors[keep]
             if len(texts):
                 self._write_shard(key, folder, texts, vectors)
 
@@ -256,7 +256,7 @@ def _verify_shard(record_path: Path) -> _Shard:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise _CorruptShard(f"unreadable record: {err}") from None
     vectors_path, hashes_path = _shard_files(record_path)
-    for path, checksum in zip((vectors_path, hashes_path), expected):
+    for path, checksum in zip((vectors_path, hashes_path), expected, strict=True):
         if not path.exists():
             raise _CorruptShard(f"{path.name} is missing")
         if file_sha256(path) != checksum:

