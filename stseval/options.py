@@ -71,7 +71,7 @@ def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
     """
     items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list)
     names: list[str] = []
-    choices = f"choose from {', '.join(POOLING_NAMES)}, {LAYER_AVG}:N, {LAYER_AVG}:A-B or 'all'"
+    choices = f"choose from {', '.join(POOLING_NAMES)} or 'all'; or {LAYER_AVG}:N (hidden_states[N]), {LAYER_AVG}:A-B"
     for item in items:
         for name in str(item).split(","):
             name = name.strip().lower()
