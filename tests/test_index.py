@@ -344,7 +344,7 @@ def test_sweep_pca_rotates_without_rescaling(tmp_path, tiny_models, tiny_data_di
     rows = pd.DataFrame([row.__dict__ for row in sweep(run, log=lambda message: None).computed])
     quality = rows[rows.metric.isin(["recall@1", "recall@10", "mrr@10"])].set_index(["method", "dims", "metric"]).value
     pca = rows[rows.method == "pca"]
-    assert set(pca.fit_on) == {"test-corpus"} and set(zip(pca.beta, pca.gamma)) == {("0", "0")}
+    assert set(pca.fit_on) == {"test-corpus"} and set(zip(pca.beta, pca.gamma, strict=True)) == {("0", "0")}
     # at full k a rotation keeps every cosine, so every ranking: the same numbers as the raw vectors
     for metric in ("recall@1", "recall@10", "mrr@10"):
         assert quality["pca", "full", metric] == pytest.approx(quality["raw-truncate", "full", metric], abs=1e-9)

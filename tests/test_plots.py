@@ -69,8 +69,9 @@ def test_rotation_plot_table_holds_the_rows_values(tmp_path):
     assert [path.name for path in written] == ["rot.csv", "rot.md", "rot.png", "rot.provenance.json"]
     assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = _table(written[0])
-    assert list(table.columns) == ["model", "pooling", "prefix", "method", "fit_on", "dims", *TASK_NAMES, "avg", "w-avg"]
-    assert list(zip(table.method, table.dims)) == [("raw", "full")] + [
+    keys = ["model", "pooling", "prefix", "method", "fit_on", "dims"]
+    assert list(table.columns) == [*keys, *TASK_NAMES, "avg", "w-avg"]
+    assert list(zip(table.method, table.dims, strict=True)) == [("raw", "full")] + [
         (method, dims) for method in ("whitening", "raw-truncate", "pca") for dims in ("full", "64", "32")]
     drawn = {(row.method, row.dims, row.task): row.value for row in rows
              if row.split == "test" and (row.method != "whitening" or row.beta == "1")}
@@ -87,7 +88,7 @@ def test_layer_plot_table_holds_raw_and_whitened_per_layer(tmp_path):
     written = write_plot("layers", [_write(rows, tmp_path / "r" / "whiten.csv")], tmp_path / "out")
     assert written[0].name == "layers_test.csv"
     table = _table(written[0])
-    assert list(zip(table.pooling, table.method)) == [
+    assert list(zip(table.pooling, table.method, strict=True)) == [
         (f"layer-avg:{layer}", method) for layer in range(4) for method in ("raw", "whitening")]
     for record in table.to_dict("records"):
         layer = int(record["pooling"].split(":")[1])
@@ -124,6 +125,7 @@ def test_report_plot_option_writes_the_plot_and_refuses_grid_options(tmp_path):
     assert (tmp_path / "o" / "rotation.png").is_file() and (tmp_path / "o" / "rotation.csv").is_file()
     for extra, option in ((["--reference", "su2021"], "--reference"), (["--plot", "heat"], "--plot"),
                           (["--metric", "recall@10"], "--metric")):
-        refused = CliRunner().invoke(app, ["report", str(path), "--plot", "rotation", *extra, "--out", str(tmp_path / "x")])
+        refused = CliRunner().invoke(app, ["report", str(path), "--plot", "rotation", *extra,
+                                           "--out", str(tmp_path / "x")])
         assert refused.exit_code == 2
         assert option in refused.output.strip().splitlines()[-1]

@@ -179,7 +179,8 @@ def test_one_forward_pass_serves_every_layer_and_layer_avg_last_equals_last_avg(
     from transformers import AutoModel, AutoTokenizer
 
     from stseval.encoders.encoder import Encoder, encode, load_encoder
-    from tiny_models import N_LAYERS as TINY_LAYERS, SENTENCES, make_bert
+    from tiny_models import N_LAYERS as TINY_LAYERS
+    from tiny_models import SENTENCES, make_bert
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     folder = make_bert(tmp_path / "bert", with_pooler=False)

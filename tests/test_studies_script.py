@@ -30,7 +30,7 @@ sys.path.insert(0, {root!r})
 from stseval.cli import app
 shrink = {shrink!r}
 args = []
-for previous, arg in zip([""] + sys.argv[1:], sys.argv[1:]):
+for previous, arg in zip([""] + sys.argv[1:-1], sys.argv[1:], strict=True):
     if previous == "--model":
         arg = {model!r}
     elif previous in ("--dims", "--pooling"):
@@ -60,7 +60,7 @@ def test_studies_script_runs_and_its_report_lines_draw_from_its_rows(sample_data
     assert set(rows.pooling) == {"last-avg", "cls", "first-last-avg", "layer-avg:0", "layer-avg:1", "layer-avg:2"}
     assert set(rows.fit_on) == {"", "all-available"} and set(rows.task) == {"STS-B", "BQ"}
     grid = rows[(rows.method == "whitening") & (rows.split == "test") & (rows.pooling == "cls")]
-    assert len(set(zip(grid.beta, grid.gamma))) == 15
+    assert len(set(zip(grid.beta, grid.gamma, strict=True))) == 15
     chosen = rows[rows.method == "whitening-chosen"]
     assert len(chosen) == 3 * 2 and set(chosen.chosen_on) == {"valid"} and set(chosen.split) == {"test"}
     assert set(rows[rows.split == "valid"].pooling) == {"last-avg", "cls", "first-last-avg"}  # only the grid chooses
@@ -78,7 +78,7 @@ def test_studies_script_runs_and_its_report_lines_draw_from_its_rows(sample_data
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
     layers = pd.read_csv(report_dir / "layers.csv", dtype=str, keep_default_na=False)
-    assert list(zip(layers.pooling, layers.method)) == [
+    assert list(zip(layers.pooling, layers.method, strict=True)) == [
         (f"layer-avg:{layer}", method) for layer in range(3) for method in ("raw", "whitening")]
     test_rows = rows[rows.split == "test"]
     for record in layers.to_dict("records"):

@@ -260,8 +260,8 @@ def test_fit_rank_counts_the_directions_the_vectors_span(rng):
 
 
 def test_one_direction_missing_from_layer_norm_outputs_is_the_model_s_not_the_fit_s(rng):
-    from stseval.runs.whiten import _supported_dims
     from stseval.methods.whitening import fit_whitening_basis
+    from stseval.runs.whiten import _supported_dims
 
     vectors = rng.normal(size=(200, 16))
     vectors -= vectors.mean(axis=1, keepdims=True)  # LayerNorm: every vector's coordinates sum to 0
@@ -489,7 +489,8 @@ def test_beta_gamma_one_rows_are_today_s_whitening_rows(tiny_bert, sample_data_d
     # every row of the default run is in the grid run, same cell key, same value
     assert _keyed(plain).items() <= _keyed(rows).items()
     whitened = rows[rows.method == "whitening"]
-    assert sorted(set(zip(whitened.beta, whitened.gamma))) == [(b, g) for b in ("0", "0.5", "1") for g in ("0", "1")]
+    exponents = sorted(set(zip(whitened.beta, whitened.gamma, strict=True)))
+    assert exponents == [(b, g) for b in ("0", "0.5", "1") for g in ("0", "1")]
     assert len(set(whitened.value)) == len(whitened)  # each (beta, gamma, dims) is its own number
     # and the default cell is BERT-whitening as fit_whitening computes it (the function the run used before)
     encoder, spec = load_encoder(str(tiny_bert)), TASKS["STS-B"]
@@ -513,8 +514,8 @@ def test_pca_at_full_k_is_a_rotation_that_leaves_cosines_unchanged(tiny_bert, sa
     from stseval.evaluation.scoring import score_pairs
     from stseval.methods.whitening import fit_whitening_basis
 
-    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full,8", *STUDY, "--methods", "pca,raw-truncate",
-                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"))
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full,8", *STUDY,
+                 "--methods", "pca,raw-truncate", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", dtype=str, keep_default_na=False).set_index(["method", "dims"])
     assert (rows.loc[("pca", "full"), ["beta", "gamma", "fit_on"]] == ["0", "0", "valid"]).all()
@@ -606,7 +607,7 @@ def test_study_options_refuse_bad_values_before_encoding(tiny_bert, sample_data_
     base = {"--model": str(tiny_bert), "--tasks": "STS-B", "--pooling": "cls", "--dims": "full",
             "--data-dir": str(sample_data_dir), "--out": str(tmp_path / "o")}
     extra = []
-    for name, value in zip(args[::2], args[1::2]):
+    for name, value in zip(args[::2], args[1::2], strict=True):
         if name in base:
             base[name] = value
         else:

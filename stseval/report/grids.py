@@ -451,8 +451,9 @@ def _order_key(column: str, value: str) -> tuple:
     known = _KNOWN_ORDER.get(column, ())
     if value in known:
         return (0, float(known.index(value)), "", value)
-    if column == "pooling" and layer_avg_index(value) is not None:  # layer-avg:N after the others, by N
-        return (0, float(len(known) + layer_avg_index(value)), "", value)
+    layer = layer_avg_index(value) if column == "pooling" else None
+    if layer is not None:  # layer-avg:N after the other poolings, by N
+        return (0, float(len(known) + layer), "", value)
     if column == "dims" and (value == "full" or value.isdigit()):
         return (0, float("-inf") if value == "full" else -float(value), "", value)
     return (1, 0.0, value.lower(), value)

@@ -28,8 +28,17 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
 from stseval.options import PLOTS, layer_avg_index
 from stseval.report.grids import (
-    AVG, _ordered, _text, apply_filters, build_grid, collect_provenance, grid_to_csv_frame, grid_to_markdown, load_results,
-    resolve_duplicates, select_rows,
+    AVG,
+    _ordered,
+    _text,
+    apply_filters,
+    build_grid,
+    collect_provenance,
+    grid_to_csv_frame,
+    grid_to_markdown,
+    load_results,
+    resolve_duplicates,
+    select_rows,
 )
 from stseval.runs.results import write_frame
 
@@ -84,7 +93,8 @@ def _one_of(rows: pd.DataFrame, keys: list[str], kind: str) -> None:
     """Raise naming --filter when the rows take several values of the keys together."""
     settings = sorted(set(map(tuple, rows[keys].astype(str).to_numpy().tolist())))
     if len(settings) > 1:
-        shown = "; ".join(", ".join(f"{key}={value}" for key, value in zip(keys, setting)) for setting in settings[:4])
+        shown = "; ".join(", ".join(f"{key}={value}" for key, value in zip(keys, setting, strict=True))
+                          for setting in settings[:4])
         raise StsevalError(f"--plot {kind}: the rows hold {len(settings)} settings of {', '.join(keys)} ({shown}"
                            f"{'; ...' if len(settings) > 4 else ''}); one plot draws one: pick it with "
                            f"--filter {keys[0]}=...")
@@ -117,12 +127,12 @@ def plot_rotation(grid: pd.DataFrame, path: Path, title: str = "") -> None:
     figure = Figure(figsize=(3.0 * len(panels) + 0.6, 3.6), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for axis, column in zip(axes, panels):
+    for axis, column in zip(axes, panels, strict=True):
         values = _numbers(grid[column])
         raw = values[(index["method"] == "raw").to_numpy()]
         if len(raw) and np.isfinite(raw[0]):
             axis.axhline(raw[0], color="grey", linestyle="--", linewidth=1, label="raw (full)")
-        for method, colour in zip(ROTATION_METHODS, _COLOURS):
+        for method, colour in zip(ROTATION_METHODS, _COLOURS[:len(ROTATION_METHODS)], strict=True):
             chosen = (index["method"] == method).to_numpy()
             if chosen.any():
                 position = {size: x for x, size in enumerate(dims)}
@@ -179,8 +189,9 @@ def plot_layers(grid: pd.DataFrame, path: Path, title: str = "") -> None:
 
 
 def write_plot(kind: str, paths: Sequence[str | Path], out: Path, name: str | None = None, split: str = "test",
-               filters: Sequence[str] = (), strict: bool = False, task_order: Sequence[str] | None = None) -> list[Path]:
-    """Draw one study plot (`PLOTS`: rotation or layers) of the results rows: <out>/<name>.csv, .md, .png, .provenance.json.
+               filters: Sequence[str] = (), strict: bool = False,
+               task_order: Sequence[str] | None = None) -> list[Path]:
+    """Draw one study plot (`PLOTS`: rotation or layers) of results rows: <out>/<name>.csv, .md, .png, .provenance.json.
 
     Args:
         kind: "rotation" or "layers".

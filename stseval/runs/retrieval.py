@@ -5,7 +5,8 @@ module loads encoders and data, writes index folders and result rows (stseval.re
 
 The sweep compares ways to shrink 384-d vectors to k dims for retrieval on each task's split:
 raw truncation (first k coordinates, renormalised; no PCA), PCA (the corpus's top k principal axes,
-a rotation without rescaling) and BERT-whitening fitted on the same corpus with its kernel cut to k columns (Su et al. 2021, arXiv:2103.15316, "better semantics and
+a rotation without rescaling) and BERT-whitening fitted on the same corpus with its kernel cut to k
+columns (Su et al. 2021, arXiv:2103.15316, "better semantics and
 faster retrieval"). Each cell reports recall@1/10/100, MRR@10, nDCG@10, QPS, build time and index
 size; the plot marks Su's bound k > 8.33 ln N for the task's corpus size N.
 """

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,8 @@ def _plan_task(job: _Job, spec: TaskSpec, base: dict) -> Unit:
     cells = []
     for split in run.scored_splits:
         for pooling in job.encode.poolings:
-            def cell_of(reduction: _Reduction, metric: str, dims: int | None, **fields) -> Cell:
+            def cell_of(reduction: _Reduction, metric: str, dims: int | None, split: str = split,
+                        pooling: str = pooling, **fields) -> Cell:
                 return Cell([planned_row(common, split=split, pooling=pooling, method=reduction.method,
                                          metric=metric, dims=dims_label(dims), **fields)], reduction)
 
@@ -307,7 +309,7 @@ _GROUP = ("model", "model_fingerprint", "pooling", "task", "fit_on", "prefix", "
 _SETTING = ("beta", "gamma", "dims")
 
 
-def choose_settings(rows: Sequence[Mapping[str, object]]) -> dict[tuple[str, ...], tuple[Mapping[str, object], int]]:
+def choose_settings(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], tuple[Mapping[str, Any], int]]:
     """The best-scoring setting of each group of rows of one split: what --choose-on picks.
 
     Args:
@@ -317,7 +319,7 @@ def choose_settings(rows: Sequence[Mapping[str, object]]) -> dict[tuple[str, ...
         {group: (the row with the highest value, the number of settings it was chosen from)}; ties go to the
         first row given, so the choice is deterministic.
     """
-    best: dict[tuple[str, ...], tuple[Mapping[str, object], int]] = {}
+    best: dict[tuple[str, ...], tuple[Mapping[str, Any], int]] = {}
     for row in rows:
         if row["status"] == "n/a" or not np.isfinite(float(row["value"])):
             continue
@@ -337,8 +339,9 @@ def _add_chosen_rows(results: ResultsFile, units: Sequence[Unit], choose_on: str
     cells count); the chosen row is the same setting's row on --split, renamed, with chosen_on and the
     choosing score. An earlier chosen row of the group whose setting differs is replaced.
     """
-    on_file = {cell_key(record): record for _, record in results.frame.iterrows()}
-    candidates, reported = [], {}
+    on_file = {cell_key(record): record.to_dict() for _, record in results.frame.iterrows()}
+    candidates: list[dict[Any, Any]] = []
+    reported: dict[tuple[str, ...], dict[Any, Any]] = {}
     for unit in units:
         for cell in unit.cells:
             row = cell.rows[0]
@@ -371,7 +374,7 @@ def _add_chosen_rows(results: ResultsFile, units: Sequence[Unit], choose_on: str
     return chosen_rows
 
 
-def _group_key(record: Mapping[str, object]) -> tuple[str, ...]:
+def _group_key(record: Mapping[str, Any] | Any) -> tuple[str, ...]:
     """The group of a row, its method family (without -chosen) included."""
     return tuple(str(record[name]).removesuffix(CHOSEN_SUFFIX) if name == "method" else str(record[name])
                  for name in _GROUP)
