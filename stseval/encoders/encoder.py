@@ -44,7 +44,7 @@ from stseval.encoders.backends import (
 )
 from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, bundled_model, bundled_models_status
 from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
-from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, parse_poolings, pool_all
+from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, layer_avg_index, parse_poolings, pool_all
 from stseval.encoders.protocol import Batch, SentenceEncoder, supported_poolings
 
 if TYPE_CHECKING:  # annotations only
@@ -134,6 +134,9 @@ class Encoder:
 
     def supports(self, pooling: str) -> bool:
         """Whether `encode` can produce `pooling` with this model (pooler needs trained weights)."""
+        layer = layer_avg_index(pooling)
+        if layer is not None:  # layer-avg:N, N = 0 (embedding output) .. n_layers
+            return layer <= self.n_layers
         if pooling not in POOLINGS:
             return False
         if pooling in NEEDS_POOLER:

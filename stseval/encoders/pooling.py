@@ -1,4 +1,4 @@
-"""Sentence vectors from a Transformer's hidden states: cls, pooler, last-avg, first-last-avg, ...
+"""Sentence vectors from a Transformer's hidden states: cls, pooler, last-avg, first-last-avg, layer-avg:N, ...
 
 Every pooling reads the tuple `hidden_states` that a Hugging Face encoder returns with
 `output_hidden_states=True`: `hidden_states[0]` is the embedding output (before any Transformer
@@ -25,7 +25,9 @@ import torch
 
 from stseval.common.errors import StsevalError
 # the names live with the option parsers, which must not import torch, so a typo fails fast
-from stseval.options import NEEDS_POOLER, POOLINGS, parse_poolings  # noqa: F401 - re-exported
+from stseval.options import (  # noqa: F401 - re-exported
+    LAYER_AVG, NEEDS_POOLER, POOLINGS, layer_avg_index, parse_poolings,
+)
 
 
 def masked_mean(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -62,6 +64,9 @@ def pool(
               `Transformer-0-FeedForward-Norm` and of the last layer.
             - "last2avg": masked mean of `(hidden_states[-2] + hidden_states[-1]) / 2`.
             - "max": masked element-wise max of `hidden_states[-1]`.
+            - "layer-avg:N": masked mean of `hidden_states[N]`; layer-avg:0 averages the embedding
+              output (static token embeddings plus position and type embeddings, after LayerNorm),
+              layer-avg:L of an L-layer model equals last-avg.
         hidden_states: (n_layers + 1) tensors of shape (b, s, h), embedding output first.
         attention_mask: (b, s) with 1 for real tokens and 0 for padding.
         pooler_dense: the model's trained pooler dense layer (h -> h); needed by "pooler" and
@@ -93,6 +98,12 @@ def pool(
         return masked_mean((other + last) / 2, attention_mask)
     if name == "max":
         return masked_max(last, attention_mask)
+    layer = layer_avg_index(name)
+    if layer is not None:
+        if layer >= len(hidden_states):
+            raise StsevalError(f"--pooling {name}: the model has {len(hidden_states) - 1} Transformer layers "
+                               f"({LAYER_AVG}:0 to {LAYER_AVG}:{len(hidden_states) - 1})")
+        return masked_mean(hidden_states[layer], attention_mask)
     raise StsevalError(f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLINGS)}")
 
 

@@ -59,7 +59,8 @@ POSITIVE_MIN_SCORE = {"binary": 1.0, "graded": 4.0}
 
 RETRIEVAL_METRICS = ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10")
 
-REDUCTION_METHODS = ("raw-truncate", "whitening")
+REDUCTION_METHODS = ("raw-truncate", "whitening", "pca")
+"""raw-truncate: first k coordinates; whitening: BERT-whitening cut to k; pca: rotation onto the top k axes."""
 
 
 # ---------------------------------------------------------------------------------------------

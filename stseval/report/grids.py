@@ -37,17 +37,20 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
 from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows, write_frame
 from stseval.data.tasks import TASKS
-from stseval.options import POOLINGS
+from stseval.options import POOLINGS, layer_avg_index
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
 POOLING_ORDER = POOLINGS  # from options, which (unlike stseval.encoders.pooling) does not load torch
-METHOD_ORDER = ("raw", "whitening", "whitening-unnormalized", "simcse", "simcse+whitening")
+METHOD_ORDER = ("raw", "whitening", "whitening-unnormalized", "simcse", "simcse+whitening", "raw-truncate", "pca",
+                "whitening-chosen", "pca-chosen", "raw-truncate-chosen")
 SPLIT_ORDER = ("train", "valid", "test")
 _KNOWN_ORDER = {"task": TASK_ORDER, "pooling": POOLING_ORDER, "method": METHOD_ORDER, "split": SPLIT_ORDER}
 
 DEFAULT_ROWS = ("model", "pooling", "method", "dims")
 VARYING_ROWS = ("fit_on", "train_on", "prefix", "dropout", "loss", "batch_size", "learning_rate", "epochs", "seed")
 # ^ row keys only where they take several values (a grid of several seeds gets a seed column)
+EXPONENT_ROWS = ("beta", "gamma")
+# ^ row keys only where whitened rows differ in them: "" (not whitened) beside "1" is no reason for a column
 DEFAULT_COLS = ("task",)
 AVG, WEIGHTED_AVG = "avg", "w-avg"
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of the interval columns `--ci` adds after each task
@@ -405,6 +408,7 @@ def _row_keys(ours: pd.DataFrame, rows: Sequence[str] | None, cols: list[str], s
     if rows:
         return list(rows)
     keys = list(DEFAULT_ROWS) + [key for key in VARYING_ROWS if _text(ours[key]).nunique() > 1]
+    keys += [key for key in EXPONENT_ROWS if key in ours.columns and len(set(_text(ours[key])) - {""}) > 1]
     if split in (None, "all") and _text(ours["split"]).nunique() > 1 and "split" not in cols:
         keys.append("split")
     return [key for key in keys if key not in cols]
@@ -447,6 +451,9 @@ def _order_key(column: str, value: str) -> tuple:
     known = _KNOWN_ORDER.get(column, ())
     if value in known:
         return (0, float(known.index(value)), "", value)
+    layer = layer_avg_index(value) if column == "pooling" else None
+    if layer is not None:  # layer-avg:N after the other poolings, by N
+        return (0, float(len(known) + layer), "", value)
     if column == "dims" and (value == "full" or value.isdigit()):
         return (0, float("-inf") if value == "full" else -float(value), "", value)
     return (1, 0.0, value.lower(), value)

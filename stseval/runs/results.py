@@ -18,6 +18,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,11 +102,18 @@ class ResultRow:
 
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
 WHITENING_EXPONENTS = ("1", "1")
-"""(beta, gamma) of plain BERT-whitening, the only kind stseval fits today."""
+"""(beta, gamma) of plain BERT-whitening, what a whitening row measured unless it says otherwise."""
+PCA_EXPONENTS = ("0", "0")
+"""(beta, gamma) of a pca row: a rotation onto the principal axes, neither centred nor rescaled."""
 
 
 def whitening_exponents(method: str) -> tuple[str, str]:
-    """(beta, gamma) of a row's method: plain BERT-whitening's ("1", "1") when it whitens, else ("", "")."""
+    """(beta, gamma) a row's method implies: ("1", "1") when it whitens, ("0", "0") for pca, else ("", "").
+
+    A whiten run with --beta / --gamma sets them itself; this is the default every run shares.
+    """
+    if method.startswith("pca"):
+        return PCA_EXPONENTS
     return WHITENING_EXPONENTS if "whitening" in method else ("", "")
 
 
@@ -391,10 +399,12 @@ class ResultsFile:
     def has(self, key: tuple[str, ...]) -> bool:
         return key in self._keys
 
-    def add(self, rows: list[ResultRow]) -> None:
+    def add(self, rows: list[ResultRow], replaces: Callable[[pd.Series], bool] | None = None) -> None:
         """Merge rows into the file (replacing rows of the same cell) under its lock, atomically.
 
         The file is re-read under the lock, so rows another process wrote since this one started are kept.
+        replaces: also drops the file's rows it is true of (a row of another cell that the new rows make
+        stale, e.g. an earlier `whitening-chosen` row of the same group whose choice has moved).
         """
         if not rows:
             return
@@ -405,7 +415,8 @@ class ResultsFile:
         try:
             with FileLock(str(lock_path(self.path)), timeout=LOCK_TIMEOUT_S):
                 current = self._read()  # what other writers added since we last looked
-                keep = [cell_key(record) not in new_keys for _, record in current.iterrows()]
+                keep = [cell_key(record) not in new_keys and not (replaces and replaces(record))
+                        for _, record in current.iterrows()]
                 parts = [frame for frame in (current[keep], new) if not frame.empty]
                 merged = pd.concat(parts, ignore_index=True) if parts else new
                 write_frame(merged, self.path)

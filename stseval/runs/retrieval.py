@@ -3,9 +3,10 @@
 The array work (building, searching, metrics, truncation, whitening) lives in `stseval.methods.index`; this
 module loads encoders and data, writes index folders and result rows (stseval.report.grids draws the sweep plot).
 
-The sweep compares two ways to shrink 384-d vectors to k dims for retrieval on each task's split:
-raw truncation (first k coordinates, renormalised; no PCA) and BERT-whitening fitted on the same
-corpus with its kernel cut to k columns (Su et al. 2021, arXiv:2103.15316, "better semantics and
+The sweep compares ways to shrink 384-d vectors to k dims for retrieval on each task's split:
+raw truncation (first k coordinates, renormalised; no PCA), PCA (the corpus's top k principal axes,
+a rotation without rescaling) and BERT-whitening fitted on the same corpus with its kernel cut to k
+columns (Su et al. 2021, arXiv:2103.15316, "better semantics and
 faster retrieval"). Each cell reports recall@1/10/100, MRR@10, nDCG@10, QPS, build time and index
 size; the plot marks Su's bound k > 8.33 ln N for the task's corpus size N.
 """
@@ -34,7 +35,7 @@ from stseval.runs.plan import Cell, RunOutput, Unit, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.runs.specs import SweepRun, check_index_sources
 from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
-from stseval.methods.whitening import Whitening, fit_whitening, load_whitening
+from stseval.methods.whitening import Whitening, fit_whitening, fit_whitening_basis, load_whitening
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
 DEFAULT_MAX_LENGTH = 64
@@ -42,6 +43,8 @@ SWEEP_DIMS: tuple[int | None, ...] = (None, 256, 128, 64, 32)  # None = the mode
 SWEEP_METRICS = ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10", "qps", "build_s", "index_bytes")
 SWEEP_CSV = "retrieval.csv"
 SWEEP_PNG = "retrieval.png"  # drawn by stseval.report.grids.write_sweep_plot
+FITTED_METHODS = {"whitening": (1.0, 1.0), "pca": (0.0, 0.0)}
+"""The sweep's methods fitted on the corpus, with their (beta, gamma): pca rotates onto the top k axes only."""
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,7 @@ def _plan_task(job: _Job, spec: TaskSpec, log: Callable[[str], None]) -> Unit | 
                   positive_min_score=f"{positive_min_score(spec.label_kind):g}", **job.base)
     cells = [Cell([planned_row(common, method=method_label(method, run.factory, run.search_params),
                                dims="full" if k is None else str(k), metric=metric,
-                               fit_on=f"{run.split}-corpus" if method == "whitening" else "")
+                               fit_on=f"{run.split}-corpus" if method in FITTED_METHODS else "")
                    for metric in SWEEP_METRICS], (method, k)) for method in run.methods for k in run.dims]
     return Unit(spec.name, cells, context=(spec, retrieval),
                 detail=f"{run.split}: {len(retrieval.corpus)} sentences, {retrieval.n_queries} queries, ")
@@ -336,14 +339,15 @@ def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
     run, (spec, retrieval) = job.run, unit.context
     vectors = encode_texts(job.encoder, retrieval.corpus, run.pooling, spec.max_length, prefix=run.encode.prefix,
                            batch_size=run.encode.batch_size, cache=job.cache, show_progress=run.encode.show_progress)
-    whitening = None
-    if any(cell.setting[0] == "whitening" for cell in cells):
-        whitening = Whitening(*fit_whitening(vectors))
+    fitted = {}  # one eigendecomposition of the corpus serves whitening and pca at every k
+    if any(cell.setting[0] in FITTED_METHODS for cell in cells):
+        basis = fit_whitening_basis(vectors)
+        fitted = {method: basis.whitening(*FITTED_METHODS[method]) for method in FITTED_METHODS}
     rows = []
     for cell in cells:
         method, k = cell.setting
         started = time.perf_counter()
-        reduced = truncate_dims(vectors, k) if method == "raw-truncate" else whiten_dims(vectors, whitening, k)
+        reduced = truncate_dims(vectors, k) if method == "raw-truncate" else whiten_dims(vectors, fitted[method], k)
         measured = evaluate_retrieval(reduced, retrieval, run.factory, run.search_params, top_k=run.top_k, seed=run.seed)
         seconds = round(time.perf_counter() - started, 3)
         for row in cell.rows:

@@ -141,7 +141,7 @@ class EncodeSpec:
 
 @dataclass(frozen=True)
 class WhitenRun:
-    """`stseval whiten`: models x poolings x {raw, whitening x dims x fit_on} on each task's split."""
+    """`stseval whiten`: models x poolings x {raw, method x dims x fit_on (x beta x gamma)} on each task's split."""
 
     encoders: tuple[EncodeSpec, ...]  # one per --model
     tasks: tuple[TaskSpec, ...]
@@ -155,7 +155,16 @@ class WhitenRun:
     unnormalized: bool = False  # also score whitened vectors by plain dot product
     save_kernel_dir: Path | None = None
     allow_low_rank: bool = False  # score dims above the fit's rank instead of refusing them
+    methods: tuple[str, ...] = ("whitening",)  # options.WHITEN_METHODS: whitening, pca, raw-truncate
+    betas: tuple[float, ...] = (1.0,)  # whitening's mean exponent: x - beta * mu (Su, kexue.fm/archives/9079)
+    gammas: tuple[float, ...] = (1.0,)  # whitening's eigenvalue exponent: diag(lambda)^(-gamma/2)
+    choose_on: str | None = None  # a split whose scores pick each family's (beta, gamma, dims); never `split`
     results_name: str = "whiten.csv"
+
+    @property
+    def scored_splits(self) -> tuple[str, ...]:
+        """The splits every cell is scored on: --split, then --choose-on's."""
+        return (self.split,) if self.choose_on is None else (self.split, self.choose_on)
 
     @property
     def results_path(self) -> Path:
@@ -263,20 +272,40 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
                      out: Path = Path("runs/whitening"), data_dir: Path | None = None, batch_size: int = 64,
                      n_resamples: int = 1000, seed: int = 0, unnormalized: bool = False,
                      save_kernel: Path | None = None, allow_low_rank: bool = False, backend: str = "fp32",
-                     processes: int = 1, show_progress: bool = True) -> WhitenRun:
+                     processes: int = 1, show_progress: bool = True, methods: str = "whitening", beta: str = "1",
+                     gamma: str = "1", choose_on: str | None = None) -> WhitenRun:
     """The `whiten` options as a WhitenRun, every value checked that needs no model loaded."""
     specs = _task_specs(tasks)
     pooling_names, dims_list = tuple(options.parse_poolings(poolings)), tuple(options.parse_dims(dims))
+    method_list = tuple(options.parse_methods(methods, options.WHITEN_METHODS))
+    betas, gammas = tuple(options.parse_exponents(beta, "--beta")), tuple(options.parse_exponents(gamma, "--gamma"))
+    if "whitening" not in method_list and (betas, gammas) != ((1.0,), (1.0,)):
+        raise StsevalError("--beta / --gamma: they set the whitening method's exponents; add whitening to --methods "
+                           f"(got {','.join(method_list)}; pca is beta = gamma = 0 already)")
     folder = _data_dir(specs, split, data_dir)
+    if choose_on is not None:
+        check_choose_on(choose_on, split, specs, folder)
     sources = parse_fit_on(list(fit_on), specs, folder)
     for model in models:
         options.check_dims_fit(dims_list, model)
+        options.check_layers_fit(pooling_names, model)
     encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
                                 backend=backend, processes=processes, show_progress=show_progress)
                      for model in dict.fromkeys(models))
     return WhitenRun(encoders=encoders, tasks=specs, dims=dims_list, fit_on=sources, data_dir=folder,
                      out_dir=Path(out), split=split, n_resamples=n_resamples, seed=seed, unnormalized=unnormalized,
-                     save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank)
+                     save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank, methods=method_list, betas=betas,
+                     gammas=gammas, choose_on=choose_on)
+
+
+def check_choose_on(choose_on: str, split: str, tasks: Sequence[TaskSpec], data_dir: Path) -> None:
+    """--choose-on: a split every task has, and never the --split that is reported (no tuning on test)."""
+    if choose_on not in SPLITS:
+        raise StsevalError(f"--choose-on: {choose_on!r} is not one of {', '.join(SPLITS)}")
+    if choose_on == split:
+        raise StsevalError(f"--choose-on {choose_on}: is the --split the chosen rows are reported on; choosing on "
+                           "it would tune on the evaluation pairs. Choose on another split, e.g. --choose-on valid")
+    check_split(tasks, choose_on, data_dir, "--choose-on")
 
 
 def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | Sequence[str],
@@ -291,6 +320,10 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     """The `simcse-train` options as a SimcseRun, every value checked that needs no model loaded."""
     specs = _task_specs(tasks)
     pooling_names = tuple(options.parse_poolings(poolings))
+    layered = [name for name in pooling_names if options.layer_avg_index(name) is not None]
+    if layered:
+        raise StsevalError(f"--pooling {layered[0]}: simcse-train does not train on layer-avg:N poolings; "
+                           "they are for evaluation (stseval whiten --pooling layer-avg:0-12)")
     rates = tuple(options.parse_dropouts(dropouts))
     training = TrainingSpec(loss=options.check_loss(loss), batch_size=batch_size,
                             learning_rate=options.check_learning_rate(learning_rate), epochs=epochs,
@@ -325,6 +358,7 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
     options.check_at_least([("--limit", limit, 1), ("--threads", threads, 1)])
     folder = _data_dir(specs, split, data_dir)
     options.check_dims_fit(dims_list, model)
+    options.check_layers_fit(pooling_names, model)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
                         use_cache=use_cache, show_progress=show_progress)
     return SweepRun(encode=encode, tasks=specs, data_dir=folder, out_dir=Path(out), split=split, dims=dims_list,

@@ -1,16 +1,26 @@
-"""The `stseval whiten` grid: encode each task once per model, then score raw and whitened cells.
+"""The `stseval whiten` grid: encode each task once per model, then score raw and reduced cells.
 
-Cells are (model, pooling, method, dims, fit_on, task, split). The run follows stseval/runs/plan.py: one
-unit per model and task, whose cells share one encoding pass; each finished task's rows are written to
-the long-format results file at once, so Ctrl-C loses at most the task being scored and a re-run
-skips what is already there.
+Cells are (model, pooling, method, dims, fit_on, beta, gamma, task, split). Methods (--methods): `whitening`
+is Su's beta/gamma whitening x -> (x - beta * mu) U[:, :k] diag(lambda[:k])^(-gamma/2) (kexue.fm/archives/9079;
+beta = gamma = 1, the default, is BERT-whitening), `pca` the same with beta = gamma = 0 (a rotation onto the
+principal axes, cut to k), `raw-truncate` the first k coordinates. One eigendecomposition per (pooling, fit
+source) serves every beta, gamma and k (`WhiteningBasis`).
+
+With --choose-on valid every cell is also scored on the valid split; per (model, pooling, task, fit_on,
+method) the setting (beta, gamma, dims) with the best valid Spearman is then reported on --split as a row
+of method `<method>-chosen`, `chosen_on` valid. The choice reads valid rows only.
+
+The run follows stseval/runs/plan.py: one unit per model and task, whose cells share one encoding pass;
+each finished task's rows are written to the long-format results file at once, so Ctrl-C loses at most
+the task being scored and a re-run skips what is already there.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +29,10 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
 from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines
 from stseval.evaluation.scoring import SplitVectors, encode_splits, score_pairs
-from stseval.methods.whitening import RELATIVE_EIGENVALUE_FLOOR, Whitening, fit_whitening, save_whitening
-from stseval.options import check_dims_within
+from stseval.methods.whitening import WhiteningBasis, fit_whitening_basis, save_whitening
+from stseval.options import CHOSEN_SUFFIX, check_dims_within, check_layers_within, exponent_label
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units, unique_cells
-from stseval.runs.results import ResultRow, ResultsFile, provenance
+from stseval.runs.results import COLUMNS, ResultRow, ResultsFile, cell_key, provenance
 from stseval.runs.specs import EncodeSpec, FitSource, WhitenRun, available_splits
 
 _now = now  # tests stamp cells through this name
@@ -66,42 +76,70 @@ def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
     for encode in run.encoders:
         encoder = load_encoder(encode.model, backend=encode.backend, processes=encode.processes)
         check_dims_within(run.dims, encoder.dimension, encoder.name)
+        if hasattr(encoder, "n_layers"):  # transformers; sentence-vector encoders give layer-avg n/a cells
+            check_layers_within(encode.poolings, encoder.n_layers, encoder.name)
         _check_file_fits_rank(run, encoder.dimension)
         job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
         units = [_plan_task(job, spec, base) for spec in run.tasks]
         computed += run_units(results, units, lambda unit, cells, job=job: _score_task(job, unit, cells), log,
                               redo=lambda unit, cell, job=job: _kernel_missing(job, unit, cell),
                               redo_reason="without their --save-kernel file")
+        if run.choose_on is not None:
+            computed += _add_chosen_rows(results, units, run.choose_on, log)
     return RunOutput(results.path, computed)
 
 
-def _methods(run: WhitenRun) -> list[tuple[str, str]]:
-    """(method, metric) pairs scored after whitening."""
-    methods = [("whitening", "spearman_cosine")]
-    if run.unnormalized:
-        methods.append(("whitening-unnormalized", "spearman_dot"))
-    return methods
+@dataclass(frozen=True)
+class _Reduction:
+    """What a cell computes: its method's vectors at k, from one fit source for the fitted methods."""
+
+    method: str  # raw, whitening, whitening-unnormalized, pca or raw-truncate
+    fit: FitSource | None = None  # None for raw and raw-truncate
+    beta: float = 1.0
+    gamma: float = 1.0
+
+
+def _fitted(run: WhitenRun, fit: FitSource) -> list[tuple[_Reduction, str]]:
+    """(what to compute, metric) of the fitted cells of one pooling, source and dims, in grid order."""
+    planned = []
+    if "whitening" in run.methods:
+        for beta in run.betas:
+            for gamma in run.gammas:
+                planned.append((_Reduction("whitening", fit, beta, gamma), "spearman_cosine"))
+                if run.unnormalized:
+                    planned.append((_Reduction("whitening-unnormalized", fit, beta, gamma), "spearman_dot"))
+    if "pca" in run.methods:
+        planned.append((_Reduction("pca", fit, 0.0, 0.0), "spearman_cosine"))
+    return planned
 
 
 def _plan_task(job: _Job, spec: TaskSpec, base: dict) -> Unit:
     """The cells of one task for one model, values NaN; context: (task, the splits to encode)."""
     run, encoder = job.run, job.encoder
     present = available_splits(spec, run.data_dir)
-    needed = {run.split}.union(*(fit.own_splits(spec, run.data_dir) for fit in run.fit_on))
+    needed = set(run.scored_splits).union(*(fit.own_splits(spec, run.data_dir) for fit in run.fit_on))
     common = dict(
-        model=encoder.name, model_fingerprint=encoder.fingerprint, task=spec.name, split=run.split,
+        model=encoder.name, model_fingerprint=encoder.fingerprint, task=spec.name,
         prefix=job.encode.prefix, data_sha256=data_fingerprint(spec, present, run.data_dir),
         max_length=str(spec.max_length), **{k: v for k, v in base.items() if k != "seed"}, seed=run.seed,
     )
     cells = []
-    for pooling in job.encode.poolings:
-        cells.append(Cell([planned_row(common, pooling=pooling, method="raw", metric="spearman_cosine")]))
-        for fit in run.fit_on:
-            for dims in run.dims:
-                cells += [Cell([planned_row(common, pooling=pooling, method=method, metric=metric,
-                                            dims=dims_label(dims), fit_on=fit.label,
-                                            fit_splits=fit.fit_splits(spec, run.data_dir))], fit)
-                          for method, metric in _methods(run)]
+    for split in run.scored_splits:
+        for pooling in job.encode.poolings:
+            def cell_of(reduction: _Reduction, metric: str, dims: int | None, split: str = split,
+                        pooling: str = pooling, **fields) -> Cell:
+                return Cell([planned_row(common, split=split, pooling=pooling, method=reduction.method,
+                                         metric=metric, dims=dims_label(dims), **fields)], reduction)
+
+            cells.append(cell_of(_Reduction("raw"), "spearman_cosine", None))
+            for fit in run.fit_on:
+                for dims in run.dims:
+                    cells += [cell_of(reduction, metric, dims, beta=exponent_label(reduction.beta),
+                                      gamma=exponent_label(reduction.gamma), fit_on=fit.label,
+                                      fit_splits=fit.fit_splits(spec, run.data_dir))
+                              for reduction, metric in _fitted(run, fit)]
+            if "raw-truncate" in run.methods:
+                cells += [cell_of(_Reduction("raw-truncate"), "spearman_cosine", dims) for dims in run.dims]
     return Unit(f"{encoder.name} {spec.name}", unique_cells(cells),
                 context=(spec, [split for split in present if split in needed]))
 
@@ -116,25 +154,30 @@ def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
                             prefix=job.encode.prefix, batch_size=job.encode.batch_size, cache=job.cache,
                             show_progress=job.encode.show_progress)
     fits = _Fits(job, spec, encoded)
-    return [_score_cell(job, cell, encoded[job.run.split], fits) if cell.rows[0].pooling in job.supported
+    return [_score_cell(job, cell, encoded[cell.rows[0].split], fits) if cell.rows[0].pooling in job.supported
             else _not_available(cell.rows[0], job.encoder) for cell in cells]
 
 
 def _score_cell(job: _Job, cell: Cell, evaluated: SplitVectors, fits: _Fits) -> ResultRow:
-    """One raw or whitened cell's Spearman (and --save-kernel file)."""
-    row, run = cell.rows[0], job.run
+    """One raw, truncated, PCA or whitened cell's Spearman (and --save-kernel file)."""
+    row, run, reduction = cell.rows[0], job.run, cell.setting
     started = time.perf_counter()
     vectors_a, vectors_b = evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling]
-    if row.method != "raw":
-        whitening = fits.get(row.pooling, cell.setting)
-        n_fit, rank = whitening.provenance["n_fit_vectors"], whitening.provenance["rank"]
-        n_components = whitening.n_components if row.dims == "full" else int(row.dims)
-        if n_components > _supported_dims(n_fit, rank, whitening.mu.shape[1]) and not run.allow_low_rank:
-            raise StsevalError(_low_rank_message(row.fit_on, n_fit, whitening.mu.shape[1], rank, row.dims,
-                                                 n_components))
-        row.n_fit, row.fit_rank = n_fit, rank
-        if row.dims != "full":
-            whitening = whitening.truncate(int(row.dims))
+    n_components = None if row.dims == "full" else int(row.dims)
+    if row.method == "raw-truncate":  # no fit: the first k coordinates (cosine scoring renormalises)
+        vectors_a, vectors_b = vectors_a[:, :n_components], vectors_b[:, :n_components]
+    elif row.method != "raw":
+        basis = fits.get(row.pooling, reduction.fit)
+        dimension = basis.axes.shape[0]
+        kept = dimension if n_components is None else n_components
+        # past the fit's rank, gamma > 0 magnifies directions the fit never saw; a rotation (gamma 0) does not
+        if (reduction.gamma > 0 and kept > _supported_dims(basis.n_fit, basis.rank, dimension)
+                and not run.allow_low_rank):
+            raise StsevalError(_low_rank_message(row.fit_on, basis.n_fit, dimension, basis.rank, row.dims, kept))
+        row.n_fit, row.fit_rank = basis.n_fit, basis.rank
+        facts = fits.provenance(row.pooling, reduction.fit, basis)
+        whitening = basis.whitening(reduction.beta, reduction.gamma, n_components,
+                                    dict(facts, n_components=n_components) if n_components else facts)
         vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
         if run.save_kernel_dir is not None and row.method == "whitening":
             save_whitening(whitening, kernel_path(run.save_kernel_dir, job.encoder.name, row.task, row))
@@ -146,25 +189,25 @@ def _score_cell(job: _Job, cell: Cell, evaluated: SplitVectors, fits: _Fits) -> 
 
 
 class _Fits:
-    """The whitenings of one task, each fitted once per (pooling, source) and reused across dims."""
+    """The fits of one task: one eigendecomposition per (pooling, source), reused by every beta, gamma, dims."""
 
     def __init__(self, job: _Job, spec: TaskSpec, encoded: dict[str, SplitVectors]):
         self.job, self.spec, self.encoded = job, spec, encoded
-        self.fitted: dict[tuple[str, FitSource], Whitening] = {}
+        self.fitted: dict[tuple[str, FitSource], WhiteningBasis] = {}
         self.outside: dict[FitSource, dict[str, np.ndarray]] = {}  # sources outside the task, every pooling
 
-    def get(self, pooling: str, fit: FitSource) -> Whitening:
+    def get(self, pooling: str, fit: FitSource) -> WhiteningBasis:
         if (pooling, fit) not in self.fitted:
-            vectors = self._vectors(pooling, fit)
-            mu, kernel = fit_whitening(vectors)
-            encoder = self.job.encoder
-            self.fitted[pooling, fit] = Whitening(mu, kernel, {
-                "model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": pooling,
+            self.fitted[pooling, fit] = fit_whitening_basis(self._vectors(pooling, fit))
+        return self.fitted[pooling, fit]
+
+    def provenance(self, pooling: str, fit: FitSource, basis: WhiteningBasis) -> dict:
+        """What a saved kernel of this fit records about it."""
+        encoder = self.job.encoder
+        return {"model": encoder.name, "model_fingerprint": encoder.fingerprint, "pooling": pooling,
                 "prefix": self.job.encode.prefix, "task": self.spec.name, "fit_on": fit.label,
                 "fit_splits": fit.fit_splits(self.spec, self.job.run.data_dir),
-                "n_fit_vectors": int(len(vectors)), "rank": _fit_rank(kernel, len(vectors)),
-                "max_length": self.spec.max_length})
-        return self.fitted[pooling, fit]
+                "n_fit_vectors": basis.n_fit, "rank": basis.rank, "max_length": self.spec.max_length}
 
     def _vectors(self, pooling: str, fit: FitSource) -> np.ndarray:
         """(n, d) vectors whose statistics the whitening for `fit` is fitted on."""
@@ -202,18 +245,6 @@ def _not_available(row: ResultRow, encoder) -> ResultRow:
     return row
 
 
-def _fit_rank(kernel: np.ndarray, n_fit: int) -> int:
-    """Rank of the covariance a (d, d) kernel was fitted on: the directions the fit saw.
-
-    kernel = U diag(1/sqrt(s)) with orthonormal U, so column i has squared norm 1/s_i; directions whose
-    eigenvalue was raised to whitening's floor are the ones the data had no variance in. n vectors span
-    at most n - 1 directions around their mean.
-    """
-    eigenvalues = 1.0 / np.square(kernel.astype(np.float64)).sum(axis=0)
-    floor = eigenvalues[0] * RELATIVE_EIGENVALUE_FLOOR * 1.01  # a little above it: the kernel is float32
-    return int(min(np.count_nonzero(eigenvalues > floor), max(n_fit - 1, 0)))
-
-
 def _supported_dims(n_fit: int, rank: int, dimension: int) -> int:
     """The most whitened directions a fit of `n_fit` vectors with covariance `rank` can stand behind.
 
@@ -249,8 +280,11 @@ def _check_file_fits_rank(run: WhitenRun, dimension: int) -> None:
 
 
 def kernel_path(folder: Path, model: str, task: str, row: ResultRow) -> Path:
-    """Where --save-kernel puts the whitening of one cell: <model>_<pooling>_<task>_fit-<fit_on>_<dims>.npz."""
-    return Path(folder) / f"{slugify(model)}_{row.pooling}_{task}_fit-{slugify(row.fit_on)}_{row.dims}.npz"
+    """Where --save-kernel puts the whitening of one cell: <model>_<pooling>_<task>_fit-<fit_on>_<dims>.npz,
+    with _beta<b>_gamma<g> before .npz unless beta = gamma = 1 (plain BERT-whitening)."""
+    exponents = "" if (row.beta, row.gamma) in (("1", "1"), ("", "")) else f"_beta{row.beta}_gamma{row.gamma}"
+    return Path(folder) / (f"{slugify(model)}_{slugify(row.pooling)}_{task}_fit-{slugify(row.fit_on)}_{row.dims}"
+                           f"{exponents}.npz")
 
 
 def _kernel_missing(job: _Job, unit: Unit, cell: Cell) -> bool:
@@ -263,3 +297,84 @@ def _kernel_missing(job: _Job, unit: Unit, cell: Cell) -> bool:
 def slugify(text: str) -> str:
     """A file-name-safe form of a model name or label: letters, digits, '-' and '.' only."""
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text).strip("-")
+
+
+# ---------------------------------------------------------------------------------------------
+# --choose-on: pick each family's setting on one split, report it on another
+
+CHOSEN_FAMILIES = ("whitening", "pca", "raw-truncate")
+"""Methods whose (beta, gamma, dims) --choose-on picks; scored by cosine (spearman_cosine)."""
+_GROUP = ("model", "model_fingerprint", "pooling", "task", "fit_on", "prefix", "data_sha256", "seed", "method")
+"""What one choice is made within: everything but the setting (beta, gamma, dims) and the split."""
+_SETTING = ("beta", "gamma", "dims")
+
+
+def choose_settings(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], tuple[Mapping[str, Any], int]]:
+    """The best-scoring setting of each group of rows of one split: what --choose-on picks.
+
+    Args:
+        rows: rows of the choosing split only (e.g. valid), as mappings with the `_GROUP` and `_SETTING`
+            fields, `value` (Spearman) and `status`; n/a rows are ignored. Nothing of any other split is read.
+    Returns:
+        {group: (the row with the highest value, the number of settings it was chosen from)}; ties go to the
+        first row given, so the choice is deterministic.
+    """
+    best: dict[tuple[str, ...], tuple[Mapping[str, Any], int]] = {}
+    for row in rows:
+        if row["status"] == "n/a" or not np.isfinite(float(row["value"])):
+            continue
+        group = tuple(str(row[name]) for name in _GROUP)
+        chosen, count = best.get(group, (None, 0))
+        if chosen is None or float(row["value"]) > float(chosen["value"]):
+            chosen = row
+        best[group] = (chosen, count + 1)
+    return best
+
+
+def _add_chosen_rows(results: ResultsFile, units: Sequence[Unit], choose_on: str,
+                     log: Callable[[str], None]) -> list[ResultRow]:
+    """Add a `<method>-chosen` row on --split for every group of the planned --choose-on cells.
+
+    The choice reads the planned cells' rows of the choose_on split (from the results file, so resumed
+    cells count); the chosen row is the same setting's row on --split, renamed, with chosen_on and the
+    choosing score. An earlier chosen row of the group whose setting differs is replaced.
+    """
+    on_file = {cell_key(record): record.to_dict() for _, record in results.frame.iterrows()}
+    candidates: list[dict[Any, Any]] = []
+    reported: dict[tuple[str, ...], dict[Any, Any]] = {}
+    for unit in units:
+        for cell in unit.cells:
+            row = cell.rows[0]
+            if row.method not in CHOSEN_FAMILIES or row.metric != "spearman_cosine" or row.status == "n/a":
+                continue
+            record = on_file.get(cell_key(row))
+            if record is None:
+                continue
+            if row.split == choose_on:
+                candidates.append(record)
+            else:
+                reported[_group_key(record) + tuple(str(record[name]) for name in _SETTING)] = record
+    chosen_rows = []
+    for group, (choice, n_settings) in choose_settings(candidates).items():
+        source = reported.get(group + tuple(str(choice[name]) for name in _SETTING))
+        if source is None:
+            continue
+        fields = {name: source[name] for name in COLUMNS}
+        fields.update(method=str(source["method"]) + CHOSEN_SUFFIX, chosen_on=choose_on,
+                      best_valid_spearman=f"{float(choice['value']):.6g}", created_at=_now(),
+                      note=f"best {choose_on} spearman_cosine of {n_settings} (beta, gamma, dims) settings")
+        chosen_rows.append(ResultRow(**fields))
+    if chosen_rows:
+        groups = {_group_key(row.__dict__) + (row.split,) for row in chosen_rows}
+        keys = {cell_key(row) for row in chosen_rows}
+        results.add(chosen_rows, replaces=lambda record: (
+            str(record["method"]).endswith(CHOSEN_SUFFIX) and _group_key(record) + (str(record["split"]),) in groups
+            and cell_key(record) not in keys))
+        log(f"--choose-on {choose_on}: {len(chosen_rows)} chosen row(s) added")
+    return chosen_rows
+
+
+def _group_key(record: Mapping[str, Any] | Any) -> tuple[str, ...]:
+    """The group of a row, its method family (without -chosen) included."""
+    return tuple(str(record[name]).removesuffix(CHOSEN_SUFFIX) if name == "method" else str(record[name])
+                 for name in _GROUP)
