@@ -12,7 +12,7 @@
 #      its token-pooled vectors have covariance rank 381 of 384, so full-dimension whitening is refused), into the
 #      folder scripts/reproduce_encoders.sh writes.
 # Usage: scripts/reproduce_whitening_studies.sh OUT_DIR ENCODERS_OUT_DIR
-#        e.g. results/whitening_studies results/encoders (resumable: re-running skips finished cells)
+#        e.g. results/whitening_studies results/whitening_encoders (resumable: re-running skips finished cells)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scripts/reproduce_whitening_studies.sh OUT_DIR ENCODERS_OUT_DIR}
@@ -20,11 +20,12 @@ ENCODERS_OUT=${2:?usage: scripts/reproduce_whitening_studies.sh OUT_DIR ENCODERS
 STSEVAL=${STSEVAL:-.venv/bin/stseval}
 common=(--tasks STS-B,PAWSX,LCQMC,BQ,ATEC --split test --bootstrap 1000 --seed 0 --prefix "" --fit-on all-available)
 grid=(--methods whitening --beta 0,0.5,1 --gamma 0,0.25,0.5,0.75,1 --choose-on valid)
-"$STSEVAL" whiten --model default --pooling last-avg,cls,first-last-avg,layer-avg:0-12 \
-    --methods whitening,pca,raw-truncate --dims full,256,128,64,32 "${common[@]}" --out "$OUT"
-"$STSEVAL" whiten --model default --pooling last-avg,cls,first-last-avg --dims full,128,64 "${grid[@]}" \
-    "${common[@]}" --out "$OUT"
+# the two other encoders first: their vectors are cached by scripts/reproduce_encoders.sh, so this is scoring only
 "$STSEVAL" whiten --model use-multilingual-v3 --pooling sentence --dims full,128,64 "${grid[@]}" "${common[@]}" \
     --out "$ENCODERS_OUT"
 "$STSEVAL" whiten --model all-MiniLM-L6-v2 --pooling last-avg,cls --dims 256,128,64 "${grid[@]}" "${common[@]}" \
     --out "$ENCODERS_OUT"
+"$STSEVAL" whiten --model default --pooling last-avg,cls,first-last-avg,layer-avg:0-12 \
+    --methods whitening,pca,raw-truncate --dims full,256,128,64,32 "${common[@]}" --out "$OUT"
+"$STSEVAL" whiten --model default --pooling last-avg,cls,first-last-avg --dims full,128,64 "${grid[@]}" \
+    "${common[@]}" --out "$OUT"
