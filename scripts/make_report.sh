@@ -20,6 +20,7 @@ if [ -d results/whitening_studies ]; then
 .venv/bin/stseval report results/whitening_studies --out results/report --name layers --plot layers --filter dims=full
 fi
 if [ -d results/whitening_encoders ]; then
+.venv/bin/stseval report results/whitening_encoders --out results/report --name whitening_encoders --best --filter beta=1 --filter "beta=" --filter gamma=1 --filter "gamma=" --filter "chosen_on="
 .venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen --best --filter method=raw --filter "method=*-chosen"
 fi
 # the README shows the main grid: copy its table between the markers
