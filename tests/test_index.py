@@ -10,14 +10,27 @@ import pandas as pd
 import pytest
 
 from stseval.common.errors import StsevalError
-from stseval.methods.index import (
-    IndexMetadata, LoadedIndex, build_index, check_query_settings, evaluate_retrieval,
-    exclude_self, load_index, positive_min_score, retrieval_metrics, retrieval_set, save_index, search,
-    su_min_dims, truncate_dims, whiten_dims, whitening_digest,
-)
-from stseval.runs.results import COLUMNS
 from stseval.data.tasks import TASKS, Pair
+from stseval.methods.index import (
+    IndexMetadata,
+    LoadedIndex,
+    build_index,
+    check_query_settings,
+    evaluate_retrieval,
+    exclude_self,
+    load_index,
+    positive_min_score,
+    retrieval_metrics,
+    retrieval_set,
+    save_index,
+    search,
+    su_min_dims,
+    truncate_dims,
+    whiten_dims,
+    whitening_digest,
+)
 from stseval.methods.whitening import Whitening, fit_whitening
+from stseval.runs.results import COLUMNS
 from tiny_models import SENTENCES, make_bert
 
 

@@ -9,11 +9,16 @@ import pandas as pd
 import pytest
 
 from stseval.common.errors import StsevalError
+from stseval.data.tasks import TASKS
 from stseval.report.grids import (
-    build_grid, grid_to_markdown, load_results, parse_keys, resolve_duplicates, write_report,
+    build_grid,
+    grid_to_markdown,
+    load_results,
+    parse_keys,
+    resolve_duplicates,
+    write_report,
 )
 from stseval.runs.results import ResultRow, rows_to_frame, write_frame
-from stseval.data.tasks import TASKS
 
 N_PAIRS = {"ATEC": 400, "BQ": 200, "LCQMC": 100, "PAWSX": 50, "STS-B": 50}
 MODEL = "intfloat/multilingual-e5-small"

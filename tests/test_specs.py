@@ -8,7 +8,13 @@ import pytest
 from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASKS
 from stseval.runs.specs import (
-    FitSource, available_splits, parse_fit_on, parse_simcse_run, parse_sweep_run, parse_train_on, parse_whiten_run,
+    FitSource,
+    available_splits,
+    parse_fit_on,
+    parse_simcse_run,
+    parse_sweep_run,
+    parse_train_on,
+    parse_whiten_run,
 )
 
 

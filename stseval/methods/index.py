@@ -456,7 +456,7 @@ def save_index(index_dir: Path, index: faiss.Index, sentences: list[str], metada
         (index_dir / WHITENING_FILE).unlink(missing_ok=True)
     metadata = dataclasses.replace(
         metadata, files=files, n_vectors=int(index.ntotal),
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     text = json.dumps(dataclasses.asdict(metadata), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     write_bytes_atomic(text.encode("utf-8"), index_dir / METADATA_FILE)
     return metadata

@@ -11,10 +11,9 @@ centring), which at full k leaves every cosine unchanged; gamma alone rescales, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -47,7 +46,7 @@ class Whitening:
         """(n, d) vectors -> (n, k) whitened float32 vectors: (x - beta * mu) @ kernel."""
         return apply_whitening(vectors, np.float32(self.beta) * self.mu, self.kernel)
 
-    def truncate(self, n_components: int) -> "Whitening":
+    def truncate(self, n_components: int) -> Whitening:
         """The same whitening keeping only its first n_components directions."""
         return Whitening(self.mu, self.kernel[:, :n_components], dict(self.provenance, n_components=n_components),
                          self.beta, self.gamma)
@@ -56,7 +55,7 @@ class Whitening:
 CHUNK_ROWS = 65536
 """Rows converted to float64 at a time: 65536 x 384 x 8 bytes = 200 MB, the fit's working memory."""
 
-VectorSource = Union[np.ndarray, str, Path, Iterable[np.ndarray]]
+VectorSource = np.ndarray | str | Path | Iterable[np.ndarray]
 """What a fit reads: an (n, d) array (a memory-mapped one too), a .npy path, or (m, d) chunks."""
 
 

@@ -35,9 +35,9 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows, write_frame
 from stseval.data.tasks import TASKS
 from stseval.options import POOLINGS, layer_avg_index
+from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows, write_frame
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
 POOLING_ORDER = POOLINGS  # from options, which (unlike stseval.encoders.pooling) does not load torch
@@ -388,7 +388,7 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     }).reset_index(drop=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_table_cached(name: str) -> pd.DataFrame:
     path = REFERENCE_DIR / REFERENCES[name]
     table = pd.read_csv(path, dtype=str, keep_default_na=False)

@@ -193,7 +193,7 @@ def provenance(seed: int = 0) -> dict[str, str | int]:
         "command": shlex.join(["stseval", *sys.argv[1:]]) if sys.argv else "",
         "git_commit": git_commit(),
         "versions": library_versions(),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "stseval_version": __version__,
     }

@@ -22,20 +22,32 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from stseval.encoders.cache import check_home_writable
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, file_sha256
+from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
+from stseval.encoders.cache import check_home_writable
 from stseval.methods.index import (
-    DEFAULT_FACTORY, IndexMetadata, RetrievalSet, build_index, check_query_settings,
-    evaluate_retrieval, load_index, positive_min_score, retrieval_set, save_index, search, set_search_params,
-    truncate_dims, whiten_dims, whitening_digest,
+    DEFAULT_FACTORY,
+    IndexMetadata,
+    RetrievalSet,
+    build_index,
+    check_query_settings,
+    evaluate_retrieval,
+    load_index,
+    positive_min_score,
+    retrieval_set,
+    save_index,
+    search,
+    set_search_params,
+    truncate_dims,
+    whiten_dims,
+    whitening_digest,
 )
+from stseval.methods.whitening import Whitening, fit_whitening, fit_whitening_basis, load_whitening
 from stseval.options import check_dims_within
 from stseval.runs.plan import Cell, RunOutput, Unit, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.runs.specs import SweepRun, check_index_sources
-from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
-from stseval.methods.whitening import Whitening, fit_whitening, fit_whitening_basis, load_whitening
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
 DEFAULT_MAX_LENGTH = 64

@@ -41,15 +41,20 @@ from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pai
 from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman
 from stseval.evaluation.scoring import encode_splits, sample_pairs, score_pairs, split_label
 from stseval.methods.simcse import (
-    BEST_VALID_DIR, CURVE_FILE, SimcseSettings, ValidationPairs, default_max_sentences, ensure_writable,
-    select_sentences, train_simcse,
+    BEST_VALID_DIR,
+    CURVE_FILE,
+    SimcseSettings,
+    ValidationPairs,
+    default_max_sentences,
+    ensure_writable,
+    select_sentences,
+    train_simcse,
 )
 from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, library_versions, machine_description, provenance
 from stseval.runs.specs import FitSource, SimcseRun, available_splits
 from stseval.runs.whiten import slugify
-
 
 BEST_VALID_METHOD = "simcse-best-valid"
 """Method of the rows scored with the checkpoint that did best on the validation pairs (Su's headline is `simcse`)."""
