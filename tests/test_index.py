@@ -131,7 +131,7 @@ def test_ivf_training_path_on_synthetic_data(clustered_vectors):
     ivfpq = build_index(clustered_vectors, "IVF8,PQ16", search_params="nprobe=8", seed=1)
     approximate_ids = search(ivfpq, clustered_vectors[:50], top_k=10)[1]
     assert (approximate_ids[:, 0] == np.arange(50)).mean() > 0.9  # each vector still finds itself
-    found = [len(set(a) & set(e)) / 10 for a, e in zip(approximate_ids, exact_ids)]
+    found = [len(set(a) & set(e)) / 10 for a, e in zip(approximate_ids, exact_ids, strict=True)]
     assert np.mean(found) > 0.5  # lossy codes: most of the exact top 10 is still found
     assert ivfpq.sa_code_size() < build_index(clustered_vectors).sa_code_size()  # PQ codes are smaller
 

@@ -29,7 +29,7 @@ def make_rows(values: dict[tuple[str, str], list[float]], model: str = MODEL, cr
     """Rows for (pooling, method) -> one value per task in TASKS order (None: status n/a)."""
     rows = []
     for (pooling, method), per_task in values.items():
-        for task, value in zip(TASKS, per_task):
+        for task, value in zip(TASKS, per_task, strict=True):
             rows.append(ResultRow(
                 model=model, pooling=pooling, method=method, task=task, split="test", metric="spearman_cosine",
                 value=math.nan if value is None else value, status="n/a" if value is None else "ok",
@@ -59,7 +59,7 @@ def test_grid_pivots_tasks_in_order_with_averages():
     assert cls_raw["ATEC"] == 12.35  # x100, two decimals
     assert cls_raw["avg"] == round((12.3456 + 20 + 30 + 40 + 50) / 5, 2)
     weights = [N_PAIRS[t] for t in TASKS]
-    expected = sum(w * v for w, v in zip(weights, [12.3456, 20, 30, 40, 50])) / sum(weights)
+    expected = sum(w * v for w, v in zip(weights, [12.3456, 20, 30, 40, 50], strict=True)) / sum(weights)
     assert cls_raw["w-avg"] == round(expected, 2)
 
 
@@ -201,7 +201,7 @@ def test_report_is_deterministic_and_csv_is_pure_data(tmp_path):
     path = write(rows, tmp_path / "results" / "whiten.csv")
     first = write_report([path], tmp_path / "one", best=True, ci=True, reference=["su2021:BERT"])
     second = write_report([path], tmp_path / "two", best=True, ci=True, reference=["su2021:BERT"])
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
     csv_text = first[0].read_text(encoding="utf-8")
     assert csv_text.splitlines()[0].startswith("model,pooling,method,dims,ATEC,ATEC_ci_low,ATEC_ci_high,BQ")

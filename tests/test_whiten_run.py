@@ -101,7 +101,7 @@ def test_save_kernel_round_trips(tiny_bert, sample_data_dir, tmp_path):
 def test_bad_option_is_a_one_line_error_naming_it(tiny_bert, sample_data_dir, tmp_path, args, option):
     base = {"--model": str(tiny_bert), "--tasks": "STS-B", "--pooling": "cls", "--dims": "full",
             "--data-dir": str(sample_data_dir), "--out": str(tmp_path / "o")}
-    for name, value in zip(args[::2], args[1::2]):
+    for name, value in zip(args[::2], args[1::2], strict=True):
         base[name] = value
     flat = [item for pair in base.items() for item in pair]
     result = run(*flat)
@@ -124,7 +124,7 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
     assert set(stsb.fit_on) == {"", "task:PAWSX", "pooled", "file:corpus.txt"}
     assert set(stsb.metric) == {"spearman_cosine", "spearman_dot"}
     # 2 tasks x 300 pairs x 2 sides x (valid + test + STS-B train where sampled) fit the pooled statistics
-    fit_sizes = dict(zip(stsb.fit_on, stsb.n_fit))
+    fit_sizes = dict(zip(stsb.fit_on, stsb.n_fit, strict=True))
     assert fit_sizes["file:corpus.txt"] == 5
     assert int(fit_sizes["pooled"]) > int(fit_sizes["task:PAWSX"])
     cosine = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_cosine")].value.item()
@@ -288,7 +288,7 @@ def test_repeated_option_values_write_each_cell_once(tiny_bert, sample_data_dir,
                  "--out", str(tmp_path / "o"), "--bootstrap", "0")
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
-    assert sorted(zip(rows.method, rows.dims.astype(str))) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
+    assert sorted(zip(rows.method, rows.dims.astype(str), strict=True)) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
 
 
 def test_pooler_alone_on_a_model_without_one_gives_na_cells(tiny_bert, sample_data_dir, tmp_path):

@@ -156,7 +156,7 @@ def apply_filters(frame: pd.DataFrame, filters: Sequence[str]) -> pd.DataFrame:
         patterns.setdefault(key, []).append(pattern)
     keep = pd.Series(True, index=frame.index)
     for key, wanted in patterns.items():
-        matches = _text(frame[key]).map(lambda value: any(fnmatch.fnmatchcase(value, p) for p in wanted))
+        matches = _text(frame[key]).map(lambda value, wanted=wanted: any(fnmatch.fnmatchcase(value, p) for p in wanted))
         if not matches.any():
             values = sorted(set(_text(frame[key])))
             shown = ", ".join(repr(v) for v in values[:12]) + (", ..." if len(values) > 12 else "")
@@ -369,11 +369,11 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     if split not in (None, "all"):
         published = published[published_split == split]
         published_split = published_split[published.index]
-    comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"])))
-    keep = [(p, m, d) in comparable for p, m, d in zip(published["pooling"], published["method"], published["dims"])]
+    comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"]), strict=True))
+    keep = [(p, m, d) in comparable for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
     keep = np.array(keep, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
     if not keep.any():
-        offered = sorted(set(zip(published["pooling"], published["method"], published["dims"])))
+        offered = sorted(set(zip(published["pooling"], published["method"], published["dims"], strict=True)))
         raise StsevalError(
             f"--reference {' '.join(reference)}: no published row has the pooling/method/dims of ours "
             f"(published: {', '.join('/'.join(t) for t in offered[:8])}{', ...' if len(offered) > 8 else ''})")
@@ -473,7 +473,7 @@ def _sorted_keys(cells: pd.DataFrame, keys: list[str], task_order: Sequence[str]
             return (-1, float(first[value]), "", value)
         return _order_key(column, value)
 
-    return sorted(tuples, key=lambda t: tuple(key_of(k, v) for k, v in zip(keys, t)))
+    return sorted(tuples, key=lambda t: tuple(key_of(k, v) for k, v in zip(keys, t, strict=True)))
 
 
 def _row_order(cells: pd.DataFrame, row_keys: list[str]) -> tuple[list[tuple[str, ...]], np.ndarray]:
@@ -503,7 +503,7 @@ def _round(values: np.ndarray) -> list[float]:
 
 def _cells(values: np.ndarray, status: np.ndarray) -> list:
     """Rounded numbers, with the status text ("n/a") where a row's status is not ok."""
-    return [text if text else number for number, text in zip(_round(values), status)]
+    return [text if text else number for number, text in zip(_round(values), status, strict=True)]
 
 
 def _fill_weights(weights: np.ndarray, is_ours: np.ndarray) -> np.ndarray:
@@ -522,12 +522,12 @@ def _fill_weights(weights: np.ndarray, is_ours: np.ndarray) -> np.ndarray:
 def _averages(values: np.ndarray, status: np.ndarray, weights: np.ndarray) -> tuple[list, list]:
     """Plain and pair-weighted means over the task columns, per row; blank unless every task has a number."""
     plain, weighted = [], []
-    for row_values, row_status, row_weights in zip(values, status, weights):
+    for row_values, row_status, row_weights in zip(values, status, weights, strict=True):
         if np.isfinite(row_values).all():
             plain.append(row_values.mean())
             weighted.append(np.average(row_values, weights=row_weights) if np.isfinite(row_weights).all() else np.nan)
         else:
-            gaps_are_status = all(np.isfinite(v) or s for v, s in zip(row_values, row_status))
+            gaps_are_status = all(np.isfinite(v) or s for v, s in zip(row_values, row_status, strict=True))
             fill = NA if gaps_are_status else np.nan
             plain.append(fill)
             weighted.append(fill)
@@ -833,7 +833,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
         values = sorted(v for v in set(_text(group["data_sha256"])) if v)
         checksums[f"{task}/{split}"] = values[0] if len(values) == 1 else values
     checksums = dict(sorted(checksums.items(), key=lambda item: tuple(
-        _order_key(k, v) for k, v in zip(("task", "split"), item[0].split("/", 1)))))
+        _order_key(k, v) for k, v in zip(("task", "split"), item[0].split("/", 1), strict=True))))
     created = pd.to_datetime(frame["created_at"], utc=True, errors="coerce", format="ISO8601").dropna()
     inputs = {}
     if "source_file" in frame.columns:
@@ -1046,7 +1046,7 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
                        seed=_text(rows["seed"]), value=100 * rows["value"].astype(float))
     records = []
     for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
-        record = dict(zip(SEED_GROUP, keys))
+        record = dict(zip(SEED_GROUP, keys, strict=True))
         record["seeds"] = ",".join(sorted(set(group["seed"]), key=lambda seed: (len(seed), seed)))
         for task in _ordered("task", set(group["task"])):
             values = group.loc[group["task"] == task, "value"].to_numpy()

@@ -249,15 +249,15 @@ def search_index(
     scores, ids = search(loaded.index, vectors, min(top_k, loaded.index.ntotal))
     return [
         [Neighbour(rank, int(row), float(score), loaded.sentences[row])
-         for rank, (row, score) in enumerate(zip(id_row, score_row), start=1) if row >= 0]
-        for id_row, score_row in zip(ids, scores)
+         for rank, (row, score) in enumerate(zip(id_row, score_row, strict=True), start=1) if row >= 0]
+        for id_row, score_row in zip(ids, scores, strict=True)
     ]
 
 
 def format_neighbours(queries: Sequence[str], results: list[list[Neighbour]]) -> str:
     """Plain-text listing for the CLI: each query, then 'rank  score  sentence' lines."""
     lines = []
-    for query, neighbours in zip(queries, results):
+    for query, neighbours in zip(queries, results, strict=True):
         lines.append(f"query: {query}")
         lines.extend(f"{n.rank:4d}  {n.score:.4f}  {n.sentence}" for n in neighbours)
     return "\n".join(lines)
