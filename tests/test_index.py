@@ -208,8 +208,8 @@ def test_save_load_round_trip_gives_identical_search(tmp_path, clustered_vectors
     whitening = Whitening(*fit_whitening(clustered_vectors, 16))
     whitened = whitening.apply(clustered_vectors)
     index = build_index(whitened, "HNSW32", search_params="efSearch=64")
-    save_index(tmp_path / "idx", index, sentences, _metadata(16, len(sentences), whitening, search_params="efSearch=64"),
-               whitening)
+    save_index(tmp_path / "idx", index, sentences,
+               _metadata(16, len(sentences), whitening, search_params="efSearch=64"), whitening)
     loaded = load_index(tmp_path / "idx")
     assert loaded.sentences == sentences
     assert loaded.metadata.search_params == "efSearch=64" and loaded.metadata.files
@@ -295,7 +295,8 @@ def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny
     output = sweep(run, log=lambda message: None)
     assert faiss.omp_get_max_threads() == threads_before  # --threads pins FAISS for the sweep only
     assert len(output.computed) == 2 * 3 * len(SWEEP_METRICS)
-    assert write_sweep_plot(output.results, tmp_path / "out" / SWEEP_PNG, output.planned) == tmp_path / "out" / SWEEP_PNG
+    plot = tmp_path / "out" / SWEEP_PNG
+    assert write_sweep_plot(output.results, plot, output.planned) == plot
     frame = pd.read_csv(tmp_path / "out" / SWEEP_CSV, dtype={"dims": str})
     assert list(frame.columns) == COLUMNS
     assert set(frame["method"]) == {"raw-truncate", "whitening"}

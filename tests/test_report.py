@@ -24,8 +24,8 @@ N_PAIRS = {"ATEC": 400, "BQ": 200, "LCQMC": 100, "PAWSX": 50, "STS-B": 50}
 MODEL = "intfloat/multilingual-e5-small"
 
 
-def make_rows(values: dict[tuple[str, str], list[float]], model: str = MODEL, created_at: str = "2026-01-01T00:00:00+00:00",
-              **fields) -> list[ResultRow]:
+def make_rows(values: dict[tuple[str, str], list[float]], model: str = MODEL,
+              created_at: str = "2026-01-01T00:00:00+00:00", **fields) -> list[ResultRow]:
     """Rows for (pooling, method) -> one value per task in TASKS order (None: status n/a)."""
     rows = []
     for (pooling, method), per_task in values.items():
@@ -97,12 +97,15 @@ def test_markdown_bolds_best_per_column():
 
 
 def test_duplicates_keep_latest_by_default_and_strict_refuses(tmp_path):
-    old = write(make_rows({("cls", "raw"): [0.1] * 5}, created_at="2026-01-01T00:00:00+00:00"), tmp_path / "a" / "r.csv")
-    new = write(make_rows({("cls", "raw"): [0.3] * 5}, created_at="2026-02-01T00:00:00+00:00"), tmp_path / "b" / "r.csv")
+    old = write(make_rows({("cls", "raw"): [0.1] * 5}, created_at="2026-01-01T00:00:00+00:00"),
+                tmp_path / "a" / "r.csv")
+    new = write(make_rows({("cls", "raw"): [0.3] * 5}, created_at="2026-02-01T00:00:00+00:00"),
+                tmp_path / "b" / "r.csv")
     frame = load_results([new, old])  # the latest wins whatever the file order
     grid = build_grid(resolve_duplicates(frame))
     assert grid.iloc[0]["ATEC"] == 30.0
-    with pytest.raises(StsevalError, match=r"5 result cell\(s\).*a/r.csv:2.*b/r.csv:2|5 result cell\(s\).*b/r.csv:2.*a/r.csv:2"):
+    with pytest.raises(StsevalError,
+                       match=r"5 result cell\(s\).*a/r.csv:2.*b/r.csv:2|5 result cell\(s\).*b/r.csv:2.*a/r.csv:2"):
         resolve_duplicates(frame, strict=True)
     with pytest.raises(StsevalError, match="re-runs"):
         build_grid(frame)  # unresolved duplicates are never averaged or picked silently
@@ -255,7 +258,8 @@ def test_every_input_that_loses_rows_to_the_split_says_so(tmp_path):
     whitening = write(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}), tmp_path / "whitening" / "whiten.csv")
     simcse = write(_sample_rows("test-sample1000", method="simcse"), tmp_path / "simcse" / "simcse.csv")
     said = []
-    written = write_report([tmp_path / "whitening", tmp_path / "simcse"], tmp_path / "out", name="grid", log=said.append)
+    written = write_report([tmp_path / "whitening", tmp_path / "simcse"], tmp_path / "out", name="grid",
+                           log=said.append)
     assert said == [f"left out: {simcse.as_posix()}: none of its 5 rows are in the grid: 5 have split "
                     "test-sample1000, not test (show them with --split test-sample1000, or --split all)"]
     markdown = written[1].read_text(encoding="utf-8")
@@ -270,7 +274,8 @@ def test_an_input_emptied_by_a_filter_says_so_and_partly_filtered_inputs_stay_qu
     other = write(make_rows({("last-avg", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}, model="other"), tmp_path / "b.csv")
     said = []
     write_report([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out", filters=["pooling=cls"], log=said.append)
-    assert said == [f"left out: {other.as_posix()}: none of its 5 rows are in the grid: no row matches --filter pooling=cls"]
+    assert said == [f"left out: {other.as_posix()}: none of its 5 rows are in the grid: "
+                    "no row matches --filter pooling=cls"]
 
 
 def test_split_all_keeps_every_input_and_lists_no_exclusion(tmp_path):

@@ -108,7 +108,8 @@ def build_index(vectors: np.ndarray, factory: str = DEFAULT_FACTORY, search_para
         try:
             index.train(vectors)
         except RuntimeError as err:
-            raise StsevalError(f"--index {factory!r}: training on {n_vectors} vectors failed: {_faiss_message(err)}") from None
+            raise StsevalError(
+                f"--index {factory!r}: training on {n_vectors} vectors failed: {_faiss_message(err)}") from None
     index.add(vectors)
     set_search_params(index, search_params)
     return index
@@ -472,7 +473,8 @@ def load_index(index_dir: Path) -> LoadedIndex:
     index_dir = Path(index_dir)
     meta_path = index_dir / METADATA_FILE
     if not meta_path.is_file():
-        raise StsevalError(f"{index_dir}: not a stseval index (no {METADATA_FILE}); build one with `stseval index build`")
+        raise StsevalError(
+            f"{index_dir}: not a stseval index (no {METADATA_FILE}); build one with `stseval index build`")
     try:
         raw = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -154,7 +154,8 @@ def _chunks(vectors: VectorSource, chunk_rows: int) -> Iterator[np.ndarray]:
             vectors = np.load(vectors, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
             raise StsevalError(f"{vectors}: not a .npy array of vectors ({err})") from None
-    if isinstance(vectors, (list, tuple)) and not all(isinstance(part, np.ndarray) and part.ndim == 2 for part in vectors):
+    if isinstance(vectors, (list, tuple)) and not all(
+            isinstance(part, np.ndarray) and part.ndim == 2 for part in vectors):
         vectors = np.asarray(vectors)  # nested lists of numbers: one (n, d) array, as np.asarray reads it
     if isinstance(vectors, np.ndarray):
         if vectors.ndim != 2:

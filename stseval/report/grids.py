@@ -149,7 +149,8 @@ def apply_filters(frame: pd.DataFrame, filters: Sequence[str]) -> pd.DataFrame:
         key, sep, pattern = text.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise StsevalError(f"--filter {text!r}: write KEY=VALUE, e.g. --filter model=intfloat/multilingual-e5-small")
+            raise StsevalError(
+                f"--filter {text!r}: write KEY=VALUE, e.g. --filter model=intfloat/multilingual-e5-small")
         if key not in frame.columns:
             known = ", ".join(c for c in frame.columns if c not in SOURCE_COLUMNS)
             raise StsevalError(f"--filter {text!r}: no column {key!r}; columns: {known}, source_file")
@@ -370,7 +371,8 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
         published = published[published_split == split]
         published_split = published_split[published.index]
     comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"]), strict=True))
-    keep = [(p, m, d) in comparable for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
+    keep = [(p, m, d) in comparable
+            for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
     keep = np.array(keep, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
     if not keep.any():
         offered = sorted(set(zip(published["pooling"], published["method"], published["dims"], strict=True)))
@@ -463,7 +465,8 @@ def _ordered(column: str, values) -> list[str]:
     return sorted(values, key=lambda value: _order_key(column, value))
 
 
-def _sorted_keys(cells: pd.DataFrame, keys: list[str], task_order: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+def _sorted_keys(cells: pd.DataFrame, keys: list[str],
+                 task_order: Sequence[str] | None = None) -> list[tuple[str, ...]]:
     """The distinct key tuples of the rows, sorted key by key; tasks named in task_order come first, in that order."""
     tuples = set(map(tuple, cells[keys].to_numpy().tolist()))
     first = {task: position for position, task in enumerate(task_order or ())}
@@ -896,17 +899,21 @@ def _provenance_lines(provenance: dict) -> list[str]:
                 if k in ("metric", "split", "filters", "duplicates", "reference_tables") and v not in ([], "")]
     lines.append(f"- report: {code(settings)}; rows by {', '.join(provenance['row_keys'])}")
     if provenance.get("dropped_duplicates"):
-        lines.append(f"- duplicates: {provenance['dropped_duplicates']} older re-run row(s) dropped, latest created_at kept")
+        lines.append(f"- duplicates: {provenance['dropped_duplicates']} older re-run row(s) dropped, "
+                     "latest created_at kept")
     if provenance["inputs"]:
-        lines.append("- inputs: " + ", ".join(f"`{name}` ({count} rows)" for name, count in provenance["inputs"].items()))
+        lines.append("- inputs: " + ", ".join(
+            f"`{name}` ({count} rows)" for name, count in provenance["inputs"].items()))
     for note in provenance.get("left_out", []):
         lines.append(f"- left out: {note}")
     lines.append("- commands:" + ("" if provenance["commands"] else " not recorded"))
     lines += [f"  - `{command}`" for command in provenance["commands"]]
     lines.append("- models: " + ", ".join(
-        f"`{model}`" + (f" (fingerprint {code(prints)})" if prints else "") for model, prints in provenance["models"].items()))
+        f"`{model}`" + (f" (fingerprint {code(prints)})" if prints else "")
+        for model, prints in provenance["models"].items()))
     lines.append("- data sha256: " + (", ".join(
-        f"{key} {code(value if isinstance(value, list) else [value])}" for key, value in provenance["data_sha256"].items())
+        f"{key} {code(value if isinstance(value, list) else [value])}"
+        for key, value in provenance["data_sha256"].items())
         or "not recorded"))
     lines.append(f"- versions: {code(provenance['versions'])}")
     lines.append(f"- stseval: {code(provenance['stseval_versions'])}; git commits: {code(provenance['git_commits'])}; "
@@ -972,7 +979,8 @@ def write_report(
     if not metrics:
         metrics = _ordered("metric", set(_text(resolved["metric"])))
     if reference and REFERENCE_METRIC not in metrics:
-        raise StsevalError(f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
+        raise StsevalError(
+            f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
     grids = []
     for metric in metrics:
         used_reference = list(reference) if metric == REFERENCE_METRIC else []
@@ -1063,7 +1071,8 @@ def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
     """The summary as a markdown table: "mean ± sd (n)" per task."""
     tasks = [column for column in summary.columns if column in TASK_ORDER]
     keys = [column for column in summary.columns if column not in tasks and not column.endswith((" sd", " n"))]
-    lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |", "|" + "---|" * len(keys) + "---:|" * len(tasks)]
+    lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |",
+             "|" + "---|" * len(keys) + "---:|" * len(tasks)]
     for _, record in summary.iterrows():
         cells = [_md(str(record[key])) for key in keys]
         for task in tasks:
@@ -1117,7 +1126,8 @@ def left_out_notes(loaded: pd.DataFrame, filtered: pd.DataFrame, used: pd.DataFr
             else:
                 reasons.append("every row is an older re-run of a cell another input holds")
         if reasons:
-            head = f"none of its {len(rows)} rows are in the grid" if n_used == 0 else f"{n_used} of its {len(rows)} rows are in the grid"
+            head = (f"none of its {len(rows)} rows are in the grid" if n_used == 0
+                    else f"{n_used} of its {len(rows)} rows are in the grid")
             notes.append(f"{source}: {head}: {'; '.join(reasons)}")
     return notes
 

@@ -327,7 +327,8 @@ def _check_rows(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
     from stseval.data.tasks import TASKS
 
     for position, (task, status, metric, value, ci_low, ci_high) in enumerate(zip(
-            frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"], strict=True)):
+            frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"],
+            strict=True)):
         where = f"{path}:{lines[position]}"
         if task not in TASKS:
             raise StsevalError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")

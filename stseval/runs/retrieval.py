@@ -360,7 +360,8 @@ def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
         method, k = cell.setting
         started = time.perf_counter()
         reduced = truncate_dims(vectors, k) if method == "raw-truncate" else whiten_dims(vectors, fitted[method], k)
-        measured = evaluate_retrieval(reduced, retrieval, run.factory, run.search_params, top_k=run.top_k, seed=run.seed)
+        measured = evaluate_retrieval(reduced, retrieval, run.factory, run.search_params, top_k=run.top_k,
+                                      seed=run.seed)
         seconds = round(time.perf_counter() - started, 3)
         for row in cell.rows:
             row.value, row.seconds = float(measured[row.metric]), seconds

@@ -310,7 +310,8 @@ def _value_and_interval(scores: np.ndarray, baseline: np.ndarray | None, gold: n
     return spearman(scores, gold) - spearman(baseline, gold), np.nan, np.nan
 
 
-def _trained_scores(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -> tuple[dict, np.ndarray, np.ndarray, str]:
+def _trained_scores(job: _Job, task: _TaskPlan, trained,
+                    rows: list[ResultRow]) -> tuple[dict, np.ndarray, np.ndarray, str]:
     """({method: (n,) cosine scores}, raw cosine scores, gold, trained model fingerprint) on the scored pairs."""
     from stseval.encoders.encoder import encode, load_encoder
 
