@@ -133,7 +133,8 @@ def set_search_params(index: faiss.Index, search_params: str) -> None:
     if not search_params:
         return
     try:
-        faiss.ParameterSpace().set_index_parameters(index, search_params)
+        # the stub lists only the (index, name, value) overload; faiss also takes one "a=1,b=2" string
+        faiss.ParameterSpace().set_index_parameters(index, search_params)  # type: ignore[arg-type]
     except RuntimeError as err:
         raise StsevalError(f"--search-params {search_params!r}: {_faiss_message(err)}; "
                            "IVF indexes take nprobe=N, HNSW ones efSearch=N") from None
@@ -168,7 +169,7 @@ def _prepare_training(index: faiss.Index, seed: int) -> None:
     uses (ADC results are the same), yet takes 20-40 s per index even on a few thousand vectors."""
     for part in (index, faiss.try_extract_index_ivf(index)):
         part = faiss.downcast_index(part) if part is not None else None
-        if hasattr(part, "do_polysemous_training"):
+        if part is not None and hasattr(part, "do_polysemous_training"):
             part.do_polysemous_training = False
         for clustering_params in (getattr(part, "cp", None), getattr(getattr(part, "pq", None), "cp", None)):
             if clustering_params is not None:
@@ -503,7 +504,8 @@ def load_index(index_dir: Path) -> LoadedIndex:
     return LoadedIndex(index, sentences, metadata, whitening, index_dir)
 
 
-_METADATA_TYPES = {"str": str, "int": int, "dict | None": (dict, type(None)), "dict[str, str]": dict}
+_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str, "int": int, "dict | None": (dict, type(None)), "dict[str, str]": dict}
 
 
 def _metadata_from_json(raw, meta_path: Path) -> IndexMetadata:
