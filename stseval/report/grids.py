@@ -29,8 +29,10 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from stseval.common.errors import StsevalError
@@ -322,20 +324,20 @@ def build_grid(
 
     def block(name: str, dtype=float) -> np.ndarray:
         """(n_rows, n_columns) array of one pivoted field, in grid order."""
-        return wide[name].reindex(columns=columns).to_numpy(dtype=dtype, copy=True)  # writable under copy-on-write
+        field = cast(pd.DataFrame, wide[name])  # a top level of the column MultiIndex: a frame, not a Series
+        return field.reindex(columns=columns).to_numpy(dtype=dtype, copy=True)  # writable under copy-on-write
 
     values, lows, highs = block("_value"), block("_low"), block("_high")
     status = block("_status", object)
     status[pd.isna(status)] = ""
     out: dict[str, list] = {}
-    for j, key in enumerate(column_keys):
-        label = "/".join(key)
+    for j, column_key in enumerate(column_keys):
+        label = "/".join(column_key)
         out[label] = _cells(values[:, j], status[:, j])
         if ci:
             out[label + CI_LOW], out[label + CI_HIGH] = _round(lows[:, j]), _round(highs[:, j])
     if cols == ["task"]:
-        weights = _fill_weights(block("_weight"), is_ours)
-        out[AVG], out[WEIGHTED_AVG] = _averages(values, status, weights)
+        out[AVG], out[WEIGHTED_AVG] = _averages(values, status, _fill_weights(block("_weight"), is_ours))
     return pd.DataFrame({name: list(column) for name, column in out.items()}, index=index)
 
 
@@ -371,9 +373,9 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
         published = published[published_split == split]
         published_split = published_split[published.index]
     comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"]), strict=True))
-    keep = [(p, m, d) in comparable
-            for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
-    keep = np.array(keep, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
+    matches = [(p, m, d) in comparable
+               for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
+    keep = np.array(matches, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
     if not keep.any():
         offered = sorted(set(zip(published["pooling"], published["method"], published["dims"], strict=True)))
         raise StsevalError(
@@ -500,7 +502,7 @@ def _row_order(cells: pd.DataFrame, row_keys: list[str]) -> tuple[list[tuple[str
     return order, np.array(is_ours, dtype=bool)
 
 
-def _round(values: np.ndarray) -> list[float]:
+def _round(values: npt.ArrayLike) -> list[float]:
     return [float(v) for v in np.round(np.asarray(values, dtype=float), 2) + 0.0]  # + 0.0 turns -0.0 into 0.0
 
 
@@ -604,7 +606,7 @@ def grid_to_markdown(grid: pd.DataFrame, best: bool = False, provenance: dict | 
         lines += [f"# {title}", ""]
     if provenance:
         lines += [_summary_line(provenance, titled=bool(title)), ""]
-    lines.append("| " + " | ".join(_md(k) for k in keys + columns) + " |")
+    lines.append("| " + " | ".join(_md(str(k)) for k in keys + columns) + " |")
     lines.append("|" + "|".join(["---"] * len(keys) + ["---:"] * len(columns)) + "|")
     for position in range(len(grid)):
         texts = [_md(_key_text(v)) for v in index.iloc[position]]
@@ -863,7 +865,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
     }
     if reference:
         published = reference_rows(reference, frame, settings.get("split", "test") if settings else "test")
-        shown = set(_text(grid.index.get_level_values("model"))) if "model" in grid.index.names else None
+        shown = set(_text(pd.Series(grid.index.get_level_values("model")))) if "model" in grid.index.names else None
         if shown is not None:
             published = published[published["model"].isin(shown)]
         provenance["reference"] = {
@@ -987,8 +989,9 @@ def write_report(
         grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference, task_order=task_order)
         grids.append((metric, used_reference, grid, select_rows(resolved, metric, split)))
     notes = left_out_notes(loaded, frame, pd.concat([used for *_, used in grids]), split, metrics, filters)
-    for note in notes if log else ():
-        log(f"left out: {note}")
+    if log is not None:
+        for note in notes:
+            log(f"left out: {note}")
     written = []
     for metric, used_reference, grid, used in grids:
         settings = {
@@ -1115,7 +1118,7 @@ def left_out_notes(loaded: pd.DataFrame, filtered: pd.DataFrame, used: pd.DataFr
             if len(other):
                 counts = other.value_counts()
                 shown = ", ".join(f"{count} have split {value}" for value, count in
-                                  sorted(counts.items(), key=lambda item: _order_key("split", item[0])))
+                                  sorted(counts.items(), key=lambda item: _order_key("split", str(item[0]))))
                 reasons.append(f"{shown}, not {split} (show them with --split {counts.index[0]}, or --split all)")
         if n_used == 0 and not reasons:
             if len(kept) == 0 and len(filtered[_text(filtered["source_file"]) == source]) == 0:
