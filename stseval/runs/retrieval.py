@@ -25,7 +25,8 @@ import numpy as np
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, file_sha256
 from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
-from stseval.encoders.cache import check_home_writable
+from stseval.encoders.cache import EmbeddingCache, check_home_writable
+from stseval.encoders.protocol import SentenceEncoder
 from stseval.methods.index import (
     DEFAULT_FACTORY,
     IndexMetadata,
@@ -84,8 +85,9 @@ def read_sentences_file(path: Path) -> list[str]:
     return list(dict.fromkeys(read_sentence_lines(path, "--sentences")))
 
 
-def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
-                 batch_size: int = 64, cache=None, show_progress: bool = True) -> np.ndarray:
+def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
+                 batch_size: int = 64, cache: EmbeddingCache | None = None,
+                 show_progress: bool = True) -> np.ndarray:
     """(n, d) float32 vectors of texts under one pooling (see encoders.encode)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
@@ -93,12 +95,10 @@ def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, *
                   batch_size=batch_size, cache=cache, show_progress=show_progress)[pooling]
 
 
-def _open_cache(use_cache: bool):
+def _open_cache(use_cache: bool) -> EmbeddingCache | None:
     """The default on-disk embedding cache, or None."""
     if not use_cache:
         return None
-    from stseval.encoders.cache import EmbeddingCache
-
     return EmbeddingCache()
 
 
@@ -155,6 +155,7 @@ def build(
         corpus, data_sha256 = f"{task.name}/{split}", data_fingerprint(task, [split], data_dir)
         max_length = max_length or task.max_length
     else:
+        assert sentences_file is not None  # check_index_sources wants --task or --sentences
         sentences = read_sentences_file(sentences_file)
         corpus, data_sha256 = str(sentences_file), file_sha256(Path(sentences_file))[:12]
         max_length = max_length or DEFAULT_MAX_LENGTH
@@ -286,8 +287,8 @@ class _Job:
     """What every task of a sweep shares."""
 
     run: SweepRun
-    encoder: object
-    cache: object
+    encoder: SentenceEncoder
+    cache: EmbeddingCache | None
     base: dict  # provenance fields of every row
     log: Callable[[str], None]
 
