@@ -21,7 +21,7 @@ from stseval.data.tasks import TASK_NAMES_HELP
 try:
     from typer._click import exceptions as click_errors  # typer >= 0.20 vendors its own click
 except ImportError:  # pragma: no cover - older typer runs on click itself
-    from click import exceptions as click_errors
+    from click import exceptions as click_errors  # type: ignore[no-redef]  # the same module, unvendored
 
 
 _ABORTS = tuple({getattr(click_errors, "Abort", typer.Abort), typer.Abort})  # not every vendored click has Abort
