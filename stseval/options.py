@@ -196,7 +196,10 @@ def check_loss(loss: str) -> str:
 
 
 def check_at_least(values: Sequence[tuple[str, int | None, int]]) -> None:
-    """Raise naming the option of the first (option, value, lowest) whose integer value is below lowest (None passes)."""
+    """Raise naming the option of the first (option, value, lowest) whose integer value is below lowest.
+
+    A None value passes.
+    """
     for option, value, low in values:
         if value is not None and (not isinstance(value, int) or value < low):
             raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")

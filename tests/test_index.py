@@ -10,14 +10,27 @@ import pandas as pd
 import pytest
 
 from stseval.common.errors import StsevalError
-from stseval.methods.index import (
-    IndexMetadata, LoadedIndex, build_index, check_query_settings, evaluate_retrieval,
-    exclude_self, load_index, positive_min_score, retrieval_metrics, retrieval_set, save_index, search,
-    su_min_dims, truncate_dims, whiten_dims, whitening_digest,
-)
-from stseval.runs.results import COLUMNS
 from stseval.data.tasks import TASKS, Pair
+from stseval.methods.index import (
+    IndexMetadata,
+    LoadedIndex,
+    build_index,
+    check_query_settings,
+    evaluate_retrieval,
+    exclude_self,
+    load_index,
+    positive_min_score,
+    retrieval_metrics,
+    retrieval_set,
+    save_index,
+    search,
+    su_min_dims,
+    truncate_dims,
+    whiten_dims,
+    whitening_digest,
+)
 from stseval.methods.whitening import Whitening, fit_whitening
+from stseval.runs.results import COLUMNS
 from tiny_models import SENTENCES, make_bert
 
 
@@ -118,7 +131,7 @@ def test_ivf_training_path_on_synthetic_data(clustered_vectors):
     ivfpq = build_index(clustered_vectors, "IVF8,PQ16", search_params="nprobe=8", seed=1)
     approximate_ids = search(ivfpq, clustered_vectors[:50], top_k=10)[1]
     assert (approximate_ids[:, 0] == np.arange(50)).mean() > 0.9  # each vector still finds itself
-    found = [len(set(a) & set(e)) / 10 for a, e in zip(approximate_ids, exact_ids)]
+    found = [len(set(a) & set(e)) / 10 for a, e in zip(approximate_ids, exact_ids, strict=True)]
     assert np.mean(found) > 0.5  # lossy codes: most of the exact top 10 is still found
     assert ivfpq.sa_code_size() < build_index(clustered_vectors).sa_code_size()  # PQ codes are smaller
 
@@ -195,8 +208,8 @@ def test_save_load_round_trip_gives_identical_search(tmp_path, clustered_vectors
     whitening = Whitening(*fit_whitening(clustered_vectors, 16))
     whitened = whitening.apply(clustered_vectors)
     index = build_index(whitened, "HNSW32", search_params="efSearch=64")
-    save_index(tmp_path / "idx", index, sentences, _metadata(16, len(sentences), whitening, search_params="efSearch=64"),
-               whitening)
+    save_index(tmp_path / "idx", index, sentences,
+               _metadata(16, len(sentences), whitening, search_params="efSearch=64"), whitening)
     loaded = load_index(tmp_path / "idx")
     assert loaded.sentences == sentences
     assert loaded.metadata.search_params == "efSearch=64" and loaded.metadata.files
@@ -282,7 +295,8 @@ def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny
     output = sweep(run, log=lambda message: None)
     assert faiss.omp_get_max_threads() == threads_before  # --threads pins FAISS for the sweep only
     assert len(output.computed) == 2 * 3 * len(SWEEP_METRICS)
-    assert write_sweep_plot(output.results, tmp_path / "out" / SWEEP_PNG, output.planned) == tmp_path / "out" / SWEEP_PNG
+    plot = tmp_path / "out" / SWEEP_PNG
+    assert write_sweep_plot(output.results, plot, output.planned) == plot
     frame = pd.read_csv(tmp_path / "out" / SWEEP_CSV, dtype={"dims": str})
     assert list(frame.columns) == COLUMNS
     assert set(frame["method"]) == {"raw-truncate", "whitening"}

@@ -9,22 +9,27 @@ import pandas as pd
 import pytest
 
 from stseval.common.errors import StsevalError
+from stseval.data.tasks import TASKS
 from stseval.report.grids import (
-    build_grid, grid_to_markdown, load_results, parse_keys, resolve_duplicates, write_report,
+    build_grid,
+    grid_to_markdown,
+    load_results,
+    parse_keys,
+    resolve_duplicates,
+    write_report,
 )
 from stseval.runs.results import ResultRow, rows_to_frame, write_frame
-from stseval.data.tasks import TASKS
 
 N_PAIRS = {"ATEC": 400, "BQ": 200, "LCQMC": 100, "PAWSX": 50, "STS-B": 50}
 MODEL = "intfloat/multilingual-e5-small"
 
 
-def make_rows(values: dict[tuple[str, str], list[float]], model: str = MODEL, created_at: str = "2026-01-01T00:00:00+00:00",
-              **fields) -> list[ResultRow]:
+def make_rows(values: dict[tuple[str, str], list[float]], model: str = MODEL,
+              created_at: str = "2026-01-01T00:00:00+00:00", **fields) -> list[ResultRow]:
     """Rows for (pooling, method) -> one value per task in TASKS order (None: status n/a)."""
     rows = []
     for (pooling, method), per_task in values.items():
-        for task, value in zip(TASKS, per_task):
+        for task, value in zip(TASKS, per_task, strict=True):
             rows.append(ResultRow(
                 model=model, pooling=pooling, method=method, task=task, split="test", metric="spearman_cosine",
                 value=math.nan if value is None else value, status="n/a" if value is None else "ok",
@@ -54,7 +59,7 @@ def test_grid_pivots_tasks_in_order_with_averages():
     assert cls_raw["ATEC"] == 12.35  # x100, two decimals
     assert cls_raw["avg"] == round((12.3456 + 20 + 30 + 40 + 50) / 5, 2)
     weights = [N_PAIRS[t] for t in TASKS]
-    expected = sum(w * v for w, v in zip(weights, [12.3456, 20, 30, 40, 50])) / sum(weights)
+    expected = sum(w * v for w, v in zip(weights, [12.3456, 20, 30, 40, 50], strict=True)) / sum(weights)
     assert cls_raw["w-avg"] == round(expected, 2)
 
 
@@ -92,12 +97,15 @@ def test_markdown_bolds_best_per_column():
 
 
 def test_duplicates_keep_latest_by_default_and_strict_refuses(tmp_path):
-    old = write(make_rows({("cls", "raw"): [0.1] * 5}, created_at="2026-01-01T00:00:00+00:00"), tmp_path / "a" / "r.csv")
-    new = write(make_rows({("cls", "raw"): [0.3] * 5}, created_at="2026-02-01T00:00:00+00:00"), tmp_path / "b" / "r.csv")
+    old = write(make_rows({("cls", "raw"): [0.1] * 5}, created_at="2026-01-01T00:00:00+00:00"),
+                tmp_path / "a" / "r.csv")
+    new = write(make_rows({("cls", "raw"): [0.3] * 5}, created_at="2026-02-01T00:00:00+00:00"),
+                tmp_path / "b" / "r.csv")
     frame = load_results([new, old])  # the latest wins whatever the file order
     grid = build_grid(resolve_duplicates(frame))
     assert grid.iloc[0]["ATEC"] == 30.0
-    with pytest.raises(StsevalError, match=r"5 result cell\(s\).*a/r.csv:2.*b/r.csv:2|5 result cell\(s\).*b/r.csv:2.*a/r.csv:2"):
+    with pytest.raises(StsevalError,
+                       match=r"5 result cell\(s\).*a/r.csv:2.*b/r.csv:2|5 result cell\(s\).*b/r.csv:2.*a/r.csv:2"):
         resolve_duplicates(frame, strict=True)
     with pytest.raises(StsevalError, match="re-runs"):
         build_grid(frame)  # unresolved duplicates are never averaged or picked silently
@@ -196,7 +204,7 @@ def test_report_is_deterministic_and_csv_is_pure_data(tmp_path):
     path = write(rows, tmp_path / "results" / "whiten.csv")
     first = write_report([path], tmp_path / "one", best=True, ci=True, reference=["su2021:BERT"])
     second = write_report([path], tmp_path / "two", best=True, ci=True, reference=["su2021:BERT"])
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
     csv_text = first[0].read_text(encoding="utf-8")
     assert csv_text.splitlines()[0].startswith("model,pooling,method,dims,ATEC,ATEC_ci_low,ATEC_ci_high,BQ")
@@ -250,7 +258,8 @@ def test_every_input_that_loses_rows_to_the_split_says_so(tmp_path):
     whitening = write(make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}), tmp_path / "whitening" / "whiten.csv")
     simcse = write(_sample_rows("test-sample1000", method="simcse"), tmp_path / "simcse" / "simcse.csv")
     said = []
-    written = write_report([tmp_path / "whitening", tmp_path / "simcse"], tmp_path / "out", name="grid", log=said.append)
+    written = write_report([tmp_path / "whitening", tmp_path / "simcse"], tmp_path / "out", name="grid",
+                           log=said.append)
     assert said == [f"left out: {simcse.as_posix()}: none of its 5 rows are in the grid: 5 have split "
                     "test-sample1000, not test (show them with --split test-sample1000, or --split all)"]
     markdown = written[1].read_text(encoding="utf-8")
@@ -265,7 +274,8 @@ def test_an_input_emptied_by_a_filter_says_so_and_partly_filtered_inputs_stay_qu
     other = write(make_rows({("last-avg", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}, model="other"), tmp_path / "b.csv")
     said = []
     write_report([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out", filters=["pooling=cls"], log=said.append)
-    assert said == [f"left out: {other.as_posix()}: none of its 5 rows are in the grid: no row matches --filter pooling=cls"]
+    assert said == [f"left out: {other.as_posix()}: none of its 5 rows are in the grid: "
+                    "no row matches --filter pooling=cls"]
 
 
 def test_split_all_keeps_every_input_and_lists_no_exclusion(tmp_path):

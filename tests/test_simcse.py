@@ -406,6 +406,28 @@ def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts
             _run_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
 
 
+def test_sentence_vector_encoders_are_refused_before_training(sts_b_dir, tmp_path, monkeypatch):
+    """SimCSE fine-tunes a transformer: a vectors:DIR model is refused in one line naming --model."""
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+    from stseval.encoders.vectors import write_vectors_dir
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    sentences = [line.split("\t")[0] for line in (sts_b_dir / "STS-B" / "STS-B.test.data").read_text().splitlines()]
+    folder = tmp_path / "api-vectors"
+    write_vectors_dir(folder, "api-model", sentences, np.random.default_rng(0).normal(size=(len(sentences), 8)))
+    result = CliRunner().invoke(app, [
+        "simcse-train", "--model", f"vectors:{folder}", "--tasks", "STS-B", "--pooling", "cls", "--device", "cpu",
+        "--data-dir", str(sts_b_dir), "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a one-line error, not a traceback
+    assert result.output.splitlines()[-1] == (f"stseval: simcse-train needs a transformer model folder; "
+                                              f"--model vectors:{folder} gives sentence vectors only")
+    assert not (tmp_path / "out" / "simcse.csv").exists()
+    assert not list((tmp_path / "runs").glob("simcse/*/stseval_simcse.json"))  # nothing was trained
+
+
 # --- speed without changing the math ------------------------------------------------------------
 
 

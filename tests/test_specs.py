@@ -8,7 +8,13 @@ import pytest
 from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASKS
 from stseval.runs.specs import (
-    FitSource, available_splits, parse_fit_on, parse_simcse_run, parse_sweep_run, parse_train_on, parse_whiten_run,
+    FitSource,
+    available_splits,
+    parse_fit_on,
+    parse_simcse_run,
+    parse_sweep_run,
+    parse_train_on,
+    parse_whiten_run,
 )
 
 
@@ -91,9 +97,11 @@ def test_whiten_options_are_refused_naming_them(data_dir, overrides, option):
 
 
 @pytest.mark.parametrize("overrides, option", [
-    ({"dropouts": "0.1,1.5"}, "--dropout"), ({"loss": "triplet"}, "--loss"), ({"max_sentences": "1"}, "--max-sentences"),
+    ({"dropouts": "0.1,1.5"}, "--dropout"), ({"loss": "triplet"}, "--loss"),
+    ({"max_sentences": "1"}, "--max-sentences"),
     ({"batch_size": 1}, "--batch-size"), ({"learning_rate": 0}, "--lr"), ({"epochs": 0}, "--epochs"),
-    ({"max_eval_pairs": 5}, "--max-eval-pairs"), ({"curve_pairs": 3}, "--curve-pairs"), ({"eval_steps": 0}, "--eval-steps"),
+    ({"max_eval_pairs": 5}, "--max-eval-pairs"), ({"curve_pairs": 3}, "--curve-pairs"),
+    ({"eval_steps": 0}, "--eval-steps"),
     ({"train_on": "train"}, "--train-on"), ({"split": "train"}, "--split"), ({"poolings": "mean"}, "--pooling"),
 ])
 def test_simcse_options_are_refused_naming_them(data_dir, overrides, option):

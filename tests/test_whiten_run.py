@@ -15,7 +15,8 @@ runner = CliRunner()
 @pytest.fixture
 def tiny_bert(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path_factory.mktemp("home")))
-    return make_bert(tmp_path_factory.mktemp("bert") / "tiny-bert", with_pooler=False)  # 64 positions: PAWSX gets capped
+    # 64 positions: PAWSX gets capped
+    return make_bert(tmp_path_factory.mktemp("bert") / "tiny-bert", with_pooler=False)
 
 
 def run(*args):
@@ -42,7 +43,8 @@ def test_whiten_writes_long_rows_and_grid_then_resumes(tiny_bert, sample_data_di
     value = {(r.pooling, r.method, str(r.dims), r.fit_on, r.task): float(r.value) for r in ok.itertuples()}
     for pooling in ("cls", "first-last-avg"):
         for task in ("STS-B", "PAWSX"):
-            cells = [("raw", "full", "")] + [("whitening", dims, fit) for dims in ("full", "8") for fit in ("valid", "test")]
+            cells = [("raw", "full", "")] + [("whitening", dims, fit)
+                                             for dims in ("full", "8") for fit in ("valid", "test")]
             assert len({value[pooling, method, dims, fit, task] for method, dims, fit in cells}) == 5, (pooling, task)
     # the grid is a view of the rows: each cell is its row's value x 100, n/a where the model has no pooler
     grid = pd.read_csv(out / "grid.csv", dtype=str, keep_default_na=False)
@@ -51,7 +53,8 @@ def test_whiten_writes_long_rows_and_grid_then_resumes(tiny_bert, sample_data_di
     for cell in grid.to_dict("records"):
         for task in ("STS-B", "PAWSX"):
             row = rows[(rows.pooling == cell["pooling"]) & (rows.method == cell["method"])
-                       & (rows.dims.astype(str) == cell["dims"]) & (rows.fit_on == cell["fit_on"]) & (rows.task == task)]
+                       & (rows.dims.astype(str) == cell["dims"]) & (rows.fit_on == cell["fit_on"])
+                       & (rows.task == task)]
             expected = "n/a" if row.status.item() == "n/a" else f"{100 * float(row.value.item()):.2f}"
             assert cell[task] == expected, (cell, task)
     # and grid.md shows the same table (best cells in bold)
@@ -101,7 +104,7 @@ def test_save_kernel_round_trips(tiny_bert, sample_data_dir, tmp_path):
 def test_bad_option_is_a_one_line_error_naming_it(tiny_bert, sample_data_dir, tmp_path, args, option):
     base = {"--model": str(tiny_bert), "--tasks": "STS-B", "--pooling": "cls", "--dims": "full",
             "--data-dir": str(sample_data_dir), "--out": str(tmp_path / "o")}
-    for name, value in zip(args[::2], args[1::2]):
+    for name, value in zip(args[::2], args[1::2], strict=True):
         base[name] = value
     flat = [item for pair in base.items() for item in pair]
     result = run(*flat)
@@ -124,7 +127,7 @@ def test_transfer_pooled_file_and_unnormalized_variants(tiny_bert, sample_data_d
     assert set(stsb.fit_on) == {"", "task:PAWSX", "pooled", "file:corpus.txt"}
     assert set(stsb.metric) == {"spearman_cosine", "spearman_dot"}
     # 2 tasks x 300 pairs x 2 sides x (valid + test + STS-B train where sampled) fit the pooled statistics
-    fit_sizes = dict(zip(stsb.fit_on, stsb.n_fit))
+    fit_sizes = dict(zip(stsb.fit_on, stsb.n_fit, strict=True))
     assert fit_sizes["file:corpus.txt"] == 5
     assert int(fit_sizes["pooled"]) > int(fit_sizes["task:PAWSX"])
     cosine = stsb[(stsb.fit_on == "pooled") & (stsb.metric == "spearman_cosine")].value.item()
@@ -138,7 +141,8 @@ def test_transfer_source_is_encoded_once_for_all_poolings(tiny_bert, sample_data
     calls = []
     real = encoders._encode_uncached
     monkeypatch.setattr(encoders, "_encode_uncached",
-                        lambda encoder, texts, names, *args: calls.append(tuple(names)) or real(encoder, texts, names, *args))
+                        lambda encoder, texts, names, *args:
+                        calls.append(tuple(names)) or real(encoder, texts, names, *args))
     result = run("--model", str(tiny_bert), "--pooling", "cls,last-avg,max", "--dims", "full", "--tasks", "STS-B",
                  "--split", "test", "--fit-on", "task:PAWSX", "--data-dir", str(sample_data_dir),
                  "--out", str(tmp_path / "o"), "--bootstrap", "0")
@@ -288,7 +292,8 @@ def test_repeated_option_values_write_each_cell_once(tiny_bert, sample_data_dir,
                  "--out", str(tmp_path / "o"), "--bootstrap", "0")
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
-    assert sorted(zip(rows.method, rows.dims.astype(str))) == [("raw", "full"), ("whitening", "8"), ("whitening", "full")]
+    assert sorted(zip(rows.method, rows.dims.astype(str), strict=True)) == [
+        ("raw", "full"), ("whitening", "8"), ("whitening", "full")]
 
 
 def test_pooler_alone_on_a_model_without_one_gives_na_cells(tiny_bert, sample_data_dir, tmp_path):
@@ -404,7 +409,8 @@ def test_rows_carry_the_time_their_cell_was_computed(tiny_bert, sample_data_dir,
     stamps = iter(f"2026-01-01T00:00:{second:02d}+00:00" for second in range(60))
     monkeypatch.setattr(whiten_run, "_now", lambda: next(stamps))
     result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
-                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0")
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
     assert rows.created_at.nunique() == len(rows) == 4

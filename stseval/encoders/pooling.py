@@ -24,9 +24,14 @@ from collections.abc import Sequence
 import torch
 
 from stseval.common.errors import StsevalError
+
 # the names live with the option parsers, which must not import torch, so a typo fails fast
 from stseval.options import (  # noqa: F401 - re-exported
-    LAYER_AVG, NEEDS_POOLER, POOLINGS, layer_avg_index, parse_poolings,
+    LAYER_AVG,
+    NEEDS_POOLER,
+    POOLINGS,
+    layer_avg_index,
+    parse_poolings,
 )
 
 

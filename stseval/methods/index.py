@@ -108,7 +108,8 @@ def build_index(vectors: np.ndarray, factory: str = DEFAULT_FACTORY, search_para
         try:
             index.train(vectors)
         except RuntimeError as err:
-            raise StsevalError(f"--index {factory!r}: training on {n_vectors} vectors failed: {_faiss_message(err)}") from None
+            raise StsevalError(
+                f"--index {factory!r}: training on {n_vectors} vectors failed: {_faiss_message(err)}") from None
     index.add(vectors)
     set_search_params(index, search_params)
     return index
@@ -132,7 +133,8 @@ def set_search_params(index: faiss.Index, search_params: str) -> None:
     if not search_params:
         return
     try:
-        faiss.ParameterSpace().set_index_parameters(index, search_params)
+        # the stub lists only the (index, name, value) overload; faiss also takes one "a=1,b=2" string
+        faiss.ParameterSpace().set_index_parameters(index, search_params)  # type: ignore[arg-type]
     except RuntimeError as err:
         raise StsevalError(f"--search-params {search_params!r}: {_faiss_message(err)}; "
                            "IVF indexes take nprobe=N, HNSW ones efSearch=N") from None
@@ -167,7 +169,7 @@ def _prepare_training(index: faiss.Index, seed: int) -> None:
     uses (ADC results are the same), yet takes 20-40 s per index even on a few thousand vectors."""
     for part in (index, faiss.try_extract_index_ivf(index)):
         part = faiss.downcast_index(part) if part is not None else None
-        if hasattr(part, "do_polysemous_training"):
+        if part is not None and hasattr(part, "do_polysemous_training"):
             part.do_polysemous_training = False
         for clustering_params in (getattr(part, "cp", None), getattr(getattr(part, "pq", None), "cp", None)):
             if clustering_params is not None:
@@ -456,7 +458,7 @@ def save_index(index_dir: Path, index: faiss.Index, sentences: list[str], metada
         (index_dir / WHITENING_FILE).unlink(missing_ok=True)
     metadata = dataclasses.replace(
         metadata, files=files, n_vectors=int(index.ntotal),
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     text = json.dumps(dataclasses.asdict(metadata), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     write_bytes_atomic(text.encode("utf-8"), index_dir / METADATA_FILE)
     return metadata
@@ -472,7 +474,8 @@ def load_index(index_dir: Path) -> LoadedIndex:
     index_dir = Path(index_dir)
     meta_path = index_dir / METADATA_FILE
     if not meta_path.is_file():
-        raise StsevalError(f"{index_dir}: not a stseval index (no {METADATA_FILE}); build one with `stseval index build`")
+        raise StsevalError(
+            f"{index_dir}: not a stseval index (no {METADATA_FILE}); build one with `stseval index build`")
     try:
         raw = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -501,7 +504,8 @@ def load_index(index_dir: Path) -> LoadedIndex:
     return LoadedIndex(index, sentences, metadata, whitening, index_dir)
 
 
-_METADATA_TYPES = {"str": str, "int": int, "dict | None": (dict, type(None)), "dict[str, str]": dict}
+_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str, "int": int, "dict | None": (dict, type(None)), "dict[str, str]": dict}
 
 
 def _metadata_from_json(raw, meta_path: Path) -> IndexMetadata:

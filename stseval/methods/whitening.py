@@ -11,10 +11,9 @@ centring), which at full k leaves every cosine unchanged; gamma alone rescales, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -47,7 +46,7 @@ class Whitening:
         """(n, d) vectors -> (n, k) whitened float32 vectors: (x - beta * mu) @ kernel."""
         return apply_whitening(vectors, np.float32(self.beta) * self.mu, self.kernel)
 
-    def truncate(self, n_components: int) -> "Whitening":
+    def truncate(self, n_components: int) -> Whitening:
         """The same whitening keeping only its first n_components directions."""
         return Whitening(self.mu, self.kernel[:, :n_components], dict(self.provenance, n_components=n_components),
                          self.beta, self.gamma)
@@ -56,7 +55,7 @@ class Whitening:
 CHUNK_ROWS = 65536
 """Rows converted to float64 at a time: 65536 x 384 x 8 bytes = 200 MB, the fit's working memory."""
 
-VectorSource = Union[np.ndarray, str, Path, Iterable[np.ndarray]]
+VectorSource = np.ndarray | str | Path | Iterable[np.ndarray]
 """What a fit reads: an (n, d) array (a memory-mapped one too), a .npy path, or (m, d) chunks."""
 
 
@@ -91,7 +90,7 @@ def fit_whitening_basis(vectors: VectorSource, chunk_rows: int = CHUNK_ROWS) -> 
     n_rows, mean, covariance = mean_and_covariance(vectors, chunk_rows)
     u, s, _ = np.linalg.svd(covariance)  # symmetric PSD: singular values are the eigenvalues, sorted
     floor = s[0] * RELATIVE_EIGENVALUE_FLOOR
-    rank = int(min(np.count_nonzero(s > floor * 1.01), n_rows - 1))  # n vectors span n - 1 directions
+    rank = min(int(np.count_nonzero(s > floor * 1.01)), n_rows - 1)  # n vectors span n - 1 directions
     return WhiteningBasis(mean.astype(np.float32), u, np.maximum(s, floor), n_rows, rank)
 
 
@@ -127,12 +126,13 @@ def mean_and_covariance(vectors: VectorSource, chunk_rows: int = CHUNK_ROWS) -> 
     end cancels no large numbers: vectors far from the origin lose no precision.
     Raises StsevalError when there are fewer than 2 vectors or the chunks disagree in d.
     """
-    n_rows, shift, total, gram = 0, None, None, None
+    n_rows = 0
+    shift = total = gram = np.zeros((0, 0))  # set from the first non-empty chunk
     for chunk in _chunks(vectors, chunk_rows):
         if len(chunk) == 0:
             continue
         centred = np.array(chunk, dtype=np.float64)  # a float64 copy, so small eigenvalues survive
-        if shift is None:
+        if n_rows == 0:
             shift = centred.mean(axis=0, keepdims=True)
             total, gram = np.zeros((1, centred.shape[1])), np.zeros((centred.shape[1], centred.shape[1]))
         elif centred.shape[1] != shift.shape[1]:
@@ -150,20 +150,24 @@ def mean_and_covariance(vectors: VectorSource, chunk_rows: int = CHUNK_ROWS) -> 
 
 def _chunks(vectors: VectorSource, chunk_rows: int) -> Iterator[np.ndarray]:
     """(m, d) pieces of `vectors`, at most chunk_rows rows each when it is one array or a .npy file."""
+    source: np.ndarray | Iterable[np.ndarray]
     if isinstance(vectors, (str, Path)):
         try:
-            vectors = np.load(vectors, mmap_mode="r", allow_pickle=False)
+            source = np.load(vectors, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
             raise StsevalError(f"{vectors}: not a .npy array of vectors ({err})") from None
-    if isinstance(vectors, (list, tuple)) and not all(isinstance(part, np.ndarray) and part.ndim == 2 for part in vectors):
-        vectors = np.asarray(vectors)  # nested lists of numbers: one (n, d) array, as np.asarray reads it
-    if isinstance(vectors, np.ndarray):
-        if vectors.ndim != 2:
-            raise StsevalError(f"whitening needs vectors of shape (n, d), got {vectors.shape}")
-        for start in range(0, len(vectors), chunk_rows):
-            yield vectors[start : start + chunk_rows]  # a view: a memory map is read one chunk at a time
+    else:
+        source = vectors
+    if isinstance(source, (list, tuple)) and not all(
+            isinstance(part, np.ndarray) and part.ndim == 2 for part in source):
+        source = np.asarray(source)  # nested lists of numbers: one (n, d) array, as np.asarray reads it
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2:
+            raise StsevalError(f"whitening needs vectors of shape (n, d), got {source.shape}")
+        for start in range(0, len(source), chunk_rows):
+            yield source[start : start + chunk_rows]  # a view: a memory map is read one chunk at a time
         return
-    for chunk in vectors:
+    for chunk in source:
         yield from _chunks(np.asarray(chunk), chunk_rows)
 
 

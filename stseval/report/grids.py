@@ -29,15 +29,17 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows, write_frame
 from stseval.data.tasks import TASKS
 from stseval.options import POOLINGS, layer_avg_index
+from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows, write_frame
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
 POOLING_ORDER = POOLINGS  # from options, which (unlike stseval.encoders.pooling) does not load torch
@@ -149,14 +151,15 @@ def apply_filters(frame: pd.DataFrame, filters: Sequence[str]) -> pd.DataFrame:
         key, sep, pattern = text.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise StsevalError(f"--filter {text!r}: write KEY=VALUE, e.g. --filter model=intfloat/multilingual-e5-small")
+            raise StsevalError(
+                f"--filter {text!r}: write KEY=VALUE, e.g. --filter model=intfloat/multilingual-e5-small")
         if key not in frame.columns:
             known = ", ".join(c for c in frame.columns if c not in SOURCE_COLUMNS)
             raise StsevalError(f"--filter {text!r}: no column {key!r}; columns: {known}, source_file")
         patterns.setdefault(key, []).append(pattern)
     keep = pd.Series(True, index=frame.index)
     for key, wanted in patterns.items():
-        matches = _text(frame[key]).map(lambda value: any(fnmatch.fnmatchcase(value, p) for p in wanted))
+        matches = _text(frame[key]).map(lambda value, wanted=wanted: any(fnmatch.fnmatchcase(value, p) for p in wanted))
         if not matches.any():
             values = sorted(set(_text(frame[key])))
             shown = ", ".join(repr(v) for v in values[:12]) + (", ..." if len(values) > 12 else "")
@@ -321,20 +324,20 @@ def build_grid(
 
     def block(name: str, dtype=float) -> np.ndarray:
         """(n_rows, n_columns) array of one pivoted field, in grid order."""
-        return wide[name].reindex(columns=columns).to_numpy(dtype=dtype, copy=True)  # writable under copy-on-write
+        field = cast(pd.DataFrame, wide[name])  # a top level of the column MultiIndex: a frame, not a Series
+        return field.reindex(columns=columns).to_numpy(dtype=dtype, copy=True)  # writable under copy-on-write
 
     values, lows, highs = block("_value"), block("_low"), block("_high")
     status = block("_status", object)
     status[pd.isna(status)] = ""
     out: dict[str, list] = {}
-    for j, key in enumerate(column_keys):
-        label = "/".join(key)
+    for j, column_key in enumerate(column_keys):
+        label = "/".join(column_key)
         out[label] = _cells(values[:, j], status[:, j])
         if ci:
             out[label + CI_LOW], out[label + CI_HIGH] = _round(lows[:, j]), _round(highs[:, j])
     if cols == ["task"]:
-        weights = _fill_weights(block("_weight"), is_ours)
-        out[AVG], out[WEIGHTED_AVG] = _averages(values, status, weights)
+        out[AVG], out[WEIGHTED_AVG] = _averages(values, status, _fill_weights(block("_weight"), is_ours))
     return pd.DataFrame({name: list(column) for name, column in out.items()}, index=index)
 
 
@@ -369,11 +372,12 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     if split not in (None, "all"):
         published = published[published_split == split]
         published_split = published_split[published.index]
-    comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"])))
-    keep = [(p, m, d) in comparable for p, m, d in zip(published["pooling"], published["method"], published["dims"])]
-    keep = np.array(keep, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
+    comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"]), strict=True))
+    matches = [(p, m, d) in comparable
+               for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
+    keep = np.array(matches, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
     if not keep.any():
-        offered = sorted(set(zip(published["pooling"], published["method"], published["dims"])))
+        offered = sorted(set(zip(published["pooling"], published["method"], published["dims"], strict=True)))
         raise StsevalError(
             f"--reference {' '.join(reference)}: no published row has the pooling/method/dims of ours "
             f"(published: {', '.join('/'.join(t) for t in offered[:8])}{', ...' if len(offered) > 8 else ''})")
@@ -388,7 +392,7 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     }).reset_index(drop=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_table_cached(name: str) -> pd.DataFrame:
     path = REFERENCE_DIR / REFERENCES[name]
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -463,7 +467,8 @@ def _ordered(column: str, values) -> list[str]:
     return sorted(values, key=lambda value: _order_key(column, value))
 
 
-def _sorted_keys(cells: pd.DataFrame, keys: list[str], task_order: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+def _sorted_keys(cells: pd.DataFrame, keys: list[str],
+                 task_order: Sequence[str] | None = None) -> list[tuple[str, ...]]:
     """The distinct key tuples of the rows, sorted key by key; tasks named in task_order come first, in that order."""
     tuples = set(map(tuple, cells[keys].to_numpy().tolist()))
     first = {task: position for position, task in enumerate(task_order or ())}
@@ -473,7 +478,7 @@ def _sorted_keys(cells: pd.DataFrame, keys: list[str], task_order: Sequence[str]
             return (-1, float(first[value]), "", value)
         return _order_key(column, value)
 
-    return sorted(tuples, key=lambda t: tuple(key_of(k, v) for k, v in zip(keys, t)))
+    return sorted(tuples, key=lambda t: tuple(key_of(k, v) for k, v in zip(keys, t, strict=True)))
 
 
 def _row_order(cells: pd.DataFrame, row_keys: list[str]) -> tuple[list[tuple[str, ...]], np.ndarray]:
@@ -497,13 +502,13 @@ def _row_order(cells: pd.DataFrame, row_keys: list[str]) -> tuple[list[tuple[str
     return order, np.array(is_ours, dtype=bool)
 
 
-def _round(values: np.ndarray) -> list[float]:
+def _round(values: npt.ArrayLike) -> list[float]:
     return [float(v) for v in np.round(np.asarray(values, dtype=float), 2) + 0.0]  # + 0.0 turns -0.0 into 0.0
 
 
 def _cells(values: np.ndarray, status: np.ndarray) -> list:
     """Rounded numbers, with the status text ("n/a") where a row's status is not ok."""
-    return [text if text else number for number, text in zip(_round(values), status)]
+    return [text if text else number for number, text in zip(_round(values), status, strict=True)]
 
 
 def _fill_weights(weights: np.ndarray, is_ours: np.ndarray) -> np.ndarray:
@@ -522,12 +527,12 @@ def _fill_weights(weights: np.ndarray, is_ours: np.ndarray) -> np.ndarray:
 def _averages(values: np.ndarray, status: np.ndarray, weights: np.ndarray) -> tuple[list, list]:
     """Plain and pair-weighted means over the task columns, per row; blank unless every task has a number."""
     plain, weighted = [], []
-    for row_values, row_status, row_weights in zip(values, status, weights):
+    for row_values, row_status, row_weights in zip(values, status, weights, strict=True):
         if np.isfinite(row_values).all():
             plain.append(row_values.mean())
             weighted.append(np.average(row_values, weights=row_weights) if np.isfinite(row_weights).all() else np.nan)
         else:
-            gaps_are_status = all(np.isfinite(v) or s for v, s in zip(row_values, row_status))
+            gaps_are_status = all(np.isfinite(v) or s for v, s in zip(row_values, row_status, strict=True))
             fill = NA if gaps_are_status else np.nan
             plain.append(fill)
             weighted.append(fill)
@@ -601,7 +606,7 @@ def grid_to_markdown(grid: pd.DataFrame, best: bool = False, provenance: dict | 
         lines += [f"# {title}", ""]
     if provenance:
         lines += [_summary_line(provenance, titled=bool(title)), ""]
-    lines.append("| " + " | ".join(_md(k) for k in keys + columns) + " |")
+    lines.append("| " + " | ".join(_md(str(k)) for k in keys + columns) + " |")
     lines.append("|" + "|".join(["---"] * len(keys) + ["---:"] * len(columns)) + "|")
     for position in range(len(grid)):
         texts = [_md(_key_text(v)) for v in index.iloc[position]]
@@ -833,7 +838,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
         values = sorted(v for v in set(_text(group["data_sha256"])) if v)
         checksums[f"{task}/{split}"] = values[0] if len(values) == 1 else values
     checksums = dict(sorted(checksums.items(), key=lambda item: tuple(
-        _order_key(k, v) for k, v in zip(("task", "split"), item[0].split("/", 1)))))
+        _order_key(k, v) for k, v in zip(("task", "split"), item[0].split("/", 1), strict=True))))
     created = pd.to_datetime(frame["created_at"], utc=True, errors="coerce", format="ISO8601").dropna()
     inputs = {}
     if "source_file" in frame.columns:
@@ -860,7 +865,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
     }
     if reference:
         published = reference_rows(reference, frame, settings.get("split", "test") if settings else "test")
-        shown = set(_text(grid.index.get_level_values("model"))) if "model" in grid.index.names else None
+        shown = set(_text(pd.Series(grid.index.get_level_values("model")))) if "model" in grid.index.names else None
         if shown is not None:
             published = published[published["model"].isin(shown)]
         provenance["reference"] = {
@@ -896,17 +901,21 @@ def _provenance_lines(provenance: dict) -> list[str]:
                 if k in ("metric", "split", "filters", "duplicates", "reference_tables") and v not in ([], "")]
     lines.append(f"- report: {code(settings)}; rows by {', '.join(provenance['row_keys'])}")
     if provenance.get("dropped_duplicates"):
-        lines.append(f"- duplicates: {provenance['dropped_duplicates']} older re-run row(s) dropped, latest created_at kept")
+        lines.append(f"- duplicates: {provenance['dropped_duplicates']} older re-run row(s) dropped, "
+                     "latest created_at kept")
     if provenance["inputs"]:
-        lines.append("- inputs: " + ", ".join(f"`{name}` ({count} rows)" for name, count in provenance["inputs"].items()))
+        lines.append("- inputs: " + ", ".join(
+            f"`{name}` ({count} rows)" for name, count in provenance["inputs"].items()))
     for note in provenance.get("left_out", []):
         lines.append(f"- left out: {note}")
     lines.append("- commands:" + ("" if provenance["commands"] else " not recorded"))
     lines += [f"  - `{command}`" for command in provenance["commands"]]
     lines.append("- models: " + ", ".join(
-        f"`{model}`" + (f" (fingerprint {code(prints)})" if prints else "") for model, prints in provenance["models"].items()))
+        f"`{model}`" + (f" (fingerprint {code(prints)})" if prints else "")
+        for model, prints in provenance["models"].items()))
     lines.append("- data sha256: " + (", ".join(
-        f"{key} {code(value if isinstance(value, list) else [value])}" for key, value in provenance["data_sha256"].items())
+        f"{key} {code(value if isinstance(value, list) else [value])}"
+        for key, value in provenance["data_sha256"].items())
         or "not recorded"))
     lines.append(f"- versions: {code(provenance['versions'])}")
     lines.append(f"- stseval: {code(provenance['stseval_versions'])}; git commits: {code(provenance['git_commits'])}; "
@@ -972,15 +981,17 @@ def write_report(
     if not metrics:
         metrics = _ordered("metric", set(_text(resolved["metric"])))
     if reference and REFERENCE_METRIC not in metrics:
-        raise StsevalError(f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
+        raise StsevalError(
+            f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
     grids = []
     for metric in metrics:
         used_reference = list(reference) if metric == REFERENCE_METRIC else []
         grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference, task_order=task_order)
         grids.append((metric, used_reference, grid, select_rows(resolved, metric, split)))
     notes = left_out_notes(loaded, frame, pd.concat([used for *_, used in grids]), split, metrics, filters)
-    for note in notes if log else ():
-        log(f"left out: {note}")
+    if log is not None:
+        for note in notes:
+            log(f"left out: {note}")
     written = []
     for metric, used_reference, grid, used in grids:
         settings = {
@@ -1046,7 +1057,7 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
                        seed=_text(rows["seed"]), value=100 * rows["value"].astype(float))
     records = []
     for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
-        record = dict(zip(SEED_GROUP, keys))
+        record = dict(zip(SEED_GROUP, keys, strict=True))
         record["seeds"] = ",".join(sorted(set(group["seed"]), key=lambda seed: (len(seed), seed)))
         for task in _ordered("task", set(group["task"])):
             values = group.loc[group["task"] == task, "value"].to_numpy()
@@ -1063,7 +1074,8 @@ def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
     """The summary as a markdown table: "mean ± sd (n)" per task."""
     tasks = [column for column in summary.columns if column in TASK_ORDER]
     keys = [column for column in summary.columns if column not in tasks and not column.endswith((" sd", " n"))]
-    lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |", "|" + "---|" * len(keys) + "---:|" * len(tasks)]
+    lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |",
+             "|" + "---|" * len(keys) + "---:|" * len(tasks)]
     for _, record in summary.iterrows():
         cells = [_md(str(record[key])) for key in keys]
         for task in tasks:
@@ -1106,7 +1118,7 @@ def left_out_notes(loaded: pd.DataFrame, filtered: pd.DataFrame, used: pd.DataFr
             if len(other):
                 counts = other.value_counts()
                 shown = ", ".join(f"{count} have split {value}" for value, count in
-                                  sorted(counts.items(), key=lambda item: _order_key("split", item[0])))
+                                  sorted(counts.items(), key=lambda item: _order_key("split", str(item[0]))))
                 reasons.append(f"{shown}, not {split} (show them with --split {counts.index[0]}, or --split all)")
         if n_used == 0 and not reasons:
             if len(kept) == 0 and len(filtered[_text(filtered["source_file"]) == source]) == 0:
@@ -1117,7 +1129,8 @@ def left_out_notes(loaded: pd.DataFrame, filtered: pd.DataFrame, used: pd.DataFr
             else:
                 reasons.append("every row is an older re-run of a cell another input holds")
         if reasons:
-            head = f"none of its {len(rows)} rows are in the grid" if n_used == 0 else f"{n_used} of its {len(rows)} rows are in the grid"
+            head = (f"none of its {len(rows)} rows are in the grid" if n_used == 0
+                    else f"{n_used} of its {len(rows)} rows are in the grid")
             notes.append(f"{source}: {head}: {'; '.join(reasons)}")
     return notes
 

@@ -80,7 +80,7 @@ def fill_score(row: ResultRow, score, started: float) -> ResultRow:
 
 def now() -> str:
     """UTC time to the second: when a cell was computed, not when its run started."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def run_units(

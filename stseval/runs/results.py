@@ -153,7 +153,7 @@ def convert_legacy_extra(frame: pd.DataFrame) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = ""
     records = []
-    for extra, n_fit in zip(frame[LEGACY_EXTRA], frame["n_fit"]):
+    for extra, n_fit in zip(frame[LEGACY_EXTRA], frame["n_fit"], strict=True):
         facts, leftover = _split_extra(str(extra))
         if "n_fit" in facts and n_fit not in ("", "0"):
             del facts["n_fit"]  # the column already says it
@@ -164,7 +164,7 @@ def convert_legacy_extra(frame: pd.DataFrame) -> pd.DataFrame:
         filled = converted[column] != ""
         frame.loc[filled, column] = converted.loc[filled, column]
     whitened = frame["method"].str.contains("whitening", regex=False)
-    for column, exponent in zip(("beta", "gamma"), WHITENING_EXPONENTS):
+    for column, exponent in zip(("beta", "gamma"), WHITENING_EXPONENTS, strict=True):
         frame.loc[whitened & (frame[column] == ""), column] = exponent
     return frame.drop(columns=[LEGACY_EXTRA])
 
@@ -193,7 +193,7 @@ def provenance(seed: int = 0) -> dict[str, str | int]:
         "command": shlex.join(["stseval", *sys.argv[1:]]) if sys.argv else "",
         "git_commit": git_commit(),
         "versions": library_versions(),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "stseval_version": __version__,
     }
@@ -327,7 +327,8 @@ def _check_rows(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
     from stseval.data.tasks import TASKS
 
     for position, (task, status, metric, value, ci_low, ci_high) in enumerate(zip(
-            frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"])):
+            frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"],
+            strict=True)):
         where = f"{path}:{lines[position]}"
         if task not in TASKS:
             raise StsevalError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")

@@ -22,20 +22,33 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from stseval.encoders.cache import check_home_writable
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, file_sha256
+from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
+from stseval.encoders.cache import EmbeddingCache, check_home_writable
+from stseval.encoders.protocol import SentenceEncoder
 from stseval.methods.index import (
-    DEFAULT_FACTORY, IndexMetadata, RetrievalSet, build_index, check_query_settings,
-    evaluate_retrieval, load_index, positive_min_score, retrieval_set, save_index, search, set_search_params,
-    truncate_dims, whiten_dims, whitening_digest,
+    DEFAULT_FACTORY,
+    IndexMetadata,
+    RetrievalSet,
+    build_index,
+    check_query_settings,
+    evaluate_retrieval,
+    load_index,
+    positive_min_score,
+    retrieval_set,
+    save_index,
+    search,
+    set_search_params,
+    truncate_dims,
+    whiten_dims,
+    whitening_digest,
 )
+from stseval.methods.whitening import Whitening, fit_whitening, fit_whitening_basis, load_whitening
 from stseval.options import check_dims_within
 from stseval.runs.plan import Cell, RunOutput, Unit, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.runs.specs import SweepRun, check_index_sources
-from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
-from stseval.methods.whitening import Whitening, fit_whitening, fit_whitening_basis, load_whitening
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
 DEFAULT_MAX_LENGTH = 64
@@ -72,8 +85,9 @@ def read_sentences_file(path: Path) -> list[str]:
     return list(dict.fromkeys(read_sentence_lines(path, "--sentences")))
 
 
-def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
-                 batch_size: int = 64, cache=None, show_progress: bool = True) -> np.ndarray:
+def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
+                 batch_size: int = 64, cache: EmbeddingCache | None = None,
+                 show_progress: bool = True) -> np.ndarray:
     """(n, d) float32 vectors of texts under one pooling (see encoders.encode)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
@@ -81,12 +95,10 @@ def encode_texts(encoder, texts: Sequence[str], pooling: str, max_length: int, *
                   batch_size=batch_size, cache=cache, show_progress=show_progress)[pooling]
 
 
-def _open_cache(use_cache: bool):
+def _open_cache(use_cache: bool) -> EmbeddingCache | None:
     """The default on-disk embedding cache, or None."""
     if not use_cache:
         return None
-    from stseval.encoders.cache import EmbeddingCache
-
     return EmbeddingCache()
 
 
@@ -143,6 +155,7 @@ def build(
         corpus, data_sha256 = f"{task.name}/{split}", data_fingerprint(task, [split], data_dir)
         max_length = max_length or task.max_length
     else:
+        assert sentences_file is not None  # check_index_sources wants --task or --sentences
         sentences = read_sentences_file(sentences_file)
         corpus, data_sha256 = str(sentences_file), file_sha256(Path(sentences_file))[:12]
         max_length = max_length or DEFAULT_MAX_LENGTH
@@ -237,15 +250,15 @@ def search_index(
     scores, ids = search(loaded.index, vectors, min(top_k, loaded.index.ntotal))
     return [
         [Neighbour(rank, int(row), float(score), loaded.sentences[row])
-         for rank, (row, score) in enumerate(zip(id_row, score_row), start=1) if row >= 0]
-        for id_row, score_row in zip(ids, scores)
+         for rank, (row, score) in enumerate(zip(id_row, score_row, strict=True), start=1) if row >= 0]
+        for id_row, score_row in zip(ids, scores, strict=True)
     ]
 
 
 def format_neighbours(queries: Sequence[str], results: list[list[Neighbour]]) -> str:
     """Plain-text listing for the CLI: each query, then 'rank  score  sentence' lines."""
     lines = []
-    for query, neighbours in zip(queries, results):
+    for query, neighbours in zip(queries, results, strict=True):
         lines.append(f"query: {query}")
         lines.extend(f"{n.rank:4d}  {n.score:.4f}  {n.sentence}" for n in neighbours)
     return "\n".join(lines)
@@ -274,8 +287,8 @@ class _Job:
     """What every task of a sweep shares."""
 
     run: SweepRun
-    encoder: object
-    cache: object
+    encoder: SentenceEncoder
+    cache: EmbeddingCache | None
     base: dict  # provenance fields of every row
     log: Callable[[str], None]
 
@@ -348,7 +361,8 @@ def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
         method, k = cell.setting
         started = time.perf_counter()
         reduced = truncate_dims(vectors, k) if method == "raw-truncate" else whiten_dims(vectors, fitted[method], k)
-        measured = evaluate_retrieval(reduced, retrieval, run.factory, run.search_params, top_k=run.top_k, seed=run.seed)
+        measured = evaluate_retrieval(reduced, retrieval, run.factory, run.search_params, top_k=run.top_k,
+                                      seed=run.seed)
         seconds = round(time.perf_counter() - started, 3)
         for row in cell.rows:
             row.value, row.seconds = float(measured[row.metric]), seconds

@@ -32,17 +32,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import write_text_atomic
 from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, read_sentence_lines
+from stseval.encoders.cache import EmbeddingCache
 from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman
 from stseval.evaluation.scoring import encode_splits, sample_pairs, score_pairs, split_label
 from stseval.methods.simcse import (
-    BEST_VALID_DIR, CURVE_FILE, SimcseSettings, ValidationPairs, default_max_sentences, ensure_writable,
-    select_sentences, train_simcse,
+    BEST_VALID_DIR,
+    CURVE_FILE,
+    SimcseSettings,
+    ValidationPairs,
+    default_max_sentences,
+    ensure_writable,
+    select_sentences,
+    train_simcse,
 )
 from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
@@ -50,6 +58,8 @@ from stseval.runs.results import ResultRow, ResultsFile, library_versions, machi
 from stseval.runs.specs import FitSource, SimcseRun, available_splits
 from stseval.runs.whiten import slugify
 
+if TYPE_CHECKING:
+    from stseval.encoders.encoder import Encoder  # imports torch: run_simcse imports it when it runs
 
 BEST_VALID_METHOD = "simcse-best-valid"
 """Method of the rows scored with the checkpoint that did best on the validation pairs (Su's headline is `simcse`)."""
@@ -90,9 +100,9 @@ class _Job:
     """What every unit of a simcse-train run shares."""
 
     run: SimcseRun
-    encoder: object
+    encoder: Encoder
     device: str
-    cache: object
+    cache: EmbeddingCache
     base: dict  # provenance fields of every row
     main_process: bool
     log: Callable[[str], None]
@@ -124,8 +134,7 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
         StsevalError naming the option: an unwritable --out or --runs-dir, a pooling the model lacks,
         an empty --train-on file, rows of other data or weights in --out (before any training).
     """
-    from stseval.encoders.cache import EmbeddingCache
-    from stseval.encoders.encoder import load_encoder
+    from stseval.encoders.encoder import Encoder, load_encoder
 
     ensure_writable(run.out_dir, "--out")
     ensure_writable(run.runs_dir / "simcse", "--runs-dir")
@@ -135,6 +144,9 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = load_encoder(run.encode.model, device=device)
+    if not isinstance(encoder, Encoder):  # SimCSE fine-tunes the weights of a transformer
+        raise StsevalError(f"simcse-train needs a transformer model folder; --model {run.encode.model} "
+                           "gives sentence vectors only")
     unsupported = [p for p in run.encode.poolings if not encoder.supports(p)]
     if unsupported:
         raise StsevalError(f"--pooling {','.join(unsupported)}: not available for {encoder.name} "
@@ -156,7 +168,8 @@ def _plan_task(job: _Job, spec: TaskSpec) -> list[Unit]:
     """A task's units: its raw cells (one per pooling), then one per (pooling, dropout) training."""
     run, encoder = job.run, job.encoder
     all_sentences, source = training_sentences(spec, run.train_on, run.data_dir)
-    cap = default_max_sentences(spec.name) if run.max_sentences == "auto" else run.max_sentences
+    # specs.parse_max_sentences leaves one string, "auto"
+    cap = default_max_sentences(spec.name) if isinstance(run.max_sentences, str) else run.max_sentences
     chosen = select_sentences(all_sentences, cap, run.seed)
     if run.train_on.kind == "file":
         fingerprint = f"{data_fingerprint(spec, [run.split], run.data_dir)}+{file_sha256(run.train_on.path)[:12]}"
@@ -305,7 +318,8 @@ def _value_and_interval(scores: np.ndarray, baseline: np.ndarray | None, gold: n
     return spearman(scores, gold) - spearman(baseline, gold), np.nan, np.nan
 
 
-def _trained_scores(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -> tuple[dict, np.ndarray, np.ndarray, str]:
+def _trained_scores(job: _Job, task: _TaskPlan, trained,
+                    rows: list[ResultRow]) -> tuple[dict, np.ndarray, np.ndarray, str]:
     """({method: (n,) cosine scores}, raw cosine scores, gold, trained model fingerprint) on the scored pairs."""
     from stseval.encoders.encoder import encode, load_encoder
 

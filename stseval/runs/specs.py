@@ -108,7 +108,8 @@ def parse_fit_on(values: Sequence[str], tasks: Sequence[TaskSpec], data_dir: Pat
             present = available_splits(spec, data_dir)
             if source.value not in present:
                 raise StsevalError(f"--fit-on: {spec.name} has no {source.value!r} split (present: "
-                                   f"{', '.join(present)}); use all-available, another split, pooled, task:NAME or a file")
+                                   f"{', '.join(present)}); use all-available, another split, pooled, "
+                                   "task:NAME or a file")
     return sources
 
 

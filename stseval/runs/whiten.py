@@ -17,17 +17,20 @@ the task being scored and a re-run skips what is already there.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
 from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines
+from stseval.encoders.cache import EmbeddingCache
+from stseval.encoders.protocol import SentenceEncoder
 from stseval.evaluation.scoring import SplitVectors, encode_splits, score_pairs
 from stseval.methods.whitening import WhiteningBasis, fit_whitening_basis, save_whitening
 from stseval.options import CHOSEN_SUFFIX, check_dims_within, check_layers_within, exponent_label
@@ -48,8 +51,8 @@ class _Job:
 
     run: WhitenRun
     encode: EncodeSpec
-    encoder: object
-    cache: object
+    encoder: SentenceEncoder
+    cache: EmbeddingCache
     supported: list[str] = field(default_factory=list)  # the poolings the model can produce
 
 
@@ -81,8 +84,8 @@ def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
         _check_file_fits_rank(run, encoder.dimension)
         job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
         units = [_plan_task(job, spec, base) for spec in run.tasks]
-        computed += run_units(results, units, lambda unit, cells, job=job: _score_task(job, unit, cells), log,
-                              redo=lambda unit, cell, job=job: _kernel_missing(job, unit, cell),
+        computed += run_units(results, units, functools.partial(_score_task, job), log,
+                              redo=functools.partial(_kernel_missing, job),
                               redo_reason="without their --save-kernel file")
         if run.choose_on is not None:
             computed += _add_chosen_rows(results, units, run.choose_on, log)
@@ -239,7 +242,7 @@ def _encode_fit_source(job: _Job, spec: TaskSpec, fit: FitSource) -> dict[str, n
                         cache=job.cache, show_progress=encode.show_progress)
 
 
-def _not_available(row: ResultRow, encoder) -> ResultRow:
+def _not_available(row: ResultRow, encoder: SentenceEncoder) -> ResultRow:
     """Mark a row of a pooling the model cannot produce (pooler without trained pooler weights) n/a."""
     row.status, row.note = "n/a", f"{encoder.name} has no {row.pooling} output"
     return row
