@@ -344,13 +344,15 @@ def test_sigint_exits_130_with_one_line(tiny_bert, sample_data_dir, tmp_path):
          "--dims", "full,16,8", "--tasks", "ATEC,BQ,LCQMC,PAWSX,STS-B", "--data-dir", str(sample_data_dir),
          "--out", str(tmp_path / "out"), "--bootstrap", "1000"],
         cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
+        text=True,
+        # as from a terminal: a test run started in the background (nohup, &) would pass SIGINT on ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in process.stderr:  # wait until the grid is running, then press Ctrl-C
         if "cells to compute" in line:
             process.send_signal(signal.SIGINT)
             break
     rest = process.stderr.read()
-    assert process.wait(timeout=120) == 130
+    assert process.wait(timeout=120) == 130, rest[-2000:]
     last = rest.strip().splitlines()[-1]
     assert last.startswith("stseval: interrupted; ") and last.endswith("run the same command again to resume")
 
