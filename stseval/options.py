@@ -115,23 +115,31 @@ def check_layers_within(poolings: Sequence[str], n_layers: int, model: str) -> N
                            f"{LAYER_AVG}:0 (the embedding output) to {LAYER_AVG}:{n_layers} (the last layer)")
 
 
-def parse_exponents(text: str, option: str) -> list[float]:
-    """'0,0.5,1' -> [0.0, 0.5, 1.0] for --beta / --gamma, each once, every value in [0, 1] (Su's range)."""
+def _parse_unit_interval(items: Sequence[str | float], option: str, *, closed: bool, hint: str,
+                         example: str) -> list[float]:
+    """Comma-separated numbers in [0, 1] (closed) or [0, 1) -> floats in order, each once; every error names
+    `option`. `hint` ends the out-of-range message, `example` the empty-list one."""
+    interval = "[0, 1]" if closed else "[0, 1)"
     values: list[float] = []
-    for part in (piece.strip() for piece in str(text).split(",")):
+    for part in (piece.strip() for item in items for piece in str(item).split(",")):
         if not part:
             continue
         try:
             value = float(part)
         except ValueError:
-            raise StsevalError(f"{option}: {part!r} is not a number in [0, 1]") from None
-        if not 0.0 <= value <= 1.0:
-            raise StsevalError(f"{option}: {value!r} is outside [0, 1]; Su's grid runs from 0 to 1")
+            raise StsevalError(f"{option}: {part!r} is not a number in {interval}") from None
+        if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+            raise StsevalError(f"{option}: {value!r} is outside {interval}; {hint}")
         if value not in values:
             values.append(value)
     if not values:
-        raise StsevalError(f"{option}: give at least one value, e.g. 0,0.5,1")
+        raise StsevalError(f"{option}: give at least one value, e.g. {example}")
     return values
+
+
+def parse_exponents(text: str, option: str) -> list[float]:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0] for --beta / --gamma, each once, every value in [0, 1] (Su's range)."""
+    return _parse_unit_interval([text], option, closed=True, hint="Su's grid runs from 0 to 1", example="0,0.5,1")
 
 
 def exponent_label(value: float) -> str:
@@ -158,21 +166,7 @@ def parse_dims(text: str) -> list[int | None]:
 def parse_dropouts(text_or_list: str | float | Sequence[str | float]) -> list[float]:
     """'0.1,0.3' or [0.1, 0.3] -> [0.1, 0.3], each once; raises StsevalError naming --dropout."""
     items = [text_or_list] if isinstance(text_or_list, (str, float, int)) else list(text_or_list)
-    rates: list[float] = []
-    for part in (piece.strip() for item in items for piece in str(item).split(",")):
-        if not part:
-            continue
-        try:
-            value = float(part)
-        except ValueError:
-            raise StsevalError(f"--dropout: {part!r} is not a number in [0, 1)") from None
-        if not 0.0 <= value < 1.0:
-            raise StsevalError(f"--dropout: {value!r} is outside [0, 1); Su used 0.1 and 0.3")
-        if value not in rates:
-            rates.append(value)
-    if not rates:
-        raise StsevalError("--dropout: give at least one rate, e.g. 0.1,0.3")
-    return rates
+    return _parse_unit_interval(items, "--dropout", closed=False, hint="Su used 0.1 and 0.3", example="0.1,0.3")
 
 
 def parse_max_sentences(text: str | int | None) -> int | None | str:
