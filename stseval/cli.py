@@ -309,7 +309,7 @@ def whiten(
             out=out, data_dir=data_dir, batch_size=batch_size, n_resamples=bootstrap, seed=seed,
             unnormalized=unnormalized, save_kernel=save_kernel, allow_low_rank=allow_low_rank, backend=backend,
             processes=processes, methods=methods, beta=beta, gamma=gamma, choose_on=choose_on)
-        from stseval.report.grids import write_run_grid
+        from stseval.report.write import write_run_grid
         from stseval.runs.whiten import run_whiten
 
         output = run_whiten(run, log=lambda message: typer.echo(message, err=True))
@@ -425,7 +425,8 @@ def simcse_train(
             device=device, curve_pairs=curve_pairs, eval_steps=eval_steps)
         from stseval.common.library_log import libraries_to_log
         from stseval.evaluation.scoring import split_label
-        from stseval.report.grids import write_curve_plots, write_run_grid
+        from stseval.report.grids import write_curve_plots
+        from stseval.report.write import write_run_grid
         from stseval.runs.simcse import is_main_process, run_simcse
 
         library_log = runs_dir / "simcse" / "library.log"
@@ -699,8 +700,9 @@ def report(
         check_plot(plot, {"--rows": rows is not None, "--cols": cols != "task", "--best": best, "--ci": ci,
                           "--reference": bool(reference), "--over-seeds": over_seeds,
                           "--metric": any(m != "spearman_cosine" for m in metric)})
-        from stseval.report.grids import parse_keys, write_report
+        from stseval.report.grids import parse_keys
         from stseval.report.plots import write_plot
+        from stseval.report.write import write_report
 
         written = write_plot(plot, paths, out, name=name, split=split, filters=filters, strict=strict) if plot else \
             write_report(paths, out, rows=parse_keys(rows), cols=parse_keys(cols) or ["task"], metrics=metric,

@@ -16,8 +16,8 @@ from stseval.report.grids import (
     load_results,
     parse_keys,
     resolve_duplicates,
-    write_report,
 )
+from stseval.report.write import write_report
 from stseval.runs.results import ResultRow, rows_to_frame, write_frame
 
 N_PAIRS = {"ATEC": 400, "BQ": 200, "LCQMC": 100, "PAWSX": 50, "STS-B": 50}
@@ -225,7 +225,7 @@ def test_parse_keys():
 
 
 def test_over_seeds_gives_mean_and_sd_per_setting_beside_the_per_seed_grid(tmp_path):
-    from stseval.report.grids import write_report
+    from stseval.report.write import write_report
 
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.02), (2, 0.04)):

@@ -25,9 +25,7 @@ import csv
 import fnmatch
 import functools
 import importlib.resources
-import json
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -36,10 +34,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from stseval.common.errors import StsevalError
-from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
+from stseval.common.fileio import atomic_path
 from stseval.data.tasks import TASKS
 from stseval.options import POOLINGS, layer_avg_index
-from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows, write_frame
+from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, cell_key, read_rows
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
 POOLING_ORDER = POOLINGS  # from options, which (unlike stseval.encoders.pooling) does not load torch
@@ -934,105 +932,6 @@ def _provenance_lines(provenance: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------- report
 
 
-def write_report(
-    paths: Sequence[str | Path],
-    out: Path,
-    rows: Sequence[str] | None = None,
-    cols: Sequence[str] = DEFAULT_COLS,
-    metrics: Sequence[str] | None = None,
-    split: str = "test",
-    best: bool = False,
-    ci: bool = False,
-    filters: Sequence[str] = (),
-    reference: Sequence[str] = (),
-    strict: bool = False,
-    name: str | None = None,
-    over_seeds: bool = False,
-    task_order: Sequence[str] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> list[Path]:
-    """Turn results files into grids: `<out>/<name>.csv`, `.md`, `.png` and `.provenance.json` per metric.
-
-    An input that loses rows to the split choice, or has no row left at all, says so: one line per
-    input (see `left_out_notes`) goes to `log`, the markdown footer and the provenance JSON.
-
-    Args:
-        paths: results files or folders (see load_results).
-        out: output folder.
-        rows, cols, split, ci: as in build_grid.
-        metrics: one grid per metric; None means every metric in the (filtered) rows.
-        best: bold the best number of each column in the markdown.
-        filters: `--filter KEY=PATTERN` values (see apply_filters).
-        reference: published tables beside our rows (spearman_cosine grids only).
-        strict: refuse re-runs of a cell instead of keeping the latest created_at.
-        name: file stem; None gives "<metric>_<split>". With several metrics the metric is appended.
-        over_seeds: also write `<stem>_seeds.csv` / `.md`: mean +- sd over seeds (see seed_summary).
-        task_order: task columns in this order (see build_grid).
-        log: called with each left-out line (the CLI prints them on stderr).
-    Returns:
-        the written paths, four per metric (six with over_seeds).
-    Raises:
-        StsevalError for anything the user can fix (see the functions above).
-    """
-    check_writable_dir(out, "--out")
-    loaded = load_results(paths)
-    frame = apply_filters(loaded, filters)
-    resolved = resolve_duplicates(frame, strict)
-    if not metrics:
-        metrics = _ordered("metric", set(_text(resolved["metric"])))
-    if reference and REFERENCE_METRIC not in metrics:
-        raise StsevalError(
-            f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
-    grids = []
-    for metric in metrics:
-        used_reference = list(reference) if metric == REFERENCE_METRIC else []
-        grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference, task_order=task_order)
-        grids.append((metric, used_reference, grid, select_rows(resolved, metric, split)))
-    notes = left_out_notes(loaded, frame, pd.concat([used for *_, used in grids]), split, metrics, filters)
-    if log is not None:
-        for note in notes:
-            log(f"left out: {note}")
-    written = []
-    for metric, used_reference, grid, used in grids:
-        settings = {
-            "metric": metric, "split": split, "scale": 100,
-            "filters": list(filters), "duplicates": "strict" if strict else "latest created_at",
-            "dropped_duplicates": int(len(select_rows(frame, metric, split)) - len(used)),
-            "reference_tables": used_reference, "best": best, "ci": ci,
-            **({"left_out": notes} if notes else {}),
-        }
-        provenance = collect_provenance(used, grid, settings, used_reference)
-        stem = _stem(name, metric, split, several=len(metrics) > 1)
-        title = f"{metric} x 100, {split} split"
-        paths_out = [out / f"{stem}{suffix}" for suffix in (".csv", ".md", ".png", ".provenance.json")]
-        write_frame(grid_to_csv_frame(grid), paths_out[0])
-        write_text_atomic(grid_to_markdown(grid, best, provenance, title), paths_out[1])
-        plot_heatmap(grid, paths_out[2], title)
-        write_text_atomic(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", paths_out[3])
-        written += paths_out
-        if over_seeds:
-            summary = seed_summary(resolved, metric, split)
-            seeds_out = [out / f"{stem}_seeds{suffix}" for suffix in (".csv", ".md")]
-            write_frame(summary, seeds_out[0])
-            write_text_atomic(seed_summary_markdown(summary, f"{title}, over seeds") + "\n"
-                              + _summary_line(provenance) + "\n", seeds_out[1])
-            written += seeds_out
-    return written
-
-
-def write_run_grid(results_path: Path, out: Path, split: str, task_order: Sequence[str] | None = None) -> str:
-    """The grid a whiten or simcse-train run prints: grid.csv / .md / .png / .provenance.json beside its
-    results, every spearman_cosine cell of the file for `split`, best bold; returns the markdown.
-
-    The grid holds every cell of the results file for the evaluated split, so runs with and without a
-    prefix collected in one folder show side by side (prefix becomes a row key when it varies).
-    """
-    written = write_report([results_path], out, metrics=["spearman_cosine"], split=split, best=True, name="grid",
-                           task_order=task_order)
-    markdown = next(path for path in written if path.suffix == ".md")
-    return markdown.read_text(encoding="utf-8")
-
-
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
               "learning_rate", "epochs")
 """What a seed summary keeps apart; everything else about a cell but the seed (and train_on, whose
@@ -1087,58 +986,6 @@ def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
                 cells.append(f"{record[task]:.2f} ± {record[f'{task} sd']:.2f} ({int(record[f'{task} n'])})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nmean ± sample sd over seeds (number of seeds), x 100.\n"
-
-
-def left_out_notes(loaded: pd.DataFrame, filtered: pd.DataFrame, used: pd.DataFrame, split: str,
-                   metrics: Sequence[str], filters: Sequence[str] = ()) -> list[str]:
-    """One line per input file that loses rows to the split choice or ends up with no row in the grids.
-
-    Rows left out by an explicit --filter or --metric are what the user asked for and are not listed,
-    unless they empty an input: a report never drops an input without a line saying so.
-
-    Args:
-        loaded: every row read (load_results), with source_file.
-        filtered: the rows --filter kept.
-        used: the rows the grids show (all metrics).
-        split: the --split value ("all" keeps every split).
-        metrics: the metrics gridded.
-    Returns:
-        e.g. "results/simcse/simcse.csv: none of its 25 rows are in the grid: 25 have split
-        test-sample1000, not test (show them with --split test-sample1000, or --split all)".
-    """
-    notes = []
-    used_counts = _text(used["source_file"]).value_counts() if len(used) else pd.Series(dtype=int)
-    for source, rows in loaded.groupby(_text(loaded["source_file"]), sort=False):
-        n_used = int(used_counts.get(source, 0))
-        kept = filtered[_text(filtered["source_file"]) == source]
-        kept = kept[_text(kept["metric"]).isin(list(metrics))]
-        reasons = []
-        if split not in (None, "all"):
-            other = _text(kept["split"])[_text(kept["split"]) != split]
-            if len(other):
-                counts = other.value_counts()
-                shown = ", ".join(f"{count} have split {value}" for value, count in
-                                  sorted(counts.items(), key=lambda item: _order_key("split", str(item[0]))))
-                reasons.append(f"{shown}, not {split} (show them with --split {counts.index[0]}, or --split all)")
-        if n_used == 0 and not reasons:
-            if len(kept) == 0 and len(filtered[_text(filtered["source_file"]) == source]) == 0:
-                reasons.append(f"no row matches --filter {' '.join(filters)}")
-            elif len(kept) == 0:
-                reasons.append(f"its metrics are {', '.join(_ordered('metric', set(_text(rows['metric']))))}, "
-                               f"not {', '.join(metrics)}")
-            else:
-                reasons.append("every row is an older re-run of a cell another input holds")
-        if reasons:
-            head = (f"none of its {len(rows)} rows are in the grid" if n_used == 0
-                    else f"{n_used} of its {len(rows)} rows are in the grid")
-            notes.append(f"{source}: {head}: {'; '.join(reasons)}")
-    return notes
-
-
-def _stem(name: str | None, metric: str, split: str, several: bool) -> str:
-    """Output file stem: NAME, NAME_METRIC when there are several metrics, METRIC_SPLIT without a name."""
-    stem = f"{metric}_{split}" if not name else f"{name}_{metric}" if several else name
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-") or "grid"  # a safe file name
 
 
 def parse_keys(text: str | None) -> list[str] | None:

@@ -197,7 +197,7 @@ def write_plot(kind: str, paths: Sequence[str | Path], out: Path, name: str | No
         kind: "rotation" or "layers".
         paths: results files or folders (grids.load_results).
         name: file stem; None gives "<kind>_<split>".
-        split, filters, strict, task_order: as in grids.write_report; the metric is spearman_cosine.
+        split, filters, strict, task_order: as in write.write_report; the metric is spearman_cosine.
     Returns:
         the four written paths.
     Raises:

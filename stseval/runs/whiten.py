@@ -60,7 +60,7 @@ def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
     """Run every (model, task, pooling, method, dims, fit_on) cell not yet in the results file.
 
     Returns:
-        the long-format results CSV and the rows computed now (grids: stseval.report.grids.write_run_grid).
+        the long-format results CSV and the rows computed now (grids: stseval.report.write.write_run_grid).
     Raises:
         StsevalError naming the option: --dims above the model's size, a --fit-on too small for --dims,
         an unwritable --out or --save-kernel, rows of other data or weights in --out.
