@@ -932,62 +932,6 @@ def _provenance_lines(provenance: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------- report
 
 
-SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
-              "learning_rate", "epochs")
-"""What a seed summary keeps apart; everything else about a cell but the seed (and train_on, whose
-sentence sample is drawn by the seed) must agree for its seeds to be averaged."""
-
-
-def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
-    """Mean and sample standard deviation over seeds of each cell, x 100: one row per setting, tasks as columns.
-
-    Args:
-        frame: resolved long rows (see resolve_duplicates).
-        metric, split: the rows to summarise.
-    Returns:
-        columns SEED_GROUP + ["seeds"] + for each task "<task>" (mean), "<task> sd", "<task> n"; a
-        setting run with one seed has sd NaN.
-    """
-    rows = select_rows(frame, metric, split)
-    rows = rows[rows["status"].astype(str) != NA]
-    if rows.empty:
-        raise StsevalError(f"--over-seeds: no {metric} rows on the {split!r} split")
-    rows = rows.assign(**{key: _text(rows[key]) for key in SEED_GROUP}, task=_text(rows["task"]),
-                       seed=_text(rows["seed"]), value=100 * rows["value"].astype(float))
-    records = []
-    for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
-        record = dict(zip(SEED_GROUP, keys, strict=True))
-        record["seeds"] = ",".join(sorted(set(group["seed"]), key=lambda seed: (len(seed), seed)))
-        for task in _ordered("task", set(group["task"])):
-            values = group.loc[group["task"] == task, "value"].to_numpy()
-            record[task] = round(float(values.mean()), 2)
-            record[f"{task} sd"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else float("nan")
-            record[f"{task} n"] = len(values)
-        records.append(record)
-    summary = pd.DataFrame(records)
-    varying = [key for key in SEED_GROUP if summary[key].nunique() > 1 or key in ("method",)]
-    return summary[[*varying, "seeds", *[c for c in summary.columns if c not in SEED_GROUP and c != "seeds"]]]
-
-
-def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
-    """The summary as a markdown table: "mean ± sd (n)" per task."""
-    tasks = [column for column in summary.columns if column in TASK_ORDER]
-    keys = [column for column in summary.columns if column not in tasks and not column.endswith((" sd", " n"))]
-    lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |",
-             "|" + "---|" * len(keys) + "---:|" * len(tasks)]
-    for _, record in summary.iterrows():
-        cells = [_md(str(record[key])) for key in keys]
-        for task in tasks:
-            if pd.isna(record[task]):
-                cells.append("")
-            elif pd.isna(record[f"{task} sd"]):
-                cells.append(f"{record[task]:.2f} (1)")
-            else:
-                cells.append(f"{record[task]:.2f} ± {record[f'{task} sd']:.2f} ({int(record[f'{task} n'])})")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nmean ± sample sd over seeds (number of seeds), x 100.\n"
-
-
 def parse_keys(text: str | None) -> list[str] | None:
     """'model, pooling' -> ["model", "pooling"] for --rows / --cols; None or "" -> None."""
     keys = [key.strip() for key in (text or "").split(",") if key.strip()]

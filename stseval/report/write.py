@@ -38,10 +38,9 @@ from stseval.report.grids import (
     load_results,
     plot_heatmap,
     resolve_duplicates,
-    seed_summary,
-    seed_summary_markdown,
     select_rows,
 )
+from stseval.report.seeds import seed_summary, seed_summary_markdown
 from stseval.runs.results import write_frame
 
 
