@@ -425,7 +425,7 @@ def simcse_train(
             device=device, curve_pairs=curve_pairs, eval_steps=eval_steps)
         from stseval.common.library_log import libraries_to_log
         from stseval.evaluation.scoring import split_label
-        from stseval.report.grids import write_curve_plots
+        from stseval.report.drawing import write_curve_plots
         from stseval.report.write import write_run_grid
         from stseval.runs.simcse import is_main_process, run_simcse
 
@@ -617,7 +617,7 @@ def index_sweep(
             model=model, tasks=tasks_option, pooling=pooling, split=split, prefix=prefix, dims=dims, methods=methods,
             factory=index, search_params=search_params, top_k=top_k, limit=limit, threads=threads, out=out,
             data_dir=data_dir, batch_size=batch_size, seed=seed)
-        from stseval.report.grids import write_sweep_plot
+        from stseval.report.drawing import write_sweep_plot
         from stseval.runs.retrieval import SWEEP_PNG, sweep
 
         output = sweep(run, log=lambda message: typer.echo(message, err=True))

@@ -285,7 +285,7 @@ def test_build_then_search_and_refuse_mismatched_encoder(tmp_path, tiny_models, 
 
 
 def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny_data_dir):
-    from stseval.report.grids import write_sweep_plot
+    from stseval.report.drawing import write_sweep_plot
     from stseval.runs.retrieval import SWEEP_CSV, SWEEP_METRICS, SWEEP_PNG, sweep
     from stseval.runs.specs import parse_sweep_run
 

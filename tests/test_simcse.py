@@ -295,7 +295,7 @@ def _queue_options(tiny_bert: Path, sts_b_dir: Path, tmp_path: Path, **overrides
 
 def _run_queue(log=lambda line: None, **options):
     """specs.parse_simcse_run + simcse.run_simcse, as the CLI calls them; the curves drawn as the CLI does."""
-    from stseval.report.grids import write_curve_plots
+    from stseval.report.drawing import write_curve_plots
     from stseval.runs import simcse as simcse_run
     from stseval.runs.specs import parse_simcse_run
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, write_text_atomic
+from stseval.report.drawing import plot_heatmap
 from stseval.report.grids import (
     DEFAULT_COLS,
     REFERENCE_METRIC,
@@ -36,7 +37,6 @@ from stseval.report.grids import (
     grid_to_csv_frame,
     grid_to_markdown,
     load_results,
-    plot_heatmap,
     resolve_duplicates,
     select_rows,
 )

@@ -1,7 +1,7 @@
 """`stseval index build / search / sweep`: encode a corpus, index it, query it, and sweep dimensions.
 
 The array work (building, searching, metrics, truncation, whitening) lives in `stseval.methods.index`; this
-module loads encoders and data, writes index folders and result rows (stseval.report.grids draws the sweep plot).
+module loads encoders and data, writes index folders and result rows (stseval.report.drawing draws the sweep plot).
 
 The sweep compares ways to shrink 384-d vectors to k dims for retrieval on each task's split:
 raw truncation (first k coordinates, renormalised; no PCA), PCA (the corpus's top k principal axes,
@@ -55,7 +55,7 @@ DEFAULT_MAX_LENGTH = 64
 SWEEP_DIMS: tuple[int | None, ...] = (None, 256, 128, 64, 32)  # None = the model's full size
 SWEEP_METRICS = ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10", "qps", "build_s", "index_bytes")
 SWEEP_CSV = "retrieval.csv"
-SWEEP_PNG = "retrieval.png"  # drawn by stseval.report.grids.write_sweep_plot
+SWEEP_PNG = "retrieval.png"  # drawn by stseval.report.drawing.write_sweep_plot
 FITTED_METHODS = {"whitening": (1.0, 1.0), "pca": (0.0, 0.0)}
 """The sweep's methods fitted on the corpus, with their (beta, gamma): pca rotates onto the top k axes only."""
 
@@ -299,7 +299,7 @@ def sweep(run: SweepRun, log: Callable[[str], None] = print) -> RunOutput:
     For each task: encode every unique sentence of the split once, fit whitening on those vectors,
     then for each (method, k) build a `factory` index over the k-dim vectors and search it with
     the positive pairs' sentence1 (index.retrieval_set). Rows go to out_dir/retrieval.csv in long
-    format as each task finishes (a re-run skips finished cells); stseval.report.grids.write_sweep_plot
+    format as each task finishes (a re-run skips finished cells); stseval.report.drawing.write_sweep_plot
     draws recall@10 and QPS against k with Su's 8.33 ln N line.
 
     Args:

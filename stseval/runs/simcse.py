@@ -13,7 +13,7 @@ A cell is one SimCSE run. For each one not yet in the results file:
 The run follows stseval/runs/plan.py: per task one unit of raw cells and one unit per trained cell.
 Rows go to the long-format results file as soon as a cell is done (results.ResultsFile), so Ctrl-C
 loses at most the cell in progress, and a re-run skips finished cells. Training curves are copied beside
-the results (curves/<run>.csv); stseval.report.grids draws them.
+the results (curves/<run>.csv); stseval.report.drawing draws them.
 
 Our data has no train split for ATEC, LCQMC and PAWSX, so `--train-on all-available` (the default,
 like Su's train+valid+test) means valid+test there: the model sees the test sentences, without
@@ -129,7 +129,7 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
 
     Returns:
         the results CSV, the rows computed now and the training curves for
-        stseval.report.grids.write_curve_plots.
+        stseval.report.drawing.write_curve_plots.
     Raises:
         StsevalError naming the option: an unwritable --out or --runs-dir, a pooling the model lacks,
         an empty --train-on file, rows of other data or weights in --out (before any training).
