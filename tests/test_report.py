@@ -12,11 +12,11 @@ from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASKS
 from stseval.report.grids import (
     build_grid,
-    grid_to_markdown,
     load_results,
     parse_keys,
     resolve_duplicates,
 )
+from stseval.report.tables import grid_to_markdown
 from stseval.report.write import write_report
 from stseval.runs.results import ResultRow, rows_to_frame, write_frame
 

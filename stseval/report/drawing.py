@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from stseval.common.fileio import atomic_path
-from stseval.report.grids import AVG, WEIGHTED_AVG, _number_text, _ordered, value_columns
+from stseval.report.grids import AVG, WEIGHTED_AVG, _ordered
+from stseval.report.tables import _number_text, value_columns
 from stseval.runs.results import cell_key, read_rows
 
 PNG_DPI = 100

@@ -34,12 +34,11 @@ from stseval.report.grids import (
     apply_filters,
     build_grid,
     collect_provenance,
-    grid_to_csv_frame,
-    grid_to_markdown,
     load_results,
     resolve_duplicates,
     select_rows,
 )
+from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
 from stseval.runs.results import write_frame
 
 METRIC = "spearman_cosine"

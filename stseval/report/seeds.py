@@ -13,7 +13,8 @@ from __future__ import annotations
 import pandas as pd
 
 from stseval.common.errors import StsevalError
-from stseval.report.grids import NA, TASK_ORDER, _md, _ordered, _text, select_rows
+from stseval.report.grids import NA, TASK_ORDER, _ordered, _text, select_rows
+from stseval.report.tables import _md
 
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
               "learning_rate", "epochs")

@@ -34,13 +34,12 @@ from stseval.report.grids import (
     apply_filters,
     build_grid,
     collect_provenance,
-    grid_to_csv_frame,
-    grid_to_markdown,
     load_results,
     resolve_duplicates,
     select_rows,
 )
 from stseval.report.seeds import seed_summary, seed_summary_markdown
+from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
 from stseval.runs.results import write_frame
 
 
