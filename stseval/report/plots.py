@@ -33,11 +33,11 @@ from stseval.report.grids import (
     _text,
     apply_filters,
     build_grid,
-    collect_provenance,
     load_results,
     resolve_duplicates,
     select_rows,
 )
+from stseval.report.provenance import collect_provenance
 from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
 from stseval.runs.results import write_frame
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stseval.report.grids import CI_HIGH, CI_LOW, _provenance_lines, _summary_line
+from stseval.report.grids import CI_HIGH, CI_LOW
+from stseval.report.provenance import _provenance_lines, _summary_line
 
 
 def value_columns(grid: pd.DataFrame) -> list[str]:

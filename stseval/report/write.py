@@ -29,15 +29,14 @@ from stseval.report.grids import (
     REFERENCE_METRIC,
     _order_key,
     _ordered,
-    _summary_line,
     _text,
     apply_filters,
     build_grid,
-    collect_provenance,
     load_results,
     resolve_duplicates,
     select_rows,
 )
+from stseval.report.provenance import _summary_line, collect_provenance
 from stseval.report.seeds import seed_summary, seed_summary_markdown
 from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
 from stseval.runs.results import write_frame
