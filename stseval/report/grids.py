@@ -283,6 +283,24 @@ def build_grid(
     check_consistent(ours)
     cols = list(cols)
     row_keys = _row_keys(ours, rows, cols, split)
+    _check_keys(ours, row_keys, cols)
+    cells = _with_reference(ours, reference, metric, split, row_keys + cols)
+    _check_one_row_per_cell(cells, row_keys + cols)
+    cells = _cell_fields(cells, scale)
+    order, is_ours = _row_order(cells, row_keys)
+    index = pd.MultiIndex.from_tuples(order, names=row_keys) if len(row_keys) > 1 else pd.Index(
+        [key[0] for key in order], name=row_keys[0])
+    column_keys = _sorted_keys(cells, cols, task_order)
+    fields = _pivot(cells, row_keys, cols, index, column_keys)
+    out = _grid_columns(fields, column_keys, ci)
+    if cols == ["task"]:
+        out[AVG], out[WEIGHTED_AVG] = _averages(fields["_value"], fields["_status"],
+                                                _fill_weights(fields["_weight"], is_ours))
+    return pd.DataFrame({name: list(column) for name, column in out.items()}, index=index)
+
+
+def _check_keys(ours: pd.DataFrame, row_keys: list[str], cols: list[str]) -> None:
+    """Raise naming --rows or --cols when a key is no column of the rows, none is given, or both share one."""
     for option, keys in (("--rows", row_keys), ("--cols", cols)):
         unknown = [key for key in keys if key not in ours.columns]
         if unknown or not keys:
@@ -291,47 +309,57 @@ def build_grid(
     if set(row_keys) & set(cols):
         raise StsevalError(f"--rows and --cols share {', '.join(sorted(set(row_keys) & set(cols)))}")
 
+
+def _with_reference(ours: pd.DataFrame, reference: Sequence[str] | None, metric: str, split: str | None,
+                    keys: list[str]) -> pd.DataFrame:
+    """Our rows, then the published rows of `reference` (if any); `_reference` tells them apart."""
     cells = ours.assign(_reference=False)
     if reference:
         if metric != REFERENCE_METRIC:
             raise StsevalError(f"--reference: published tables hold {REFERENCE_METRIC} only, not {metric}")
         published = _normalized(reference_rows(reference, ours, split))
         cells = pd.concat([cells, published.assign(_reference=True)], ignore_index=True)
-        for key in row_keys + cols:  # published rows lack run-only columns such as seed
+        for key in keys:  # published rows lack run-only columns such as seed
             cells[key] = _text(cells[key])
-    _check_one_row_per_cell(cells, row_keys + cols)
+    return cells
 
+
+_FIELDS = ("_value", "_status", "_low", "_high", "_weight")  # what _cell_fields adds and _pivot spreads out
+
+
+def _cell_fields(cells: pd.DataFrame, scale: float) -> pd.DataFrame:
+    """Add _FIELDS: value and interval x scale where the status is ok, the status text where not, pair weight."""
     ok = cells["status"].isin(["ok", ""])
     weights = cells["n_pairs"].where(cells["n_pairs"] > 0)
-    cells = cells.assign(
+    return cells.assign(
         _value=cells["value"].where(ok) * scale, _status=cells["status"].where(~ok, ""),
         _low=cells["ci_low"].where(ok) * scale, _high=cells["ci_high"].where(ok) * scale, _weight=weights,
     )
-    order, is_ours = _row_order(cells, row_keys)
-    index = pd.MultiIndex.from_tuples(order, names=row_keys) if len(row_keys) > 1 else pd.Index(
-        [key[0] for key in order], name=row_keys[0])
-    column_keys = _sorted_keys(cells, cols, task_order)
+
+
+def _pivot(cells: pd.DataFrame, row_keys: list[str], cols: list[str], index: pd.Index,
+           column_keys: list[tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """Each of _FIELDS as an (n_rows, n_columns) array in grid order: float, status as text ("" where ok)."""
     columns = pd.MultiIndex.from_tuples(column_keys) if len(cols) > 1 else pd.Index([key[0] for key in column_keys])
-    wide = cells.pivot(index=row_keys, columns=cols, values=["_value", "_status", "_low", "_high", "_weight"])
-    wide = wide.reindex(index)
-
-    def block(name: str, dtype=float) -> np.ndarray:
-        """(n_rows, n_columns) array of one pivoted field, in grid order."""
+    wide = cells.pivot(index=row_keys, columns=cols, values=list(_FIELDS)).reindex(index)
+    fields: dict[str, np.ndarray] = {}
+    for name in _FIELDS:
         field = cast(pd.DataFrame, wide[name])  # a top level of the column MultiIndex: a frame, not a Series
-        return field.reindex(columns=columns).to_numpy(dtype=dtype, copy=True)  # writable under copy-on-write
+        fields[name] = field.reindex(columns=columns).to_numpy(  # writable under copy-on-write
+            dtype=object if name == "_status" else float, copy=True)
+    fields["_status"][pd.isna(fields["_status"])] = ""
+    return fields
 
-    values, lows, highs = block("_value"), block("_low"), block("_high")
-    status = block("_status", object)
-    status[pd.isna(status)] = ""
+
+def _grid_columns(fields: dict[str, np.ndarray], column_keys: list[tuple[str, ...]], ci: bool) -> dict[str, list]:
+    """The grid's columns by label ("ATEC", "A/B" for several keys): cells, and with ci each interval after it."""
     out: dict[str, list] = {}
     for j, column_key in enumerate(column_keys):
         label = "/".join(column_key)
-        out[label] = _cells(values[:, j], status[:, j])
+        out[label] = _cells(fields["_value"][:, j], fields["_status"][:, j])
         if ci:
-            out[label + CI_LOW], out[label + CI_HIGH] = _round(lows[:, j]), _round(highs[:, j])
-    if cols == ["task"]:
-        out[AVG], out[WEIGHTED_AVG] = _averages(values, status, _fill_weights(block("_weight"), is_ours))
-    return pd.DataFrame({name: list(column) for name, column in out.items()}, index=index)
+            out[label + CI_LOW], out[label + CI_HIGH] = _round(fields["_low"][:, j]), _round(fields["_high"][:, j])
+    return out
 
 
 def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | None = "test") -> pd.DataFrame:
