@@ -91,11 +91,7 @@ def write_report(
     if reference and REFERENCE_METRIC not in metrics:
         raise StsevalError(
             f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
-    grids = []
-    for metric in metrics:
-        used_reference = list(reference) if metric == REFERENCE_METRIC else []
-        grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference, task_order=task_order)
-        grids.append((metric, used_reference, grid, select_rows(resolved, metric, split)))
+    grids = [_metric_grid(resolved, metric, rows, cols, split, ci, reference, task_order) for metric in metrics]
     notes = left_out_notes(loaded, frame, pd.concat([used for *_, used in grids]), split, metrics, filters)
     if log is not None:
         for note in notes:
@@ -112,20 +108,41 @@ def write_report(
         provenance = collect_provenance(used, grid, settings, used_reference)
         stem = _stem(name, metric, split, several=len(metrics) > 1)
         title = f"{metric} x 100, {split} split"
-        paths_out = [out / f"{stem}{suffix}" for suffix in (".csv", ".md", ".png", ".provenance.json")]
-        write_frame(grid_to_csv_frame(grid), paths_out[0])
-        write_text_atomic(grid_to_markdown(grid, best, provenance, title), paths_out[1])
-        plot_heatmap(grid, paths_out[2], title)
-        write_text_atomic(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", paths_out[3])
-        written += paths_out
+        written += _write_grid_files(grid, provenance, out, stem, title, best)
         if over_seeds:
-            summary = seed_summary(resolved, metric, split)
-            seeds_out = [out / f"{stem}_seeds{suffix}" for suffix in (".csv", ".md")]
-            write_frame(summary, seeds_out[0])
-            write_text_atomic(seed_summary_markdown(summary, f"{title}, over seeds") + "\n"
-                              + _summary_line(provenance) + "\n", seeds_out[1])
-            written += seeds_out
+            written += _write_seed_files(resolved, metric, split, provenance, out, f"{stem}_seeds", title)
     return written
+
+
+def _metric_grid(resolved: pd.DataFrame, metric: str, rows: Sequence[str] | None, cols: Sequence[str], split: str,
+                 ci: bool, reference: Sequence[str], task_order: Sequence[str] | None,
+                 ) -> tuple[str, list[str], pd.DataFrame, pd.DataFrame]:
+    """(metric, the reference tables used, its grid, our rows the grid shows); only spearman_cosine gets references."""
+    used_reference = list(reference) if metric == REFERENCE_METRIC else []
+    grid = build_grid(resolved, rows, cols, metric, split, ci, used_reference, task_order=task_order)
+    return metric, used_reference, grid, select_rows(resolved, metric, split)
+
+
+def _write_grid_files(grid: pd.DataFrame, provenance: dict, out: Path, stem: str, title: str,
+                      best: bool) -> list[Path]:
+    """Write `<out>/<stem>.csv`, `.md`, `.png` and `.provenance.json` of one grid, in that order; returns them."""
+    paths = [out / f"{stem}{suffix}" for suffix in (".csv", ".md", ".png", ".provenance.json")]
+    write_frame(grid_to_csv_frame(grid), paths[0])
+    write_text_atomic(grid_to_markdown(grid, best, provenance, title), paths[1])
+    plot_heatmap(grid, paths[2], title)
+    write_text_atomic(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", paths[3])
+    return paths
+
+
+def _write_seed_files(resolved: pd.DataFrame, metric: str, split: str, provenance: dict, out: Path, stem: str,
+                      title: str) -> list[Path]:
+    """Write `<out>/<stem>.csv` and `.md`: the metric's cells as mean +- sd over seeds; returns them."""
+    summary = seed_summary(resolved, metric, split)
+    paths = [out / f"{stem}{suffix}" for suffix in (".csv", ".md")]
+    write_frame(summary, paths[0])
+    write_text_atomic(seed_summary_markdown(summary, f"{title}, over seeds") + "\n"
+                      + _summary_line(provenance) + "\n", paths[1])
+    return paths
 
 
 def write_run_grid(results_path: Path, out: Path, split: str, task_order: Sequence[str] | None = None) -> str:
