@@ -1,22 +1,21 @@
-"""Wide grids (CSV, markdown, PNG) built from long-format result rows, with how they were produced.
+"""Wide grids from long-format result rows: read, filter and resolve the rows, then pivot them.
 
 A grid is a view of results rows: one row per (model, pooling, method, dims, ...), one column per task
 in `TASKS` order plus the plain `avg` and the pair-weighted `w-avg`, each cell the metric x 100 rounded
 to two decimals. Grids are written for people to read, paste and diff; they are never read back as a
-source. Every grid, markdown and plot stseval writes comes from here: the commands' own grids
-(`write_run_grid`), SimCSE training curves (`write_curve_plots`) and the retrieval sweep plot
-(`write_sweep_plot`). Each step is a plain function:
+source. Each step is a plain function:
 
-    load_results -> apply_filters -> resolve_duplicates -> build_grid -> grid_to_markdown / plot_heatmap
+    load_results -> apply_filters -> resolve_duplicates -> build_grid
 
-`write_report` runs the whole chain and writes `<out>/<name>.csv`, `.md`, `.png` and
-`.provenance.json`. The same rows always give the same bytes: nothing in the output comes from the
-clock or the machine, only from the rows.
+This module is the upstream end of stseval.report; the others import it, never the other way round:
+`provenance` (how a grid was produced), `tables` (the grid as CSV and markdown text), `drawing` (heatmap,
+training-curve and sweep PNGs), `seeds` (mean +- sd over seeds), `plots` (the whitening studies' plots)
+and `write` (`write_report` and `write_run_grid`, which run the chain and write the files).
 
 Example:
     >>> frame = resolve_duplicates(load_results(["results/whitening"]))
     >>> grid = build_grid(frame, reference=["su2021:BERT"])
-    >>> print(grid_to_markdown(grid, best=True))
+    >>> print(tables.grid_to_markdown(grid, best=True))
 """
 
 from __future__ import annotations
