@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from stseval.common.fileio import atomic_path
-from stseval.report.grids import AVG, WEIGHTED_AVG, _ordered
-from stseval.report.tables import _number_text, value_columns
+from stseval.report.grids import AVG, WEIGHTED_AVG, in_order
+from stseval.report.tables import number_text, value_columns
 from stseval.runs.results import cell_key, read_rows
 
 PNG_DPI = 100
@@ -70,7 +70,7 @@ def plot_heatmap(grid: pd.DataFrame, path: Path, title: str = "") -> None:
                 interpolation="nearest")
     for i in range(len(grid)):
         for j, column in enumerate(columns):
-            text = _number_text(grid[column].iloc[i])
+            text = number_text(grid[column].iloc[i])
             dark = np.isfinite(shade[i, j]) and shade[i, j] > 0.6
             axes.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     axes.set_xticks(range(len(columns)), columns, fontsize=9)
@@ -141,7 +141,7 @@ def plot_sweep(frame: pd.DataFrame, path: Path) -> None:
     frame = frame.assign(n_dims=pd.to_numeric(frame["n_dims"], errors="coerce").fillna(0).astype(int),
                          n_corpus=pd.to_numeric(frame["n_corpus"], errors="coerce").fillna(0).astype(int),
                          value=pd.to_numeric(frame["value"], errors="coerce"))
-    task_names = _ordered("task", set(frame["task"]))  # columns in TASKS order, like every grid
+    task_names = in_order("task", set(frame["task"]))  # columns in TASKS order, like every grid
     figure = Figure(figsize=(3.6 * len(task_names) + 0.8, 6.4), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.subplots(2, len(task_names), squeeze=False)

@@ -151,9 +151,10 @@ def apply_filters(frame: pd.DataFrame, filters: Sequence[str]) -> pd.DataFrame:
         patterns.setdefault(key, []).append(pattern)
     keep = pd.Series(True, index=frame.index)
     for key, wanted in patterns.items():
-        matches = _text(frame[key]).map(lambda value, wanted=wanted: any(fnmatch.fnmatchcase(value, p) for p in wanted))
+        matches = as_text(frame[key]).map(
+            lambda value, wanted=wanted: any(fnmatch.fnmatchcase(value, p) for p in wanted))
         if not matches.any():
-            values = sorted(set(_text(frame[key])))
+            values = sorted(set(as_text(frame[key])))
             shown = ", ".join(repr(v) for v in values[:12]) + (", ..." if len(values) > 12 else "")
             raise StsevalError(f"--filter {key}={' / '.join(wanted)}: no row matches; {key} takes {shown}")
         keep &= matches
@@ -188,7 +189,7 @@ def resolve_duplicates(frame: pd.DataFrame, strict: bool = False) -> pd.DataFram
         raise StsevalError(
             f"{n_cells} result cell(s) appear more than once (re-runs?), e.g. {_describe(first)}: "
             f"{_locations(group)}; drop --strict to keep the latest created_at of each, or --filter one run")
-    created = pd.to_datetime(_text(frame["created_at"]), utc=True, errors="coerce", format="ISO8601")
+    created = pd.to_datetime(as_text(frame["created_at"]), utc=True, errors="coerce", format="ISO8601")
     oldest_first = created.sort_values(kind="mergesort", na_position="first").index
     latest = frame.loc[oldest_first].drop_duplicates(subset=list(CELL_KEY), keep="last")
     return frame[frame.index.isin(latest.index)]
@@ -200,15 +201,15 @@ def select_rows(frame: pd.DataFrame, metric: str = "spearman_cosine", split: str
     Raises:
         StsevalError naming --metric or --split, with the values present, when nothing is left.
     """
-    metrics = _text(frame["metric"])
+    metrics = as_text(frame["metric"])
     if metric not in set(metrics):
         raise StsevalError(f"--metric {metric!r}: no rows have it; present: {', '.join(sorted(set(metrics)))}")
     chosen = frame[metrics == metric]
     if split not in (None, "all"):
-        splits = _text(chosen["split"])
+        splits = as_text(chosen["split"])
         if split not in set(splits):
             raise StsevalError(f"--split {split!r}: no {metric} rows for it; the rows have split "
-                               f"{', '.join(_ordered('split', set(splits)))} (or give --split all)")
+                               f"{', '.join(in_order('split', set(splits)))} (or give --split all)")
         chosen = chosen[splits == split]
     return chosen
 
@@ -221,14 +222,14 @@ def check_consistent(frame: pd.DataFrame) -> None:
     Raises:
         StsevalError naming the conflicting values and where they came from, and the --filter to pick one.
     """
-    sha = _text(frame["data_sha256"])
+    sha = as_text(frame["data_sha256"])
     recorded = frame[sha != ""]
-    for (task, split), group in recorded.groupby([_text(recorded["task"]), _text(recorded["split"])], sort=False):
-        if _text(group["data_sha256"]).nunique() > 1:
+    for (task, split), group in recorded.groupby([as_text(recorded["task"]), as_text(recorded["split"])], sort=False):
+        if as_text(group["data_sha256"]).nunique() > 1:
             raise StsevalError(
                 f"{task} {split}: rows come from different data files ({_values_with_sources(group, 'data_sha256')}); "
                 "a grid never mixes them: rerun on one copy of the data or pick one with --filter data_sha256=...")
-    versions = _text(frame["versions"])
+    versions = as_text(frame["versions"])
     if versions[versions != ""].nunique() > 1:
         raise StsevalError(
             f"rows come from different library versions ({_values_with_sources(frame[versions != ''], 'versions')}); "
@@ -278,7 +279,7 @@ def build_grid(
         StsevalError when the metric or split has no rows, data checksums or library versions are
         mixed, a key is unknown, or two rows fall into one cell (naming the columns they differ in).
     """
-    ours = _normalized(select_rows(frame, metric, split))
+    ours = normalized_rows(select_rows(frame, metric, split))
     check_consistent(ours)
     cols = list(cols)
     row_keys = _row_keys(ours, rows, cols, split)
@@ -316,10 +317,10 @@ def _with_reference(ours: pd.DataFrame, reference: Sequence[str] | None, metric:
     if reference:
         if metric != REFERENCE_METRIC:
             raise StsevalError(f"--reference: published tables hold {REFERENCE_METRIC} only, not {metric}")
-        published = _normalized(reference_rows(reference, ours, split))
+        published = normalized_rows(reference_rows(reference, ours, split))
         cells = pd.concat([cells, published.assign(_reference=True)], ignore_index=True)
         for key in keys:  # published rows lack run-only columns such as seed
-            cells[key] = _text(cells[key])
+            cells[key] = as_text(cells[key])
     return cells
 
 
@@ -392,10 +393,10 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     if split not in (None, "all"):
         published = published[published_split == split]
         published_split = published_split[published.index]
-    comparable = set(zip(_text(ours["pooling"]), _text(ours["method"]), _text(ours["dims"]), strict=True))
+    comparable = set(zip(as_text(ours["pooling"]), as_text(ours["method"]), as_text(ours["dims"]), strict=True))
     matches = [(p, m, d) in comparable
                for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
-    keep = np.array(matches, dtype=bool) & published["task"].isin(set(_text(ours["task"]))).to_numpy()
+    keep = np.array(matches, dtype=bool) & published["task"].isin(set(as_text(ours["task"]))).to_numpy()
     if not keep.any():
         offered = sorted(set(zip(published["pooling"], published["method"], published["dims"], strict=True)))
         raise StsevalError(
@@ -431,9 +432,9 @@ def _row_keys(ours: pd.DataFrame, rows: Sequence[str] | None, cols: list[str], s
     """The row keys given, or the defaults plus the optional keys that vary in these rows."""
     if rows:
         return list(rows)
-    keys = list(DEFAULT_ROWS) + [key for key in VARYING_ROWS if _text(ours[key]).nunique() > 1]
-    keys += [key for key in EXPONENT_ROWS if key in ours.columns and len(set(_text(ours[key])) - {""}) > 1]
-    if split in (None, "all") and _text(ours["split"]).nunique() > 1 and "split" not in cols:
+    keys = list(DEFAULT_ROWS) + [key for key in VARYING_ROWS if as_text(ours[key]).nunique() > 1]
+    keys += [key for key in EXPONENT_ROWS if key in ours.columns and len(set(as_text(ours[key])) - {""}) > 1]
+    if split in (None, "all") and as_text(ours["split"]).nunique() > 1 and "split" not in cols:
         keys.append("split")
     return [key for key in keys if key not in cols]
 
@@ -445,32 +446,32 @@ def _check_one_row_per_cell(cells: pd.DataFrame, keys: list[str]) -> None:
         return
     first = cells.loc[clash, keys].iloc[0]
     group = cells[clash & (cells[keys] == first).all(axis=1)]
-    differ = [c for c in CELL_KEY if c not in keys and _text(group[c]).nunique() > 1]
+    differ = [c for c in CELL_KEY if c not in keys and as_text(group[c]).nunique() > 1]
     hint = (f"they differ in {', '.join(differ)}: add one to --rows or pick with --filter {differ[0]}=..."
             if differ else "they are re-runs of one result cell: resolve them with resolve_duplicates() first")
     raise StsevalError(f"{len(group)} rows fall into one grid cell ({_describe(first)}); {hint}")
 
 
-def _normalized(frame: pd.DataFrame) -> pd.DataFrame:
+def normalized_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy with text key columns and numeric value columns, whatever way the frame was built."""
     frame = frame.copy()
     for column in frame.columns:
         if column in ("value", "ci_low", "ci_high", "n_pairs", "seconds", "source_line"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
         elif not column.startswith("_"):
-            frame[column] = _text(frame[column])
+            frame[column] = as_text(frame[column])
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = np.nan if column in ("value", "ci_low", "ci_high", "n_pairs", "seconds") else ""
     return frame
 
 
-def _text(series: pd.Series) -> pd.Series:
+def as_text(series: pd.Series) -> pd.Series:
     """Values as strings, missing ones as ""."""
     return series.astype(object).where(series.notna(), "").astype(str)
 
 
-def _order_key(column: str, value: str) -> tuple:
+def order_key(column: str, value: str) -> tuple:
     """Sort key: known orders first (tasks, poolings, methods, splits; dims full, then largest), then text."""
     known = _KNOWN_ORDER.get(column, ())
     if value in known:
@@ -483,8 +484,8 @@ def _order_key(column: str, value: str) -> tuple:
     return (1, 0.0, value.lower(), value)
 
 
-def _ordered(column: str, values) -> list[str]:
-    return sorted(values, key=lambda value: _order_key(column, value))
+def in_order(column: str, values) -> list[str]:
+    return sorted(values, key=lambda value: order_key(column, value))
 
 
 def _sorted_keys(cells: pd.DataFrame, keys: list[str],
@@ -496,7 +497,7 @@ def _sorted_keys(cells: pd.DataFrame, keys: list[str],
     def key_of(column: str, value: str) -> tuple:
         if column == "task" and value in first:
             return (-1, float(first[value]), "", value)
-        return _order_key(column, value)
+        return order_key(column, value)
 
     return sorted(tuples, key=lambda t: tuple(key_of(k, v) for k, v in zip(keys, t, strict=True)))
 
@@ -577,8 +578,8 @@ def _locations(group: pd.DataFrame) -> str:
 def _values_with_sources(group: pd.DataFrame, column: str) -> str:
     """"'abc' in a.csv (40 rows) vs 'def' in b.csv (5 rows)" for the values of one column."""
     parts = []
-    for value, rows in group.groupby(_text(group[column]), sort=True):
-        files = sorted(set(_text(rows["source_file"]))) if "source_file" in rows.columns else []
+    for value, rows in group.groupby(as_text(group[column]), sort=True):
+        files = sorted(set(as_text(rows["source_file"]))) if "source_file" in rows.columns else []
         where = f" in {', '.join(files)}" if files and files != [""] else ""
         parts.append(f"{value!r}{where} ({len(rows)} rows)")
     return " vs ".join(parts)

@@ -29,10 +29,10 @@ from stseval.common.fileio import atomic_path, check_writable_dir, write_text_at
 from stseval.options import PLOTS, layer_avg_index
 from stseval.report.grids import (
     AVG,
-    _ordered,
-    _text,
     apply_filters,
+    as_text,
     build_grid,
+    in_order,
     load_results,
     resolve_duplicates,
     select_rows,
@@ -57,14 +57,15 @@ def rotation_rows(frame: pd.DataFrame) -> pd.DataFrame:
         StsevalError naming --filter when the rows hold several models, poolings, prefixes or --fit-on
         sources (one plot compares methods for one of each), or none of the methods.
     """
-    methods = _text(frame["method"])
-    plain = (methods == "whitening") & (_text(frame["beta"]) == _WHITENED[0]) & (_text(frame["gamma"]) == _WHITENED[1])
+    methods = as_text(frame["method"])
+    plain = ((methods == "whitening") & (as_text(frame["beta"]) == _WHITENED[0])
+             & (as_text(frame["gamma"]) == _WHITENED[1]))
     rows = frame[methods.isin(["raw", "raw-truncate", "pca"]) | plain]
-    if not _text(rows["method"]).isin(ROTATION_METHODS).any():
+    if not as_text(rows["method"]).isin(ROTATION_METHODS).any():
         raise StsevalError("--plot rotation: no raw-truncate, pca or whitening (beta = gamma = 1) rows left; make "
                            "them with stseval whiten --methods whitening,pca,raw-truncate --dims full,256,128,64,32")
     _one_of(rows, ["model", "pooling", "prefix"], "rotation")
-    _one_of(rows[_text(rows["fit_on"]) != ""], ["fit_on"], "rotation")
+    _one_of(rows[as_text(rows["fit_on"]) != ""], ["fit_on"], "rotation")
     return rows
 
 
@@ -75,16 +76,16 @@ def layer_rows(frame: pd.DataFrame) -> pd.DataFrame:
         StsevalError naming --filter when the rows hold several models or prefixes, or whitening of
         several dims or --fit-on sources; or when no layer-avg row is left.
     """
-    layered = frame[[layer_avg_index(name) is not None for name in _text(frame["pooling"])]]
-    methods = _text(layered["method"])
-    plain = (methods == "whitening") & (_text(layered["beta"]) == _WHITENED[0]) \
-        & (_text(layered["gamma"]) == _WHITENED[1])
+    layered = frame[[layer_avg_index(name) is not None for name in as_text(frame["pooling"])]]
+    methods = as_text(layered["method"])
+    plain = (methods == "whitening") & (as_text(layered["beta"]) == _WHITENED[0]) \
+        & (as_text(layered["gamma"]) == _WHITENED[1])
     rows = layered[(methods == "raw") | plain]
     if rows.empty:
         raise StsevalError("--plot layers: no raw or whitening rows of layer-avg:N poolings left; make them with "
                            "stseval whiten --pooling layer-avg:0-12")
     _one_of(rows, ["model", "prefix"], "layers")
-    _one_of(rows[_text(rows["method"]) == "whitening"], ["dims", "fit_on"], "layers")
+    _one_of(rows[as_text(rows["method"]) == "whitening"], ["dims", "fit_on"], "layers")
     return rows
 
 
@@ -121,7 +122,7 @@ def plot_rotation(grid: pd.DataFrame, path: Path, title: str = "") -> None:
     from matplotlib.figure import Figure
 
     index = grid.index.to_frame(index=False)
-    dims = _ordered("dims", set(index.loc[index["method"] != "raw", "dims"]))  # full, then largest
+    dims = in_order("dims", set(index.loc[index["method"] != "raw", "dims"]))  # full, then largest
     panels = _panels(grid)
     figure = Figure(figsize=(3.0 * len(panels) + 0.6, 3.6), dpi=110)
     FigureCanvasAgg(figure)

@@ -5,7 +5,7 @@ they were made (input files, commands, models and fingerprints, data checksums, 
 seeds, created_at) and, with --reference, the published sources. Nothing in it comes from the clock or
 the machine, so the same rows give the same provenance. `write.write_report` writes it as
 `<name>.provenance.json`; `tables.grid_to_markdown` turns it into the summary line and the
-"How this was produced" footer (`_summary_line`, `_provenance_lines`).
+"How this was produced" footer (`summary_line`, `provenance_lines`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from stseval.report.grids import AVG, _normalized, _order_key, _ordered, _text, reference_rows
+from stseval.report.grids import AVG, as_text, in_order, normalized_rows, order_key, reference_rows
 
 
 def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | None = None,
@@ -32,19 +32,19 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
         fingerprints, data_sha256 per task/split, versions, stseval versions, git commits, seeds,
         created_at first/last, and the published sources.
     """
-    frame = _normalized(rows)
+    frame = normalized_rows(rows)
 
     def distinct(column: str) -> list[str]:
         return sorted(v for v in set(frame[column]) if v)
 
     models = {model: sorted(v for v in set(frame.loc[frame["model"] == model, "model_fingerprint"]) if v)
-              for model in _ordered("model", distinct("model"))}
+              for model in in_order("model", distinct("model"))}
     checksums = {}
     for (task, split), group in frame.groupby(["task", "split"], sort=False):
-        values = sorted(v for v in set(_text(group["data_sha256"])) if v)
+        values = sorted(v for v in set(as_text(group["data_sha256"])) if v)
         checksums[f"{task}/{split}"] = values[0] if len(values) == 1 else values
     checksums = dict(sorted(checksums.items(), key=lambda item: tuple(
-        _order_key(k, v) for k, v in zip(("task", "split"), item[0].split("/", 1), strict=True))))
+        order_key(k, v) for k, v in zip(("task", "split"), item[0].split("/", 1), strict=True))))
     created = pd.to_datetime(frame["created_at"], utc=True, errors="coerce", format="ISO8601").dropna()
     inputs = {}
     if "source_file" in frame.columns:
@@ -71,7 +71,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
     }
     if reference:
         published = reference_rows(reference, frame, settings.get("split", "test") if settings else "test")
-        shown = set(_text(pd.Series(grid.index.get_level_values("model")))) if "model" in grid.index.names else None
+        shown = set(as_text(pd.Series(grid.index.get_level_values("model")))) if "model" in grid.index.names else None
         if shown is not None:
             published = published[published["model"].isin(shown)]
         provenance["reference"] = {
@@ -85,7 +85,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
     return provenance
 
 
-def _summary_line(provenance: dict, titled: bool = False) -> str:
+def summary_line(provenance: dict, titled: bool = False) -> str:
     """One line under the title: what the numbers are (metric and split only when no title says them)."""
     parts = [] if titled else [f"`{provenance.get('metric', '?')}` x {provenance.get('scale', 100):g}",
                                f"split `{provenance.get('split', '?')}`"]
@@ -96,7 +96,7 @@ def _summary_line(provenance: dict, titled: bool = False) -> str:
     return "; ".join(parts) + "."
 
 
-def _provenance_lines(provenance: dict) -> list[str]:
+def provenance_lines(provenance: dict) -> list[str]:
     """The markdown footer: how the grid was produced."""
     def code(values) -> str:
         return ", ".join(f"`{v}`" for v in values) if values else "not recorded"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pandas as pd
 
 from stseval.common.errors import StsevalError
-from stseval.report.grids import NA, TASK_ORDER, _ordered, _text, select_rows
-from stseval.report.tables import _md
+from stseval.report.grids import NA, TASK_ORDER, as_text, in_order, select_rows
+from stseval.report.tables import md_escape
 
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
               "learning_rate", "epochs")
@@ -36,13 +36,13 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
     rows = rows[rows["status"].astype(str) != NA]
     if rows.empty:
         raise StsevalError(f"--over-seeds: no {metric} rows on the {split!r} split")
-    rows = rows.assign(**{key: _text(rows[key]) for key in SEED_GROUP}, task=_text(rows["task"]),
-                       seed=_text(rows["seed"]), value=100 * rows["value"].astype(float))
+    rows = rows.assign(**{key: as_text(rows[key]) for key in SEED_GROUP}, task=as_text(rows["task"]),
+                       seed=as_text(rows["seed"]), value=100 * rows["value"].astype(float))
     records = []
     for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
         record = dict(zip(SEED_GROUP, keys, strict=True))
         record["seeds"] = ",".join(sorted(set(group["seed"]), key=lambda seed: (len(seed), seed)))
-        for task in _ordered("task", set(group["task"])):
+        for task in in_order("task", set(group["task"])):
             values = group.loc[group["task"] == task, "value"].to_numpy()
             record[task] = round(float(values.mean()), 2)
             record[f"{task} sd"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else float("nan")
@@ -60,7 +60,7 @@ def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |",
              "|" + "---|" * len(keys) + "---:|" * len(tasks)]
     for _, record in summary.iterrows():
-        cells = [_md(str(record[key])) for key in keys]
+        cells = [md_escape(str(record[key])) for key in keys]
         for task in tasks:
             if pd.isna(record[task]):
                 cells.append("")

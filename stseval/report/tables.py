@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from stseval.report.grids import CI_HIGH, CI_LOW
-from stseval.report.provenance import _provenance_lines, _summary_line
+from stseval.report.provenance import provenance_lines, summary_line
 
 
 def value_columns(grid: pd.DataFrame) -> list[str]:
@@ -27,7 +27,7 @@ def grid_to_csv_frame(grid: pd.DataFrame) -> pd.DataFrame:
     """The grid as a flat table of text: row keys, then values with two decimals ("" where empty)."""
     flat = grid.reset_index()
     for column in grid.columns:
-        flat[column] = [_number_text(value) for value in grid[column]]
+        flat[column] = [number_text(value) for value in grid[column]]
     return flat
 
 
@@ -56,28 +56,28 @@ def grid_to_markdown(grid: pd.DataFrame, best: bool = False, provenance: dict | 
     if title:
         lines += [f"# {title}", ""]
     if provenance:
-        lines += [_summary_line(provenance, titled=bool(title)), ""]
-    lines.append("| " + " | ".join(_md(str(k)) for k in keys + columns) + " |")
+        lines += [summary_line(provenance, titled=bool(title)), ""]
+    lines.append("| " + " | ".join(md_escape(str(k)) for k in keys + columns) + " |")
     lines.append("|" + "|".join(["---"] * len(keys) + ["---:"] * len(columns)) + "|")
     for position in range(len(grid)):
-        texts = [_md(_key_text(v)) for v in index.iloc[position]]
+        texts = [md_escape(_key_text(v)) for v in index.iloc[position]]
         for column in columns:
             value = grid[column].iloc[position]
-            text = _number_text(value)
+            text = number_text(value)
             if text and column + CI_LOW in grid.columns and isinstance(value, float):
                 low, high = grid[column + CI_LOW].iloc[position], grid[column + CI_HIGH].iloc[position]
                 if np.isfinite(low) and np.isfinite(high):
                     text += f" [{low:.2f}, {high:.2f}]"
             if best and tops.get(column) is not None and isinstance(value, float) and value == tops[column]:
                 text = f"**{text}**"
-            texts.append(_md(text))
+            texts.append(md_escape(text))
         lines.append("| " + " | ".join(texts) + " |")
     if provenance:
-        lines += ["", *_provenance_lines(provenance)]
+        lines += ["", *provenance_lines(provenance)]
     return "\n".join(lines) + "\n"
 
 
-def _number_text(value) -> str:
+def number_text(value) -> str:
     if isinstance(value, str):
         return value
     return "" if value is None or not np.isfinite(value) else f"{value:.2f}"
@@ -88,5 +88,5 @@ def _key_text(value) -> str:
     return f'"{text}"' if text != text.strip() else text  # keep the space of a prefix like "query: " visible
 
 
-def _md(text: str) -> str:
+def md_escape(text: str) -> str:
     return text.replace("|", "\\|")

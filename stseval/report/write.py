@@ -27,16 +27,16 @@ from stseval.report.drawing import plot_heatmap
 from stseval.report.grids import (
     DEFAULT_COLS,
     REFERENCE_METRIC,
-    _order_key,
-    _ordered,
-    _text,
     apply_filters,
+    as_text,
     build_grid,
+    in_order,
     load_results,
+    order_key,
     resolve_duplicates,
     select_rows,
 )
-from stseval.report.provenance import _summary_line, collect_provenance
+from stseval.report.provenance import collect_provenance, summary_line
 from stseval.report.seeds import seed_summary, seed_summary_markdown
 from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
 from stseval.runs.results import write_frame
@@ -87,7 +87,7 @@ def write_report(
     frame = apply_filters(loaded, filters)
     resolved = resolve_duplicates(frame, strict)
     if not metrics:
-        metrics = _ordered("metric", set(_text(resolved["metric"])))
+        metrics = in_order("metric", set(as_text(resolved["metric"])))
     if reference and REFERENCE_METRIC not in metrics:
         raise StsevalError(
             f"--reference: published tables hold {REFERENCE_METRIC} only; add --metric {REFERENCE_METRIC}")
@@ -141,7 +141,7 @@ def _write_seed_files(resolved: pd.DataFrame, metric: str, split: str, provenanc
     paths = [out / f"{stem}{suffix}" for suffix in (".csv", ".md")]
     write_frame(summary, paths[0])
     write_text_atomic(seed_summary_markdown(summary, f"{title}, over seeds") + "\n"
-                      + _summary_line(provenance) + "\n", paths[1])
+                      + summary_line(provenance) + "\n", paths[1])
     return paths
 
 
@@ -176,24 +176,24 @@ def left_out_notes(loaded: pd.DataFrame, filtered: pd.DataFrame, used: pd.DataFr
         test-sample1000, not test (show them with --split test-sample1000, or --split all)".
     """
     notes = []
-    used_counts = _text(used["source_file"]).value_counts() if len(used) else pd.Series(dtype=int)
-    for source, rows in loaded.groupby(_text(loaded["source_file"]), sort=False):
+    used_counts = as_text(used["source_file"]).value_counts() if len(used) else pd.Series(dtype=int)
+    for source, rows in loaded.groupby(as_text(loaded["source_file"]), sort=False):
         n_used = int(used_counts.get(source, 0))
-        kept = filtered[_text(filtered["source_file"]) == source]
-        kept = kept[_text(kept["metric"]).isin(list(metrics))]
+        kept = filtered[as_text(filtered["source_file"]) == source]
+        kept = kept[as_text(kept["metric"]).isin(list(metrics))]
         reasons = []
         if split not in (None, "all"):
-            other = _text(kept["split"])[_text(kept["split"]) != split]
+            other = as_text(kept["split"])[as_text(kept["split"]) != split]
             if len(other):
                 counts = other.value_counts()
                 shown = ", ".join(f"{count} have split {value}" for value, count in
-                                  sorted(counts.items(), key=lambda item: _order_key("split", str(item[0]))))
+                                  sorted(counts.items(), key=lambda item: order_key("split", str(item[0]))))
                 reasons.append(f"{shown}, not {split} (show them with --split {counts.index[0]}, or --split all)")
         if n_used == 0 and not reasons:
-            if len(kept) == 0 and len(filtered[_text(filtered["source_file"]) == source]) == 0:
+            if len(kept) == 0 and len(filtered[as_text(filtered["source_file"]) == source]) == 0:
                 reasons.append(f"no row matches --filter {' '.join(filters)}")
             elif len(kept) == 0:
-                reasons.append(f"its metrics are {', '.join(_ordered('metric', set(_text(rows['metric']))))}, "
+                reasons.append(f"its metrics are {', '.join(in_order('metric', set(as_text(rows['metric']))))}, "
                                f"not {', '.join(metrics)}")
             else:
                 reasons.append("every row is an older re-run of a cell another input holds")
