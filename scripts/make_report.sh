@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 # issue 13's studies (scripts/reproduce_whitening_studies.sh results/whitening_studies results/whitening_encoders): skipped
 # until those results are committed. Lines stay unindented: tests/test_committed_results.py runs each report line.
 if [ -d results/whitening_studies ]; then
-.venv/bin/stseval report results/whitening_studies --out results/report --name whitening_chosen --best --filter method=raw --filter "method=*-chosen"
+.venv/bin/stseval report results/whitening_studies --out results/report --name whitening_chosen --best --filter method=raw --filter "method=*-chosen" --rows model,pooling,method
+.venv/bin/stseval report results/whitening_studies --out results/report --name whitening_chosen_settings --filter "method=*-chosen"
 .venv/bin/stseval report results/whitening_studies --out results/report --name rotation_last-avg --plot rotation --filter pooling=last-avg
 .venv/bin/stseval report results/whitening_studies --out results/report --name rotation_cls --plot rotation --filter pooling=cls
 .venv/bin/stseval report results/whitening_studies --out results/report --name rotation_first-last-avg --plot rotation --filter pooling=first-last-avg
@@ -21,7 +22,9 @@ if [ -d results/whitening_studies ]; then
 fi
 if [ -d results/whitening_encoders ]; then
 .venv/bin/stseval report results/whitening_encoders --out results/report --name whitening_encoders --best --filter beta=1 --filter "beta=" --filter gamma=1 --filter "gamma=" --filter "chosen_on="
-.venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen --best --filter method=raw --filter "method=*-chosen"
+# encoders_chosen: one row per method (the chosen setting may differ by task); _settings: which dims, beta, gamma
+.venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen --best --filter method=raw --filter "method=*-chosen" --rows model,pooling,method
+.venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen_settings --filter "method=*-chosen"
 fi
 # the README shows the main grid: copy its table between the markers
 .venv/bin/python - <<'PY'
