@@ -19,6 +19,7 @@ if [ -d results/whitening_studies ]; then
 .venv/bin/stseval report results/whitening_studies --out results/report --name rotation_cls --plot rotation --filter pooling=cls
 .venv/bin/stseval report results/whitening_studies --out results/report --name rotation_first-last-avg --plot rotation --filter pooling=first-last-avg
 .venv/bin/stseval report results/whitening_studies --out results/report --name layers --plot layers --filter dims=full
+.venv/bin/stseval report results/whitening_studies results/whitening_encoders --out results/report --name chosen_by_encoder --best --filter method=raw --filter "method=*-chosen" --filter pooling=last-avg --filter pooling=cls --filter pooling=sentence --rows model,pooling,method
 fi
 if [ -d results/whitening_encoders ]; then
 .venv/bin/stseval report results/whitening_encoders --out results/report --name whitening_encoders --best --filter beta=1 --filter "beta=" --filter gamma=1 --filter "gamma=" --filter "chosen_on="
