@@ -70,11 +70,13 @@ def test_studies_script_runs_and_its_report_lines_draw_from_its_rows(sample_data
     # the studies' report lines of make_report.sh, on these rows
     lines = [shlex.split(line)[1:] for line in (ROOT / "scripts" / "make_report.sh").read_text().splitlines()
              if line.startswith(".venv/bin/stseval report results/whitening_studies")]
-    assert len(lines) == 5
+    assert len(lines) == 7
     report_dir = tmp_path / "report"
+    paths = {"results/whitening_studies": str(out), "results/report": str(report_dir)}
     for args in lines:
-        args = [str(out) if arg == "results/whitening_studies" else str(report_dir) if arg == "results/report"
-                else arg for arg in args]
+        # every stand-in model is the same tiny BERT, so the grid across both folders (chosen_by_encoder)
+        # would put two folders' rows in one cell: here it reads the studies folder only
+        args = [paths.get(arg, arg) for arg in args if arg != "results/whitening_encoders"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
     layers = pd.read_csv(report_dir / "layers.csv", dtype=str, keep_default_na=False)
@@ -90,5 +92,7 @@ def test_studies_script_runs_and_its_report_lines_draw_from_its_rows(sample_data
     rotation = pd.read_csv(report_dir / "rotation_last-avg.csv", dtype=str, keep_default_na=False)
     assert set(rotation.method) == {"raw", "raw-truncate", "pca", "whitening"}
     assert list(rotation[rotation.method == "pca"].dims) == ["full", "16", "8", "4"]
-    for name in ("rotation_cls", "rotation_first-last-avg", "whitening_chosen"):
+    for name in ("rotation_cls", "rotation_first-last-avg", "whitening_chosen", "whitening_chosen_settings"):
         assert (report_dir / f"{name}.png").is_file()
+    both = pd.read_csv(report_dir / "chosen_by_encoder.csv", dtype=str, keep_default_na=False)
+    assert set(both.pooling) == {"last-avg", "cls"} and set(both.method) == {"raw", "whitening-chosen"}
