@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stseval.common.errors import StsevalError
+from stseval.common.lists import comma_parts
 from stseval.options import POOLINGS
 
 if TYPE_CHECKING:  # annotations only: importing these pulls in torch, faiss and pandas
@@ -372,8 +373,7 @@ def _sentences(sentences) -> list[str]:
 
 def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[str]:
     """Checked pooling names: known, available for the model, exactly one unless `many`."""
-    items = [pooling] if isinstance(pooling, str) else list(pooling)
-    names = list(dict.fromkeys(part.strip().lower() for item in items for part in str(item).split(",") if part.strip()))
+    names = list(dict.fromkeys(part.lower() for part in comma_parts(pooling)))
     if many and names == ["all"]:
         names = [name for name in POOLINGS if encoder.supports(name)]
     unknown = [name for name in names if name not in POOLINGS]

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from stseval.common.errors import StsevalError
+from stseval.common.lists import comma_parts
 
 POOLINGS: tuple[str, ...] = (
     "cls",
@@ -69,20 +70,15 @@ def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
     Raises:
         StsevalError naming `--pooling` when a name is unknown or nothing is given.
     """
-    items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list)
     names: list[str] = []
     choices = f"choose from {', '.join(POOLING_NAMES)} or 'all'; or {LAYER_AVG}:N (hidden_states[N]), {LAYER_AVG}:A-B"
-    for item in items:
-        for name in str(item).split(","):
-            name = name.strip().lower()
-            if not name:
-                continue
-            expanded = POOLINGS if name == "all" else _layer_range(name) if name.startswith(LAYER_AVG) else (name,)
-            for each in expanded:
-                if each not in POOLING_NAMES and layer_avg_index(each) is None:
-                    raise StsevalError(f"--pooling: unknown pooling {name!r}; {choices}")
-                if each not in names:
-                    names.append(each)
+    for name in (part.lower() for part in comma_parts(text_or_list)):
+        expanded = POOLINGS if name == "all" else _layer_range(name) if name.startswith(LAYER_AVG) else (name,)
+        for each in expanded:
+            if each not in POOLING_NAMES and layer_avg_index(each) is None:
+                raise StsevalError(f"--pooling: unknown pooling {name!r}; {choices}")
+            if each not in names:
+                names.append(each)
     if not names:
         raise StsevalError(f"--pooling: no pooling given; {choices}")
     return names
@@ -121,9 +117,7 @@ def _parse_unit_interval(items: Sequence[str | float], option: str, *, closed: b
     `option`. `hint` ends the out-of-range message, `example` the empty-list one."""
     interval = "[0, 1]" if closed else "[0, 1)"
     values: list[float] = []
-    for part in (piece.strip() for item in items for piece in str(item).split(",")):
-        if not part:
-            continue
+    for part in comma_parts(items):
         try:
             value = float(part)
         except ValueError:
@@ -151,7 +145,7 @@ def exponent_label(value: float) -> str:
 def parse_dims(text: str) -> list[int | None]:
     """'full,256,128' -> [None, 256, 128]; raises StsevalError naming --dims."""
     dims: list[int | None] = []
-    for part in [p.strip() for p in text.split(",") if p.strip()]:
+    for part in comma_parts(text):
         if part == "full":
             dims.append(None)
         elif part.isdigit() and int(part) > 0:
@@ -217,7 +211,7 @@ def check_learning_rate(learning_rate: float) -> float:
 def parse_methods(text: str, choices: Sequence[str] = REDUCTION_METHODS) -> list[str]:
     """'raw-truncate,whitening' -> the list, each once; raises naming --methods. choices: index sweep's
     `REDUCTION_METHODS` or whiten's `WHITEN_METHODS`."""
-    methods = list(dict.fromkeys(method.strip() for method in text.split(",") if method.strip()))
+    methods = list(dict.fromkeys(comma_parts(text)))
     unknown = [method for method in methods if method not in choices]
     if unknown or not methods:
         raise StsevalError(f"--methods: {', '.join(unknown) or 'none given'}; choose from {', '.join(choices)}")

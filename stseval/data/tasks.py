@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256  # noqa: F401 - part of this module's API
+from stseval.common.lists import comma_parts
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 # The source checkout holding this package, or None when it runs from an installed wheel.
@@ -167,8 +168,7 @@ def parse_task_names(text_or_list: str | Iterable[str] | None, option: str = "--
         >>> [spec.name for spec in parse_task_names("stsb, ATEC")]
         ['STS-B', 'ATEC']
     """
-    items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list or [])
-    names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+    names = comma_parts(text_or_list)
     if not names:
         raise StsevalError(f"{option}: no task given; choose from {', '.join(TASKS)} (comma-separated) or all")
     chosen: dict[str, TaskSpec] = {}

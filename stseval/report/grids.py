@@ -33,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from stseval.common.errors import StsevalError
+from stseval.common.lists import comma_parts
 from stseval.data.tasks import TASKS
 from stseval.options import POOLINGS, layer_avg_index
 from stseval.runs.results import CELL_KEY, COLUMNS, REQUIRED_COLUMNS, read_rows
@@ -381,7 +382,7 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
         name, _, models = spec.partition(":")
         table = _reference_table(name.strip().lower())
         if models:
-            wanted = [m.strip() for m in models.split(",") if m.strip()]
+            wanted = comma_parts(models)
             unknown = [m for m in wanted if m not in set(table["model"])]
             if unknown:
                 raise StsevalError(f"--reference {spec}: no model {', '.join(unknown)} in {name}; "
@@ -587,5 +588,5 @@ def _values_with_sources(group: pd.DataFrame, column: str) -> str:
 
 def parse_keys(text: str | None) -> list[str] | None:
     """'model, pooling' -> ["model", "pooling"] for --rows / --cols; None or "" -> None."""
-    keys = [key.strip() for key in (text or "").split(",") if key.strip()]
+    keys = comma_parts(text)
     return keys or None
