@@ -247,6 +247,24 @@ def test_over_seeds_gives_mean_and_sd_per_setting_beside_the_per_seed_grid(tmp_p
     assert tmp_path / "out" / "simcse_seeds.md" in written
 
 
+def test_over_seeds_keeps_whitening_on_the_training_sample_in_one_row_across_tasks():
+    from stseval.report.seeds import FIT_ON_TRAINING_SENTENCES, seed_summary
+
+    rows = []
+    for seed in (0, 1):
+        for row in make_rows({("last-avg", "simcse+whitening"): [0.3, 0.4, 0.7, 0.1, 0.75 + seed / 100]},
+                             seed=seed, dropout="0.3"):
+            # each task and seed names its own sample, as a real run does
+            row.train_on = row.fit_on = f"valid+test (10000 of {1000 * len(row.task)} sentences, seed {seed})"
+            rows.append(row)
+    rows += make_rows({("last-avg", "whitening"): [0.2] * 5}, fit_on="test", train_on="")
+    summary = seed_summary(rows_to_frame(rows), "spearman_cosine", "test")
+    after = summary[summary["method"] == "simcse+whitening"]
+    assert len(after) == 1 and after.iloc[0]["fit_on"] == FIT_ON_TRAINING_SENTENCES
+    assert after.iloc[0]["STS-B"] == pytest.approx(75.5) and int(after.iloc[0]["STS-B n"]) == 2
+    assert summary[summary["method"] == "whitening"].iloc[0]["fit_on"] == "test"  # a fit of its own keeps its name
+
+
 def _sample_rows(split: str, method: str = "raw") -> list[ResultRow]:
     rows = make_rows({("last-avg", method): [0.1, 0.2, 0.3, 0.4, 0.5]})
     for row in rows:

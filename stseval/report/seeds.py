@@ -21,6 +21,9 @@ SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout
 """What a seed summary keeps apart; everything else about a cell but the seed (and train_on, whose
 sentence sample is drawn by the seed) must agree for its seeds to be averaged."""
 
+FIT_ON_TRAINING_SENTENCES = "the training sentences"
+"""The summary's fit_on for whitening fitted on exactly the sentences the model was trained on (train_on)."""
+
 
 def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds of each cell, x 100: one row per setting, tasks as columns.
@@ -38,6 +41,10 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
         raise StsevalError(f"--over-seeds: no {metric} rows on the {split!r} split")
     rows = rows.assign(**{key: as_text(rows[key]) for key in SEED_GROUP}, task=as_text(rows["task"]),
                        seed=as_text(rows["seed"]), value=100 * rows["value"].astype(float))
+    # Whitening fitted on a SimCSE run's own sample names that sample per task ("valid+test (10000 of 80000
+    # sentences)"); it is one setting across tasks and seeds, so it is summarised as one row.
+    train_on = as_text(rows["train_on"])
+    rows.loc[(rows["fit_on"] != "") & (rows["fit_on"] == train_on), "fit_on"] = FIT_ON_TRAINING_SENTENCES
     records = []
     for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
         record = dict(zip(SEED_GROUP, keys, strict=True))
