@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -238,10 +239,16 @@ def test_over_seeds_gives_mean_and_sd_per_setting_beside_the_per_seed_grid(tmp_p
     three = summary[(summary["method"] == "simcse") & (summary["dropout"].astype(str) == "0.3")].iloc[0]
     assert three["seeds"] == "0,1,2" and three["ATEC"] == pytest.approx(32.0) and three["ATEC sd"] == pytest.approx(2.0)
     assert int(three["ATEC n"]) == 3 and three["BQ sd"] == pytest.approx(0.0)
+    # averages over the five tasks per seed (45.0, 45.4, 45.8), then over seeds
+    assert three["avg"] == pytest.approx(45.4) and three["avg sd"] == pytest.approx(0.4) and int(three["avg n"]) == 3
+    weights = np.array([N_PAIRS[task] for task in TASKS], dtype=float)
+    per_seed = [np.average([30 + 100 * shift, 40, 70, 10, 75], weights=weights) for shift in (0.0, 0.02, 0.04)]
+    assert three["w-avg"] == pytest.approx(round(float(np.mean(per_seed)), 2))
     one = summary[(summary["method"] == "simcse") & (summary["dropout"].astype(str) == "0.1")].iloc[0]
     assert one["seeds"] == "0" and pd.isna(one["ATEC sd"])  # one seed: no sd
     markdown = (tmp_path / "out" / "simcse_seeds.md").read_text(encoding="utf-8")
-    assert "32.00 ± 2.00 (3)" in markdown and "20.00 (1)" in markdown
+    assert "32.00 ± 2.00 (3)" in markdown and "20.00 (1)" in markdown and "45.40 ± 0.40 (3)" in markdown
+    assert "| avg | w-avg |" in markdown
     grid = pd.read_csv(tmp_path / "out" / "simcse.csv")
     assert len(grid) == 5  # the per-seed grid keeps one row per seed
     assert tmp_path / "out" / "simcse_seeds.md" in written

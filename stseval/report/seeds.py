@@ -1,7 +1,8 @@
 """Mean and sample standard deviation over seeds of each setting (`stseval report --over-seeds`).
 
-One row per setting (SEED_GROUP), tasks as columns, values x 100: the same cells a grid shows, averaged
-over the seeds they were run with. `write.write_report` writes it as `<stem>_seeds.csv` and `.md`.
+One row per setting (SEED_GROUP), tasks and their plain and pair-weighted averages as columns, values x 100:
+the same cells a grid shows, averaged over the seeds they were run with. `write.write_report` writes it as
+`<stem>_seeds.csv` and `.md`.
 
 Example:
     >>> summary = seed_summary(resolve_duplicates(load_results(["results/simcse_su"])), "spearman_cosine", "test")
@@ -10,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from stseval.common.errors import StsevalError
-from stseval.report.grids import NA, TASK_ORDER, as_text, in_order, select_rows
+from stseval.report.grids import AVG, NA, TASK_ORDER, WEIGHTED_AVG, as_text, in_order, select_rows
 from stseval.report.tables import md_escape
 
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
@@ -32,8 +34,9 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
         frame: resolved long rows (see resolve_duplicates).
         metric, split: the rows to summarise.
     Returns:
-        columns SEED_GROUP + ["seeds"] + for each task "<task>" (mean), "<task> sd", "<task> n"; a
-        setting run with one seed has sd NaN.
+        columns SEED_GROUP + ["seeds"] + for each task, then for "avg" and "w-avg", "<name>" (mean),
+        "<name> sd", "<name> n"; a setting run with one seed has sd NaN. The averages count only the seeds
+        that have every task of the selection (a setting with none has no average columns filled).
     """
     rows = select_rows(frame, metric, split)
     rows = rows[rows["status"].astype(str) != NA]
@@ -45,24 +48,45 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
     # sentences)"); it is one setting across tasks and seeds, so it is summarised as one row.
     train_on = as_text(rows["train_on"])
     rows.loc[(rows["fit_on"] != "") & (rows["fit_on"] == train_on), "fit_on"] = FIT_ON_TRAINING_SENTENCES
+    all_tasks = set(rows["task"])
     records = []
     for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
         record = dict(zip(SEED_GROUP, keys, strict=True))
         record["seeds"] = ",".join(sorted(set(group["seed"]), key=lambda seed: (len(seed), seed)))
         for task in in_order("task", set(group["task"])):
-            values = group.loc[group["task"] == task, "value"].to_numpy()
-            record[task] = round(float(values.mean()), 2)
-            record[f"{task} sd"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else float("nan")
-            record[f"{task} n"] = len(values)
+            _add_mean_sd(record, task, group.loc[group["task"] == task, "value"].to_numpy())
+        plain, weighted = _seed_averages(group, all_tasks)
+        if len(plain):
+            _add_mean_sd(record, AVG, plain)
+            _add_mean_sd(record, WEIGHTED_AVG, weighted)
         records.append(record)
     summary = pd.DataFrame(records)
     varying = [key for key in SEED_GROUP if summary[key].nunique() > 1 or key in ("method",)]
     return summary[[*varying, "seeds", *[c for c in summary.columns if c not in SEED_GROUP and c != "seeds"]]]
 
 
+def _add_mean_sd(record: dict, column: str, values: np.ndarray) -> None:
+    """record[column], [column sd], [column n]: mean, sample sd (NaN for one value) and count of values (n,)."""
+    record[column] = round(float(values.mean()), 2)
+    record[f"{column} sd"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else float("nan")
+    record[f"{column} n"] = len(values)
+
+
+def _seed_averages(group: pd.DataFrame, tasks: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed that has every one of `tasks`: the plain and the pair-weighted mean over tasks, each (n_seeds,)."""
+    plain, weighted = [], []
+    for _, seed_rows in group.groupby("seed", sort=True):
+        if set(seed_rows["task"]) != tasks or len(seed_rows) != len(tasks):
+            continue
+        plain.append(seed_rows["value"].mean())
+        pairs = seed_rows["n_pairs"].astype(float)
+        weighted.append(np.average(seed_rows["value"], weights=pairs) if (pairs > 0).all() else np.nan)
+    return np.array(plain), np.array(weighted)
+
+
 def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
     """The summary as a markdown table: "mean ± sd (n)" per task."""
-    tasks = [column for column in summary.columns if column in TASK_ORDER]
+    tasks = [column for column in summary.columns if column in (*TASK_ORDER, AVG, WEIGHTED_AVG)]
     keys = [column for column in summary.columns if column not in tasks and not column.endswith((" sd", " n"))]
     lines = [f"# {title}", "", "| " + " | ".join([*keys, *tasks]) + " |",
              "|" + "---|" * len(keys) + "---:|" * len(tasks)]
@@ -76,4 +100,8 @@ def seed_summary_markdown(summary: pd.DataFrame, title: str) -> str:
             else:
                 cells.append(f"{record[task]:.2f} ± {record[f'{task} sd']:.2f} ({int(record[f'{task} n'])})")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nmean ± sample sd over seeds (number of seeds), x 100.\n"
+    return "\n".join(lines) + _SEEDS_NOTE
+
+
+_SEEDS_NOTE = ("\n\nmean ± sample sd over seeds (number of seeds), x 100; `avg` and `w-avg` (weighted by pairs) are "
+               "taken over the tasks within each seed that has all of them, then over seeds.\n")
