@@ -673,7 +673,8 @@ def report(
     name: str | None = typer.Option(None, "--name", help="Output file stem; default <metric>_<split>."),
     over_seeds: bool = typer.Option(
         False, "--over-seeds",
-        help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting (e.g. SimCSE seeds 0, 1, 2).",
+        help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting, per task and for the "
+             "task averages (e.g. SimCSE seeds 0, 1, 2).",
     ),
     plot: str | None = typer.Option(
         None, "--plot",
