@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/stseval report results/whitening --out results/report --name whitening_full_dims --best --filter dims=full --filter "fit_on=test" --filter "fit_on=" --reference su2021 --reference mteb
 .venv/bin/stseval report results/simcse --out results/report --name simcse --best --split test-sample1000 --rows model,pooling,method,dropout
 .venv/bin/stseval report results/simcse_su --out results/report --name simcse_su --rows model,pooling,method,dropout,seed --metric spearman_cosine --metric spearman_cosine_minus_raw --metric spearman_cosine_minus_simcse --ci --over-seeds --reference su2021:SimBERT,BERT
+.venv/bin/stseval report results/simcse_su --out results/report --name simcse_su_curves --plot curves
 .venv/bin/stseval report results/retrieval --out results/report --name retrieval --metric recall@10 --metric qps --split test
 # issue 13's studies (scripts/reproduce_whitening_studies.sh results/whitening_studies results/whitening_encoders), drawn
 # when that folder exists (a fork without those results still regenerates the rest). Lines stay unindented: tests/test_committed_results.py runs each report line.

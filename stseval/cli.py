@@ -679,8 +679,9 @@ def report(
     plot: str | None = typer.Option(
         None, "--plot",
         help="Instead of a grid, a study plot with its table: rotation (Spearman vs k: raw-truncate, pca, whitening; "
-             "one panel per task + avg) or layers (Spearman vs layer of the layer-avg:N poolings, raw and whitened). "
-             "Pick one model/pooling/fit-on with --filter.",
+             "one panel per task + avg), layers (Spearman vs layer of the layer-avg:N poolings, raw and whitened) "
+             "or curves (SimCSE valid Spearman vs training step, from each run's curves/<run>.csv beside its "
+             "results; a panel per task, a line per dropout and seed). Pick one model/pooling/fit-on with --filter.",
     ),
 ) -> None:
     """Turn results from any number of runs into grids: CSV, markdown, heatmap PNG and provenance JSON.

@@ -50,7 +50,7 @@ SIMCSE_LOSSES = ("su", "princeton", "cached")
 REDUCTION_METHODS = ("raw-truncate", "whitening", "pca")
 WHITEN_METHODS = ("whitening", "pca", "raw-truncate")
 """`whiten --methods`: beta/gamma whitening at k, PCA at k (beta = gamma = 0), the first k coordinates."""
-PLOTS = ("rotation", "layers")
+PLOTS = ("rotation", "layers", "curves")
 """`report --plot`: Spearman vs k (raw-truncate, pca, whitening) and Spearman vs layer (stseval/report/plots.py)."""
 CHOSEN_SUFFIX = "-chosen"
 """`whiten --choose-on`: the method of a row whose (beta, gamma, dims) the --choose-on split picked."""

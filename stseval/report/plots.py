@@ -191,10 +191,10 @@ def plot_layers(grid: pd.DataFrame, path: Path, title: str = "") -> None:
 def write_plot(kind: str, paths: Sequence[str | Path], out: Path, name: str | None = None, split: str = "test",
                filters: Sequence[str] = (), strict: bool = False,
                task_order: Sequence[str] | None = None) -> list[Path]:
-    """Draw one study plot (`PLOTS`: rotation or layers) of results rows: <out>/<name>.csv, .md, .png, .provenance.json.
+    """Draw one study plot (`PLOTS`) of results rows: <out>/<name>.csv, .md, .png, .provenance.json.
 
     Args:
-        kind: "rotation" or "layers".
+        kind: "rotation", "layers" or "curves" (SimCSE training curves, see report.curves).
         paths: results files or folders (grids.load_results).
         name: file stem; None gives "<kind>_<split>".
         split, filters, strict, task_order: as in write.write_report; the metric is spearman_cosine.
@@ -205,6 +205,10 @@ def write_plot(kind: str, paths: Sequence[str | Path], out: Path, name: str | No
     """
     if kind not in PLOTS:
         raise StsevalError(f"--plot: {kind!r} is not one of {', '.join(PLOTS)}")
+    if kind == "curves":  # drawn from the training-curve files the rows point to, not from a grid
+        from stseval.report.curves import write_curves
+
+        return write_curves(paths, out, name=name, split=split, filters=filters, strict=strict)
     check_writable_dir(out, "--out")
     frame = resolve_duplicates(apply_filters(load_results(paths), filters), strict)
     chosen = select_rows(frame, METRIC, split)

@@ -1,0 +1,108 @@
+"""report --plot curves: SimCSE training curves found through the rows' run folders, drawn side by side."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from stseval.cli import app
+from stseval.common.errors import StsevalError
+from stseval.report.curves import write_curves
+from stseval.runs.results import ResultRow, rows_to_frame, write_frame
+
+MODEL = "tiny-bert"
+
+
+def _rows(task: str, dropout: str, seed: int, test_end: float, test_best: float, best_step: str,
+          loss: str = "su") -> list[ResultRow]:
+    common = dict(model=MODEL, pooling="last-avg", task=task, split="test", metric="spearman_cosine",
+                  dropout=dropout, seed=seed, loss=loss, batch_size="64", learning_rate="1e-05", epochs="1",
+                  run_dir=f"runs/simcse/tiny-{task}-last-avg-d{dropout}-s{seed}", n_pairs=100,
+                  created_at="2026-01-01T00:00:00+00:00", command="stseval simcse-train", data_sha256=f"sha-{task}")
+    return [ResultRow(method="simcse", value=test_end, **common),
+            ResultRow(method="simcse-best-valid", value=test_best, best_step=best_step, **common)]
+
+
+def _curve(folder, task, dropout, seed, values, losses=None):
+    steps = [0, 20, 40, 45][:len(values)]
+    frame = pd.DataFrame({"step": steps, "train_loss": losses or [float("nan"), 2.0, 1.0, 0.5][:len(values)],
+                          "valid-sample1000_spearman": values})
+    (folder / "curves").mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "curves" / f"tiny-{task}-last-avg-d{dropout}-s{seed}.csv", index=False)
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results" / "simcse_su"
+    folder.mkdir(parents=True)
+    rows = (_rows("STS-B", "0.3", 0, 0.70, 0.72, "20") + _rows("STS-B", "0.3", 1, 0.71, 0.73, "40")
+            + _rows("BQ", "0.1", 0, 0.40, 0.41, "40"))
+    write_frame(rows_to_frame(rows), folder / "simcse.csv")
+    # step 0 (untrained) is the best point of the first STS-B curve: the chosen checkpoint is still a trained one
+    _curve(folder, "STS-B", "0.3", 0, [0.80, 0.78, 0.79, 0.77])
+    _curve(folder, "STS-B", "0.3", 1, [0.60, 0.61, 0.65, 0.64])
+    _curve(folder, "BQ", "0.1", 0, [0.30, 0.31, 0.35, 0.33])
+    return folder
+
+
+def test_curves_are_found_through_each_rows_run_folder_and_compared_as_change_from_step_0(results, tmp_path):
+    written = write_curves([results], tmp_path / "out", name="curves")
+    assert [path.name for path in written] == ["curves.csv", "curves.md", "curves.png", "curves.provenance.json"]
+    points = pd.read_csv(written[0], dtype={"seed": str, "dropout": str})
+    assert len(points) == 12
+    seed1 = points[(points["task"] == "STS-B") & (points["seed"] == "1")]
+    assert list(seed1["valid_spearman"]) == pytest.approx([60.0, 61.0, 65.0, 64.0])
+    assert list(seed1["valid_minus_step0"]) == pytest.approx([0.0, 1.0, 5.0, 4.0])
+    markdown = written[1].read_text(encoding="utf-8")
+    # tasks in the project's order, then dropout and seed; best step as the best-valid row recorded it
+    lines = [line for line in markdown.splitlines() if line.startswith(("| BQ", "| STS-B"))]
+    assert lines == ["| BQ | 0.1 | 0 | 30.00 | 40 | 35.00 | 45 | 33.00 | 40.00 | 41.00 |",
+                     "| STS-B | 0.3 | 0 | 80.00 | 20 | 78.00 | 45 | 77.00 | 70.00 | 72.00 |",
+                     "| STS-B | 0.3 | 1 | 60.00 | 40 | 65.00 | 45 | 64.00 | 71.00 | 73.00 |"]
+    assert "`stseval simcse-train`" in markdown
+    assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_same_rows_give_the_same_files(results, tmp_path):
+    first = write_curves([results], tmp_path / "one", name="curves")
+    second = write_curves([results], tmp_path / "two", name="curves")
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_a_run_without_a_curve_file_is_left_out_and_none_at_all_is_an_error(results, tmp_path):
+    (results / "curves" / "tiny-BQ-last-avg-d0.1-s0.csv").unlink()
+    points = pd.read_csv(write_curves([results], tmp_path / "out", name="curves")[0])
+    assert set(points["task"]) == {"STS-B"}
+    for path in (results / "curves").iterdir():
+        path.unlink()
+    with pytest.raises(StsevalError, match="curves/<run folder>.csv"):
+        write_curves([results], tmp_path / "out", name="curves")
+
+
+def test_runs_that_differ_in_a_setting_are_refused_with_the_filter_to_pick_one(results, tmp_path):
+    rows = pd.read_csv(results / "simcse.csv", dtype=str, keep_default_na=False)
+    rows.loc[rows["task"] == "BQ", "loss"] = "princeton"
+    rows.to_csv(results / "simcse.csv", index=False)
+    with pytest.raises(StsevalError, match="differ in loss .*--filter loss="):
+        write_curves([results], tmp_path / "out", name="curves")
+    written = write_curves([results], tmp_path / "out", name="curves", filters=["loss=su"])
+    assert set(pd.read_csv(written[0])["task"]) == {"STS-B"}
+
+
+def test_a_curve_file_without_a_spearman_column_is_named(results, tmp_path):
+    bad = results / "curves" / "tiny-BQ-last-avg-d0.1-s0.csv"
+    bad.write_text("step,train_loss\n0,\n20,1.0\n", encoding="utf-8")
+    with pytest.raises(StsevalError, match="tiny-BQ-last-avg-d0.1-s0.csv: not a training curve"):
+        write_curves([results], tmp_path / "out", name="curves")
+
+
+def test_cli_report_plot_curves(results, tmp_path):
+    result = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "out"), "--name", "c",
+                                      "--plot", "curves"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "c.png").is_file()
+    refused = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "out"), "--plot", "curves",
+                                       "--best"])
+    assert refused.exit_code != 0 and "--best" in refused.output
