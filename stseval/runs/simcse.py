@@ -53,6 +53,7 @@ from stseval.methods.simcse import (
     train_simcse,
 )
 from stseval.methods.whitening import apply_whitening, fit_whitening
+from stseval.options import BEST_VALID_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, library_versions, machine_description, provenance
 from stseval.runs.specs import FitSource, SimcseRun, available_splits
@@ -61,8 +62,6 @@ from stseval.runs.whiten import slugify
 if TYPE_CHECKING:
     from stseval.encoders.encoder import Encoder  # imports torch: run_simcse imports it when it runs
 
-BEST_VALID_METHOD = "simcse-best-valid"
-"""Method of the rows scored with the checkpoint that did best on the validation pairs (Su's headline is `simcse`)."""
 
 MINUS_RAW = "spearman_cosine_minus_raw"
 """Metric of a paired difference row: Spearman of the method minus Spearman of raw on the same test pairs."""
