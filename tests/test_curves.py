@@ -106,3 +106,9 @@ def test_cli_report_plot_curves(results, tmp_path):
     refused = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "out"), "--plot", "curves",
                                        "--best"])
     assert refused.exit_code != 0 and "--best" in refused.output
+
+
+def test_a_curve_without_the_recorded_best_step_is_named(results, tmp_path):
+    _curve(results, "STS-B", "0.3", 1, [0.60, 0.61])  # steps 0 and 20 only; the row records step 40
+    with pytest.raises(StsevalError, match="tiny-STS-B-last-avg-d0.3-s1.csv: no point at step 40"):
+        write_curves([results], tmp_path / "out", name="curves")

@@ -102,8 +102,11 @@ def run_summary(points: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         chosen = test[same & (test["method"] == BEST_VALID_METHOD)]
         trained = curve[curve["step"] > 0]  # the checkpoints a best-on-valid row chooses from
         recorded = str(chosen["best_step"].iloc[0]) if len(chosen) else ""
-        best = trained[trained["step"] == int(float(recorded))].iloc[0] if recorded else \
-            trained.iloc[int(np.argmax(trained["valid_spearman"].to_numpy()))]
+        at_recorded = trained[trained["step"] == int(float(recorded))] if recorded else trained.iloc[:0]
+        if recorded and at_recorded.empty:
+            raise StsevalError(f"{curve['curve_file'].iloc[0]}: no point at step {recorded}, the best step its "
+                               f"{BEST_VALID_METHOD} row records")
+        best = at_recorded.iloc[0] if recorded else trained.iloc[int(np.argmax(trained["valid_spearman"].to_numpy()))]
         start, end = curve.iloc[0], curve.iloc[-1]  # curve_points sorted each run by step
         record.update({"valid at step 0": start["valid_spearman"], "best step": int(best["step"]),
                        "best valid": best["valid_spearman"], "last step": int(end["step"]),
