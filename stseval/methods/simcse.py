@@ -73,7 +73,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
@@ -475,20 +475,91 @@ def train_simcse(
     sentences = [settings.prefix + sentence for sentence in sentences]
     if len(sentences) < 2:
         raise StsevalError(f"--train-on: {len(sentences)} training sentence(s); SimCSE needs at least 2")
-    run_dir = Path(run_dir)
     identity = {"base_model": base_model, "base_fingerprint": base_fingerprint, **asdict(settings),
                 "n_sentences": len(sentences), "sentences_sha256": sentences_sha256(sentences)}
-    identity.pop("checkpoint_steps")  # where checkpoints fall does not change the trained weights
-    identity.pop("mini_batch_size")
+
+    def objective(model, device: str, world_size: int) -> Objective:
+        loss_fn = build_loss(model, settings.loss, settings.mini_batch_size, gather_across_devices=world_size > 1)
+
+        def batch(ids: list[int]) -> dict:
+            return _to_device(model.preprocess([sentences[i] for i in ids]), device)
+
+        def doubled_lengths(features: dict) -> list[int]:
+            return features["attention_mask"].sum(dim=1).tolist() * 2  # both copies
+
+        return Objective(len(sentences), batch, lambda features: _loss_of_batch(model, loss_fn, features, settings.loss),
+                         doubled_lengths)
+
+    return train_model(model_folder, settings, identity, objective, run_dir, card=model_card,
+                       card_facts=card_facts, show_progress=show_progress, on_step=on_step, validation=validation,
+                       max_steps=max_steps)
+
+
+class LoopSettings(Protocol):
+    """The settings the training loop reads (SimcseSettings and methods.cosent.CosentSettings have them)."""
+
+    pooling: str
+    dropout: float
+    batch_size: int
+    learning_rate: float
+    epochs: int
+    max_length: int
+    seed: int
+    checkpoint_steps: int
+
+
+@dataclass
+class Objective:
+    """What one training objective gives the loop: its examples, how ids become a batch, the batch's loss.
+
+    The loop draws `batch_size` example ids per step from a seeded permutation of range(n_examples);
+    `batch(ids)` tokenises them (time counted as "tokenize"), `loss(batch)` returns (loss tensor,
+    forward seconds), `lengths(batch)` the real token count of every row forwarded (benchmarks).
+    """
+
+    n_examples: int
+    batch: Callable[[list[int]], dict]
+    loss: Callable[[dict], tuple[torch.Tensor, float]]
+    lengths: Callable[[dict], list[int]]
+
+
+def train_model(
+    model_folder: Path,
+    settings: LoopSettings,
+    identity: dict,
+    make_objective: Callable[[nn.Module, str, int], Objective],
+    run_dir: Path,
+    card: Callable[[dict, dict, dict[str, str]], str],
+    card_facts: dict[str, str] | None = None,
+    show_progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    validation: ValidationPairs | None = None,
+    max_steps: int | None = None,
+    progress_label: str = "simcse",
+) -> TrainedModel:
+    """The training loop shared by SimCSE (`train_simcse`) and CoSENT (`stseval.methods.cosent.train_cosent`).
+
+    Builds the model (`build_simcse_model`: Transformer -> pooling head, dropout set), asks
+    `make_objective(model, device, world_size)` for its examples and loss, and runs the plain loop
+    `train_simcse` documents: seeded permutation per epoch, RowAdam, checkpoints and resume, the
+    validation curve and best-on-valid folder, the model card (`card(identity, result, card_facts)`)
+    and `SETTINGS_FILE` written last. `identity` holds everything the trained weights depend on; a
+    run folder holding another identity is refused, one holding this finished identity is reused.
+    """
+    run_dir = Path(run_dir)
+    identity = dict(identity)
+    identity.pop("checkpoint_steps", None)  # where checkpoints fall does not change the trained weights
+    identity.pop("mini_batch_size", None)
     if max_steps is not None:
         identity["max_steps"] = max_steps
     if validation is not None:
         identity["validation"] = f"{validation.label} every {validation.every_steps} steps"
+    n_examples = int(identity.get("n_sentences", identity.get("n_pairs", 0)))
     done = finished_run(run_dir)
     if done is not None:
         _check_same_run(done.get("identity", {}), identity, run_dir)
         result = done["result"]
-        return TrainedModel(run_dir, len(sentences), result["steps"], result["final_loss"], result["train_seconds"],
+        return TrainedModel(run_dir, n_examples, result["steps"], result["final_loss"], result["train_seconds"],
                             result["sentences_per_s"], reused=True, identity=identity)
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     ensure_writable(checkpoint_dir, "--runs-dir")
@@ -506,16 +577,17 @@ def train_simcse(
     if torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     model = build_simcse_model(model_folder, settings.pooling, settings.dropout, settings.max_length, device=device)
-    loss_fn = build_loss(model, settings.loss, settings.mini_batch_size, gather_across_devices=world_size > 1)
+    objective = make_objective(model, device, world_size)
+    n_examples = objective.n_examples
     embedding = model[0].auto_model.get_input_embeddings()
     if world_size > 1:
         _broadcast_parameters(model)
     optimizer = RowAdam(model.parameters(), embedding, lr=settings.learning_rate, sparse_grad=world_size == 1)
 
     global_batch = settings.batch_size * world_size
-    steps_per_epoch = -(-len(sentences) // global_batch)
+    steps_per_epoch = -(-n_examples // global_batch)
     if world_size > 1:  # every process needs sentences: drop an incomplete last global batch
-        steps_per_epoch = max(1, len(sentences) // global_batch)
+        steps_per_epoch = max(1, n_examples // global_batch)
     total_steps = steps_per_epoch * settings.epochs
     if max_steps is not None:
         total_steps = min(max_steps, total_steps)
@@ -526,19 +598,19 @@ def train_simcse(
                             "valid_spearman": _validation_spearman(model, validation)})
     phase = dict.fromkeys(PHASES, 0.0)
     phase_log: list[dict[str, float]] = []  # phase seconds of each step, for benchmarks/simcse.py
-    bar = _progress(total_steps, state.step, show_progress and rank == 0)
+    bar = _progress(total_steps, state.step, show_progress and rank == 0, progress_label)
     started = time.perf_counter()
     model.train()
     while state.step < total_steps:
         before = dict(phase)
         epoch, within = divmod(state.step, steps_per_epoch)
-        order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(settings.seed + epoch))
+        order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(settings.seed + epoch))
         batch_ids = order[within * global_batch:(within + 1) * global_batch].tolist()
         local = batch_ids[rank * settings.batch_size:(rank + 1) * settings.batch_size]
         tick = time.perf_counter()
-        features = _to_device(model.preprocess([sentences[i] for i in local]), device)
+        features = objective.batch(local)
         phase["tokenize"] += time.perf_counter() - tick
-        loss, forward_seconds = _loss_of_batch(model, loss_fn, features, settings.loss)
+        loss, forward_seconds = objective.loss(features)
         phase["forward"] += forward_seconds
         tick = time.perf_counter()
         loss.backward()
@@ -570,7 +642,7 @@ def train_simcse(
                 _save_checkpoint(checkpoint_dir, model, optimizer, state)
                 state.seconds = state_seconds
             phase["checkpoint"] += time.perf_counter() - tick
-        lengths = features["attention_mask"].sum(dim=1).tolist() * 2  # both copies
+        lengths = objective.lengths(features)
         phase_log.append({**{name: phase[name] - before[name] for name in PHASES}, "tokens": sum(lengths),
                           "tokens_squared": sum(length * length for length in lengths),
                           "padded_tokens": sum(len(rows) * width for rows, width in length_sorted_chunks(lengths))})
@@ -582,7 +654,7 @@ def train_simcse(
         "steps": int(state.step),
         "final_loss": float(state.losses[-1]) if state.losses else float("nan"),
         "train_seconds": round(train_seconds, 3),
-        "sentences_per_s": round(min(trained_steps * global_batch, len(sentences) * settings.epochs)
+        "sentences_per_s": round(min(trained_steps * global_batch, n_examples * settings.epochs)
                                  / max(session_seconds, 1e-9), 2),
         "resumed_from": f"step-{resume}" if resume else "",
         "best_valid": state.best,
@@ -595,12 +667,12 @@ def train_simcse(
         if validation is not None:
             _write_curve(run_dir / CURVE_FILE, state.curve, validation.label)
             _save_best_valid(model, run_dir, checkpoint_dir, state, validation.label)
-        write_text_atomic(model_card(identity, result, card_facts or {}), run_dir / "README.md")
+        write_text_atomic(card(identity, result, card_facts or {}), run_dir / "README.md")
         _write_json_atomic(run_dir / SETTINGS_FILE, {"identity": identity, "result": result})
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     if world_size > 1:
         torch.distributed.barrier()
-    return TrainedModel(run_dir, len(sentences), result["steps"], result["final_loss"], result["train_seconds"],
+    return TrainedModel(run_dir, n_examples, result["steps"], result["final_loss"], result["train_seconds"],
                         result["sentences_per_s"], result["resumed_from"], identity=identity, model=model,
                         phase_seconds={name: round(value, 4) for name, value in phase.items()},
                         losses=list(state.losses), curve=list(state.curve), phase_log=phase_log)
@@ -646,19 +718,28 @@ def _loss_of_batch(
         raise TypeError(f"loss {loss!r}: expected a MultipleNegativesRankingLoss, got {type(loss_fn).__name__}")
     doubled = {key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value
                for key, value in features.items()}
-    mask = doubled["attention_mask"]
+    first, second = embed_length_sorted(forward_model, doubled).chunk(2)
+    # the loss ignores labels (the other rows are the negatives); its hint says Tensor, the trainer passes None too
+    value = loss_fn.compute_loss_from_embeddings([first, second], None)  # type: ignore[arg-type]
+    return value, time.perf_counter() - tick
+
+
+def embed_length_sorted(forward_model: nn.Module, features: dict) -> torch.Tensor:
+    """Sentence embeddings (n, d) of a tokenised batch of n rows, forwarded in length-sorted chunks.
+
+    Each chunk is padded only to its own longest row (`length_sorted_chunks`); attention masks the
+    padding, so every row gets the vector one padded pass would give it, with far fewer padded tokens.
+    Rows come back in the order of `features`.
+    """
+    mask = features["attention_mask"]
     pieces, order = [], []
     for rows, width in length_sorted_chunks(mask.sum(dim=1).tolist()):
         index = torch.tensor(rows)
         chunk = {key: value[index, :width] if isinstance(value, torch.Tensor) and value.dim() == 2
-                 and value.shape == mask.shape else value for key, value in doubled.items()}
+                 and value.shape == mask.shape else value for key, value in features.items()}
         pieces.append(forward_model(chunk)["sentence_embedding"])
         order.extend(rows)
-    embeddings = torch.cat(pieces)[torch.argsort(torch.tensor(order))]
-    first, second = embeddings.chunk(2)
-    # the loss ignores labels (the other rows are the negatives); its hint says Tensor, the trainer passes None too
-    value = loss_fn.compute_loss_from_embeddings([first, second], None)  # type: ignore[arg-type]
-    return value, time.perf_counter() - tick
+    return torch.cat(pieces)[torch.argsort(torch.tensor(order))]
 
 
 def length_sorted_chunks(
@@ -856,10 +937,10 @@ def _mean_over_processes(value: torch.Tensor, world_size: int) -> float:
     return float(value)
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def _progress(total: int, initial: int, enabled: bool, label: str = "simcse"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="simcse", unit="step", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=label, unit="step", disable=not enabled, dynamic_ncols=True)
 
 
 def model_card(identity: dict, result: dict, card_facts: dict[str, str]) -> str:
