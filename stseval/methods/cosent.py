@@ -81,7 +81,7 @@ def pairs_sha256(texts_a: Sequence[str], texts_b: Sequence[str], gold: Sequence[
     return digest.hexdigest()
 
 
-def cosent_batch_loss(loss_fn: torch.nn.Module, model: torch.nn.Module,
+def cosent_batch_loss(loss_fn, model: torch.nn.Module,
                       features: dict) -> tuple[torch.Tensor, float]:
     """CoSENT loss of one batch: `features` holds 2B tokenised rows (the B first sentences, then the B
     second ones) and `labels` (B,); the rows go through the encoder in length-sorted chunks."""

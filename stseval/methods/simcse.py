@@ -487,8 +487,10 @@ def train_simcse(
         def doubled_lengths(features: dict) -> list[int]:
             return features["attention_mask"].sum(dim=1).tolist() * 2  # both copies
 
-        return Objective(len(sentences), batch, lambda features: _loss_of_batch(model, loss_fn, features, settings.loss),
-                         doubled_lengths)
+        def loss(features: dict) -> tuple[torch.Tensor, float]:
+            return _loss_of_batch(model, loss_fn, features, settings.loss)
+
+        return Objective(len(sentences), batch, loss, doubled_lengths)
 
     return train_model(model_folder, settings, identity, objective, run_dir, card=model_card,
                        card_facts=card_facts, show_progress=show_progress, on_step=on_step, validation=validation,

@@ -56,7 +56,7 @@ from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.options import BEST_VALID_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, library_versions, machine_description, provenance
-from stseval.runs.specs import FitSource, SimcseRun, available_splits
+from stseval.runs.specs import CosentRun, FitSource, SimcseRun, available_splits
 from stseval.runs.whiten import slugify
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def _compute(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
 def _score_raw(job: _Job, task: _TaskPlan, rows: list[ResultRow]) -> list[ResultRow]:
     """Score the base model (method raw) for the given poolings, in one encoding pass."""
     run, started = job.run, time.perf_counter()
-    evaluated = _encode_test(job, task.spec, job.encoder, [row.pooling for row in rows], job.cache)
+    evaluated = encode_test(job.run, task.spec, job.encoder, [row.pooling for row in rows], job.cache)
     for row in rows:
         score = score_pairs(evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling],
                             evaluated.gold_scores, run.n_resamples, run.seed)
@@ -210,9 +210,8 @@ def _score_raw(job: _Job, task: _TaskPlan, rows: list[ResultRow]) -> list[Result
     return rows
 
 
-def _encode_test(job: _Job, spec: TaskSpec, encoder, poolings: list[str], cache):
+def encode_test(run: SimcseRun | CosentRun, spec: TaskSpec, encoder, poolings: list[str], cache):
     """The scored split of a task (or its seeded sample), encoded under the poolings."""
-    run = job.run
     return encode_splits(encoder, spec, [run.split], poolings, run.data_dir, prefix=run.encode.prefix,
                          batch_size=run.encode.batch_size, cache=cache, show_progress=run.encode.show_progress,
                          max_pairs=run.max_eval_pairs, sample_seed=run.seed)[run.split]
@@ -286,7 +285,7 @@ def _score_trained(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -
     facts = dict(run_dir=str(trained.folder), trained_fingerprint=trained_fingerprint[:12],
                  train_steps=str(trained.steps), final_loss=f"{trained.final_loss:.4f}",
                  sentences_per_s=str(trained.sentences_per_s))
-    best = _best_valid_facts(trained.folder / BEST_VALID_DIR)
+    best = best_valid_facts(trained.folder / BEST_VALID_DIR)
     run = job.run
     for row in rows:
         for name, value in facts.items():
@@ -296,7 +295,7 @@ def _score_trained(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -
             continue
         baseline = None if row.metric == "spearman_cosine" else raw_scores if row.metric == MINUS_RAW \
             else scores["simcse"]
-        row.value, row.ci_low, row.ci_high = _value_and_interval(scores[row.method], baseline, gold, run)
+        row.value, row.ci_low, row.ci_high = value_and_interval(scores[row.method], baseline, gold, run)
         row.n_pairs = len(gold)
         row.seconds = round(trained.train_seconds + time.perf_counter() - started, 3)
         if row.method == "simcse+whitening":
@@ -306,8 +305,8 @@ def _score_trained(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -
             row.best_valid_spearman = f"{best['valid_spearman']:.6f}"
 
 
-def _value_and_interval(scores: np.ndarray, baseline: np.ndarray | None, gold: np.ndarray,
-                        run: SimcseRun) -> tuple[float, float, float]:
+def value_and_interval(scores: np.ndarray, baseline: np.ndarray | None, gold: np.ndarray,
+                       run: SimcseRun | CosentRun) -> tuple[float, float, float]:
     """Spearman of `scores` with its bootstrap interval, or its paired difference to `baseline`'s."""
     if baseline is None:
         low, high = bootstrap_ci(scores, gold, run.n_resamples, seed=run.seed) if run.n_resamples else (np.nan, np.nan)
@@ -325,7 +324,7 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
     run, pooling = job.run, rows[0].pooling
 
     def predicted(encoder_to_score, use_cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        evaluated = _encode_test(job, task.spec, encoder_to_score, [pooling], use_cache)
+        evaluated = encode_test(job.run, task.spec, encoder_to_score, [pooling], use_cache)
         return evaluated.vectors_a[pooling], evaluated.vectors_b[pooling], evaluated.gold_scores
 
     raw_a, raw_b, gold = predicted(job.encoder, job.cache)  # cached by _score_raw
@@ -346,7 +345,7 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
     return scores, cosine_scores(raw_a, raw_b), gold, trained_encoder.fingerprint
 
 
-def _best_valid_facts(best_folder: Path) -> dict:
+def best_valid_facts(best_folder: Path) -> dict:
     """{"step", "valid_spearman", "label"} of a best-valid folder, or {} if there is none."""
     import json
 
@@ -360,7 +359,7 @@ def _best_valid_facts(best_folder: Path) -> dict:
 
 def _run_folder_name(run: SimcseRun, task: str, pooling: str, rate: float) -> str:
     """<model>-<task>-<pooling>-d<dropout>-s<seed>, plus every setting that differs from Su's defaults."""
-    name = f"{_model_slug(run.encode.model)}-{task}-{pooling}-d{rate:g}-s{run.seed}"
+    name = f"{model_slug(run.encode.model)}-{task}-{pooling}-d{rate:g}-s{run.seed}"
     training = run.training
     for label, value, default in (("loss", training.loss, "su"), ("b", training.batch_size, 64),
                                   ("lr", training.learning_rate, 1e-5), ("e", training.epochs, 1)):
@@ -369,6 +368,6 @@ def _run_folder_name(run: SimcseRun, task: str, pooling: str, rate: float) -> st
     return name
 
 
-def _model_slug(model: str) -> str:
+def model_slug(model: str) -> str:
     """A --model value as a folder-name part: a path gives its folder name, 'hfl/x' gives 'hfl-x'."""
     return slugify(Path(model).name if Path(model).exists() else model) or "model"

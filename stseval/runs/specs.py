@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stseval import options
 from stseval.common.errors import StsevalError
-from stseval.data.tasks import TaskSpec, parse_task_names, resolve_data_dir, split_path, task_by_name
+from stseval.data.tasks import TASKS, TaskSpec, parse_task_names, resolve_data_dir, split_path, task_by_name
 
 SPLITS = ("train", "valid", "test")
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
@@ -211,6 +211,43 @@ class SimcseRun:
 
 
 @dataclass(frozen=True)
+class CosentTraining:
+    """The CoSENT settings that change the trained weights besides pooling and seed (defaults: Su's)."""
+
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    epochs: int = 5
+    dropout: float = 0.1
+    checkpoint_steps: int = 200
+
+
+@dataclass(frozen=True)
+class CosentRun:
+    """`stseval cosent-train`: per train task x pooling, train CoSENT, score it on every task's test split."""
+
+    encode: EncodeSpec  # the base model; batch_size is the evaluation batch
+    train_tasks: tuple[TaskSpec, ...]  # tasks with a labelled train split (BQ, STS-B)
+    tasks: tuple[TaskSpec, ...]  # tasks scored
+    data_dir: Path
+    out_dir: Path
+    runs_dir: Path = Path("runs")
+    training: CosentTraining = CosentTraining()
+    max_train_pairs: int | None = None  # a seeded sample of the train pairs; None: all
+    seed: int = 0
+    split: str = "test"
+    max_eval_pairs: int | None = None
+    then_whiten: bool = False
+    n_resamples: int = 1000
+    curve_pairs: int | None = 1000  # valid pairs of the train task scored for the curve; None: all; 0: no curve
+    eval_steps: int = 200
+    results_name: str = "cosent.csv"
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / self.results_name
+
+
+@dataclass(frozen=True)
 class SweepRun:
     """`stseval index sweep`: retrieval quality and speed against dims, raw truncation vs whitening."""
 
@@ -341,6 +378,49 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     return SimcseRun(encode=encode, tasks=specs, dropouts=rates, train_on=source, data_dir=folder, out_dir=Path(out),
                      runs_dir=Path(runs_dir), training=training, max_sentences=cap, seed=seed, split=split,
                      max_eval_pairs=max_eval_pairs, then_whiten=then_whiten, n_resamples=n_resamples,
+                     curve_pairs=curve_pairs, eval_steps=eval_steps)
+
+
+def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | Sequence[str],
+                     poolings: str | Sequence[str], batch_size: int = 32, learning_rate: float = 2e-5,
+                     epochs: int = 5, checkpoint_steps: int = 200, max_train_pairs: int | None = None, seed: int = 0,
+                     prefix: str = "", split: str = "test", max_eval_pairs: int | None = None,
+                     data_dir: Path | None = None, out: Path = Path("runs/cosent"), runs_dir: Path = Path("runs"),
+                     then_whiten: bool = False, n_resamples: int = 1000, eval_batch_size: int = 64,
+                     device: str | None = None, curve_pairs: int | None = 1000, eval_steps: int = 200,
+                     show_progress: bool = True) -> CosentRun:
+    """The `cosent-train` options as a CosentRun, every value checked that needs no model loaded.
+
+    Raises:
+        StsevalError naming --train-on for a task without a labelled train split (with the splits it
+        has and the tasks that do have one), or naming the first other bad option.
+    """
+    train_specs = _task_specs(train_on)
+    specs = _task_specs(tasks)
+    pooling_names = tuple(options.parse_poolings(poolings))
+    layered = [name for name in pooling_names if options.layer_avg_index(name) is not None]
+    if layered:
+        raise StsevalError(f"--pooling {layered[0]}: cosent-train does not train on layer-avg:N poolings")
+    options.check_at_least([("--batch-size", batch_size, 2), ("--epochs", epochs, 1),
+                            ("--checkpoint-steps", checkpoint_steps, 1), ("--eval-steps", eval_steps, 1),
+                            ("--max-train-pairs", max_train_pairs, 2)])
+    options.check_learning_rate(learning_rate)
+    options.check_pairs_for_spearman("--max-eval-pairs", max_eval_pairs)
+    options.check_pairs_for_spearman("--curve-pairs", curve_pairs, off=" (0 turns the curve off)")
+    folder = _data_dir(specs, split, data_dir)
+    with_train = [spec.name for spec in TASKS.values() if "train" in available_splits(spec, folder)]
+    for spec in train_specs:
+        if "train" not in available_splits(spec, folder):
+            raise StsevalError(f"--train-on {spec.name}: {folder} has no train split of {spec.name} (it has "
+                               f"{', '.join(available_splits(spec, folder)) or 'no splits'}); CoSENT trains on "
+                               f"labelled train pairs: choose from {', '.join(with_train) or 'none here'}")
+    encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
+                        device=device, show_progress=show_progress)
+    training = CosentTraining(batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
+                              checkpoint_steps=checkpoint_steps)
+    return CosentRun(encode=encode, train_tasks=train_specs, tasks=specs, data_dir=folder, out_dir=Path(out),
+                     runs_dir=Path(runs_dir), training=training, max_train_pairs=max_train_pairs, seed=seed,
+                     split=split, max_eval_pairs=max_eval_pairs, then_whiten=then_whiten, n_resamples=n_resamples,
                      curve_pairs=curve_pairs, eval_steps=eval_steps)
 
 
