@@ -224,7 +224,15 @@ def machine_description() -> str:
 
 
 def git_commit() -> str:
-    """Short commit of the stseval checkout, with '+dirty' when it has uncommitted changes."""
+    """Short commit of the stseval checkout, with '+dirty' when it has uncommitted changes.
+
+    A copy of the checkout without its .git folder (e.g. sent to a GPU machine) says which commit it is
+    through the environment variable STSEVAL_GIT_COMMIT.
+    """
+    import os
+
+    if os.environ.get("STSEVAL_GIT_COMMIT"):
+        return os.environ["STSEVAL_GIT_COMMIT"]
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
