@@ -40,7 +40,7 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import write_text_atomic
 from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, read_sentence_lines
 from stseval.encoders.cache import EmbeddingCache
-from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman, undefined_reason
 from stseval.evaluation.scoring import encode_splits, sample_pairs, score_pairs, split_label
 from stseval.methods.simcse import (
     BEST_VALID_DIR,
@@ -55,7 +55,14 @@ from stseval.methods.simcse import (
 from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.options import BEST_VALID_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
-from stseval.runs.results import ResultRow, ResultsFile, library_versions, machine_description, provenance
+from stseval.runs.results import (
+    UNDEFINED,
+    ResultRow,
+    ResultsFile,
+    library_versions,
+    machine_description,
+    provenance,
+)
 from stseval.runs.specs import FitSource, SimcseRun, available_splits
 from stseval.runs.whiten import slugify
 
@@ -296,8 +303,13 @@ def _score_trained(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -
             continue
         baseline = None if row.metric == "spearman_cosine" else raw_scores if row.metric == MINUS_RAW \
             else scores["simcse"]
-        row.value, row.ci_low, row.ci_high = _value_and_interval(scores[row.method], baseline, gold, run)
         row.n_pairs = len(gold)
+        undefined = undefined_reason(scores[row.method], gold) or (
+            "" if baseline is None else undefined_reason(baseline, gold))
+        if undefined:  # no correlation (or difference of two) to report: say why instead
+            row.status, row.note = UNDEFINED, undefined
+        else:
+            row.value, row.ci_low, row.ci_high = _value_and_interval(scores[row.method], baseline, gold, run)
         row.seconds = round(trained.train_seconds + time.perf_counter() - started, 3)
         if row.method == "simcse+whitening":
             row.n_fit = len(task.chosen)
