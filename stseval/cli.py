@@ -128,11 +128,12 @@ def tasks(
     """List the five tasks: rows, label kind, whether each split file is found, its checksum, and parse errors.
 
     A file whose sha256 differs from stseval/data/manifest.json (your own copy) is parsed and its first error
-    shown as file:line; the command exits with code 2 when a file does not parse.
+    shown as file:line; the command exits with code 2 when a file does not parse, or when a parsed split has
+    one label for every pair (Spearman is undefined on it).
 
     Example: stseval tasks --data-dir ../shared/data/chinese-sts --validate
     """
-    from stseval.data.tasks import format_task_status, resolve_data_dir, task_status
+    from stseval.data.tasks import constant_label_problem, format_task_status, resolve_data_dir, task_status
 
     try:
         folder = resolve_data_dir(data_dir)
@@ -143,6 +144,10 @@ def tasks(
     broken = [row for row in status if row.parsed is False]
     if broken:
         raise _fail(StsevalError(f"{len(broken)} file(s) do not parse; the first: {broken[0].problem}"))
+    constant = [row for row in status if row.constant_label is not None]
+    if constant:
+        raise _fail(StsevalError(f"{len(constant)} split(s) have one label for every pair; the first: "
+                                 f"{constant_label_problem(constant[0])}"))
 
 
 @data_app.command("import")

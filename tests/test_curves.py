@@ -19,7 +19,8 @@ def _rows(task: str, dropout: str, seed: int, test_end: float, test_best: float,
     common = dict(model=MODEL, pooling="last-avg", task=task, split="test", metric="spearman_cosine",
                   dropout=dropout, seed=seed, loss=loss, batch_size="64", learning_rate="1e-05", epochs="1",
                   run_dir=f"runs/simcse/tiny-{task}-last-avg-d{dropout}-s{seed}", n_pairs=100,
-                  created_at="2026-01-01T00:00:00+00:00", command="stseval simcse-train", data_sha256=f"sha-{task}")
+                  created_at="2026-01-01T00:00:00+00:00", command="stseval simcse-train", data_sha256=f"sha-{task}",
+                  model_fingerprint="fp")
     return [ResultRow(method="simcse", value=test_end, **common),
             ResultRow(method="simcse-best-valid", value=test_best, best_step=best_step, **common)]
 

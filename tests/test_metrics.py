@@ -92,3 +92,25 @@ def test_paired_difference_ci_finds_a_small_consistent_gain_that_separate_interv
     assert better_low < base_high  # the two separate intervals overlap
     same, same_low, same_high = paired_difference_ci(baseline, baseline, gold, n_resamples=200, seed=0)
     assert same == same_low == same_high == 0.0
+
+
+@pytest.mark.parametrize("predicted, gold, reason", [
+    ([0.1, 0.5, 0.9], [3.0, 3.0, 3.0], "gold scores are constant (all 3) over 3 pairs"),
+    ([0.7, 0.7, 0.7], [0.0, 1.0, 1.0], "predicted similarities are constant (all 0.7) over 3 pairs"),
+    ([0.7], [1.0], "1 pair(s): a rank correlation needs at least 2"),
+    ([0.1, 0.5, 0.9], [0.0, 1.0, 1.0], ""),
+])
+def test_undefined_spearman_says_why(predicted, gold, reason):
+    from stseval.evaluation.metrics import undefined_reason
+
+    assert undefined_reason(np.array(predicted), np.array(gold)) == reason
+    assert np.isnan(spearman(np.array(predicted), np.array(gold))) == bool(reason)
+
+
+def test_a_score_of_identical_vectors_is_undefined_and_has_no_interval(rng):
+    from stseval.evaluation.scoring import score_pairs
+
+    vectors = np.tile(rng.normal(size=(1, 8)).astype(np.float32), (20, 1))  # every sentence the same vector
+    score = score_pairs(vectors, vectors, rng.integers(0, 2, size=20).astype(float), n_resamples=50)
+    assert np.isnan([score.spearman, score.ci_low, score.ci_high]).all() and score.n_pairs == 20
+    assert score.undefined.startswith("predicted similarities are constant")

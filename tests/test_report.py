@@ -140,8 +140,10 @@ def test_mixed_library_versions_are_refused(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("", "results file is empty"),
     ("model,pooling\nx,y\n", "missing column"),
-    ("model,pooling,method,task,split,metric,value\nm,cls,raw,BQ,test,spearman_cosine,abc\n", r":2: value 'abc'"),
-    ("model,pooling,method,task,split,metric,value\n", "header but no rows"),
+    ("model,pooling,method,task,split,metric,value,data_sha256,model_fingerprint\n"
+     "m,cls,raw,BQ,test,spearman_cosine,abc,sha,fp\n", r":2: value 'abc'"),
+    ("model,pooling,method,task,split,metric,value,data_sha256,model_fingerprint\n", "header but no rows"),
+    ("model,pooling,method,task,split,metric,value\n", r"missing column\(s\) data_sha256, model_fingerprint"),
 ])
 def test_empty_or_malformed_file_names_the_file(tmp_path, content, message):
     path = tmp_path / "bad.csv"
@@ -346,3 +348,85 @@ def test_default_rows_gain_a_seed_column_when_seeds_vary(tmp_path):
     assert "seed" in grid.index.names and len(grid) == 2
     same_seed = build_grid(rows_to_frame(rows[:5]))
     assert "seed" not in same_seed.index.names
+
+
+# --- issue 29 -------------------------------------------------------------------------------------------
+
+
+def _undefined(rows: list[ResultRow], task: str) -> list[ResultRow]:
+    """The rows, that task's cells made undefined (as constant gold labels make them)."""
+    for row in rows:
+        if row.task == task:
+            row.value = row.ci_low = row.ci_high = math.nan
+            row.status, row.note = "undefined", "gold scores are constant (all 3) over 50 pairs"
+    return rows
+
+
+def test_undefined_cells_show_as_such_in_grids_and_their_averages(tmp_path):
+    """item 2: an undefined Spearman is neither a number nor an empty cell."""
+    rows = _undefined(make_rows({("cls", "raw"): [0.1] * 5}), "STS-B") \
+        + make_rows({("pooler", "raw"): [None] * 4 + [0.2]})
+    rows += _undefined(make_rows({("pooler", "whitening"): [None] * 4 + [0.2]}), "STS-B")
+    grid = build_grid(rows_to_frame(rows))
+    cls_raw, pooler_raw, mixed = (grid.xs(key, level="pooling").xs(method, level="method").iloc[0]
+                                  for key, method in (("cls", "raw"), ("pooler", "raw"), ("pooler", "whitening")))
+    assert cls_raw["STS-B"] == "undefined" and (cls_raw["avg"], cls_raw["w-avg"]) == ("undefined", "undefined")
+    assert pooler_raw["avg"] == "n/a"
+    assert mixed["STS-B"] == "undefined" and mixed["avg"] == "n/a"  # gaps of several kinds
+    assert "| undefined |" in grid_to_markdown(grid)
+    # the same through files: the rows read back and the report writes them
+    path = write(rows, tmp_path / "in" / "r.csv")
+    write_report([path], tmp_path / "out")
+    assert ",undefined," in next((tmp_path / "out").glob("*.csv")).read_text(encoding="utf-8")
+
+
+def test_over_seeds_leaves_undefined_cells_out_of_the_mean():
+    from stseval.report.seeds import seed_summary
+
+    rows = make_rows({("cls", "raw"): [0.1, 0.2, 0.3, 0.4, 0.5]}, seed=0)
+    rows += _undefined(make_rows({("cls", "raw"): [0.3, 0.2, 0.3, 0.4, 0.5]}, seed=1), "ATEC")
+    summary = seed_summary(rows_to_frame(rows), "spearman_cosine", "test").iloc[0]
+    assert summary["ATEC"] == pytest.approx(10.0) and int(summary["ATEC n"]) == 1
+    assert int(summary["avg n"]) == 1  # only seed 0 has every task
+
+
+def _damage_by_dropping_value(path):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.drop(columns=["value"]).to_csv(path, index=False)
+
+
+def _damage_by_encoding_gbk(path):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["note"] = "句子向量"  # Chinese text that GBK bytes make invalid UTF-8
+    frame.to_csv(path, index=False, encoding="gbk")
+
+
+@pytest.mark.parametrize("damage, why", [
+    (_damage_by_dropping_value, "missing column(s) value"),
+    (_damage_by_encoding_gbk, "not a readable results CSV"),
+])
+def test_report_refuses_a_damaged_results_csv_in_a_folder_by_name(tmp_path, damage, why):
+    """item 5: a damaged results file beside good ones is named, not skipped in silence with exit 0."""
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    folder = tmp_path / "results"
+    write(make_rows({("cls", "raw"): [0.1] * 5}), folder / "good" / "whiten.csv")
+    damaged = write(make_rows({("last-avg", "raw"): [0.2] * 5}), folder / "bad" / "whiten.csv")
+    damage(damaged)
+    result = CliRunner().invoke(app, ["report", str(folder), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"stseval: {damaged}") and why in lines[0]
+    assert not (tmp_path / "rep").exists()
+
+
+def test_grids_and_curves_beside_results_are_still_skipped(tmp_path):
+    folder = tmp_path / "results"
+    write(make_rows({("cls", "raw"): [0.1] * 5}), folder / "whiten.csv")
+    write_report([folder / "whiten.csv"], folder / "report")  # grid CSVs into the results folder
+    (folder / "curves.csv").write_text("step,train_loss,valid-sample1000_spearman\n0,1.0,0.5\n", encoding="utf-8")
+    (folder / "grid-by-split.csv").write_text("model,pooling,method,dims,split,ATEC,avg\nm,cls,raw,full,test,1,1\n",
+                                              encoding="utf-8")
+    assert set(load_results([folder]).source_file) == {(folder / "whiten.csv").as_posix()}

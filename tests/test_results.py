@@ -7,7 +7,7 @@ from stseval.runs.results import COLUMNS, ResultRow, ResultsFile, cell_key, read
 
 def make_row(**changes):
     values = dict(model="tiny", pooling="cls", method="raw", task="STS-B", split="test",
-                  metric="spearman_cosine", value=0.5, n_pairs=10)
+                  metric="spearman_cosine", value=0.5, n_pairs=10, data_sha256="sha", model_fingerprint="fp")
     values.update(changes)
     return ResultRow(**values)
 
@@ -46,7 +46,8 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("", "empty"),
     ("a,b\n1,2\n", "missing column"),
-    ("model,pooling,method,task,split,metric,value\nm,cls,raw,ATEC,test,spearman_cosine,abc\n", r"r.csv:2"),
+    ("model,pooling,method,task,split,metric,value,data_sha256,model_fingerprint\n"
+     "m,cls,raw,ATEC,test,spearman_cosine,abc,sha,fp\n", r"r.csv:2"),
 ])
 def test_malformed_results_file_names_the_file(tmp_path, content, message):
     path = tmp_path / "r.csv"
@@ -93,6 +94,20 @@ def _file_with_a_damaged_third_row(tmp_path, damage):
      r"value 1.5 of recall@10 is outside \[0, 1\]"),
     (lambda f: ",".join({**f, "status": "maybe"}.values()), "status 'maybe'"),
     (lambda f: ",".join(list(f.values())[:7]), f"7 of {len(COLUMNS)} fields; the row was cut short"),
+    # issue 29, item 2: a hand-blanked value on an ok row
+    (lambda f: ",".join({**f, "value": ""}.values()), "status ok but no value"),
+    # item 6: rows without their identity would skip the re-run's compatibility check
+    (lambda f: ",".join({**f, "data_sha256": ""}.values()), "data_sha256 is empty"),
+    (lambda f: ",".join({**f, "model_fingerprint": ""}.values()), "model_fingerprint is empty"),
+    # item 7: an interval that leaves out its value, negative counts and times, an unknown split
+    (lambda f: ",".join({**f, "ci_low": "0.6", "ci_high": "0.7"}.values()),
+     r"interval \[0.6, 0.7\] does not contain value 0.5"),
+    (lambda f: ",".join({**f, "ci_low": "0.3", "ci_high": "0.4"}.values()),
+     r"interval \[0.3, 0.4\] does not contain value 0.5"),
+    (lambda f: ",".join({**f, "n_pairs": "-3"}.values()), "n_pairs '-3' is not a count"),
+    (lambda f: ",".join({**f, "seconds": "-1.5"}.values()), "seconds -1.5 is not a time >= 0"),
+    (lambda f: ",".join({**f, "split": "tset"}.values()), "split 'tset' is not one of test, train, valid"),
+    (lambda f: ",".join({**f, "split": "test-sample"}.values()), "split 'test-sample' is not one of"),
 ])
 def test_damaged_rows_are_refused_with_file_and_line(tmp_path, damage, message):
     path = _file_with_a_damaged_third_row(tmp_path, damage)
@@ -238,3 +253,69 @@ def test_a_file_without_extra_is_left_as_it_is():
 
     frame = rows_to_frame([make_row(note="kept")]).astype(str)
     assert convert_legacy_extra(frame) is frame
+
+
+def test_sampled_splits_intervals_at_their_value_and_undefined_cells_are_read_back(tmp_path):
+    path = tmp_path / "r.csv"
+    rows = [make_row(split="test-sample1000", ci_low=0.5, ci_high=0.5),  # an interval may touch its value
+            make_row(task="BQ", value=float("nan"), status="undefined", note="gold scores are constant (all 3)"),
+            make_row(task="ATEC", value=float("nan"), status="n/a", note="no pooler")]
+    write_frame(rows_to_frame(rows), path)
+    frame = read_rows(path)
+    assert frame.status.tolist() == ["ok", "undefined", "n/a"]
+    assert frame.value.isna().tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize("dropped", ["data_sha256", "model_fingerprint"])
+def test_a_file_without_an_identity_column_is_refused_by_column_name(tmp_path, dropped):
+    path = tmp_path / "r.csv"
+    rows_to_frame([make_row()]).drop(columns=[dropped]).to_csv(path, index=False)
+    with pytest.raises(StsevalError, match=f"r.csv: missing column\\(s\\) {dropped}"):
+        read_rows(path)
+    with pytest.raises(StsevalError, match=f"missing column\\(s\\) {dropped}"):
+        ResultsFile(path)  # a re-run never appends to it
+
+
+def test_the_lock_file_is_gone_after_each_write(tmp_path):
+    path = tmp_path / "r.csv"
+    ResultsFile(path).add([make_row()])
+    ResultsFile(path).add([make_row(task="BQ")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]  # no .r.csv.lock left behind
+
+
+def _add_rows_in_turn(path: str, task: str, n_rows: int) -> None:
+    """One writer process: n_rows separate adds, each its own cell."""
+    results = ResultsFile(path)
+    for seed in range(n_rows):
+        results.add([make_row(task=task, seed=seed)])
+
+
+def test_writers_racing_on_a_removed_lock_file_keep_every_row(tmp_path):
+    """Each add creates and removes the lock file; a writer that waited on a removed file must retry,
+    else two writers merge at once and one's rows are lost."""
+    import multiprocessing
+
+    path = tmp_path / "r.csv"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_add_rows_in_turn, args=(str(path), task, 6))
+               for task in ("ATEC", "BQ", "LCQMC")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    frame = read_rows(path)
+    assert len(frame) == 18 and frame.groupby("task").size().tolist() == [6, 6, 6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
+
+
+def test_a_lock_held_elsewhere_times_out_and_stays_with_its_holder(tmp_path):
+    from stseval.common.locks import LockTimeout, removable_lock
+
+    lock = tmp_path / ".r.csv.lock"
+    with removable_lock(lock, timeout_s=1.0):
+        with pytest.raises(LockTimeout):  # a second open file description: flock refuses it
+            with removable_lock(lock, timeout_s=0.2, poll_s=0.05):
+                pass
+        assert lock.is_file()  # the timed-out taker removed nothing
+    assert not lock.exists()

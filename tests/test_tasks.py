@@ -341,3 +341,27 @@ def test_unknown_task_name_names_the_option_and_the_closest_task():
         parse_task_names("PWASX", "--task")
     with pytest.raises(StsevalError, match=r"unknown task 'xyz'; choose from ATEC"):
         task_by_name("xyz")
+
+
+def test_tasks_flags_a_split_whose_labels_are_all_one_value(tmp_path):
+    """issue 29, item 2: Spearman against one label is undefined, so `tasks --validate` says so and exits 2."""
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    write_task_file(tmp_path, "STS-B", "valid", "a\tb\t1\nc\td\t4.5\n")
+    constant = write_task_file(tmp_path, "STS-B", "test", "a\tb\t3\nc\td\t3.0\ne\tf\t3\n")
+    status = {(row.task, row.split): row for row in task_status(tmp_path, validate=True)}
+    assert status["STS-B", "test"].constant_label == 3.0 and status["STS-B", "valid"].constant_label is None
+    result = CliRunner().invoke(app, ["tasks", "--data-dir", str(tmp_path), "--validate"])
+    assert result.exit_code == 2
+    table = result.stdout.splitlines()
+    test_line = table.index(next(line for line in table if line.startswith("STS-B  test")))
+    assert table[test_line].endswith("parses, labels all 3")
+    assert table[test_line + 1].strip() == (f"error: {constant}: every pair has label 3, so Spearman is undefined "
+                                            "on this split (each score would be written as `undefined`); "
+                                            "is it the right file?")
+    assert next(line for line in table if line.startswith("STS-B  valid")).endswith("parses")
+    assert result.stderr.strip() == (f"stseval: 1 split(s) have one label for every pair; the first: {constant}: "
+                                     "every pair has label 3, so Spearman is undefined on this split (each score "
+                                     "would be written as `undefined`); is it the right file?")

@@ -650,3 +650,33 @@ def test_simcse_train_refuses_layer_avg(tiny_bert, sample_data_dir, tmp_path):
                                  "layer-avg:1", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "--pooling layer-avg:1: simcse-train does not train on layer-avg:N" in result.output
+
+
+def _constant_test_labels(source, target):
+    """A copy of the STS-B sample whose test labels are all 3: Spearman against them is undefined."""
+    import shutil
+
+    shutil.copytree(source, target)
+    path = target / "STS-B" / "STS-B.test.data"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(f"{line.rsplit(chr(9), 1)[0]}\t3" for line in lines) + "\n", encoding="utf-8")
+    return target
+
+
+def test_constant_gold_labels_give_undefined_cells_that_say_why(tiny_bert, sample_data_dir, tmp_path):
+    """issue 29, item 2: no `ok` row with an empty value; the status and note say why, the grid shows it."""
+    data = _constant_test_labels(sample_data_dir, tmp_path / "constant")
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "last-avg", "--dims", "full", "--tasks", "STS-B",
+            "--fit-on", "valid", "--data-dir", str(data), "--out", str(out), "--bootstrap", "20"]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    rows = pd.read_csv(out / "whiten.csv", dtype=str, keep_default_na=False)
+    assert rows.status.tolist() == ["undefined", "undefined"]
+    assert (rows.value == "").all() and (rows.ci_low == "").all()
+    assert rows.note.str.startswith("gold scores are constant (all 3) over 300 pairs").all()
+    grid = pd.read_csv(out / "grid.csv", dtype=str, keep_default_na=False)
+    assert grid["STS-B"].tolist() == ["undefined", "undefined"] and grid["avg"].tolist() == ["undefined"] * 2
+    again = run(*args)  # the file reads back; the cells are finished (the labels will not change)
+    assert again.exit_code == 0, again.output
+    assert "all 2 cells done" in again.output

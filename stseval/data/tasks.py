@@ -98,6 +98,7 @@ class SplitStatus(NamedTuple):
     sha256_ok: bool | None  # None when missing or when the manifest has no checksum for it
     parsed: bool | None = None  # every line valid; None when the file was not parsed
     problem: str = ""  # the first parse error, "path:line: what is wrong", when parsed is False
+    constant_label: float | None = None  # the one label every pair has, when parsed (Spearman is undefined)
 
 
 def _load_manifest(path: Path) -> tuple[dict, dict[str, TaskSpec]]:
@@ -459,14 +460,16 @@ def task_status(data_dir: Path, validate: bool = False) -> list[SplitStatus]:
                 status.append(SplitStatus(spec.name, split, path, False, None, None))
                 continue
             sha256_ok = None if expected.sha256 is None else file_sha256(path) == expected.sha256
-            parsed, problem = None, ""
+            parsed, problem, constant = None, "", None
             if validate or not sha256_ok:
                 try:
-                    read_pairs(path, spec)
+                    scores = {pair.score for pair in read_pairs(path, spec)}
                     parsed = True
+                    constant = scores.pop() if len(scores) == 1 else None
                 except StsevalError as err:
                     parsed, problem = False, str(err)
-            status.append(SplitStatus(spec.name, split, path, True, count_lines(path), sha256_ok, parsed, problem))
+            status.append(SplitStatus(spec.name, split, path, True, count_lines(path), sha256_ok, parsed, problem,
+                                      constant))
     return status
 
 
@@ -491,13 +494,23 @@ def format_task_status(status: Sequence[SplitStatus], data_dir: Path) -> str:
             checksum = "not in manifest"
         if row.parsed is not None:
             checksum += ", parses" if row.parsed else ", does not parse"
+        if row.constant_label is not None:
+            checksum += f", labels all {row.constant_label:g}"
         lines.append(
             f"{row.task:6s} {row.split:6s} {labels:12s} {rows:>7s} {spec.files[row.split].rows:8d}  "
             f"{'found' if row.found else 'missing':8s} {checksum}"
         )
         if row.problem:
             lines.append(f"    error: {row.problem}")
+        if row.constant_label is not None:
+            lines.append(f"    error: {constant_label_problem(row)}")
     return "\n".join(lines)
+
+
+def constant_label_problem(row: SplitStatus) -> str:
+    """'path: every pair has label 3: Spearman is undefined on this split ...' for a split of one label."""
+    return (f"{row.path}: every pair has label {row.constant_label:g}, so Spearman is undefined on this split "
+            "(each score would be written as `undefined`); is it the right file?")
 
 
 def data_fingerprint(spec: TaskSpec, splits: Sequence[str], data_dir: Path) -> str:

@@ -50,6 +50,30 @@ def spearman(predicted_scores: np.ndarray, gold_scores: np.ndarray) -> float:
     return float(stats.spearmanr(predicted_scores, gold_scores).statistic)
 
 
+def undefined_reason(predicted_scores: np.ndarray, gold_scores: np.ndarray) -> str:
+    """Why the Spearman of these scores is undefined (NaN), or "" when it is defined.
+
+    A rank correlation needs both sides to vary: constant gold labels (a split whose labels are all 3)
+    or constant similarities (every pair's vectors identical, or all vectors the same) leave it 0/0.
+
+    Args:
+        predicted_scores: (n,) similarities.
+        gold_scores: (n,) gold labels.
+    Returns:
+        e.g. "gold scores are constant (all 3) over 40 pairs", or "".
+    """
+    predicted, gold = np.asarray(predicted_scores, dtype=np.float64), np.asarray(gold_scores, dtype=np.float64)
+    if len(gold) < 2:
+        return f"{len(gold)} pair(s): a rank correlation needs at least 2"
+    if np.all(gold == gold[0]):
+        return f"gold scores are constant (all {gold[0]:g}) over {len(gold)} pairs"
+    if np.all(predicted == predicted[0]):
+        return f"predicted similarities are constant (all {predicted[0]:.6g}) over {len(gold)} pairs"
+    if not (np.isfinite(predicted).all() and np.isfinite(gold).all()):
+        return "scores that are not finite numbers"
+    return ""
+
+
 def spearman_cosine(vectors_a: np.ndarray, vectors_b: np.ndarray, gold_scores: np.ndarray) -> float:
     """Spearman of row-wise cosine similarity against gold scores (Su 2021; mteb's cosine_spearman).
 

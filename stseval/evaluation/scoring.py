@@ -9,7 +9,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.data.tasks import Pair, TaskSpec, load_pairs
-from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman, undefined_reason
 
 
 @dataclass
@@ -96,10 +96,11 @@ def split_label(split: str, max_pairs: int | None) -> str:
 
 @dataclass
 class Score:
-    spearman: float
+    spearman: float  # NaN when undefined, with the reason in `undefined`
     ci_low: float
     ci_high: float
     n_pairs: int
+    undefined: str = ""  # why spearman is NaN (metrics.undefined_reason); "" when it is a number
 
 
 def score_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray, gold_scores: np.ndarray,
@@ -112,6 +113,9 @@ def score_pairs(vectors_a: np.ndarray, vectors_b: np.ndarray, gold_scores: np.nd
         predicted = cosine_scores(vectors_a, vectors_b)
     else:
         predicted = (vectors_a.astype(np.float64) * vectors_b).sum(axis=1)
+    reason = undefined_reason(predicted, gold_scores)
+    if reason:  # no correlation to bootstrap either
+        return Score(np.nan, np.nan, np.nan, len(gold_scores), reason)
     low, high = (bootstrap_ci(predicted, gold_scores, n_resamples=n_resamples, seed=seed) if n_resamples
                  else (np.nan, np.nan))
     return Score(spearman(predicted, gold_scores), low, high, len(gold_scores))

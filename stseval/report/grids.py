@@ -69,8 +69,9 @@ def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
 
     Args:
         paths: results files and/or folders. A folder stands for every `*.csv` under it (recursively,
-            hidden names skipped) whose header has the results columns, so grids and other CSVs beside
-            the results are skipped; a file named directly must be a results file.
+            hidden names skipped) whose header shows a results file (`_has_results_header`), so grids and
+            other CSVs beside the results are skipped, while a damaged results file (a column lost, not
+            UTF-8) is refused by name; a file named directly must be a results file.
     Returns:
         every row in path order, with `results.COLUMNS`, any extra columns, and `source_file` /
         `source_line` saying where it came from. A file reached twice is read once.
@@ -116,14 +117,23 @@ def _results_files(paths: list[Path]) -> list[tuple[Path, bool]]:
     return found
 
 
+# columns of results rows that grids, seed summaries and training curves never have as a header
+_ROW_ONLY_COLUMNS = frozenset({"metric", "value", "status", "ci_low", "ci_high", "n_pairs", "data_sha256",
+                               "model_fingerprint", "created_at", "stseval_version", "command", "versions"})
+
+
 def _has_results_header(path: Path) -> bool:
-    """Whether the first line of a CSV names the columns every results file has."""
+    """Whether the first line of a CSV shows it is meant as a results file: it names the columns every
+    results file has, or at least three columns only results rows have (a results file that lost its
+    `value` column, or is not UTF-8, is then refused by read_rows instead of skipped in silence)."""
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            header = next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
+        with path.open("rb") as handle:
+            first_line = handle.readline(1 << 16).decode("utf-8", errors="replace")  # any encoding: judge the names
+        header = next(csv.reader([first_line]), [])
+    except (OSError, csv.Error):
         return False
-    return set(REQUIRED_COLUMNS) <= set(header)
+    names = {name.strip().lstrip("\ufeff") for name in header}
+    return set(REQUIRED_COLUMNS) <= names or len(names & _ROW_ONLY_COLUMNS) >= 3
 
 
 def apply_filters(frame: pd.DataFrame, filters: Sequence[str]) -> pd.DataFrame:
@@ -274,8 +284,9 @@ def build_grid(
     Returns:
         DataFrame indexed by the row keys (rows in TASKS / pooling / method order, dims "full" first),
         one float column per task (value x scale rounded to 2 decimals; NaN where no row), where a row's
-        status is not "ok" the cell holds the status text instead, e.g. "n/a"; averages are blank
-        unless every task has a number, "n/a" where the gaps are all n/a cells.
+        status is not "ok" the cell holds the status text instead, e.g. "n/a" or "undefined" (a Spearman
+        of constant labels or vectors); averages are blank unless every task has a number, the status
+        where the gaps are all cells of that status ("n/a" where they are of several).
     Raises:
         StsevalError when the metric or split has no rows, data checksums or library versions are
         mixed, a key is unknown, or two rows fall into one cell (naming the columns they differ in).
@@ -554,8 +565,9 @@ def _averages(values: np.ndarray, status: np.ndarray, weights: np.ndarray) -> tu
             plain.append(row_values.mean())
             weighted.append(np.average(row_values, weights=row_weights) if np.isfinite(row_weights).all() else np.nan)
         else:
-            gaps_are_status = all(np.isfinite(v) or s for v, s in zip(row_values, row_status, strict=True))
-            fill = NA if gaps_are_status else np.nan
+            gaps = {s for v, s in zip(row_values, row_status, strict=True) if not np.isfinite(v)}
+            # gaps that are all one status (n/a, undefined) say it; mixed statuses say n/a; any empty gap: blank
+            fill = np.nan if "" in gaps else gaps.pop() if len(gaps) == 1 else NA
             plain.append(fill)
             weighted.append(fill)
     return [_round([v])[0] if not isinstance(v, str) else v for v in plain], \

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from stseval.common.errors import StsevalError
-from stseval.report.grids import AVG, NA, TASK_ORDER, WEIGHTED_AVG, as_text, in_order, select_rows
+from stseval.report.grids import AVG, TASK_ORDER, WEIGHTED_AVG, as_text, in_order, select_rows
 from stseval.report.tables import md_escape
 
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
@@ -39,7 +39,7 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
         that have every task of the selection (a setting with none has no average columns filled).
     """
     rows = select_rows(frame, metric, split)
-    rows = rows[rows["status"].astype(str) != NA]
+    rows = rows[rows["status"].astype(str).isin(["ok", ""])]  # n/a and undefined cells have no value
     if rows.empty:
         raise StsevalError(f"--over-seeds: no {metric} rows on the {split!r} split")
     rows = rows.assign(**{key: as_text(rows[key]) for key in SEED_GROUP}, task=as_text(rows["task"]),

@@ -43,9 +43,9 @@ from stseval.runs.simcse import (
     MINUS_RAW,
     best_valid_facts,
     encode_test,
+    fill_value,
     is_main_process,
     model_slug,
-    value_and_interval,
 )
 from stseval.runs.specs import CosentRun
 
@@ -264,8 +264,7 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
                 continue
             baseline = None if row.metric == "spearman_cosine" else scores["raw"] if row.metric == MINUS_RAW \
                 else scores[COSENT]
-            row.value, row.ci_low, row.ci_high = value_and_interval(scores[row.method], baseline, gold, run)
-            row.n_pairs = len(gold)
+            fill_value(row, scores[row.method], baseline, gold, run)
             row.seconds = round(trained.train_seconds + time.perf_counter() - started, 3)
             if row.method == THEN_WHITENED and whitening is not None:
                 row.n_fit = whitening[1]

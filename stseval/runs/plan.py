@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stseval.runs.results import ResultRow, ResultsFile, cell_key, whitening_exponents
+from stseval.runs.results import UNDEFINED, ResultRow, ResultsFile, cell_key, whitening_exponents
 
 
 @dataclass
@@ -72,8 +72,11 @@ def unique_cells(cells: Sequence[Cell]) -> list[Cell]:
 
 
 def fill_score(row: ResultRow, score, started: float) -> ResultRow:
-    """Put a PairScore (value, interval, pairs) into a row with its seconds and the time it was computed."""
+    """Put a scoring.Score (value, interval, pairs) into a row with its seconds and the time it was computed;
+    an undefined score makes the row status `undefined` with the reason in its note."""
     row.value, row.ci_low, row.ci_high, row.n_pairs = score.spearman, score.ci_low, score.ci_high, score.n_pairs
+    if score.undefined:
+        row.status, row.note = UNDEFINED, score.undefined
     row.seconds = round(time.perf_counter() - started, 3)
     return row
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock, Timeout
 
 from stseval import __version__
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
+from stseval.common.locks import LockTimeout, removable_lock
 
 # what makes two rows the same cell: a re-run with these equal resumes instead of recomputing
 CELL_KEY = (
@@ -273,12 +273,15 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 def read_rows(path: Path) -> pd.DataFrame:
     """Read a long-format results CSV, checking it has the columns rows need and that every row is sound.
 
-    A row is sound when it has every field of the header, names a task of `TASKS`, has a known status,
-    and its value and interval are finite numbers within the metric's range (`metric_range`).
+    A row is sound when it has every field of the header, names a task of `TASKS` and one of its splits
+    (or a seeded sample, `test-sample1000`), has a known status, records its data_sha256 and
+    model_fingerprint, has a value unless its status says why not (n/a, undefined), a value and interval
+    that are finite numbers within the metric's range (`metric_range`) with the value inside the interval,
+    and n_pairs and seconds >= 0.
 
     Raises:
-        StsevalError naming the file when it is missing, empty, unparsable or lacks columns, and
-        file:line for the first unsound row.
+        StsevalError naming the file when it is missing, empty, unparsable or lacks columns (an identity
+        column included), and file:line for the first unsound row.
     """
     path = Path(path)
     if not path.is_file():
@@ -294,6 +297,10 @@ def read_rows(path: Path) -> pd.DataFrame:
     if missing:
         raise StsevalError(f"{path}: missing column(s) {', '.join(missing)}; is this a stseval results file?")
     frame = convert_legacy_extra(frame)
+    missing = [name for name in IDENTITY_COLUMNS if name not in frame.columns]
+    if missing:
+        raise StsevalError(f"{path}: missing column(s) {', '.join(missing)}; without them a re-run cannot tell "
+                           "whether its rows were made on the same data and weights (rerun into a new --out)")
     if len(lines) != len(frame):  # the csv module and pandas disagree on records: fall back to counting
         lines = list(range(2, len(frame) + 2))
     if short is not None:
@@ -308,6 +315,12 @@ def read_rows(path: Path) -> pd.DataFrame:
     if bad.any():
         first = int(bad.to_numpy().argmax())
         raise StsevalError(f"{path}:{lines[first]}: value {frame['value'].iloc[first]!r} is not a number")
+    empty = (frame["status"] == "ok") & (frame["value"] == "")
+    if empty.any():
+        first = int(empty.to_numpy().argmax())
+        raise StsevalError(f"{path}:{lines[first]}: status ok but no value; a finished cell has a number "
+                           f"(status {UNDEFINED} or n/a, with the reason in note, when it has none): fix or delete "
+                           "the line")
     frame["value"] = values
     for column in ("ci_low", "ci_high", "seconds"):
         frame[column] = pd.to_numeric(frame[column].replace("", "nan"), errors="coerce")
@@ -315,7 +328,13 @@ def read_rows(path: Path) -> pd.DataFrame:
     return frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
 
 
-STATUSES = ("ok", "n/a", "")  # "" in files written before the status column
+UNDEFINED = "undefined"
+"""Status of a cell whose metric has no value on its data, e.g. Spearman of constant gold labels (note says why)."""
+STATUSES = ("ok", "n/a", UNDEFINED, "")  # "" in files written before the status column
+IDENTITY_COLUMNS = ("data_sha256", "model_fingerprint")
+"""What a re-run compares before adding rows (ResultsFile.check_compatible): every row must record them."""
+_SAMPLED_SPLIT = re.compile(r"^(?P<split>[a-z]+)-sample[1-9][0-9]*$")  # split_label of a seeded sample
+_COUNT = re.compile(r"^[0-9]+$")
 
 
 def metric_range(metric: str) -> tuple[float, float]:
@@ -331,17 +350,28 @@ def metric_range(metric: str) -> tuple[float, float]:
 
 
 def _check_rows(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
-    """Raise StsevalError at the first row with an unknown task or status, or a value out of range."""
+    """Raise StsevalError at the first row with an unknown task, split or status, a missing identity, a
+    value out of range, an interval that leaves out its value, or a negative n_pairs or seconds."""
     from stseval.data.tasks import TASKS
 
-    for position, (task, status, metric, value, ci_low, ci_high) in enumerate(zip(
-            frame["task"], frame["status"], frame["metric"], frame["value"], frame["ci_low"], frame["ci_high"],
+    splits = {split for spec in TASKS.values() for split in spec.files}
+    for position, (task, split, status, metric, value, ci_low, ci_high, n_pairs, seconds, *identity) in enumerate(zip(
+            frame["task"], frame["split"], frame["status"], frame["metric"], frame["value"], frame["ci_low"],
+            frame["ci_high"], frame["n_pairs"], frame["seconds"], *(frame[name] for name in IDENTITY_COLUMNS),
             strict=True)):
         where = f"{path}:{lines[position]}"
         if task not in TASKS:
             raise StsevalError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
+        sampled = _SAMPLED_SPLIT.match(split)
+        if (sampled.group("split") if sampled else split) not in splits:
+            raise StsevalError(f"{where}: split {split!r} is not one of {', '.join(sorted(splits))} "
+                               "(or SPLIT-sampleN); fix or delete the line")
         if status not in STATUSES:
-            raise StsevalError(f"{where}: status {status!r} is not ok or n/a")
+            raise StsevalError(f"{where}: status {status!r} is not ok, n/a or {UNDEFINED}")
+        for name, recorded in zip(IDENTITY_COLUMNS, identity, strict=True):
+            if not str(recorded).strip():
+                raise StsevalError(f"{where}: {name} is empty; without it a re-run cannot tell whether this row "
+                                   "was made on the same data and weights: fix or delete the line")
         low, high = metric_range(metric)
         for name, number in (("value", value), ("ci_low", ci_low), ("ci_high", ci_high)):
             if np.isnan(number):
@@ -350,6 +380,14 @@ def _check_rows(frame: pd.DataFrame, path: Path, lines: list[int]) -> None:
                 span = f"[{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}" if np.isfinite(low) else "finite"
                 raise StsevalError(f"{where}: {name} {number!r} of {metric} is outside {span}; "
                                    "the row is damaged or not from stseval: fix or delete the line")
+        # values are written to 6 significant digits, and rounding keeps order: no tolerance is needed
+        if ci_low > value or ci_high < value or ci_low > ci_high:  # False wherever one side is NaN
+            raise StsevalError(f"{where}: interval [{ci_low!r}, {ci_high!r}] does not contain value {value!r}; "
+                               "the row is damaged or not from stseval: fix or delete the line")
+        if n_pairs != "" and not _COUNT.match(str(n_pairs)):
+            raise StsevalError(f"{where}: n_pairs {n_pairs!r} is not a count (0, 1, 2, ...); fix or delete the line")
+        if not np.isnan(seconds) and not (np.isfinite(seconds) and seconds >= 0):
+            raise StsevalError(f"{where}: seconds {seconds!r} is not a time >= 0; fix or delete the line")
 
 
 def _record_lines(path: Path) -> tuple[list[int], tuple[int, int] | None]:
@@ -387,7 +425,7 @@ LOCK_TIMEOUT_S = 120.0  # a merge takes milliseconds; a lock held this long belo
 
 def lock_path(path: Path) -> Path:
     """The lock file that serialises writers of a results file: `.NAME.lock` beside it (hidden, so
-    `report` skips it)."""
+    `report` skips it), present only while a writer holds it (see common/locks.py)."""
     path = Path(path)
     return path.with_name(f".{path.name}.lock")
 
@@ -418,18 +456,21 @@ class ResultsFile:
         if not rows:
             return
         rows = list({cell_key(row): row for row in rows}.values())  # one row per cell, the last given
+        for row in rows:  # an ok row without a value would be refused on read: say it has none
+            if row.status == "ok" and np.isnan(float(row.value)):
+                row.status, row.note = UNDEFINED, row.note or f"{row.metric} came out NaN"
         new = rows_to_frame(rows)
         new_keys = {cell_key(row) for row in rows}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(str(lock_path(self.path)), timeout=LOCK_TIMEOUT_S):
+            with removable_lock(lock_path(self.path), timeout_s=LOCK_TIMEOUT_S):
                 current = self._read()  # what other writers added since we last looked
                 keep = [cell_key(record) not in new_keys and not (replaces and replaces(record))
                         for _, record in current.iterrows()]
                 parts = [frame for frame in (current[keep], new) if not frame.empty]
                 merged = pd.concat(parts, ignore_index=True) if parts else new
                 write_frame(merged, self.path)
-        except Timeout:
+        except LockTimeout:
             raise StsevalError(f"{lock_path(self.path)}: another stseval process has held this lock for "
                                f"{LOCK_TIMEOUT_S:.0f} s; if none is running, delete the lock file") from None
         self.frame = merged

@@ -40,7 +40,7 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import write_text_atomic
 from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, read_sentence_lines
 from stseval.encoders.cache import EmbeddingCache
-from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman
+from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman, undefined_reason
 from stseval.evaluation.scoring import encode_splits, sample_pairs, score_pairs, split_label
 from stseval.methods.simcse import (
     BEST_VALID_DIR,
@@ -55,7 +55,14 @@ from stseval.methods.simcse import (
 from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.options import BEST_VALID_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
-from stseval.runs.results import ResultRow, ResultsFile, library_versions, machine_description, provenance
+from stseval.runs.results import (
+    UNDEFINED,
+    ResultRow,
+    ResultsFile,
+    library_versions,
+    machine_description,
+    provenance,
+)
 from stseval.runs.specs import CosentRun, FitSource, SimcseRun, available_splits
 from stseval.runs.whiten import slugify
 
@@ -295,14 +302,25 @@ def _score_trained(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -
             continue
         baseline = None if row.metric == "spearman_cosine" else raw_scores if row.metric == MINUS_RAW \
             else scores["simcse"]
-        row.value, row.ci_low, row.ci_high = value_and_interval(scores[row.method], baseline, gold, run)
-        row.n_pairs = len(gold)
+        fill_value(row, scores[row.method], baseline, gold, run)
         row.seconds = round(trained.train_seconds + time.perf_counter() - started, 3)
         if row.method == "simcse+whitening":
             row.n_fit = len(task.chosen)
         if row.method == BEST_VALID_METHOD and best:
             row.chosen_on, row.best_step = str(best["label"]), str(best["step"])
             row.best_valid_spearman = f"{best['valid_spearman']:.6f}"
+
+
+def fill_value(row: ResultRow, scores: np.ndarray, baseline: np.ndarray | None, gold: np.ndarray,
+               run: SimcseRun | CosentRun) -> None:
+    """Put the Spearman of `scores` (or its paired difference to `baseline`'s) and its interval into a row,
+    or status `undefined` with the reason when there is no correlation to report (e.g. constant gold)."""
+    row.n_pairs = len(gold)
+    undefined = undefined_reason(scores, gold) or ("" if baseline is None else undefined_reason(baseline, gold))
+    if undefined:
+        row.status, row.note = UNDEFINED, undefined
+    else:
+        row.value, row.ci_low, row.ci_high = value_and_interval(scores, baseline, gold, run)
 
 
 def value_and_interval(scores: np.ndarray, baseline: np.ndarray | None, gold: np.ndarray,
