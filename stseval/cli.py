@@ -501,8 +501,9 @@ def index_build(
     Example: stseval index build --task ATEC --split test --whiten-dims 128 --index-dir runs/atec-w128
     """
     from stseval import options
+    from stseval.common.fileio import check_writable_dir
     from stseval.data.tasks import parse_task_names, resolve_data_dir
-    from stseval.runs.specs import check_index_sources, check_split, parse_one_pooling
+    from stseval.runs.specs import check_index_sources, check_pairs_parse, check_split, parse_one_pooling
 
     try:
         specs = parse_task_names(task, "--task") if task else [None]
@@ -514,8 +515,10 @@ def index_build(
         options.check_file(whitening, "--whitening")
         if whiten_dims is not None:
             options.check_dims_fit([whiten_dims], model, "--whiten-dims")
+        check_writable_dir(index_dir, "--index-dir")
         if specs[0] is not None:
             check_split(specs, split, resolve_data_dir(data_dir))
+            check_pairs_parse([(specs[0], [split])], resolve_data_dir(data_dir))
         from stseval.runs.retrieval import build
 
         meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
