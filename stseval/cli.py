@@ -495,6 +495,11 @@ def index_build(
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means."),
+    allow_low_rank: bool = typer.Option(
+        False, "--allow-low-rank",
+        help="Keep --whiten-dims above the rank of the corpus's covariance (fewer sentences than dims) instead of "
+             "refusing them.",
+    ),
 ) -> None:
     """Encode a corpus (a task split or a file), optionally whiten it, and save a FAISS index folder.
 
@@ -524,7 +529,7 @@ def index_build(
         meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
                      data_dir=data_dir, pooling=pooling, prefix=prefix,
                      max_length=max_length, whitening_file=whitening, fit_whitening_dims=whiten_dims, factory=index,
-                     search_params=search_params, batch_size=batch_size, seed=seed)
+                     search_params=search_params, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank)
     except StsevalError as err:
         raise _fail(err) from None
     whitened = f", whitened to {meta.whitening['n_components']} dims" if meta.whitening else ""
@@ -605,6 +610,11 @@ def index_sweep(
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means (Flat involves no randomness)."),
+    allow_low_rank: bool = typer.Option(
+        False, "--allow-low-rank",
+        help="Sweep whitening k above the rank of the corpus's covariance (e.g. a small --limit) instead of "
+             "refusing it.",
+    ),
 ) -> None:
     """Retrieval recall@k / MRR / nDCG and QPS against vector size, raw truncation vs whitening, per task.
 
@@ -619,7 +629,7 @@ def index_sweep(
         run = parse_sweep_run(
             model=model, tasks=tasks_option, pooling=pooling, split=split, prefix=prefix, dims=dims, methods=methods,
             factory=index, search_params=search_params, top_k=top_k, limit=limit, threads=threads, out=out,
-            data_dir=data_dir, batch_size=batch_size, seed=seed)
+            data_dir=data_dir, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank)
         from stseval.report.drawing import write_sweep_plot
         from stseval.runs.retrieval import SWEEP_PNG, sweep
 

@@ -228,6 +228,7 @@ class SweepRun:
     limit: int | None = None  # only the first `limit` pairs of each split
     threads: int | None = None  # FAISS threads while searching; None keeps FAISS's default
     seed: int = 0
+    allow_low_rank: bool = False  # whitening k above the corpus's covariance rank instead of refusing it
     results_name: str = "retrieval.csv"
 
     @property
@@ -381,7 +382,7 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
                     factory: str = "Flat", search_params: str = "", top_k: int = 100, limit: int | None = None,
                     threads: int | None = None, out: Path = Path("runs/retrieval"), data_dir: Path | None = None,
                     batch_size: int = 64, seed: int = 0, use_cache: bool = True,
-                    show_progress: bool = True) -> SweepRun:
+                    show_progress: bool = True, allow_low_rank: bool = False) -> SweepRun:
     """The `index sweep` options as a SweepRun, every value checked that needs no model loaded."""
     specs = _task_specs(tasks)
     dims_list, method_list = tuple(options.parse_dims(dims)), tuple(options.parse_methods(methods))
@@ -398,4 +399,4 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
                         use_cache=use_cache, show_progress=show_progress)
     return SweepRun(encode=encode, tasks=specs, data_dir=folder, out_dir=Path(out), split=split, dims=dims_list,
                     methods=method_list, factory=factory, search_params=search_params, top_k=top_k, limit=limit,
-                    threads=threads, seed=seed)
+                    threads=threads, seed=seed, allow_low_rank=allow_low_rank)

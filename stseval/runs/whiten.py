@@ -174,9 +174,8 @@ def _score_cell(job: _Job, cell: Cell, evaluated: SplitVectors, fits: _Fits) -> 
         dimension = basis.axes.shape[0]
         kept = dimension if n_components is None else n_components
         # past the fit's rank, gamma > 0 magnifies directions the fit never saw; a rotation (gamma 0) does not
-        if (reduction.gamma > 0 and kept > _supported_dims(basis.n_fit, basis.rank, dimension)
-                and not run.allow_low_rank):
-            raise StsevalError(_low_rank_message(row.fit_on, basis.n_fit, dimension, basis.rank, row.dims, kept))
+        if reduction.gamma > 0 and not run.allow_low_rank:
+            check_fit_rank(f"--fit-on {row.fit_on}", basis.n_fit, basis.rank, dimension, kept, row.dims)
         row.n_fit, row.fit_rank = basis.n_fit, basis.rank
         facts = fits.provenance(row.pooling, reduction.fit, basis)
         whitening = basis.whitening(reduction.beta, reduction.gamma, n_components,
@@ -261,12 +260,31 @@ def _supported_dims(n_fit: int, rank: int, dimension: int) -> int:
     return rank
 
 
-def _low_rank_message(fit_label: str, n_fit: int, dimension: int, rank: int, dims: str, n_components: int) -> str:
+def low_rank_message(source: str, n_fit: int, dimension: int, rank: int, dims: str, n_components: int,
+                     option: str = "--dims", anyway: str = "score it anyway") -> str:
     """Why k whitened directions cannot all come from this fit, and the ways out."""
     why = " (fewer vectors than dimensions)" if n_fit <= dimension else ""
-    return (f"--fit-on {fit_label}: {n_fit} vectors of {dimension} dims have covariance rank {rank}{why}, "
-            f"so --dims {dims} would keep {n_components - rank} direction(s) the fit never saw; give --dims "
-            f"{rank} or less, fit on more sentences, or pass --allow-low-rank to score it anyway")
+    return (f"{source}: {n_fit} vectors of {dimension} dims have covariance rank {rank}{why}, "
+            f"so {option} {dims} would keep {n_components - rank} direction(s) the fit never saw; give {option} "
+            f"{rank} or less, fit on more sentences, or pass --allow-low-rank to {anyway}")
+
+
+def check_fit_rank(source: str, n_fit: int, rank: int, dimension: int, n_components: int, dims: str,
+                   option: str = "--dims", anyway: str = "score it anyway") -> None:
+    """Refuse keeping n_components whitened directions of a fit that stands behind fewer.
+
+    The one rank check of every whitening fit (whiten, index build --whiten-dims, index sweep): past the
+    fit's rank, gamma > 0 magnifies directions the fit never saw, so every cosine there is noise.
+
+    Args:
+        source: what was fitted, said first: "--fit-on test", "STS-B test corpus", ...
+        n_fit, rank: the vectors fitted and their covariance rank (n_fit - 1 before anything is encoded).
+        dimension: the model's vector size; n_components: the directions asked for, as `option dims`.
+    Raises:
+        StsevalError naming `option`, the rank, and --allow-low-rank.
+    """
+    if n_components > _supported_dims(n_fit, rank, dimension):
+        raise StsevalError(low_rank_message(source, n_fit, dimension, rank, dims, n_components, option, anyway))
 
 
 def _check_file_fits_rank(run: WhitenRun, dimension: int) -> None:
@@ -277,9 +295,9 @@ def _check_file_fits_rank(run: WhitenRun, dimension: int) -> None:
     for fit in run.fit_on:
         if fit.kind == "file":
             n_fit = len(read_sentence_lines(fit.path, "--fit-on", min_sentences=2))
-            if n_fit - 1 < widest:  # n vectors span at most n - 1 directions around their mean
-                label = "full" if widest == dimension else str(widest)
-                raise StsevalError(_low_rank_message(fit.label, n_fit, dimension, n_fit - 1, label, widest))
+            # n vectors span at most n - 1 directions around their mean
+            check_fit_rank(f"--fit-on {fit.label}", n_fit, n_fit - 1, dimension, widest,
+                           "full" if widest == dimension else str(widest))
 
 
 def kernel_path(folder: Path, model: str, task: str, row: ResultRow) -> Path:
