@@ -675,3 +675,29 @@ def test_kernels_of_cells_that_differ_only_in_prefix_do_not_overwrite_each_other
     assert load_whitening(saved[""]).provenance["kernel_key"]["prefix"] == ""
     assert saved[""].read_bytes() == plain
     assert "all 2 cells done" in run(*args).output
+
+
+def test_a_full_disk_while_writing_results_is_one_line_and_keeps_the_finished_rows(
+        tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "out"
+    real_to_csv, writes = pd.DataFrame.to_csv, []
+
+    def full_on_second_results_write(frame, path, *args, **kwargs):
+        if ".whiten.csv." in str(path):
+            writes.append(path)
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_to_csv(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_on_second_results_write)
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(out), "--bootstrap", "0")
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith(f"stseval: {out / 'whiten.csv'}: cannot write it (no space left on the device); ")
+    assert "run the same command again to resume" in message
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
+    assert set(rows.task) == {"STS-B"} and len(rows) == 2  # the first task's rows are intact
+    assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]  # no temp file left

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stseval.common.fileio import file_sha256, write_bytes_atomic
+from stseval.common.fileio import WriteError, file_sha256, write_bytes_atomic, write_error
 
 SHARD_FORMAT = 1
 _HASH_BYTES = 16
@@ -162,15 +162,20 @@ class EmbeddingCache:
         if len(texts) == 0:
             return
         folder = self.root / key.digest
-        folder.mkdir(parents=True, exist_ok=True)
-        with _key_lock(folder):
-            stored, _ = self.get(key, texts)  # a concurrent run may have stored some of them meanwhile
-            if len(stored):
-                keep = np.ones(len(texts), dtype=bool)
-                keep[stored] = False
-                texts, vectors = [text for text, kept in zip(texts, keep, strict=True) if kept], vectors[keep]
-            if len(texts):
-                self._write_shard(key, folder, texts, vectors)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with _key_lock(folder):
+                stored, _ = self.get(key, texts)  # a concurrent run may have stored some of them meanwhile
+                if len(stored):
+                    keep = np.ones(len(texts), dtype=bool)
+                    keep[stored] = False
+                    texts, vectors = [text for text, kept in zip(texts, keep, strict=True) if kept], vectors[keep]
+                if len(texts):
+                    self._write_shard(key, folder, texts, vectors)
+        except WriteError:  # a shard file; its .json was not written, so earlier shards are all the cache holds
+            raise
+        except OSError as err:  # the key's folder or its lock (a full disk, a read-only STSEVAL_HOME)
+            raise write_error(folder, err) from None
 
     def _write_shard(self, key: CacheKey, folder: Path, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Write one shard: both arrays first, then the record that commits them."""
