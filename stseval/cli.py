@@ -775,7 +775,10 @@ def cache_clean(dry_run: bool = typer.Option(
     """
     from stseval.encoders.cache import clean_cache, default_cache_root
 
-    removed = clean_cache(dry_run=dry_run)
+    try:
+        removed = clean_cache(dry_run=dry_run)
+    except StsevalError as err:
+        raise _fail(err) from None
     for path in removed:
         typer.echo(str(path))
     verb = "would delete" if dry_run else "deleted"

@@ -262,3 +262,33 @@ def test_a_full_disk_for_the_key_folder_is_one_line(tmp_path, vectors, monkeypat
     monkeypatch.setattr(Path, "mkdir", full)
     with pytest.raises(StsevalError, match=f"^{tmp_path / KEY.digest}: cannot write it \\(no space left"):
         EmbeddingCache(tmp_path).put(KEY, TEXTS, vectors)
+
+
+def test_cache_clean_in_a_read_only_home_is_one_line_naming_the_lock(tmp_path, vectors, monkeypatch):
+    import errno
+
+    import filelock
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    cache = EmbeddingCache()
+    cache.put(KEY, TEXTS, vectors)
+    [bad] = _shard_files(cache, KEY, ".vectors.npy")
+    bad.write_bytes(bad.read_bytes()[:-8])  # a corrupt shard: something to delete
+    before = sorted(path.name for path in (cache.root / KEY.digest).iterdir())
+
+    def read_only(lock, *args, **kwargs):  # what filelock raises when the lock file cannot be created
+        raise PermissionError(errno.EACCES, "Permission denied", lock.lock_file)
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
+    result = CliRunner().invoke(app, ["cache", "clean"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"stseval: {cache.root / KEY.digest / '.lock'}: cannot take the cache lock (Permission denied); "
+        "`stseval cache clean` deletes files in STSEVAL_HOME's embeddings, so it needs them writable: fix their "
+        "permissions, or run it as their owner"]
+    assert sorted(path.name for path in (cache.root / KEY.digest).iterdir()) == before
+    dry = CliRunner().invoke(app, ["cache", "clean", "--dry-run"])  # deletes nothing, so needs no lock
+    assert dry.exit_code == 0 and "would delete 3 file(s)" in dry.output, dry.output
