@@ -132,6 +132,10 @@ def test_a_full_disk_while_writing_is_one_line_naming_the_file_and_keeps_the_old
     assert isinstance(caught.value, OSError) and caught.value.errno == 28  # optional writes may still pass over it
     monkeypatch.undo()
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["whiten.csv"]
+    monkeypatch.setattr(Path, "mkdir", _disk_full)  # a new folder needs a block as well
+    with pytest.raises(StsevalError, match=r"new.md: cannot write it \(no space left on the device\)"):
+        write_text_atomic("x", tmp_path / "sub" / "new.md")
+    monkeypatch.undo()
     with pytest.raises(StsevalError, match=r"grid\.png: cannot write it \(Read-only file system\)"):
         with atomic_path(tmp_path / "grid.png"):
             raise OSError(30, "Read-only file system")

@@ -50,7 +50,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         ...     figure.savefig(tmp, format="png")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a new folder needs space too
+        raise write_error(path, err) from None
     # same folder, so os.replace is an atomic rename; pid + random part so concurrent writers don't collide
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
