@@ -600,14 +600,20 @@ def index_build(
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means."),
+    allow_low_rank: bool = typer.Option(
+        False, "--allow-low-rank",
+        help="Keep --whiten-dims above the rank of the corpus's covariance (fewer sentences than dims) instead of "
+             "refusing them.",
+    ),
 ) -> None:
     """Encode a corpus (a task split or a file), optionally whiten it, and save a FAISS index folder.
 
     Example: stseval index build --task ATEC --split test --whiten-dims 128 --index-dir runs/atec-w128
     """
     from stseval import options
+    from stseval.common.fileio import check_writable_dir
     from stseval.data.tasks import parse_task_names, resolve_data_dir
-    from stseval.runs.specs import check_index_sources, check_split, parse_one_pooling
+    from stseval.runs.specs import check_index_sources, check_pairs_parse, check_split, parse_one_pooling
 
     try:
         specs = parse_task_names(task, "--task") if task else [None]
@@ -619,14 +625,16 @@ def index_build(
         options.check_file(whitening, "--whitening")
         if whiten_dims is not None:
             options.check_dims_fit([whiten_dims], model, "--whiten-dims")
+        check_writable_dir(index_dir, "--index-dir")
         if specs[0] is not None:
             check_split(specs, split, resolve_data_dir(data_dir))
+            check_pairs_parse([(specs[0], [split])], resolve_data_dir(data_dir))
         from stseval.runs.retrieval import build
 
         meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
                      data_dir=data_dir, pooling=pooling, prefix=prefix,
                      max_length=max_length, whitening_file=whitening, fit_whitening_dims=whiten_dims, factory=index,
-                     search_params=search_params, batch_size=batch_size, seed=seed)
+                     search_params=search_params, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank)
     except StsevalError as err:
         raise _fail(err) from None
     whitened = f", whitened to {meta.whitening['n_components']} dims" if meta.whitening else ""
@@ -707,6 +715,11 @@ def index_sweep(
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means (Flat involves no randomness)."),
+    allow_low_rank: bool = typer.Option(
+        False, "--allow-low-rank",
+        help="Sweep whitening k above the rank of the corpus's covariance (e.g. a small --limit) instead of "
+             "refusing it.",
+    ),
 ) -> None:
     """Retrieval recall@k / MRR / nDCG and QPS against vector size, raw truncation vs whitening, per task.
 
@@ -721,7 +734,7 @@ def index_sweep(
         run = parse_sweep_run(
             model=model, tasks=tasks_option, pooling=pooling, split=split, prefix=prefix, dims=dims, methods=methods,
             factory=index, search_params=search_params, top_k=top_k, limit=limit, threads=threads, out=out,
-            data_dir=data_dir, batch_size=batch_size, seed=seed)
+            data_dir=data_dir, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank)
         from stseval.report.drawing import write_sweep_plot
         from stseval.runs.retrieval import SWEEP_PNG, sweep
 
@@ -867,7 +880,10 @@ def cache_clean(dry_run: bool = typer.Option(
     """
     from stseval.encoders.cache import clean_cache, default_cache_root
 
-    removed = clean_cache(dry_run=dry_run)
+    try:
+        removed = clean_cache(dry_run=dry_run)
+    except StsevalError as err:
+        raise _fail(err) from None
     for path in removed:
         typer.echo(str(path))
     verb = "would delete" if dry_run else "deleted"

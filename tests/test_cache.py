@@ -223,3 +223,72 @@ def test_cache_command_sizes_verifies_and_cleans(tmp_path, vectors, monkeypatch)
     assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
     found_indices, _ = EmbeddingCache().get(KEY, TEXTS)
     np.testing.assert_array_equal(found_indices, [0, 1])  # the good shard survived
+
+
+def test_a_full_disk_while_writing_a_shard_is_one_line_and_keeps_earlier_shards(tmp_path, vectors, monkeypatch):
+    import errno
+
+    from stseval.common.errors import StsevalError
+
+    cache = EmbeddingCache(tmp_path)
+    cache.put(KEY, TEXTS[:2], vectors[:2])
+    real_write = Path.write_bytes
+
+    def full_for_hashes(path, data):  # the vectors fit, the hashes do not: a shard half-way
+        if ".hashes.npy" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_for_hashes)
+    with pytest.raises(StsevalError) as caught:
+        cache.put(KEY, TEXTS[2:], vectors[2:])
+    message = str(caught.value)
+    assert ".hashes.npy: cannot write it (no space left on the device)" in message and "\n" not in message
+    assert str(cache.root / KEY.digest) in message
+    monkeypatch.undo()
+    found_indices, found_vectors = EmbeddingCache(tmp_path).get(KEY, TEXTS)
+    np.testing.assert_array_equal(found_indices, [0, 1])  # the earlier shard, not the unfinished one
+    np.testing.assert_array_equal(found_vectors, vectors[:2])
+
+
+def test_a_full_disk_for_the_key_folder_is_one_line(tmp_path, vectors, monkeypatch):
+    import errno
+
+    from stseval.common.errors import StsevalError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(StsevalError, match=f"^{tmp_path / KEY.digest}: cannot write it \\(no space left"):
+        EmbeddingCache(tmp_path).put(KEY, TEXTS, vectors)
+
+
+def test_cache_clean_in_a_read_only_home_is_one_line_naming_the_lock(tmp_path, vectors, monkeypatch):
+    import errno
+
+    import filelock
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    cache = EmbeddingCache()
+    cache.put(KEY, TEXTS, vectors)
+    [bad] = _shard_files(cache, KEY, ".vectors.npy")
+    bad.write_bytes(bad.read_bytes()[:-8])  # a corrupt shard: something to delete
+    before = sorted(path.name for path in (cache.root / KEY.digest).iterdir())
+
+    def read_only(lock, *args, **kwargs):  # what filelock raises when the lock file cannot be created
+        raise PermissionError(errno.EACCES, "Permission denied", lock.lock_file)
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
+    result = CliRunner().invoke(app, ["cache", "clean"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"stseval: {cache.root / KEY.digest / '.lock'}: cannot take the cache lock (Permission denied); "
+        "`stseval cache clean` deletes files in STSEVAL_HOME's embeddings, so it needs them writable: fix their "
+        "permissions, or run it as their owner"]
+    assert sorted(path.name for path in (cache.root / KEY.digest).iterdir()) == before
+    dry = CliRunner().invoke(app, ["cache", "clean", "--dry-run"])  # deletes nothing, so needs no lock
+    assert dry.exit_code == 0 and "would delete 3 file(s)" in dry.output, dry.output

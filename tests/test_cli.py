@@ -132,6 +132,13 @@ FAST_ERRORS = [
     ["index", "search", "--index-dir", "no-such-index", "q"],
     ["report", "no-such-file.csv"],
     ["tasks", "--data-dir", "/no/such/folder"],
+    # an --out no one can write (here: under a file, which refuses even root) is an option error too
+    ["whiten", "--tasks", "STS-B", "--out", "pyproject.toml/out"],
+    ["whiten", "--tasks", "STS-B", "--save-kernel", "pyproject.toml/kernels"],
+    ["simcse-train", "--tasks", "STS-B", "--out", "pyproject.toml/out"],
+    ["simcse-train", "--tasks", "STS-B", "--runs-dir", "pyproject.toml/runs"],
+    ["index", "sweep", "--tasks", "STS-B", "--out", "pyproject.toml/out"],
+    ["index", "build", "--task", "STS-B", "--index-dir", "pyproject.toml/index"],
 ]
 
 
@@ -173,3 +180,35 @@ def test_dims_larger_than_the_model_fail_from_its_config_before_loading(tmp_path
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
     assert "--dims: 64 is larger than" in result.stderr and "vector size 32" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["whiten", "--pooling", "cls", "--dims", "full"],
+    ["simcse-train", "--pooling", "cls", "--dropout", "0.1"],
+    ["index", "sweep", "--dims", "full"],
+    ["index", "build", "--task", "STS-B"],
+])
+def test_a_bad_data_line_is_refused_before_any_model_loads(command, sample_data_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import stseval.encoders.encoder as encoders
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_data_dir / "STS-B", data_dir / "STS-B")
+    test_file = next((data_dir / "STS-B").glob("*test*"))
+    n_lines = len(test_file.read_bytes().splitlines())
+    with open(test_file, "a", encoding="utf-8") as handle:
+        handle.write("一个句子\t另一个句子\tnot-a-score\n")
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was loaded before the data was checked")
+
+    monkeypatch.setattr(encoders, "load_encoder", never)
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    where = ["--index-dir", str(tmp_path / "index")] if command[1:2] == ["build"] else \
+        ["--tasks", "STS-B", "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, [*command, *where, "--data-dir", str(data_dir)])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("stseval: ") and f"{test_file.name}:{n_lines + 1}" in message
+    assert not (tmp_path / "out").exists() and not (tmp_path / "index").exists()

@@ -458,6 +458,21 @@ def test_interrupted_encode_keeps_finished_chunks_in_the_cache(bert, tmp_path):
         np.testing.assert_array_equal(resumed[name], fresh[name])
 
 
+def test_ctrl_c_keeps_the_batches_of_an_unfinished_chunk(bert, tmp_path):
+    """A chunk under cache_every (4,096) sentences is not lost on Ctrl-C: only the batch in flight is."""
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = [f"{a}{b}" for a in "好我" for b in "你他天气"]  # 8 sentences of one token length: 4 batches of 2
+    settings = dict(max_length=16, batch_size=2, show_progress=False)  # the default cache_every: one chunk
+    with interrupt_after(bert.model, 3), pytest.raises(KeyboardInterrupt):
+        encode(bert, texts, ["cls", "last-avg"], cache=cache, **settings)  # dies in the 4th batch
+    with count_forwards(bert.model) as counter:
+        resumed = encode(bert, texts, ["cls", "last-avg"], cache=EmbeddingCache(tmp_path / "cache"), **settings)
+    assert counter.sentences == 2  # the three finished batches came from the cache
+    fresh = encode(bert, texts, ["cls", "last-avg"], **settings)
+    for name in ("cls", "last-avg"):
+        np.testing.assert_array_equal(resumed[name], fresh[name])
+
+
 def test_cache_shards_are_written_every_chunk(bert, tmp_path):
     cache = EmbeddingCache(tmp_path / "cache")
     texts = [f"{a}{b}" for a in "好我" for b in "你他天气"]  # 8 sentences of one token length

@@ -108,3 +108,52 @@ def test_report_index_and_data_commands_check_their_folders_up_front(a_file, tmp
     source.mkdir()
     _one_line_exit_2(["data", "import", str(source), "--dest", str(a_file / "data")], "--dest", monkeypatch)
     _one_line_exit_2(["data", "fetch", "--dest", str(a_file / "data")], "--dest", monkeypatch)
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_writing_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from stseval.common.errors import StsevalError
+
+    target = tmp_path / "whiten.csv"
+    write_text_atomic("old\n", target)
+    monkeypatch.setattr(Path, "write_bytes", _disk_full)
+    with pytest.raises(StsevalError) as caught:
+        write_text_atomic("new\n", target)
+    message = str(caught.value)
+    assert message.startswith(f"{target}: cannot write it (no space left on the device); ")
+    assert "as they were" in message and "\n" not in message
+    assert isinstance(caught.value, OSError) and caught.value.errno == 28  # optional writes may still pass over it
+    monkeypatch.undo()
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["whiten.csv"]
+    monkeypatch.setattr(Path, "mkdir", _disk_full)  # a new folder needs a block as well
+    with pytest.raises(StsevalError, match=r"new.md: cannot write it \(no space left on the device\)"):
+        write_text_atomic("x", tmp_path / "sub" / "new.md")
+    monkeypatch.undo()
+    with pytest.raises(StsevalError, match=r"grid\.png: cannot write it \(Read-only file system\)"):
+        with atomic_path(tmp_path / "grid.png"):
+            raise OSError(30, "Read-only file system")
+
+
+def test_writable_check_sees_a_disk_that_is_already_full(tmp_path, monkeypatch):
+    import tempfile
+
+    from stseval.common.errors import StsevalError
+    from stseval.common.fileio import check_writable_dir
+
+    real = tempfile.NamedTemporaryFile
+
+    def full(*args, **kwargs):  # creating an empty file needs no space; its first byte does
+        handle = real(*args, **kwargs)
+        handle.write = _disk_full
+        return handle
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", full)
+    with pytest.raises(StsevalError, match=r"^--out .*: cannot write into .* \(No space left on device\)"):
+        check_writable_dir(tmp_path / "out", "--out")

@@ -271,8 +271,9 @@ def test_build_then_search_and_refuse_mismatched_encoder(tmp_path, tiny_models, 
     from stseval.runs.retrieval import build, search_index
 
     model, other_model = map(str, tiny_models)
+    # 8 sentences span 7 directions: 8 dims is past the fit's rank, asked for on purpose
     meta = build(model, tmp_path / "idx", task=TASKS["STS-B"], data_dir=tiny_data_dir, fit_whitening_dims=8,
-                 use_cache=False, show_progress=False)
+                 use_cache=False, show_progress=False, allow_low_rank=True)
     assert meta.dims == 8 and meta.whitening["n_components"] == 8 and meta.corpus == "STS-B/test"
     corpus = load_index(tmp_path / "idx").sentences
     results = search_index(tmp_path / "idx", [corpus[0], corpus[5]], top_k=3)
@@ -290,7 +291,8 @@ def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny
     from stseval.runs.specs import parse_sweep_run
 
     run = parse_sweep_run(model=str(tiny_models[0]), tasks=["STS-B"], out=tmp_path / "out", data_dir=tiny_data_dir,
-                          dims="full,16,4", use_cache=False, show_progress=False, threads=1)
+                          dims="full,16,4", use_cache=False, show_progress=False, threads=1,
+                          allow_low_rank=True)  # the 8-sentence corpus spans 7 directions
     threads_before = faiss.omp_get_max_threads()
     output = sweep(run, log=lambda message: None)
     assert faiss.omp_get_max_threads() == threads_before  # --threads pins FAISS for the sweep only
@@ -354,7 +356,7 @@ def test_sweep_pca_rotates_without_rescaling(tmp_path, tiny_models, tiny_data_di
 
     run = parse_sweep_run(model=str(tiny_models[0]), tasks=["STS-B"], out=tmp_path / "out", data_dir=tiny_data_dir,
                           dims="full,4", methods="raw-truncate,whitening,pca", use_cache=False, show_progress=False,
-                          threads=1)
+                          threads=1, allow_low_rank=True)  # the 8-sentence corpus spans 7 directions
     rows = pd.DataFrame([row.__dict__ for row in sweep(run, log=lambda message: None).computed])
     quality = rows[rows.metric.isin(["recall@1", "recall@10", "mrr@10"])].set_index(["method", "dims", "metric"]).value
     pca = rows[rows.method == "pca"]
@@ -362,3 +364,89 @@ def test_sweep_pca_rotates_without_rescaling(tmp_path, tiny_models, tiny_data_di
     # at full k a rotation keeps every cosine, so every ranking: the same numbers as the raw vectors
     for metric in ("recall@1", "recall@10", "mrr@10"):
         assert quality["pca", "full", metric] == pytest.approx(quality["raw-truncate", "full", metric], abs=1e-9)
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("nothing may be encoded or loaded by a refused run")
+
+
+def test_build_whiten_dims_above_the_corpus_rank_is_refused_unless_allowed(tmp_path, tiny_models, monkeypatch):
+    from typer.testing import CliRunner
+
+    import stseval.runs.retrieval as retrieval
+    from stseval.cli import app
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES[:5]) + "\n", encoding="utf-8")  # 5 vectors span 4 directions
+    args = ["index", "build", "--sentences", str(corpus), "--model", str(tiny_models[0]), "--whiten-dims", "8",
+            "--index-dir", str(tmp_path / "idx")]
+    with monkeypatch.context() as patched:
+        patched.setattr(retrieval, "encode_texts", _never)
+        refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.strip().splitlines() == [
+        f"stseval: {corpus} corpus: 5 vectors of 32 dims have covariance rank 4 (fewer vectors than dimensions), "
+        "so --whiten-dims 8 would keep 4 direction(s) the fit never saw; give --whiten-dims 4 or less, fit on more "
+        "sentences, or pass --allow-low-rank to build it anyway"]
+    assert not (tmp_path / "idx").exists()
+    assert CliRunner().invoke(app, [*args, "--allow-low-rank"]).exit_code == 0
+    within = [*args[:-3], "4", "--index-dir", str(tmp_path / "idx4")]  # within the rank: no option needed
+    assert CliRunner().invoke(app, within).exit_code == 0
+
+
+def test_build_refuses_a_fit_whose_rank_falls_short_once_fitted(tmp_path, tiny_models):
+    from stseval.encoders.encoder import load_encoder
+    from stseval.runs.retrieval import _corpus_whitening
+
+    encoder = load_encoder(str(tiny_models[0]))
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 3)) @ rng.normal(size=(3, 32))  # 40 vectors in a 3-d subspace: rank 3
+    with pytest.raises(StsevalError, match=r"^x corpus: 40 vectors of 32 dims have covariance rank 3, so "
+                                           r"--whiten-dims 8 would keep 5"):
+        _corpus_whitening(encoder, vectors, None, 8, {"fit_on": "x"})
+    whitening, _ = _corpus_whitening(encoder, vectors, None, 8, {"fit_on": "x"}, allow_low_rank=True)
+    assert whitening is not None and whitening.n_components == 8 and whitening.provenance["rank"] == 3
+
+
+def test_sweep_whitening_above_the_corpus_rank_is_refused_before_computing(tmp_path, tiny_models, tiny_data_dir,
+                                                                          monkeypatch):
+    import stseval.runs.retrieval as retrieval
+    from stseval.runs.specs import parse_sweep_run
+
+    given = dict(model=str(tiny_models[0]), tasks=["STS-B"], out=tmp_path / "out", data_dir=tiny_data_dir,
+                 dims="full,4", use_cache=False, show_progress=False, threads=1)
+    with monkeypatch.context() as patched:
+        patched.setattr(retrieval, "encode_texts", _never)
+        with pytest.raises(StsevalError) as refused:
+            retrieval.sweep(parse_sweep_run(**given), log=lambda message: None)
+    assert str(refused.value).startswith(
+        "STS-B test corpus: 8 vectors of 32 dims have covariance rank 7 (fewer vectors than dimensions), so --dims "
+        "full would keep 25 direction(s) the fit never saw") and "--allow-low-rank" in str(refused.value)
+    assert not (tmp_path / "out" / "retrieval.csv").exists()
+    # within the rank, and pca or raw truncation at any k, need no option; fitted rows say what the fit saw
+    rows = retrieval.sweep(parse_sweep_run(**{**given, "dims": "4", "methods": "whitening,pca,raw-truncate"}),
+                           log=lambda message: None).computed
+    assert {(row.method, row.n_fit, row.fit_rank) for row in rows} == {
+        ("whitening", 8, 7), ("pca", 8, 7), ("raw-truncate", 0, 0)}
+    allowed = retrieval.sweep(parse_sweep_run(**given, allow_low_rank=True), log=lambda message: None).computed
+    assert {(row.method, row.dims, row.fit_rank) for row in allowed if row.method == "whitening"} == {
+        ("whitening", "full", 7)}
+
+
+def test_sweep_refuses_a_damaged_results_file_before_loading_the_model(tmp_path, tiny_models, tiny_data_dir,
+                                                                       monkeypatch):
+    import stseval.encoders.encoder as encoders
+    from stseval.runs.retrieval import sweep
+    from stseval.runs.specs import parse_sweep_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "retrieval.csv").write_text("model,task\nx,STS-B\n", encoding="utf-8")  # no value column
+    before = (out / "retrieval.csv").read_bytes()
+    monkeypatch.setattr(encoders, "load_encoder", _never)
+    run = parse_sweep_run(model=str(tiny_models[0]), tasks=["STS-B"], out=out, data_dir=tiny_data_dir, dims="4",
+                          use_cache=False, show_progress=False)
+    with pytest.raises(StsevalError, match="retrieval.csv"):
+        sweep(run, log=lambda message: None)
+    assert (out / "retrieval.csv").read_bytes() == before

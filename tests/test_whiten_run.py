@@ -367,7 +367,7 @@ def test_finished_cells_are_redone_when_save_kernel_asks_for_a_missing_kernel(ti
     assert again.exit_code == 0, again.output
     assert "2 of 6 cells to compute (2 done but without their --save-kernel file)" in again.output
     saved = sorted(path.name for path in kernels.glob("*.npz"))
-    assert len(saved) == 2 and saved[0].endswith("_cls_STS-B_fit-valid_8.npz") and saved[1].endswith("_full.npz")
+    assert len(saved) == 2 and "_cls_STS-B_fit-valid_8_" in saved[0] and "_full_" in saved[1]
     after = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
     assert len(after) == len(before)  # the redone cells replace their rows, with the same numbers
     key = ["pooling", "method", "dims", "fit_on"]
@@ -636,9 +636,10 @@ def test_layer_avg_rows_and_kernel_files_per_beta_gamma(tiny_bert, sample_data_d
     for method, beta in (("raw", ""), ("whitening", "1"), ("whitening", "0.5")):
         assert by_cell["layer-avg:2", method, beta] == by_cell["last-avg", method, beta]  # layer 2 of 2 is the last
         assert by_cell["layer-avg:0", method, beta] != by_cell["layer-avg:1", method, beta]
-    kernels = sorted(path.name.split("tiny-bert_")[1] for path in (tmp_path / "kernels").glob("*last-avg*"))
+    kernels = sorted(path.name.split("tiny-bert_")[1].rsplit("_", 1)[0]  # less the hash of the whole key
+                     for path in (tmp_path / "kernels").glob("*last-avg*"))
     # beta = gamma = 1 keeps the name it had; other exponents are named
-    assert kernels == ["last-avg_STS-B_fit-valid_8.npz", "last-avg_STS-B_fit-valid_8_beta0.5_gamma1.npz"]
+    assert kernels == ["last-avg_STS-B_fit-valid_8", "last-avg_STS-B_fit-valid_8_beta0.5_gamma1"]
     assert load_whitening(next((tmp_path / "kernels").glob("*last-avg*beta0.5*"))).beta == 0.5
     assert len(list((tmp_path / "kernels").glob("*layer-avg-0*"))) == 2
     grid = pd.read_csv(tmp_path / "o" / "grid.csv", dtype=str, keep_default_na=False)
@@ -680,3 +681,53 @@ def test_constant_gold_labels_give_undefined_cells_that_say_why(tiny_bert, sampl
     again = run(*args)  # the file reads back; the cells are finished (the labels will not change)
     assert again.exit_code == 0, again.output
     assert "all 2 cells done" in again.output
+
+
+def test_kernels_of_cells_that_differ_only_in_prefix_do_not_overwrite_each_other(tiny_bert, sample_data_dir,
+                                                                                 tmp_path):
+    kernels = tmp_path / "kernels"
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "8", "--tasks", "STS-B", "--fit-on", "valid",
+            "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0",
+            "--save-kernel", str(kernels)]
+    assert run(*args, "--prefix", "query: ").exit_code == 0
+    assert run(*args).exit_code == 0
+    saved = {load_whitening(path).provenance["prefix"]: path for path in kernels.glob("*.npz")}
+    assert set(saved) == {"query: ", ""}
+    for prefix, path in saved.items():  # each file records the whole key it was fitted under
+        assert load_whitening(path).provenance["kernel_key"]["prefix"] == prefix
+    # a resumed run trusts no file whose recorded key is another cell's: the query kernel put in the
+    # plain kernel's place is fitted again, and the file holds the plain cell's kernel once more
+    plain = saved[""].read_bytes()
+    saved[""].write_bytes(saved["query: "].read_bytes())
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert "1 of 2 cells to compute (1 done but without their --save-kernel file)" in again.output
+    assert load_whitening(saved[""]).provenance["kernel_key"]["prefix"] == ""
+    assert saved[""].read_bytes() == plain
+    assert "all 2 cells done" in run(*args).output
+
+
+def test_a_full_disk_while_writing_results_is_one_line_and_keeps_the_finished_rows(
+        tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "out"
+    real_to_csv, writes = pd.DataFrame.to_csv, []
+
+    def full_on_second_results_write(frame, path, *args, **kwargs):
+        if ".whiten.csv." in str(path):
+            writes.append(path)
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_to_csv(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_on_second_results_write)
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(out), "--bootstrap", "0")
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith(f"stseval: {out / 'whiten.csv'}: cannot write it (no space left on the device); ")
+    assert "run the same command again to resume" in message
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
+    assert set(rows.task) == {"STS-B"} and len(rows) == 2  # the first task's rows are intact
+    assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]  # no temp file left

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -33,13 +34,14 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from stseval.common.fileio import file_sha256, write_bytes_atomic
+from stseval.common.errors import StsevalError
+from stseval.common.fileio import WriteError, file_sha256, write_bytes_atomic, write_error
 
 SHARD_FORMAT = 1
 _HASH_BYTES = 16
@@ -162,15 +164,20 @@ class EmbeddingCache:
         if len(texts) == 0:
             return
         folder = self.root / key.digest
-        folder.mkdir(parents=True, exist_ok=True)
-        with _key_lock(folder):
-            stored, _ = self.get(key, texts)  # a concurrent run may have stored some of them meanwhile
-            if len(stored):
-                keep = np.ones(len(texts), dtype=bool)
-                keep[stored] = False
-                texts, vectors = [text for text, kept in zip(texts, keep, strict=True) if kept], vectors[keep]
-            if len(texts):
-                self._write_shard(key, folder, texts, vectors)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with _key_lock(folder):
+                stored, _ = self.get(key, texts)  # a concurrent run may have stored some of them meanwhile
+                if len(stored):
+                    keep = np.ones(len(texts), dtype=bool)
+                    keep[stored] = False
+                    texts, vectors = [text for text, kept in zip(texts, keep, strict=True) if kept], vectors[keep]
+                if len(texts):
+                    self._write_shard(key, folder, texts, vectors)
+        except WriteError:  # a shard file; its .json was not written, so earlier shards are all the cache holds
+            raise
+        except OSError as err:  # the key's folder or its lock (a full disk, a read-only STSEVAL_HOME)
+            raise write_error(folder, err) from None
 
     def _write_shard(self, key: CacheKey, folder: Path, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Write one shard: both arrays first, then the record that commits them."""
@@ -332,13 +339,16 @@ def verify_cache(root: Path | None = None) -> list[tuple[Path, str]]:
 def clean_cache(root: Path | None = None, dry_run: bool = False) -> list[Path]:
     """Delete orphan files (unfinished shards, temp files older than ORPHAN_MIN_AGE_S) and corrupt shards.
 
-    Each key folder is cleaned under its lock, so a shard being written is never taken for an orphan.
+    Each key folder is cleaned under its lock, so a shard being written is never taken for an orphan
+    (a dry run that cannot take the lock, e.g. in a read-only STSEVAL_HOME, lists without it).
     Returns the paths deleted (or that would be, with dry_run).
+    Raises:
+        StsevalError naming the lock or file when the cache cannot be written (read-only, no permission).
     """
     removed: list[Path] = []
     now = time.time()
     for summary in summarize_cache(root):
-        with _key_lock(summary.folder):
+        with _cleaning_lock(summary.folder, dry_run):
             doomed = [p for p in _orphans(summary.folder) if now - _stat(p).st_mtime >= ORPHAN_MIN_AGE_S]
             for record_path in _records(summary.folder):
                 try:
@@ -349,9 +359,35 @@ def clean_cache(root: Path | None = None, dry_run: bool = False) -> list[Path]:
                     doomed += [p for p in (record_path, *_shard_files(record_path)) if p.exists()]
             if not dry_run:
                 for path in doomed:
-                    path.unlink(missing_ok=True)
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError as err:
+                        raise StsevalError(f"{path}: cannot delete it ({err.strerror or err}); {_READ_ONLY_FIX}"
+                                           ) from None
             removed += doomed
     return removed
+
+
+_READ_ONLY_FIX = ("`stseval cache clean` deletes files in STSEVAL_HOME's embeddings, so it needs them writable: "
+                  "fix their permissions, or run it as their owner")
+
+
+@contextlib.contextmanager
+def _cleaning_lock(folder: Path, dry_run: bool) -> Iterator[None]:
+    """Hold a key folder's lock while cleaning it; one line, not a traceback, when it cannot be taken."""
+    lock = _key_lock(folder)
+    try:
+        lock.acquire()
+    except OSError as err:
+        if dry_run:  # deletes nothing: a listing without the lock is still a true listing
+            yield
+            return
+        raise StsevalError(f"{folder / LOCK_NAME}: cannot take the cache lock ({err.strerror or err}); "
+                           f"{_READ_ONLY_FIX}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _orphans(folder: Path) -> list[Path]:

@@ -340,8 +340,8 @@ def encode(
         batch_size: at most this many sentences per forward pass (capped at INVARIANT_BATCH_ROWS).
         cache: reuse and store vectors here; None computes everything.
         show_progress: draw a tqdm bar (sentences/s) on stderr while encoding.
-        cache_every: write a cache shard each time about this many new sentences are encoded,
-            so an interrupted encode keeps all but the last chunk.
+        cache_every: write a cache shard each time about this many new sentences are encoded; on
+            Ctrl-C the sentences encoded since are written too, so only the batch in flight is lost.
     Returns:
         {pooling: (n, d) float32 array}, row i belonging to texts[i].
     Raises:
@@ -419,7 +419,8 @@ def _encode_uncached(
 
     Every time at least chunk_size sentences are done (and at the end) calls
     on_chunk(rows, {pooling: (len(rows), d) vectors of texts[rows]}), so a caller can store them
-    before the rest is encoded: an interrupted run keeps all but the last chunk.
+    before the rest is encoded. On Ctrl-C (KeyboardInterrupt) the batches finished since the last
+    chunk are handed over too before it propagates: an interrupted run loses only the batch in flight.
     """
     from tqdm.auto import tqdm
 
@@ -427,17 +428,22 @@ def _encode_uncached(
     yielded = np.zeros(len(texts), dtype=bool)
     done: list[np.ndarray] = []
     chunk: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    with tqdm(total=len(texts), unit="sent", desc=f"encode {encoder.name}", disable=not show_progress) as bar:
-        for batch_rows, pooled in batches:
-            batch_rows = np.asarray(batch_rows, dtype=np.int64)
-            _check_batch(encoder, batch_rows, pooled, names, yielded)
-            done.append(batch_rows)
-            for name in names:
-                chunk[name].append(np.asarray(pooled[name], dtype=np.float32))
-            if sum(map(len, done)) >= chunk_size:
-                on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
-                done, chunk = [], {name: [] for name in names}
-            bar.update(len(batch_rows))
+    try:
+        with tqdm(total=len(texts), unit="sent", desc=f"encode {encoder.name}", disable=not show_progress) as bar:
+            for batch_rows, pooled in batches:
+                batch_rows = np.asarray(batch_rows, dtype=np.int64)
+                _check_batch(encoder, batch_rows, pooled, names, yielded)
+                done.append(batch_rows)
+                for name in names:
+                    chunk[name].append(np.asarray(pooled[name], dtype=np.float32))
+                if sum(map(len, done)) >= chunk_size:
+                    on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
+                    done, chunk = [], {name: [] for name in names}
+                bar.update(len(batch_rows))
+    except KeyboardInterrupt:
+        if done:  # finished batches are kept (a chunk stored twice is stored once: the cache skips known texts)
+            on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
+        raise
     if done:
         on_chunk(np.concatenate(done), {name: np.concatenate(chunk[name]) for name in names})
     if not yielded.all():

@@ -44,11 +44,12 @@ from stseval.methods.index import (
     whiten_dims,
     whitening_digest,
 )
-from stseval.methods.whitening import Whitening, fit_whitening, fit_whitening_basis, load_whitening
+from stseval.methods.whitening import Whitening, fit_whitening_basis, load_whitening
 from stseval.options import check_dims_within
 from stseval.runs.plan import Cell, RunOutput, Unit, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
 from stseval.runs.specs import SweepRun, check_index_sources
+from stseval.runs.whiten import check_fit_rank
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
 DEFAULT_MAX_LENGTH = 64
@@ -125,6 +126,7 @@ def build(
     use_cache: bool = True,
     seed: int = 0,
     show_progress: bool = True,
+    allow_low_rank: bool = False,
 ) -> IndexMetadata:
     """Encode a corpus, optionally whiten it, index it and save the index folder.
 
@@ -140,8 +142,12 @@ def build(
         pooling, prefix: how sentences become vectors; queries must use the same.
         max_length: tokens; default the task's (64, PAWSX 128), or 64 for a sentences file.
         factory, search_params: see index.build_index.
+        allow_low_rank: keep fit_whitening_dims above the rank of the corpus's covariance (whiten's
+            --allow-low-rank) instead of refusing them.
     Returns:
         the metadata written to index_dir/meta.json.
+    Raises:
+        StsevalError naming the option: an unwritable --index-dir, --whiten-dims above the corpus's rank.
     """
     from stseval.encoders.encoder import load_encoder
 
@@ -161,10 +167,15 @@ def build(
         max_length = max_length or DEFAULT_MAX_LENGTH
 
     encoder = load_encoder(model)
+    if fit_whitening_dims is not None and not allow_low_rank:  # before encoding: n sentences span n - 1 directions
+        check_dims_within([fit_whitening_dims], encoder.dimension, encoder.name, "--whiten-dims")
+        check_fit_rank(f"{corpus} corpus", len(sentences), len(sentences) - 1, encoder.dimension,
+                       fit_whitening_dims, str(fit_whitening_dims), "--whiten-dims", "build it anyway")
     vectors = encode_texts(encoder, sentences, pooling, max_length, prefix=prefix, batch_size=batch_size,
                            cache=_open_cache(use_cache), show_progress=show_progress)
     whitening, source = _corpus_whitening(encoder, vectors, whitening_file, fit_whitening_dims,
-                                          dict(pooling=pooling, prefix=prefix, fit_on=corpus, max_length=max_length))
+                                          dict(pooling=pooling, prefix=prefix, fit_on=corpus, max_length=max_length),
+                                          allow_low_rank)
     whitening_meta = None
     if whitening is not None:
         vectors = whitening.apply(vectors)
@@ -181,9 +192,9 @@ def build(
 
 
 def _corpus_whitening(encoder, vectors: np.ndarray, whitening_file: Path | None, n_dims: int | None,
-                      facts: dict) -> tuple[Whitening | None, str]:
+                      facts: dict, allow_low_rank: bool = False) -> tuple[Whitening | None, str]:
     """The whitening of an index build and where it came from: a saved file, a fit of n_dims on the
-    (n, d) corpus vectors, or none."""
+    (n, d) corpus vectors (refused past the fit's rank unless allow_low_rank), or none."""
     if whitening_file is not None:
         whitening = load_whitening(whitening_file)
         if whitening.mu.shape[1] != vectors.shape[1]:
@@ -193,9 +204,14 @@ def _corpus_whitening(encoder, vectors: np.ndarray, whitening_file: Path | None,
     if n_dims is None:
         return None, ""
     check_dims_within([n_dims], vectors.shape[1], encoder.name, "--whiten-dims")
-    mu, kernel = fit_whitening(vectors, n_dims)
-    return Whitening(mu, kernel, {"model": encoder.name, "model_fingerprint": encoder.fingerprint, **facts,
-                                  "n_fit_vectors": len(vectors)}), f"fit on {facts['fit_on']}"
+    basis = fit_whitening_basis(vectors)
+    if not allow_low_rank:
+        check_fit_rank(f"{facts['fit_on']} corpus", basis.n_fit, basis.rank, vectors.shape[1], n_dims, str(n_dims),
+                       "--whiten-dims", "build it anyway")
+    whitening = basis.whitening(1.0, 1.0, n_dims)
+    return Whitening(whitening.mu, whitening.kernel, {
+        "model": encoder.name, "model_fingerprint": encoder.fingerprint, **facts, "n_fit_vectors": len(vectors),
+        "rank": basis.rank}), f"fit on {facts['fit_on']}"
 
 
 def search_index(
@@ -314,14 +330,17 @@ def sweep(run: SweepRun, log: Callable[[str], None] = print) -> RunOutput:
     check_writable_dir(run.out_dir, "--out")
     if run.encode.use_cache:
         check_home_writable()
+    results = ResultsFile(run.results_path)  # a damaged file is refused before the model loads, as whiten does
     encoder = load_encoder(run.encode.model)
     check_dims_within(run.dims, encoder.dimension, encoder.name)
     base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
     job = _Job(run, encoder, _open_cache(run.encode.use_cache), base, log)
     units = [unit for unit in (_plan_task(job, spec, log) for spec in run.tasks) if unit is not None]
+    for unit in units:  # every task's corpus before anything is computed, as whiten checks its --fit-on file
+        _check_corpus_fits_rank(job, unit)
     with faiss_threads(run.threads):
-        computed = run_units(ResultsFile(run.results_path), units, lambda unit, cells: _score_task(job, unit, cells),
-                             log)
+        # run_units refuses rows of other data or weights in --out before computing anything
+        computed = run_units(results, units, lambda unit, cells: _score_task(job, unit, cells), log)
     planned = frozenset(cell_key(row) for unit in units for cell in unit.cells for row in cell.rows)
     return RunOutput(run.results_path, computed, planned=planned)
 
@@ -347,18 +366,40 @@ def _plan_task(job: _Job, spec: TaskSpec, log: Callable[[str], None]) -> Unit | 
                 detail=f"{run.split}: {len(retrieval.corpus)} sentences, {retrieval.n_queries} queries, ")
 
 
+def _rank_source(run: SweepRun, spec: TaskSpec) -> str:
+    """How a rank refusal names a sweep's fit: the task's corpus (and --limit, which shrinks it)."""
+    return f"{spec.name} {run.split} corpus" + (f" (--limit {run.limit})" if run.limit else "")
+
+
+def _check_corpus_fits_rank(job: _Job, unit: Unit) -> None:
+    """Refuse whitening k above what the task's N corpus sentences can span (N - 1), before encoding."""
+    run, (spec, retrieval) = job.run, unit.context
+    whitened = [job.encoder.dimension if k is None else k for method, k in (cell.setting for cell in unit.cells)
+                if method == "whitening"]  # pca (gamma 0) only rotates: no direction is magnified
+    if whitened and not run.allow_low_rank:
+        n_fit, widest = len(retrieval.corpus), max(whitened)
+        check_fit_rank(_rank_source(run, spec), n_fit, n_fit - 1, job.encoder.dimension, widest,
+                       "full" if widest == job.encoder.dimension else str(widest))
+
+
 def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
     """Encode the task's corpus once, fit whitening once, then build and search one index per cell."""
     run, (spec, retrieval) = job.run, unit.context
     vectors = encode_texts(job.encoder, retrieval.corpus, run.pooling, spec.max_length, prefix=run.encode.prefix,
                            batch_size=run.encode.batch_size, cache=job.cache, show_progress=run.encode.show_progress)
-    fitted = {}  # one eigendecomposition of the corpus serves whitening and pca at every k
+    fitted, basis = {}, None  # one eigendecomposition of the corpus serves whitening and pca at every k
     if any(cell.setting[0] in FITTED_METHODS for cell in cells):
         basis = fit_whitening_basis(vectors)
         fitted = {method: basis.whitening(*FITTED_METHODS[method]) for method in FITTED_METHODS}
     rows = []
     for cell in cells:
         method, k = cell.setting
+        if basis is not None and method in FITTED_METHODS:
+            if method == "whitening" and not run.allow_low_rank:
+                check_fit_rank(_rank_source(run, spec), basis.n_fit, basis.rank, vectors.shape[1],
+                               vectors.shape[1] if k is None else k, "full" if k is None else str(k))
+            for row in cell.rows:
+                row.n_fit, row.fit_rank = basis.n_fit, basis.rank
         started = time.perf_counter()
         reduced = truncate_dims(vectors, k) if method == "raw-truncate" else whiten_dims(vectors, fitted[method], k)
         measured = evaluate_retrieval(reduced, retrieval, run.factory, run.search_params, top_k=run.top_k,

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from stseval import options
 from stseval.common.errors import StsevalError
-from stseval.data.tasks import TASKS, TaskSpec, parse_task_names, resolve_data_dir, split_path, task_by_name
+from stseval.common.fileio import check_writable_dir
+from stseval.data.tasks import TASKS, TaskSpec, load_pairs, parse_task_names, resolve_data_dir, split_path, task_by_name
 
 SPLITS = ("train", "valid", "test")
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
@@ -264,6 +265,7 @@ class SweepRun:
     limit: int | None = None  # only the first `limit` pairs of each split
     threads: int | None = None  # FAISS threads while searching; None keeps FAISS's default
     seed: int = 0
+    allow_low_rank: bool = False  # whitening k above the corpus's covariance rank instead of refusing it
     results_name: str = "retrieval.csv"
 
     @property
@@ -298,6 +300,18 @@ def _task_specs(tasks: str | Sequence[str | TaskSpec]) -> tuple[TaskSpec, ...]:
     return tuple(parse_task_names(items))
 
 
+def check_pairs_parse(reads: Sequence[tuple[TaskSpec, Sequence[str]]], data_dir: Path) -> None:
+    """Parse every split file a run will read, so a bad line is refused (file:line) before a model loads.
+
+    reads: (task, its splits) pairs; splits whose file is absent are left to the run's own messages.
+    Parsed pairs stay in tasks.load_pairs's in-process cache, so the run reads them again for free.
+    """
+    for spec, splits in reads:
+        for split in dict.fromkeys(splits):
+            if split_path(spec, split, data_dir).is_file():
+                load_pairs(spec, split, data_dir)
+
+
 def _data_dir(specs: Sequence[TaskSpec], split: str, data_dir: Path | None) -> Path:
     """The data folder (--data-dir or the usual places), every task holding --split there."""
     folder = resolve_data_dir(data_dir)
@@ -327,6 +341,10 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
     for model in models:
         options.check_dims_fit(dims_list, model)
         options.check_layers_fit(pooling_names, model)
+    check_writable_dir(Path(out), "--out")
+    if save_kernel is not None:
+        check_writable_dir(Path(save_kernel), "--save-kernel")
+    check_pairs_parse(_whiten_reads(specs, (split, *([choose_on] if choose_on else [])), sources, folder), folder)
     encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
                                 backend=backend, processes=processes, show_progress=show_progress)
                      for model in dict.fromkeys(models))
@@ -334,6 +352,17 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
                      out_dir=Path(out), split=split, n_resamples=n_resamples, seed=seed, unnormalized=unnormalized,
                      save_kernel_dir=save_kernel, allow_low_rank=allow_low_rank, methods=method_list, betas=betas,
                      gammas=gammas, choose_on=choose_on)
+
+
+def _whiten_reads(specs: Sequence[TaskSpec], scored: Sequence[str], sources: Sequence[FitSource],
+                  data_dir: Path) -> list[tuple[TaskSpec, list[str]]]:
+    """The (task, splits) a whiten run reads: the scored splits and each --fit-on source's splits."""
+    reads = [(spec, [*scored, *(split for source in sources for split in source.own_splits(spec, data_dir))])
+             for spec in specs]
+    for source in sources:
+        others = specs if source.kind == "pooled" else [task_by_name(source.value)] if source.kind == "task" else []
+        reads += [(spec, available_splits(spec, data_dir)) for spec in others]
+    return reads
 
 
 def check_choose_on(choose_on: str, split: str, tasks: Sequence[TaskSpec], data_dir: Path) -> None:
@@ -373,6 +402,10 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     options.check_pairs_for_spearman("--curve-pairs", curve_pairs, off=" (0 turns the curve off)")
     folder = _data_dir(specs, split, data_dir)
     source = parse_train_on(train_on, specs, folder)
+    check_writable_dir(Path(out), "--out")
+    check_writable_dir(Path(runs_dir) / "simcse", "--runs-dir")
+    check_pairs_parse([(spec, [split, *source.own_splits(spec, folder), *(["valid"] if curve_pairs != 0 else [])])
+                       for spec in specs], folder)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
                         device=device, show_progress=show_progress)
     return SimcseRun(encode=encode, tasks=specs, dropouts=rates, train_on=source, data_dir=folder, out_dir=Path(out),
@@ -429,7 +462,7 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
                     factory: str = "Flat", search_params: str = "", top_k: int = 100, limit: int | None = None,
                     threads: int | None = None, out: Path = Path("runs/retrieval"), data_dir: Path | None = None,
                     batch_size: int = 64, seed: int = 0, use_cache: bool = True,
-                    show_progress: bool = True) -> SweepRun:
+                    show_progress: bool = True, allow_low_rank: bool = False) -> SweepRun:
     """The `index sweep` options as a SweepRun, every value checked that needs no model loaded."""
     specs = _task_specs(tasks)
     dims_list, method_list = tuple(options.parse_dims(dims)), tuple(options.parse_methods(methods))
@@ -440,8 +473,10 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
     folder = _data_dir(specs, split, data_dir)
     options.check_dims_fit(dims_list, model)
     options.check_layers_fit(pooling_names, model)
+    check_writable_dir(Path(out), "--out")
+    check_pairs_parse([(spec, [split]) for spec in specs], folder)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
                         use_cache=use_cache, show_progress=show_progress)
     return SweepRun(encode=encode, tasks=specs, data_dir=folder, out_dir=Path(out), split=split, dims=dims_list,
                     methods=method_list, factory=factory, search_params=search_params, top_k=top_k, limit=limit,
-                    threads=threads, seed=seed)
+                    threads=threads, seed=seed, allow_low_rank=allow_low_rank)

@@ -18,6 +18,8 @@ the task being scored and a re-run skips what is already there.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +34,10 @@ from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_
 from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.protocol import SentenceEncoder
 from stseval.evaluation.scoring import SplitVectors, encode_splits, score_pairs
-from stseval.methods.whitening import WhiteningBasis, fit_whitening_basis, save_whitening
+from stseval.methods.whitening import WhiteningBasis, fit_whitening_basis, load_whitening, save_whitening
 from stseval.options import CHOSEN_SUFFIX, check_dims_within, check_layers_within, exponent_label
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units, unique_cells
-from stseval.runs.results import COLUMNS, ResultRow, ResultsFile, cell_key, provenance
+from stseval.runs.results import CELL_KEY, COLUMNS, ResultRow, ResultsFile, cell_key, provenance
 from stseval.runs.specs import EncodeSpec, FitSource, WhitenRun, available_splits
 
 _now = now  # tests stamp cells through this name
@@ -174,15 +176,15 @@ def _score_cell(job: _Job, cell: Cell, evaluated: SplitVectors, fits: _Fits) -> 
         dimension = basis.axes.shape[0]
         kept = dimension if n_components is None else n_components
         # past the fit's rank, gamma > 0 magnifies directions the fit never saw; a rotation (gamma 0) does not
-        if (reduction.gamma > 0 and kept > _supported_dims(basis.n_fit, basis.rank, dimension)
-                and not run.allow_low_rank):
-            raise StsevalError(_low_rank_message(row.fit_on, basis.n_fit, dimension, basis.rank, row.dims, kept))
+        if reduction.gamma > 0 and not run.allow_low_rank:
+            check_fit_rank(f"--fit-on {row.fit_on}", basis.n_fit, basis.rank, dimension, kept, row.dims)
         row.n_fit, row.fit_rank = basis.n_fit, basis.rank
         facts = fits.provenance(row.pooling, reduction.fit, basis)
         whitening = basis.whitening(reduction.beta, reduction.gamma, n_components,
                                     dict(facts, n_components=n_components) if n_components else facts)
         vectors_a, vectors_b = whitening.apply(vectors_a), whitening.apply(vectors_b)
         if run.save_kernel_dir is not None and row.method == "whitening":
+            whitening.provenance["kernel_key"] = kernel_key(row)  # what a resumed run checks before trusting it
             save_whitening(whitening, kernel_path(run.save_kernel_dir, job.encoder.name, row.task, row))
     score = score_pairs(vectors_a, vectors_b, evaluated.gold_scores, run.n_resamples, run.seed,
                         normalize=row.metric != "spearman_dot")
@@ -261,12 +263,31 @@ def _supported_dims(n_fit: int, rank: int, dimension: int) -> int:
     return rank
 
 
-def _low_rank_message(fit_label: str, n_fit: int, dimension: int, rank: int, dims: str, n_components: int) -> str:
+def low_rank_message(source: str, n_fit: int, dimension: int, rank: int, dims: str, n_components: int,
+                     option: str = "--dims", anyway: str = "score it anyway") -> str:
     """Why k whitened directions cannot all come from this fit, and the ways out."""
     why = " (fewer vectors than dimensions)" if n_fit <= dimension else ""
-    return (f"--fit-on {fit_label}: {n_fit} vectors of {dimension} dims have covariance rank {rank}{why}, "
-            f"so --dims {dims} would keep {n_components - rank} direction(s) the fit never saw; give --dims "
-            f"{rank} or less, fit on more sentences, or pass --allow-low-rank to score it anyway")
+    return (f"{source}: {n_fit} vectors of {dimension} dims have covariance rank {rank}{why}, "
+            f"so {option} {dims} would keep {n_components - rank} direction(s) the fit never saw; give {option} "
+            f"{rank} or less, fit on more sentences, or pass --allow-low-rank to {anyway}")
+
+
+def check_fit_rank(source: str, n_fit: int, rank: int, dimension: int, n_components: int, dims: str,
+                   option: str = "--dims", anyway: str = "score it anyway") -> None:
+    """Refuse keeping n_components whitened directions of a fit that stands behind fewer.
+
+    The one rank check of every whitening fit (whiten, index build --whiten-dims, index sweep): past the
+    fit's rank, gamma > 0 magnifies directions the fit never saw, so every cosine there is noise.
+
+    Args:
+        source: what was fitted, said first: "--fit-on test", "STS-B test corpus", ...
+        n_fit, rank: the vectors fitted and their covariance rank (n_fit - 1 before anything is encoded).
+        dimension: the model's vector size; n_components: the directions asked for, as `option dims`.
+    Raises:
+        StsevalError naming `option`, the rank, and --allow-low-rank.
+    """
+    if n_components > _supported_dims(n_fit, rank, dimension):
+        raise StsevalError(low_rank_message(source, n_fit, dimension, rank, dims, n_components, option, anyway))
 
 
 def _check_file_fits_rank(run: WhitenRun, dimension: int) -> None:
@@ -277,24 +298,47 @@ def _check_file_fits_rank(run: WhitenRun, dimension: int) -> None:
     for fit in run.fit_on:
         if fit.kind == "file":
             n_fit = len(read_sentence_lines(fit.path, "--fit-on", min_sentences=2))
-            if n_fit - 1 < widest:  # n vectors span at most n - 1 directions around their mean
-                label = "full" if widest == dimension else str(widest)
-                raise StsevalError(_low_rank_message(fit.label, n_fit, dimension, n_fit - 1, label, widest))
+            # n vectors span at most n - 1 directions around their mean
+            check_fit_rank(f"--fit-on {fit.label}", n_fit, n_fit - 1, dimension, widest,
+                           "full" if widest == dimension else str(widest))
+
+
+_KERNEL_KEY = tuple(name for name in CELL_KEY if name not in ("split", "metric"))
+"""A kernel's identity: its cell's key but the split scored and the metric, which one fit serves alike."""
+
+
+def kernel_key(row: ResultRow) -> dict[str, str]:
+    """The settings a --save-kernel file was fitted under (model, fingerprint, pooling, prefix, fit_on, dims,
+    beta, gamma, data, ...): recorded in the file and hashed into its name."""
+    return {name: str(getattr(row, name)) for name in _KERNEL_KEY}
 
 
 def kernel_path(folder: Path, model: str, task: str, row: ResultRow) -> Path:
-    """Where --save-kernel puts the whitening of one cell: <model>_<pooling>_<task>_fit-<fit_on>_<dims>.npz,
-    with _beta<b>_gamma<g> before .npz unless beta = gamma = 1 (plain BERT-whitening)."""
+    """Where --save-kernel puts the whitening of one cell: <model>_<pooling>_<task>_fit-<fit_on>_<dims>, with
+    _beta<b>_gamma<g> unless beta = gamma = 1 (plain BERT-whitening), then _<hash of kernel_key(row)>.npz.
+
+    The readable part leaves settings out (the prefix, the data, the seed, ...); the hash carries all of
+    them, so kernels of two cells never share a file.
+    """
     exponents = "" if (row.beta, row.gamma) in (("1", "1"), ("", "")) else f"_beta{row.beta}_gamma{row.gamma}"
+    digest = hashlib.sha256(json.dumps(kernel_key(row), sort_keys=True).encode("utf-8")).hexdigest()[:12]
     return Path(folder) / (f"{slugify(model)}_{slugify(row.pooling)}_{task}_fit-{slugify(row.fit_on)}_{row.dims}"
-                           f"{exponents}.npz")
+                           f"{exponents}_{digest}.npz")
 
 
 def _kernel_missing(job: _Job, unit: Unit, cell: Cell) -> bool:
-    """Whether --save-kernel asks for this finished cell's kernel file and it is not there: redo the cell."""
+    """Whether --save-kernel asks for this finished cell's kernel and no file of this cell's key is there
+    (absent, unreadable, or recording another key): redo the cell, which rewrites the file."""
     row, folder = cell.rows[0], job.run.save_kernel_dir
-    return (folder is not None and row.method == "whitening" and row.pooling in job.supported
-            and not kernel_path(folder, job.encoder.name, row.task, row).is_file())
+    if folder is None or row.method != "whitening" or row.pooling not in job.supported:
+        return False
+    path = kernel_path(folder, job.encoder.name, row.task, row)
+    if not path.is_file():
+        return True
+    try:
+        return load_whitening(path).provenance.get("kernel_key") != kernel_key(row)
+    except StsevalError:  # damaged: computed again and replaced
+        return True
 
 
 def slugify(text: str) -> str:
