@@ -216,3 +216,20 @@ def test_a_task_without_train_split_is_refused_before_any_model_loads(tiny_bert,
     message = result.output.strip()
     assert "--train-on ATEC" in message and "valid, test" in message and "choose from STS-B" in message
     assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_a_bad_train_line_is_refused_with_file_and_line_before_any_model_loads(tiny_bert, data_dir, tmp_path,
+                                                                               monkeypatch):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+    from stseval.encoders import encoder as encoder_module
+
+    train = data_dir / "STS-B" / "STS-B.train.data"
+    lines = train.read_text(encoding="utf-8").splitlines()
+    lines[4] = lines[4].rsplit("\t", 1)[0] + "\t9"  # STS-B scores run 0-5
+    train.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda *a, **k: pytest.fail("a model was loaded"))
+    result = CliRunner().invoke(app, ["cosent-train", "--model", str(tiny_bert), "--train-on", "STS-B",
+                                      "--tasks", "STS-B", "--data-dir", str(data_dir), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "STS-B.train.data:5" in result.output, result.output

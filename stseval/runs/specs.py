@@ -447,6 +447,10 @@ def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | 
             raise StsevalError(f"--train-on {spec.name}: {folder} has no train split of {spec.name} (it has "
                                f"{', '.join(available_splits(spec, folder)) or 'no splits'}); CoSENT trains on "
                                f"labelled train pairs: choose from {', '.join(with_train) or 'none here'}")
+    check_writable_dir(Path(out), "--out")
+    check_writable_dir(Path(runs_dir) / "cosent", "--runs-dir")
+    check_pairs_parse([(spec, [split]) for spec in specs]
+                      + [(spec, ["train", *(["valid"] if curve_pairs != 0 else [])]) for spec in train_specs], folder)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
                         device=device, show_progress=show_progress)
     training = CosentTraining(batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
