@@ -27,7 +27,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.lists import comma_parts
-from stseval.options import POOLINGS
+from stseval.options import POOLING_NAMES
 
 if TYPE_CHECKING:  # annotations only: importing these pulls in torch, faiss and pandas
     import faiss
@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # annotations only: importing these pulls in torch, faiss and
     from stseval.encoders.protocol import SentenceEncoder
     from stseval.methods.whitening import Whitening
 
-__all__ = ["load_model", "encode", "similarity", "load_pairs", "evaluate", "fit_whitening", "build_index", "search"]
+__all__ = ["load_model", "encode", "similarity", "load_pairs", "evaluate", "fit_whitening", "build_index", "search",
+           "export"]
 
 EVALUATE_COLUMNS = ("task", "split", "pooling", "method", "dims", "spearman", "ci_low", "ci_high", "n_pairs")
 """Columns of the frame `evaluate` returns, in order."""
@@ -86,8 +87,10 @@ def encode(
     Args:
         model: from `load_model`, or a name `load_model` takes (loaded anew on every call).
         sentences: n sentences; a single string counts as one sentence. Duplicates are encoded once.
-        pooling: one of "cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg",
-            "max" (see the README). "pooler" needs trained pooler weights, which e5 lacks.
+        pooling: one pooling, any name `--pooling` takes (one parser, `stseval.options.parse_poolings`):
+            "cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg", "max", "layer-avg:N"
+            (hidden_states[N]), or "sentence", the one output of USE-multilingual and `vectors:` encoders.
+            "pooler" needs trained pooler weights, which e5 lacks.
         prefix: put before every sentence, e.g. "query: " for e5 models.
         max_length: tokens per sentence, [CLS] and [SEP] included (Su used 64; PAWSX 128).
         batch_size: at most this many sentences per forward pass.
@@ -192,7 +195,8 @@ def evaluate(
     Args:
         model: from `load_model`, or a name `load_model` takes.
         tasks: "all", "STS-B,PAWSX", or a list of names (case, "-" and "_" ignored).
-        pooling: a name as in `encode`, "cls,last-avg", a list, or "all".
+        pooling: a name as in `encode`, "cls,last-avg", "layer-avg:0-3", a list, or "all" (every pooling
+            the model has).
         split: the split scored: "test" (default), "valid" or "train".
         whitening: False scores raw vectors; True fits BERT-whitening on each task's own scored
             sentences (both sides of every pair, Su's setting) per pooling; a `Whitening` from
@@ -349,6 +353,54 @@ def search(index: faiss.Index, queries: np.ndarray, k: int = 10) -> tuple[np.nda
     return search_index(index, _matrix(queries, "queries"), int(k))
 
 
+def export(
+    model: SentenceEncoder | str,
+    pooling: str,
+    out: str | Path,
+    prefix: str = "",
+    whitening: Whitening | None = None,
+    kernel: str | Path | None = None,
+    whiten_from: str | Path | None = None,
+    task: str | None = None,
+    choose_on: str = "valid",
+    simcse_run: str | Path | None = None,
+    max_length: int | None = None,
+    data_dir: str | Path | None = None,
+):
+    """Write a setting as a folder that plain `SentenceTransformer(out)` loads (no stseval needed): `stseval export`.
+
+    Args:
+        model: from `load_model`, or a name it takes; with simcse_run, the run folder is the model.
+        pooling: one pooling, as `encode` takes it.
+        out: a new or empty folder; nothing is written when an argument is refused.
+        prefix: put before every sentence; becomes the folder's default prompt.
+        whitening: a `Whitening` (from `fit_whitening`, or `WhiteningBasis.whitening(beta, gamma, k)`; PCA is
+            beta = gamma = 0), or kernel: a file from `whiten --save-kernel` (its model, pooling and prefix are
+            checked), or whiten_from + task: a `whiten --choose-on` results file whose chosen row is refitted.
+        simcse_run: a finished `simcse-train` run folder.
+        max_length: tokens per sentence; None: the kernel's or task's (64).
+        data_dir: as in `load_pairs` (whiten_from refits on the task's data).
+    Returns:
+        an `Exported` (folder, kind "sentence-transformers" or, for USE and vectors: models, "transform":
+        whitening.safetensors + manifest.json), model, pooling, prefix, max_length, dims.
+    Raises:
+        StsevalError naming the argument (and file) that cannot give what stseval scored.
+
+    Example:
+        >>> stseval.export("default", "last-avg", "e5-whitened", prefix="query: ", kernel="kernels/k.npz")
+        >>> SentenceTransformer("e5-whitened").encode(["花呗怎么还款"])   # elsewhere, without stseval
+    """
+    from stseval.report.export import export as export_setting
+
+    def optional_path(value):
+        return None if value is None else Path(value)
+
+    return export_setting(model, pooling, Path(out), prefix=prefix, kernel=optional_path(kernel),
+                          whitening=whitening, whiten_from=optional_path(whiten_from), task=task, choose_on=choose_on,
+                          simcse_run=optional_path(simcse_run), max_length=max_length,
+                          data_dir=optional_path(data_dir))
+
+
 def _as_encoder(model) -> SentenceEncoder:
     """An encoder from an encoder or a model name."""
     if isinstance(model, (str, Path)):
@@ -372,14 +424,17 @@ def _sentences(sentences) -> list[str]:
 
 
 def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[str]:
-    """Checked pooling names: known, available for the model, exactly one unless `many`."""
-    names = list(dict.fromkeys(part.lower() for part in comma_parts(pooling)))
-    if many and names == ["all"]:
-        names = [name for name in POOLINGS if encoder.supports(name)]
-    unknown = [name for name in names if name not in POOLINGS]
-    if unknown or not names:
-        raise StsevalError(f"pooling={pooling!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
-                           f"choose from {', '.join(POOLINGS)}")
+    """Checked pooling names, parsed as the CLI's --pooling is (`stseval.options.parse_poolings`): every name the
+    CLI takes, "all" (the token poolings this model has), `layer-avg:N` / `layer-avg:A-B`, and "sentence" for
+    USE-like and vectors: encoders; available for the model; exactly one unless `many`."""
+    from stseval.options import parse_poolings
+
+    try:
+        names = parse_poolings(pooling)
+    except StsevalError as err:
+        raise StsevalError(f"pooling={pooling!r}: {str(err).removeprefix('--pooling: ')}") from None
+    if many and [part.lower() for part in comma_parts(pooling)] == ["all"]:
+        names = [name for name in POOLING_NAMES if encoder.supports(name)] or names
     if not many and len(names) != 1:
         raise StsevalError(f"pooling={pooling!r}: encode takes one pooling; call it once per pooling "
                            "(evaluate takes several)")
@@ -388,8 +443,12 @@ def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[str]:
         from stseval.encoders.protocol import supported_poolings
 
         has_pooler = getattr(encoder, "has_pooler", None)  # a transformer Encoder's; other encoders lack it
-        why = (f"pooler and pooler-tanh need trained pooler weights, has_pooler={has_pooler}" if has_pooler is not None
-               else f"it gives {', '.join(supported_poolings(encoder)) or 'nothing'} only")
+        needs_pooler = any(name in ("pooler", "pooler-tanh") for name in unavailable)
+        why = (f"pooler and pooler-tanh need trained pooler weights, has_pooler={has_pooler}"
+               if has_pooler is not None and needs_pooler
+               else f"it gives {', '.join(supported_poolings(encoder)) or 'nothing'}"
+               + (" and layer-avg:0 to layer-avg:" + str(encoder.n_layers) if hasattr(encoder, "n_layers") else "")
+               + " only")
         raise StsevalError(f"pooling={','.join(unavailable)}: not available for {encoder.name} ({why})")
     return names
 
