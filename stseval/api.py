@@ -184,6 +184,7 @@ def evaluate(
     batch_size: int = 64,
     cache: bool | str | Path = False,
     show_progress: bool = False,
+    rows: bool = False,
 ) -> pd.DataFrame:
     """Spearman correlation of cosine similarity with the gold scores, per task and pooling.
 
@@ -207,8 +208,12 @@ def evaluate(
         n_resamples: bootstrap resamples for ci_low / ci_high; 0 skips the interval (NaN).
         seed: seeds the bootstrap, so the same call gives the same interval.
         batch_size, cache, show_progress: as in `encode`.
+        rows: True returns the long-format rows the CLI writes (every `ResultRow` column, in the order of
+            `stseval.runs.results.COLUMNS`: model, pooling, method, task, split, metric "spearman_cosine", value,
+            dims "full" or k, fit_on, prefix, beta, gamma, ..., fingerprints, data_sha256, versions), so they
+            concatenate with `stseval whiten` results and `stseval report` reads them.
     Returns:
-        a pandas DataFrame, one row per task x pooling in the order given, with the columns
+        a pandas DataFrame, one row per task x pooling in the order given; unless rows=True, with the columns
         task, split, pooling, method ("raw" or "whitening"), dims (vector size scored),
         spearman (in [-1, 1]; x 100 for Su's tables), ci_low, ci_high, n_pairs.
     Raises:
@@ -245,20 +250,51 @@ def evaluate(
         raise StsevalError(f"evaluate: the whitening was fitted on {whitening.mu.shape[1]}-d vectors but "
                            f"{encoder.name} gives {encoder.dimension}-d ones")
 
-    rows = []
+    summary, long_rows = [], []
     cache_store = _cache(cache)
     for spec in specs:
         encoded = encode_splits(encoder, spec, [split], names, folder, prefix=prefix, batch_size=batch_size,
                                 cache=cache_store, show_progress=show_progress)[split]
         for name in names:
             vectors_a, vectors_b = encoded.vectors_a[name], encoded.vectors_b[name]
+            fitted = None
             if whitening is not False:
                 fitted = fit_whitening(encoded.all_vectors(name), dims) if whitening is True else whitening
                 vectors_a, vectors_b = fitted.apply(vectors_a), fitted.apply(vectors_b)
             score = score_pairs(vectors_a, vectors_b, encoded.gold_scores, n_resamples=n_resamples, seed=seed)
-            rows.append((spec.name, split, name, "raw" if whitening is False else "whitening", vectors_a.shape[1],
-                         score.spearman, score.ci_low, score.ci_high, score.n_pairs))
-    return pd.DataFrame(rows, columns=list(EVALUATE_COLUMNS))
+            method = "raw" if fitted is None else "whitening"
+            summary.append((spec.name, split, name, method, vectors_a.shape[1], score.spearman, score.ci_low,
+                            score.ci_high, score.n_pairs))
+            if rows:
+                long_rows.append(_long_row(encoder, spec, split, name, prefix, folder, seed, score, fitted,
+                                           whitening is True, vectors_a.shape[1]))
+    if rows:
+        from stseval.runs.results import COLUMNS
+
+        return pd.DataFrame([row.__dict__ for row in long_rows], columns=COLUMNS)
+    return pd.DataFrame(summary, columns=list(EVALUATE_COLUMNS))
+
+
+def _long_row(encoder, spec, split: str, pooling: str, prefix: str, folder: Path, seed: int, score, fitted,
+              fitted_here: bool, n_dims: int):
+    """One evaluate cell as the `ResultRow` a CLI run writes for it."""
+    from stseval.data.tasks import data_fingerprint
+    from stseval.options import exponent_label
+    from stseval.runs.results import ResultRow, machine_description, provenance
+
+    facts = provenance(seed)
+    facts.pop("seed")
+    whitened = fitted is not None
+    return ResultRow(
+        model=encoder.name, pooling=pooling, method="whitening" if whitened else "raw", task=spec.name, split=split,
+        metric="spearman_cosine", value=score.spearman,
+        dims="full" if n_dims == encoder.dimension else str(n_dims),
+        fit_on=(split if fitted_here else str(fitted.provenance.get("fit_on", "given"))) if whitened else "",
+        prefix=prefix, beta=exponent_label(fitted.beta) if whitened else "",
+        gamma=exponent_label(fitted.gamma) if whitened else "", ci_low=score.ci_low, ci_high=score.ci_high,
+        n_pairs=score.n_pairs, n_fit=int(fitted.provenance.get("n_fit_vectors", 0)) if whitened else 0,
+        seed=seed, model_fingerprint=encoder.fingerprint, data_sha256=data_fingerprint(spec, [split], folder),
+        machine=machine_description(), max_length=str(spec.max_length), **facts)
 
 
 def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> Whitening:
