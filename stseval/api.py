@@ -282,8 +282,7 @@ def _long_row(encoder, spec, split: str, pooling: str, prefix: str, folder: Path
     from stseval.options import exponent_label
     from stseval.runs.results import ResultRow, machine_description, provenance
 
-    facts = provenance(seed)
-    facts.pop("seed")
+    facts = {name: str(value) for name, value in provenance(seed).items() if name != "seed"}
     whitened = fitted is not None
     return ResultRow(
         model=encoder.name, pooling=pooling, method="whitening" if whitened else "raw", task=spec.name, split=split,
@@ -294,7 +293,9 @@ def _long_row(encoder, spec, split: str, pooling: str, prefix: str, folder: Path
         gamma=exponent_label(fitted.gamma) if whitened else "", ci_low=score.ci_low, ci_high=score.ci_high,
         n_pairs=score.n_pairs, n_fit=int(fitted.provenance.get("n_fit_vectors", 0)) if whitened else 0,
         seed=seed, model_fingerprint=encoder.fingerprint, data_sha256=data_fingerprint(spec, [split], folder),
-        machine=machine_description(), max_length=str(spec.max_length), **facts)
+        machine=machine_description(), max_length=str(spec.max_length), command=facts["command"],
+        git_commit=facts["git_commit"], versions=facts["versions"], created_at=facts["created_at"],
+        stseval_version=facts["stseval_version"])
 
 
 def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> Whitening:
