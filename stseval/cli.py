@@ -715,6 +715,11 @@ def report(
         help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting, per task and for the "
              "task averages (e.g. SimCSE seeds 0, 1, 2).",
     ),
+    output_format: str = typer.Option(
+        "grid", "--format",
+        help="grid (CSV, markdown, PNG) or mteb: mteb 2.x TaskResult files under --out/{org__name}/{revision}/, "
+             "other settings under experiments/{setting}/, scores 0-1 (pip install 'stseval[mteb]' to read them).",
+    ),
     plot: str | None = typer.Option(
         None, "--plot",
         help="Instead of a grid, a study plot with its table: rotation (Spearman vs k: raw-truncate, pca, whitening; "
@@ -741,6 +746,14 @@ def report(
         check_plot(plot, {"--rows": rows is not None, "--cols": cols != "task", "--best": best, "--ci": ci,
                           "--reference": bool(reference), "--over-seeds": over_seeds,
                           "--metric": any(m != "spearman_cosine" for m in metric)})
+        if output_format not in ("grid", "mteb"):
+            raise StsevalError(f"--format {output_format}: choose grid or mteb")
+        if output_format == "mteb":
+            from stseval.report.mteb_files import write_report_mteb
+
+            for path in write_report_mteb(paths, out, filters=filters, strict=strict):
+                typer.echo(str(path))
+            return
         from stseval.report.grids import parse_keys
         from stseval.report.plots import write_plot
         from stseval.report.write import write_report
