@@ -703,7 +703,8 @@ def report(
     ),
     reference: list[str] = typer.Option(
         [], "--reference", metavar="TABLE",
-        help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable.",
+        help="Published rows beside ours: su2021, mteb, cmteb (C-MTEB peers), su2022-cosent, su2021:BERT,SimBERT, "
+             "or mteb:DIR (a folder of mteb result files). Repeatable.",
     ),
     strict: bool = typer.Option(
         False, "--strict",

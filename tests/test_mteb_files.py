@@ -59,3 +59,28 @@ def test_format_must_be_grid_or_mteb(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path / "r.csv"), "--format", "json", "--out",
                                       str(tmp_path / "o")])
     assert result.exit_code == 2 and "--format json: choose grid or mteb" in result.output
+
+
+def test_report_reads_mteb_files_back_as_reference_rows(tmp_path):
+    rows = [_row(task, "test", "raw", 0.3 + number / 100) for number, task in enumerate(CMTEB_TASK_NAMES)]
+    rows.append(_row("ATEC", "test", "whitening", 0.41, prefix="query: "))
+    pd.DataFrame([row.__dict__ for row in rows]).to_csv(tmp_path / "whiten.csv", index=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["report", str(tmp_path / "whiten.csv"), "--format", "mteb", "--out",
+                               str(tmp_path / "mteb")]).exit_code == 0
+    ours = pd.DataFrame([_row(task, "test", "raw", 0.5, model="mine", model_fingerprint="bb" * 32)
+                         for task in CMTEB_TASK_NAMES])
+    ours.to_csv(tmp_path / "mine.csv", index=False)
+    result = runner.invoke(app, ["report", str(tmp_path / "mine.csv"), "--reference", f"mteb:{tmp_path / 'mteb'}",
+                                 "--reference", "cmteb", "--reference", "su2022-cosent", "--name", "grid",
+                                 "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    grid = pd.read_csv(tmp_path / "report" / "grid.csv", dtype=str, keep_default_na=False)
+    by_model = {row["model"]: row for _, row in grid.iterrows()}
+    raw = by_model["mteb:org/tiny-model@0123456789ab"]
+    assert [float(raw[task]) for task in CMTEB_TASK_NAMES] == pytest.approx([30, 31, 32, 33, 34])
+    whitened = by_model["mteb:org/tiny-model@0123456789ab/last-avg_whitening_k256_fit-test_b0.5_g1_prefix-query"]
+    assert (whitened["method"], whitened["dims"], float(whitened["ATEC"])) == ("whitening", "256", pytest.approx(41))
+    assert float(by_model["C-MTEB:BAAI/bge-small-zh-v1.5"]["ATEC"]) == 43.01  # as published, never ours
+    assert any(model.startswith("Su2022-CoSENT:") for model in by_model)
+    assert float(by_model["mine"]["ATEC"]) == pytest.approx(50)

@@ -30,9 +30,8 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import write_text_atomic
+from stseval.report.mteb_reader import CMTEB_TASK_NAMES
 
-CMTEB_TASK_NAMES = {"ATEC": "ATEC", "BQ": "BQ", "LCQMC": "LCQMC", "PAWSX": "PAWSX", "STS-B": "STSB"}
-"""stseval task -> C-MTEB task name (mteb/tasks/sts/zho/cmtebsts.py)."""
 LANGUAGES = ["cmn-Hans"]
 SETTING_KEYS = ("pooling", "method", "dims", "fit_on", "train_on", "prefix", "beta", "gamma", "dropout", "loss",
                 "batch_size", "learning_rate", "epochs", "seed")
