@@ -14,7 +14,7 @@ from stseval.common.errors import StsevalError
 __version__ = "0.1.0"
 
 _API_NAMES = ("load_model", "encode", "similarity", "load_pairs", "evaluate", "fit_whitening", "build_index",
-              "search")
+              "search", "export")
 __all__ = ["StsevalError", "__version__", *_API_NAMES]
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.lists import comma_parts
-from stseval.options import POOLINGS
+from stseval.options import POOLING_NAMES
 
 if TYPE_CHECKING:  # annotations only: importing these pulls in torch, faiss and pandas
     import faiss
@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # annotations only: importing these pulls in torch, faiss and
     from stseval.encoders.protocol import SentenceEncoder
     from stseval.methods.whitening import Whitening
 
-__all__ = ["load_model", "encode", "similarity", "load_pairs", "evaluate", "fit_whitening", "build_index", "search"]
+__all__ = ["load_model", "encode", "similarity", "load_pairs", "evaluate", "fit_whitening", "build_index", "search",
+           "export"]
 
 EVALUATE_COLUMNS = ("task", "split", "pooling", "method", "dims", "spearman", "ci_low", "ci_high", "n_pairs")
 """Columns of the frame `evaluate` returns, in order."""
@@ -86,8 +87,10 @@ def encode(
     Args:
         model: from `load_model`, or a name `load_model` takes (loaded anew on every call).
         sentences: n sentences; a single string counts as one sentence. Duplicates are encoded once.
-        pooling: one of "cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg",
-            "max" (see the README). "pooler" needs trained pooler weights, which e5 lacks.
+        pooling: one pooling, any name `--pooling` takes (one parser, `stseval.options.parse_poolings`):
+            "cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg", "max", "layer-avg:N"
+            (hidden_states[N]), or "sentence", the one output of USE-multilingual and `vectors:` encoders.
+            "pooler" needs trained pooler weights, which e5 lacks.
         prefix: put before every sentence, e.g. "query: " for e5 models.
         max_length: tokens per sentence, [CLS] and [SEP] included (Su used 64; PAWSX 128).
         batch_size: at most this many sentences per forward pass.
@@ -181,6 +184,7 @@ def evaluate(
     batch_size: int = 64,
     cache: bool | str | Path = False,
     show_progress: bool = False,
+    rows: bool = False,
 ) -> pd.DataFrame:
     """Spearman correlation of cosine similarity with the gold scores, per task and pooling.
 
@@ -192,7 +196,8 @@ def evaluate(
     Args:
         model: from `load_model`, or a name `load_model` takes.
         tasks: "all", "STS-B,PAWSX", or a list of names (case, "-" and "_" ignored).
-        pooling: a name as in `encode`, "cls,last-avg", a list, or "all".
+        pooling: a name as in `encode`, "cls,last-avg", "layer-avg:0-3", a list, or "all" (every pooling
+            the model has).
         split: the split scored: "test" (default), "valid" or "train".
         whitening: False scores raw vectors; True fits BERT-whitening on each task's own scored
             sentences (both sides of every pair, Su's setting) per pooling; a `Whitening` from
@@ -203,8 +208,12 @@ def evaluate(
         n_resamples: bootstrap resamples for ci_low / ci_high; 0 skips the interval (NaN).
         seed: seeds the bootstrap, so the same call gives the same interval.
         batch_size, cache, show_progress: as in `encode`.
+        rows: True returns the long-format rows the CLI writes (every `ResultRow` column, in the order of
+            `stseval.runs.results.COLUMNS`: model, pooling, method, task, split, metric "spearman_cosine", value,
+            dims "full" or k, fit_on, prefix, beta, gamma, ..., fingerprints, data_sha256, versions), so they
+            concatenate with `stseval whiten` results and `stseval report` reads them.
     Returns:
-        a pandas DataFrame, one row per task x pooling in the order given, with the columns
+        a pandas DataFrame, one row per task x pooling in the order given; unless rows=True, with the columns
         task, split, pooling, method ("raw" or "whitening"), dims (vector size scored),
         spearman (in [-1, 1]; x 100 for Su's tables), ci_low, ci_high, n_pairs.
     Raises:
@@ -241,20 +250,52 @@ def evaluate(
         raise StsevalError(f"evaluate: the whitening was fitted on {whitening.mu.shape[1]}-d vectors but "
                            f"{encoder.name} gives {encoder.dimension}-d ones")
 
-    rows = []
+    summary, long_rows = [], []
     cache_store = _cache(cache)
     for spec in specs:
         encoded = encode_splits(encoder, spec, [split], names, folder, prefix=prefix, batch_size=batch_size,
                                 cache=cache_store, show_progress=show_progress)[split]
         for name in names:
             vectors_a, vectors_b = encoded.vectors_a[name], encoded.vectors_b[name]
+            fitted = None
             if whitening is not False:
                 fitted = fit_whitening(encoded.all_vectors(name), dims) if whitening is True else whitening
                 vectors_a, vectors_b = fitted.apply(vectors_a), fitted.apply(vectors_b)
             score = score_pairs(vectors_a, vectors_b, encoded.gold_scores, n_resamples=n_resamples, seed=seed)
-            rows.append((spec.name, split, name, "raw" if whitening is False else "whitening", vectors_a.shape[1],
-                         score.spearman, score.ci_low, score.ci_high, score.n_pairs))
-    return pd.DataFrame(rows, columns=list(EVALUATE_COLUMNS))
+            method = "raw" if fitted is None else "whitening"
+            summary.append((spec.name, split, name, method, vectors_a.shape[1], score.spearman, score.ci_low,
+                            score.ci_high, score.n_pairs))
+            if rows:
+                long_rows.append(_long_row(encoder, spec, split, name, prefix, folder, seed, score, fitted,
+                                           whitening is True, vectors_a.shape[1]))
+    if rows:
+        from stseval.runs.results import COLUMNS
+
+        return pd.DataFrame([row.__dict__ for row in long_rows], columns=COLUMNS)
+    return pd.DataFrame(summary, columns=list(EVALUATE_COLUMNS))
+
+
+def _long_row(encoder, spec, split: str, pooling: str, prefix: str, folder: Path, seed: int, score, fitted,
+              fitted_here: bool, n_dims: int):
+    """One evaluate cell as the `ResultRow` a CLI run writes for it."""
+    from stseval.data.tasks import data_fingerprint
+    from stseval.options import exponent_label
+    from stseval.runs.results import ResultRow, machine_description, provenance
+
+    facts = {name: str(value) for name, value in provenance(seed).items() if name != "seed"}
+    whitened = fitted is not None
+    return ResultRow(
+        model=encoder.name, pooling=pooling, method="whitening" if whitened else "raw", task=spec.name, split=split,
+        metric="spearman_cosine", value=score.spearman,
+        dims="full" if n_dims == encoder.dimension else str(n_dims),
+        fit_on=(split if fitted_here else str(fitted.provenance.get("fit_on", "given"))) if whitened else "",
+        prefix=prefix, beta=exponent_label(fitted.beta) if whitened else "",
+        gamma=exponent_label(fitted.gamma) if whitened else "", ci_low=score.ci_low, ci_high=score.ci_high,
+        n_pairs=score.n_pairs, n_fit=int(fitted.provenance.get("n_fit_vectors", 0)) if whitened else 0,
+        seed=seed, model_fingerprint=encoder.fingerprint, data_sha256=data_fingerprint(spec, [split], folder),
+        machine=machine_description(), max_length=str(spec.max_length), command=facts["command"],
+        git_commit=facts["git_commit"], versions=facts["versions"], created_at=facts["created_at"],
+        stseval_version=facts["stseval_version"])
 
 
 def fit_whitening(vectors: np.ndarray, dims: int | None = None) -> Whitening:
@@ -349,6 +390,54 @@ def search(index: faiss.Index, queries: np.ndarray, k: int = 10) -> tuple[np.nda
     return search_index(index, _matrix(queries, "queries"), int(k))
 
 
+def export(
+    model: SentenceEncoder | str,
+    pooling: str,
+    out: str | Path,
+    prefix: str = "",
+    whitening: Whitening | None = None,
+    kernel: str | Path | None = None,
+    whiten_from: str | Path | None = None,
+    task: str | None = None,
+    choose_on: str = "valid",
+    simcse_run: str | Path | None = None,
+    max_length: int | None = None,
+    data_dir: str | Path | None = None,
+):
+    """Write a setting as a folder that plain `SentenceTransformer(out)` loads (no stseval needed): `stseval export`.
+
+    Args:
+        model: from `load_model`, or a name it takes; with simcse_run, the run folder is the model.
+        pooling: one pooling, as `encode` takes it.
+        out: a new or empty folder; nothing is written when an argument is refused.
+        prefix: put before every sentence; becomes the folder's default prompt.
+        whitening: a `Whitening` (from `fit_whitening`, or `WhiteningBasis.whitening(beta, gamma, k)`; PCA is
+            beta = gamma = 0), or kernel: a file from `whiten --save-kernel` (its model, pooling and prefix are
+            checked), or whiten_from + task: a `whiten --choose-on` results file whose chosen row is refitted.
+        simcse_run: a finished `simcse-train` run folder.
+        max_length: tokens per sentence; None: the kernel's or task's (64).
+        data_dir: as in `load_pairs` (whiten_from refits on the task's data).
+    Returns:
+        an `Exported` (folder, kind "sentence-transformers" or, for USE and vectors: models, "transform":
+        whitening.safetensors + manifest.json), model, pooling, prefix, max_length, dims.
+    Raises:
+        StsevalError naming the argument (and file) that cannot give what stseval scored.
+
+    Example:
+        >>> stseval.export("default", "last-avg", "e5-whitened", prefix="query: ", kernel="kernels/k.npz")
+        >>> SentenceTransformer("e5-whitened").encode(["花呗怎么还款"])   # elsewhere, without stseval
+    """
+    from stseval.report.export import export as export_setting
+
+    def optional_path(value):
+        return None if value is None else Path(value)
+
+    return export_setting(model, pooling, Path(out), prefix=prefix, kernel=optional_path(kernel),
+                          whitening=whitening, whiten_from=optional_path(whiten_from), task=task, choose_on=choose_on,
+                          simcse_run=optional_path(simcse_run), max_length=max_length,
+                          data_dir=optional_path(data_dir))
+
+
 def _as_encoder(model) -> SentenceEncoder:
     """An encoder from an encoder or a model name."""
     if isinstance(model, (str, Path)):
@@ -372,14 +461,17 @@ def _sentences(sentences) -> list[str]:
 
 
 def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[str]:
-    """Checked pooling names: known, available for the model, exactly one unless `many`."""
-    names = list(dict.fromkeys(part.lower() for part in comma_parts(pooling)))
-    if many and names == ["all"]:
-        names = [name for name in POOLINGS if encoder.supports(name)]
-    unknown = [name for name in names if name not in POOLINGS]
-    if unknown or not names:
-        raise StsevalError(f"pooling={pooling!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
-                           f"choose from {', '.join(POOLINGS)}")
+    """Checked pooling names, parsed as the CLI's --pooling is (`stseval.options.parse_poolings`): every name the
+    CLI takes, "all" (the token poolings this model has), `layer-avg:N` / `layer-avg:A-B`, and "sentence" for
+    USE-like and vectors: encoders; available for the model; exactly one unless `many`."""
+    from stseval.options import parse_poolings
+
+    try:
+        names = parse_poolings(pooling)
+    except StsevalError as err:
+        raise StsevalError(f"pooling={pooling!r}: {str(err).removeprefix('--pooling: ')}") from None
+    if many and [part.lower() for part in comma_parts(pooling)] == ["all"]:
+        names = [name for name in POOLING_NAMES if encoder.supports(name)] or names
     if not many and len(names) != 1:
         raise StsevalError(f"pooling={pooling!r}: encode takes one pooling; call it once per pooling "
                            "(evaluate takes several)")
@@ -388,8 +480,12 @@ def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[str]:
         from stseval.encoders.protocol import supported_poolings
 
         has_pooler = getattr(encoder, "has_pooler", None)  # a transformer Encoder's; other encoders lack it
-        why = (f"pooler and pooler-tanh need trained pooler weights, has_pooler={has_pooler}" if has_pooler is not None
-               else f"it gives {', '.join(supported_poolings(encoder)) or 'nothing'} only")
+        needs_pooler = any(name in ("pooler", "pooler-tanh") for name in unavailable)
+        why = (f"pooler and pooler-tanh need trained pooler weights, has_pooler={has_pooler}"
+               if has_pooler is not None and needs_pooler
+               else f"it gives {', '.join(supported_poolings(encoder)) or 'nothing'}"
+               + (" and layer-avg:0 to layer-avg:" + str(encoder.n_layers) if hasattr(encoder, "n_layers") else "")
+               + " only")
         raise StsevalError(f"pooling={','.join(unavailable)}: not available for {encoder.name} ({why})")
     return names
 

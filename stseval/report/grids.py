@@ -57,7 +57,10 @@ NA = "n/a"
 SOURCE_COLUMNS = ("source_file", "source_line")  # added by load_results: where each row came from
 
 REFERENCE_DIR = Path(str(importlib.resources.files("stseval.data") / "reference"))  # shipped in the wheel
-REFERENCES = {"su2021": "su2021.csv", "mteb": "mteb_e5.csv"}
+REFERENCES = {"su2021": "su2021.csv", "mteb": "mteb_e5.csv", "cmteb": "cmteb.csv", "su2022-cosent": "su2022_cosent.csv"}
+MAP_REFERENCES = frozenset({"cmteb", "su2022-cosent"})
+"""Tables of other models or trained settings: placed in a grid whatever their pooling, method and dims (so are
+`mteb:DIR` folders); the others only beside ours of the same pooling, method and dims."""
 REFERENCE_METRIC = "spearman_cosine"  # the only metric the published tables report
 
 
@@ -378,7 +381,8 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     """Published rows, as long-format results rows, that compare with ours.
 
     Args:
-        reference: names from REFERENCES, optionally with models: "su2021", "su2021:BERT,SimBERT", "mteb".
+        reference: names from REFERENCES, optionally with models: "su2021", "su2021:BERT,SimBERT", "mteb",
+            "cmteb", "su2022-cosent"; or "mteb:DIR", a folder of mteb result files (`mteb_reader`).
         ours: our rows; only published rows with the pooling, method and dims of one of ours, and the
             tasks ours cover, are kept.
         split: our split; a published "test (assumed)" counts as test.
@@ -391,7 +395,12 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     tables = []
     for spec in reference:
         name, _, models = spec.partition(":")
-        table = _reference_table(name.strip().lower())
+        if name.strip().lower() == "mteb" and models and Path(models).expanduser().is_dir():
+            from stseval.report.mteb_reader import mteb_reference_table
+
+            tables.append(mteb_reference_table(Path(models).expanduser()).assign(any_setting=True))
+            continue
+        table = _reference_table(name.strip().lower()).assign(any_setting=name.strip().lower() in MAP_REFERENCES)
         if models:
             wanted = comma_parts(models)
             unknown = [m for m in wanted if m not in set(table["model"])]
@@ -408,6 +417,7 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     comparable = set(zip(as_text(ours["pooling"]), as_text(ours["method"]), as_text(ours["dims"]), strict=True))
     matches = [(p, m, d) in comparable
                for p, m, d in zip(published["pooling"], published["method"], published["dims"], strict=True)]
+    matches = [match or bool(any_setting) for match, any_setting in zip(matches, published["any_setting"], strict=True)]
     keep = np.array(matches, dtype=bool) & published["task"].isin(set(as_text(ours["task"]))).to_numpy()
     if not keep.any():
         offered = sorted(set(zip(published["pooling"], published["method"], published["dims"], strict=True)))
