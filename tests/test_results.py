@@ -319,3 +319,15 @@ def test_a_lock_held_elsewhere_times_out_and_stays_with_its_holder(tmp_path):
                 pass
         assert lock.is_file()  # the timed-out taker removed nothing
     assert not lock.exists()
+
+
+def test_other_library_versions_are_named_one_by_one_with_both_versions(tmp_path):
+    path = tmp_path / "r.csv"
+    ResultsFile(path).add([make_row(versions="python=3.11.7;torch=2.4.0;transformers=4.40.0;numpy=1.26.4")])
+    planned = make_row(pooling="last-avg", versions="python=3.11.7;torch=2.5.1;transformers=4.40.0;numpy=2.0.0;"
+                                                   "faiss-cpu=1.8.0")
+    with pytest.raises(StsevalError) as caught:
+        ResultsFile(path).check_compatible([planned])
+    assert ("1 rows of other library versions (torch 2.4.0 there, 2.5.1 in this run; numpy 1.26.4 there, "
+            "2.0.0 in this run; faiss-cpu absent there, 1.8.0 in this run, first at r.csv:2)") in str(caught.value)
+    assert "python" not in str(caught.value) and "transformers" not in str(caught.value)

@@ -109,6 +109,21 @@ def _break(folder, how):
         vectors = np.load(folder / "vectors.npy")
         vectors[2, 1] = np.nan
         np.save(folder / "vectors.npy", vectors)
+    elif how == "beyond float32":  # finite as float64, inf as float32
+        vectors = np.load(folder / "vectors.npy").astype(np.float64)
+        vectors[1, 3] = 1e300
+        np.save(folder / "vectors.npy", vectors)
+    elif how == "parent path":
+        (folder.parent / "elsewhere.txt").write_text((folder / "sentences.txt").read_text(encoding="utf-8"),
+                                                     encoding="utf-8")
+        manifest["files"][0]["sentences"] = "../elsewhere.txt"
+    elif how == "absolute path":
+        (folder.parent / "elsewhere.npy").write_bytes((folder / "vectors.npy").read_bytes())
+        manifest["files"][0]["vectors"] = str(folder.parent / "elsewhere.npy")
+    elif how == "link out":
+        (folder.parent / "elsewhere.npy").write_bytes((folder / "vectors.npy").read_bytes())
+        (folder / "linked.npy").symlink_to(folder.parent / "elsewhere.npy")
+        manifest["files"][0]["vectors"] = "linked.npy"
     elif how == "two vectors":
         repeated = [*SENTENCES[:3], SENTENCES[0]]
         (folder / "sentences.txt").write_text("".join(f"{s}\n" for s in repeated), encoding="utf-8")
@@ -126,11 +141,38 @@ def _break(folder, how):
     ("empty line", r"sentences.txt:2: empty line"),
     ("not finite", r"vectors.npy row 2 \('花呗怎么还款'\) is not finite"),
     ("two vectors", r"'今天天气很好' has two different vectors: .*vectors.npy row 3 and .*vectors.npy row 0"),
+    ("beyond float32", r"vectors.npy row 1 \('今天天气不错'\) holds values beyond float32's range \(\+-3.4e\+38\)"),
+    ("parent path", r"manifest.json lists \.\./elsewhere.txt, which lies outside"),
+    ("absolute path", r"manifest.json lists /.*/elsewhere.npy, which lies outside"),
+    ("link out", r"manifest.json lists linked.npy, which lies outside"),
 ])
 def test_bad_folders_are_refused_naming_the_file(vectors_dir, how, message):
     _break(vectors_dir, how)
     with pytest.raises(StsevalError, match=rf"--model vectors:{vectors_dir}: .*{message}"):
         load_encoder(f"vectors:{vectors_dir}")
+
+
+def test_vectors_beyond_float32_range_are_a_one_line_error_not_a_linalg_traceback(tmp_path, rng):
+    data_dir = tmp_path / "data"
+    (data_dir / "STS-B").mkdir(parents=True)
+    pairs = [(first, second, str(row % 6)) for row, (first, second) in
+             enumerate((a, b) for a in SENTENCES for b in SENTENCES if a != b)]  # 12 pairs, scores 0-5
+    (data_dir / "STS-B" / "STS-B.test.data").write_text("".join("\t".join(pair) + "\n" for pair in pairs),
+                                                        encoding="utf-8")
+    vectors = rng.normal(size=(len(SENTENCES), 6))
+    vectors[2, 0] = 1e300  # float64 is fine with it; as float32 it is inf, and whitening's SVD failed
+    folder = tmp_path / "huge"
+    write_vectors_dir(folder, "huge", SENTENCES, np.zeros_like(vectors))
+    np.save(folder / "vectors.npy", vectors)
+    result = CliRunner().invoke(app, ["whiten", "--model", f"vectors:{folder}", "--pooling", "sentence", "--dims",
+                                      "full", "--tasks", "STS-B", "--fit-on", "test", "--data-dir", str(data_dir),
+                                      "--bootstrap", "0", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"stseval: --model vectors:{folder}: {folder / 'vectors.npy'} row 2 ('花呗怎么还款') holds values beyond "
+        "float32's range (+-3.4e+38); vectors are used as float32")
+    assert not (tmp_path / "out" / "whiten.csv").exists()
 
 
 def test_no_folder_and_pytorch_options_are_refused(tmp_path, vectors_dir):

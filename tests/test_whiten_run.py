@@ -218,6 +218,33 @@ def test_out_holding_rows_of_other_data_or_weights_is_refused_before_computing(
     assert encoded == [] and (out / "whiten.csv").read_bytes() == before
 
 
+def test_out_holding_rows_of_other_library_versions_names_each_library_and_both_versions(
+        tiny_bert, sample_data_dir, tmp_path, monkeypatch):
+    import stseval.encoders.encoder as encoders
+    from stseval.runs.results import library_versions
+
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B", "--fit-on", "test",
+            "--data-dir", str(sample_data_dir), "--out", str(out), "--bootstrap", "0"]
+    assert run(*args).exit_code == 0
+    ours = dict(part.split("=", 1) for part in library_versions().split(";"))
+    theirs = {**ours, "torch": "1.0.0", "numpy": "1.0.0"}  # made with an older torch and numpy
+    rows = pd.read_csv(out / "whiten.csv", keep_default_na=False, dtype=str)
+    rows["versions"] = ";".join(f"{name}={version}" for name, version in theirs.items())
+    rows.to_csv(out / "whiten.csv", index=False)
+    before = (out / "whiten.csv").read_bytes()
+    encoded = []
+    monkeypatch.setattr(encoders, "_encode_uncached", lambda *a, **k: encoded.append(1) / 0)
+
+    result = run(*[arg if arg != "cls" else "last-avg" for arg in args])  # new cells, same file
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    message = result.output.strip().splitlines()[-1]
+    assert (f"other library versions (torch 1.0.0 there, {ours['torch']} in this run; numpy 1.0.0 there, "
+            f"{ours['numpy']} in this run, first at whiten.csv:2, 3)") in message
+    assert "python" not in message and "transformers" not in message  # only the libraries that differ
+    assert encoded == [] and (out / "whiten.csv").read_bytes() == before
+
+
 def _five_sentences(tmp_path):
     sentences = tmp_path / "corpus.txt"
     sentences.write_text("今天天气很好\n我喜欢吃苹果\n花呗怎么还款\n借钱\n你是什么人\n", encoding="utf-8")

@@ -39,6 +39,7 @@ from stseval.encoders.protocol import SENTENCE_POOLING, Batch, fixed_batches
 PREFIX = "vectors:"
 MANIFEST = "manifest.json"
 SHOW_MISSING = 3  # missing sentences quoted in the error
+CHECK_BYTES = 1 << 25  # bytes of vectors read per finiteness check (32 MiB)
 
 
 class MissingSentencesError(StsevalError):
@@ -146,10 +147,7 @@ def load_vectors_encoder(name: str) -> VectorsEncoder:
                                f"{manifest_path} says dimension {dimension}")
         if len(sentences) != len(vectors):
             raise StsevalError(f"{option}: {path} has {len(vectors)} vectors for {len(sentences)} sentences")
-        finite = np.isfinite(vectors).all(axis=1)
-        if not finite.all():
-            bad_row = int(np.flatnonzero(~finite)[0])
-            raise StsevalError(f"{option}: {path} row {bad_row} ({sentences[bad_row]!r}) is not finite")
+        _check_finite(vectors, sentences, path, option)
         parts.append(vectors)
         vector_paths.append(path)
         for row, sentence in enumerate(sentences):
@@ -223,11 +221,32 @@ def _read_manifest(path: Path, option: str) -> tuple[str, int, list[dict]]:
 
 
 def _listed_file(folder: Path, relative: str, manifest_path: Path, option: str) -> Path:
-    """A file the manifest lists, inside DIR and present."""
+    """A file the manifest lists, inside DIR (links followed) and present."""
     path = folder / relative
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise StsevalError(f"{option}: {manifest_path} lists {relative}, which lies outside {folder}; "
+                           "a manifest names files inside its folder, by their path relative to it")
     if not path.is_file():
         raise StsevalError(f"{option}: {manifest_path} lists {relative}, which is not a file in {folder}")
     return path
+
+
+def _check_finite(vectors: np.ndarray, sentences: Sequence[str], path: Path, option: str) -> None:
+    """Refuse a row that is not finite in the file, or not once stored as float32 as every lookup returns it
+    (float64 values beyond +-3.4e38 become inf). Reads about CHECK_BYTES at a time, so a memory-mapped
+    file is never held in memory whole."""
+    rows = max(1, CHECK_BYTES // max(1, vectors.shape[1] * vectors.itemsize))
+    for start in range(0, len(vectors), rows):
+        chunk = np.asarray(vectors[start : start + rows])
+        with np.errstate(over="ignore"):  # the overflow to inf is what is looked for
+            finite = np.isfinite(chunk.astype(np.float32, copy=False)).all(axis=1)
+        if finite.all():
+            continue
+        row = start + int(np.flatnonzero(~finite)[0])
+        if np.isfinite(chunk[row - start]).all():
+            raise StsevalError(f"{option}: {path} row {row} ({sentences[row]!r}) holds values beyond float32's range "
+                               f"(+-{float(np.finfo(np.float32).max):.1e}); vectors are used as float32")
+        raise StsevalError(f"{option}: {path} row {row} ({sentences[row]!r}) is not finite")
 
 
 def _read_sentence_lines(path: Path, option: str) -> list[str]:

@@ -506,14 +506,32 @@ class ResultsFile:
                 clash = same_cell & (existing[column] != "") & (existing[column] != ours)
                 if ours and clash.any():
                     theirs = existing.loc[clash, column].iloc[0]
+                    lines = _line_list(self.path, clash)
+                    detail = (f"{versions_difference(theirs, ours)}, first at {lines}" if column == "versions" else
+                              f"{column} {_short(theirs)} at {lines}; this run: {_short(ours)}")
                     raise StsevalError(
                         f"{option} {self.path.parent}: {self.path.name} already holds {int(clash.sum())} rows of "
-                        f"{what} ({column} {_short(theirs)} at {_line_list(self.path, clash)}; this run: "
-                        f"{_short(ours)}); a grid never mixes them, so nothing was computed. Ways out: another "
+                        f"{what} ({detail}); a grid never mixes them, so nothing was computed. Ways out: another "
                         f"{option} folder, delete those rows (or the file), {restore}")
 
     def _read(self) -> pd.DataFrame:
         return read_rows(self.path) if self.path.exists() else pd.DataFrame(columns=COLUMNS)
+
+
+def versions_difference(theirs: str, ours: str) -> str:
+    """The libraries whose versions differ between two `library_versions` strings, with both versions.
+
+    Example: versions_difference("python=3.11.7;torch=2.4.0", "python=3.11.7;torch=2.5.1;faiss-cpu=1.8.0")
+    gives "torch 2.4.0 there, 2.5.1 in this run; faiss-cpu absent there, 1.8.0 in this run".
+    """
+    def parse(text: str) -> dict[str, str]:
+        pairs = (part.partition("=") for part in text.split(";") if part.strip())
+        return {name.strip(): version.strip() for name, _, version in pairs}
+
+    there, here = parse(theirs), parse(ours)
+    differing = [name for name in dict.fromkeys([*there, *here]) if there.get(name) != here.get(name)]
+    return "; ".join(f"{name} {there.get(name, 'absent')} there, {here.get(name, 'absent')} in this run"
+                     for name in differing) or f"versions {theirs!r} there, {ours!r} in this run"
 
 
 def _short(value: str) -> str:
