@@ -820,6 +820,10 @@ def _file_sha256_memoised(path: Path) -> str:
     return digest
 
 
+file_sha256_memoised = _file_sha256_memoised
+"""sha256 of a file, remembered under $STSEVAL_HOME/fingerprints while its size, times and inode hold."""
+
+
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bar while loading; we check weights ourselves."""
