@@ -12,9 +12,15 @@ logging; the useful FLOPs of the step computed from the model's shape and the ba
 counts (forward 2*L*(4d^2 + 2*d*ff) + 4*L^2*d per layer per sentence of L tokens; backward twice
 that); the achieved GFLOP/s and fraction of the matmul rate; and the peak RSS.
 
+With --precision fp32,bf16 it instead trains stseval's loop under each precision side by side (bf16:
+forward and loss under torch.autocast, float32 weights and Adam) and prints the bf16 step time against fp32's
+and the fraction of the bf16 matmul rate reached (on a CPU without native bf16 set
+STSEVAL_ALLOW_EMULATED_BF16=1; the numbers then describe emulation, not native bf16).
+
 Run (about 4 minutes on 2 CPU cores):
     .venv/bin/python benchmarks/simcse.py
     .venv/bin/python benchmarks/simcse.py --threads 2 --warmup 1 --steps 4 --task LCQMC
+    .venv/bin/python benchmarks/simcse.py --precision fp32,bf16 --warmup 1 --steps 3
 """
 
 from __future__ import annotations
@@ -54,10 +60,10 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def matmul_gflops(threads: int, size: int = 2048, repeats: int = 6) -> float:
-    """Best-of-`repeats` fp32 GFLOP/s of a size x size torch.mm on `threads` threads."""
+def matmul_gflops(threads: int, size: int = 2048, repeats: int = 6, dtype: torch.dtype = torch.float32) -> float:
+    """Best-of-`repeats` GFLOP/s of a size x size torch.mm in `dtype` on `threads` threads."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     best = 0.0
     for _ in range(repeats):
@@ -85,7 +91,8 @@ def run_stseval(folder: str, texts: list[str], args: dict, queue) -> None:
     torch.set_num_threads(args["threads"])
     settings = SimcseSettings(pooling="last-avg", dropout=0.1, batch_size=args["batch_size"],
                               max_length=args["max_length"], seed=0,
-                              checkpoint_steps=args["warmup"] + args["steps"] - 1)
+                              checkpoint_steps=args["warmup"] + args["steps"] - 1,
+                              precision=args.get("run_precision", "fp32"))
     with tempfile.TemporaryDirectory() as tmp:
         trained = train_simcse(Path(folder), texts, settings, Path(tmp) / "run", show_progress=False,
                                max_steps=args["warmup"] + args["steps"])
@@ -164,6 +171,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--prefix", default="query: ")
+    parser.add_argument("--precision", default=None, help="fp32,bf16: compare stseval's loop under each instead")
     args = parser.parse_args()
 
     from stseval.encoders.encoder import load_encoder
@@ -185,6 +193,8 @@ def main() -> int:
     del encoder
 
     options = vars(args)
+    if args.precision:
+        return compare_precisions(folder, texts, options, config)
     before = matmul_gflops(args.threads)
     ours = in_child(run_stseval, folder, texts, options)
     middle = matmul_gflops(args.threads)
@@ -200,6 +210,21 @@ def main() -> int:
         real = float(np.mean([step["tokens"] for step in result["phases"][args.warmup:]]))
         print(f"{name} computes {padded:.0f} padded tokens/step for {real:.0f} real ones ({padded / real:.2f}x)")
     print(f"ratio: plain step / stseval step = {plain_s / ours_s:.2f}x")
+    return 0
+
+
+def compare_precisions(folder: str, texts: list[str], options: dict, config) -> int:
+    """stseval's loop under each --precision, side by side, with the matmul rate of each dtype."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    step_seconds = {}
+    for precision in options["precision"].split(","):
+        rate = matmul_gflops(options["threads"], dtype=dtypes[precision])
+        print(f"matmul {precision} 2048^2, {options['threads']} threads: {rate:.1f} GFLOP/s")
+        result = in_child(run_stseval, folder, texts, {**options, "run_precision": precision})
+        step_seconds[precision] = report(precision, result, options["warmup"], config, rate)
+    if "fp32" in step_seconds:
+        for precision, seconds in step_seconds.items():
+            print(f"{precision}: step {seconds:.2f}s = {step_seconds['fp32'] / seconds:.2f}x fp32's speed")
     return 0
 
 

@@ -44,7 +44,8 @@ EVALUATE_COLUMNS = ("task", "split", "pooling", "method", "dims", "spearman", "c
 """Columns of the frame `evaluate` returns, in order."""
 
 
-def load_model(name: str = "default", device: str = "cpu", backend: str | None = None) -> SentenceEncoder:
+def load_model(name: str = "default", device: str = "cpu", backend: str | None = None,
+               precision: str | None = None) -> SentenceEncoder:
     """Load a sentence encoder once, to pass to `encode` and `evaluate`.
 
     Args:
@@ -54,6 +55,9 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
             Face cache, or downloaded when the hub is reachable).
         device: torch device: "cpu", "cuda", "cuda:1", "mps".
         backend: "fp32" (default), "int8", "onnx" or "onnx-int8"; see the README's `--backend`.
+        precision: "fp32" (default) or "bf16": the transformer forward under torch.autocast to bfloat16, vectors
+            still float32; the model's name and fingerprint get "+bf16". On a CPU it needs native bf16
+            (avx512_bf16 or amx_bf16 in /proc/cpuinfo) unless STSEVAL_ALLOW_EMULATED_BF16=1; backend fp32 only.
     Returns:
         an encoder with `name`, `fingerprint` and `dimension` (a `SentenceEncoder`); for model folders
         an `Encoder` (tokenizer and model in eval mode).
@@ -69,7 +73,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
 
     if not isinstance(name, (str, Path)) or not str(name).strip():
         raise StsevalError(f"load_model: name={name!r} is not a model name or folder; try 'default'")
-    return load_encoder(str(name), device=device, backend=backend)
+    return load_encoder(str(name), device=device, backend=backend, precision=precision)
 
 
 def encode(

@@ -85,6 +85,19 @@ DATA_DIR_HELP = ("Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVA
                  "../shared/data/chinese-sts.")
 TASKS_HELP = "Comma-separated task names. " + TASK_NAMES_HELP
 BATCH_HELP = "Sentences per encoding batch (memory vs speed; does not change the numbers)."
+PRECISION_HELP = ("fp32 (the reference) or bf16: the transformer forward under torch.autocast to bfloat16 (pooling, "
+                  "whitening and scoring stay float32); rows name the model MODEL+bf16. On a CPU it needs native bf16 "
+                  "(avx512_bf16 or amx_bf16; STSEVAL_ALLOW_EMULATED_BF16=1 forces it).")
+THREADS_HELP = ("Torch threads for encoding and training (default: torch's, usually one per core); recorded in each "
+                "row's torch_threads. On a busy machine 1 is often faster for a few sentences.")
+
+
+def _precision_option(default: str | None = "fp32", help: str = PRECISION_HELP):
+    return typer.Option(default, "--precision", help=help)
+
+
+def _threads_option(help: str = THREADS_HELP):
+    return typer.Option(None, "--threads", help=help)
 
 
 def _fail(err: StsevalError) -> typer.Exit:
@@ -293,6 +306,8 @@ def whiten(
         1, "--processes",
         help="Encode in this many CPU worker processes, torch threads divided among them.",
     ),
+    precision: str = _precision_option(),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Score each model x pooling with and without BERT-whitening on the tasks; write a CSV grid.
 
@@ -313,7 +328,8 @@ def whiten(
             models=model, poolings=pooling, dims=dims, tasks=tasks_option, fit_on=fit_on, split=split, prefix=prefix,
             out=out, data_dir=data_dir, batch_size=batch_size, n_resamples=bootstrap, seed=seed,
             unnormalized=unnormalized, save_kernel=save_kernel, allow_low_rank=allow_low_rank, backend=backend,
-            processes=processes, methods=methods, beta=beta, gamma=gamma, choose_on=choose_on)
+            processes=processes, methods=methods, beta=beta, gamma=gamma, choose_on=choose_on, precision=precision,
+            threads=threads)
         from stseval.report.write import write_run_grid
         from stseval.runs.whiten import run_whiten
 
@@ -409,6 +425,9 @@ def simcse_train(
              "Training itself runs on the GPU when one is visible (each process's own under torchrun), else the CPU; "
              "set CUDA_VISIBLE_DEVICES= to train on the CPU.",
     ),
+    precision: str = _precision_option(help=PRECISION_HELP + " Training: forward and loss under autocast, "
+                                       "weights and Adam float32."),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Train unsupervised SimCSE for each task x pooling x dropout; score before (raw) and after (simcse).
 
@@ -427,7 +446,7 @@ def simcse_train(
             max_sentences=max_sentences, loss=loss, batch_size=batch_size, learning_rate=lr, epochs=epochs,
             checkpoint_steps=checkpoint_steps, seed=seed, prefix=prefix, split=split, max_eval_pairs=max_eval_pairs,
             data_dir=data_dir, out=out, runs_dir=runs_dir, then_whiten=then_whiten, n_resamples=bootstrap,
-            device=device, curve_pairs=curve_pairs, eval_steps=eval_steps)
+            device=device, curve_pairs=curve_pairs, eval_steps=eval_steps, precision=precision, threads=threads)
         from stseval.common.library_log import libraries_to_log
         from stseval.evaluation.scoring import split_label
         from stseval.report.drawing import write_curve_plots
@@ -511,6 +530,8 @@ def cosent_train(
     device: str | None = typer.Option(
         None, "--device", help="Device for scoring (cpu, cuda, ...); training uses the GPU when one is visible.",
     ),
+    precision: str = _precision_option(),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Train CoSENT (supervised, Su 2022) on a task's labelled train pairs; score it on every task.
 
@@ -528,7 +549,7 @@ def cosent_train(
             learning_rate=lr, epochs=epochs, checkpoint_steps=checkpoint_steps, max_train_pairs=max_train_pairs,
             seed=seed, prefix=prefix, split=split, max_eval_pairs=max_eval_pairs, data_dir=data_dir, out=out,
             runs_dir=runs_dir, then_whiten=then_whiten, n_resamples=bootstrap, device=device,
-            curve_pairs=curve_pairs, eval_steps=eval_steps)
+            curve_pairs=curve_pairs, eval_steps=eval_steps, precision=precision, threads=threads)
         from stseval.common.library_log import libraries_to_log
         from stseval.evaluation.scoring import split_label
         from stseval.report.write import write_run_grid
@@ -605,6 +626,8 @@ def index_build(
         help="Keep --whiten-dims above the rank of the corpus's covariance (fewer sentences than dims) instead of "
              "refusing them.",
     ),
+    precision: str = _precision_option(),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Encode a corpus (a task split or a file), optionally whiten it, and save a FAISS index folder.
 
@@ -621,6 +644,8 @@ def index_build(
             raise StsevalError(f"--task: give one task, got {task!r}")
         check_index_sources(task, sentences, whitening, whiten_dims)
         parse_one_pooling(pooling)
+        options.check_precision(precision)
+        options.check_threads(threads)
         options.check_file(sentences, "--sentences")
         options.check_file(whitening, "--whitening")
         if whiten_dims is not None:
@@ -634,7 +659,8 @@ def index_build(
         meta = build(model, index_dir, task=specs[0], split=split, sentences_file=sentences,
                      data_dir=data_dir, pooling=pooling, prefix=prefix,
                      max_length=max_length, whitening_file=whitening, fit_whitening_dims=whiten_dims, factory=index,
-                     search_params=search_params, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank)
+                     search_params=search_params, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank,
+                     precision=precision, threads=threads)
     except StsevalError as err:
         raise _fail(err) from None
     whitened = f", whitened to {meta.whitening['n_components']} dims" if meta.whitening else ""
@@ -643,7 +669,7 @@ def index_build(
 
 @index_app.command("search")
 def index_search(
-    queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Sentences to look up."),
+    queries: list[str] | None = typer.Argument(None, metavar="QUERY...", help="Sentences to look up."),
     index_dir: Path = typer.Option(..., "--index-dir", help="A folder written by `stseval index build`."),
     top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="Neighbours to print per query."),
     model: str | None = typer.Option(
@@ -660,21 +686,40 @@ def index_search(
         "", "--search-params",
         help=SEARCH_PARAMS_HELP + " Default: the index's saved ones.",
     ),
+    queries_file: str | None = typer.Option(
+        None, "--queries", metavar="FILE",
+        help="Also read queries from this UTF-8 file, one per line ('-': standard input), so many queries pay the "
+             "start-up once.",
+    ),
+    precision: str | None = _precision_option(None, "Default: the index's (its model name says +bf16); another is "
+                                                    "refused."),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Print the nearest corpus sentences of each query, encoded the way the index was built.
 
     Example: stseval index search --index-dir runs/atec-w128 "花呗怎么还款" -k 5
+
+    Example: stseval index search --index-dir runs/atec-w128 --queries questions.txt --threads 1
     """
+    from stseval import options
+
     try:
         if not index_dir.is_dir():
             raise StsevalError(f"--index-dir {index_dir}: no such folder; build one with `stseval index build`")
+        if precision is not None:
+            options.check_precision(precision)
+        options.check_threads(threads)
+        all_queries = [*(queries or []), *options.read_queries(queries_file)]
+        if not all_queries:
+            raise StsevalError("give at least one QUERY or --queries FILE")
         from stseval.runs.retrieval import format_neighbours, search_index
 
-        results = search_index(index_dir, queries, top_k, model=model, pooling=pooling, prefix=prefix,
-                               whitening_file=whitening, search_params=search_params)
+        results = search_index(index_dir, all_queries, top_k, model=model, pooling=pooling, prefix=prefix,
+                               whitening_file=whitening, search_params=search_params, precision=precision,
+                               threads=threads)
     except StsevalError as err:
         raise _fail(err) from None
-    typer.echo(format_neighbours(queries, results))
+    typer.echo(format_neighbours(all_queries, results))
 
 
 @index_app.command("sweep")
@@ -707,7 +752,11 @@ def index_sweep(
         None, "--limit", min=1,
         help="Use only the first N pairs of each split (quick CPU runs).",
     ),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="FAISS threads; pin them for comparable QPS."),
+    threads: int | None = typer.Option(
+        None, "--threads",
+        help="FAISS threads while searching and torch threads while encoding; pin them for comparable QPS.",
+    ),
+    precision: str = _precision_option(),
     out: Path = typer.Option(
         Path("runs/retrieval"), "--out",
         help="Folder for retrieval.csv (long format) and retrieval.png; a re-run into the same folder resumes.",
@@ -734,7 +783,7 @@ def index_sweep(
         run = parse_sweep_run(
             model=model, tasks=tasks_option, pooling=pooling, split=split, prefix=prefix, dims=dims, methods=methods,
             factory=index, search_params=search_params, top_k=top_k, limit=limit, threads=threads, out=out,
-            data_dir=data_dir, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank)
+            data_dir=data_dir, batch_size=batch_size, seed=seed, allow_low_rank=allow_low_rank, precision=precision)
         from stseval.report.drawing import write_sweep_plot
         from stseval.runs.retrieval import SWEEP_PNG, sweep
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -297,3 +298,80 @@ def check_dims_within(dims: Sequence[int | None], size: int, model: str, option:
     too_big = [d for d in dims if d is not None and d > size]
     if too_big:
         raise StsevalError(f"{option}: {too_big[0]} is larger than {model}'s vector size {size}")
+
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+"""`--precision`: fp32 (the reference) or bf16 (the transformer forward under torch.autocast; pooling,
+whitening and scoring stay float32)."""
+DEFAULT_PRECISION = "fp32"
+ALLOW_EMULATED_BF16 = "STSEVAL_ALLOW_EMULATED_BF16"
+"""Environment variable: "1" lets --precision bf16 run on a CPU without native bf16 (emulated, slower than
+fp32: for tests and comparisons, not for speed)."""
+NATIVE_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
+"""/proc/cpuinfo flags of x86 CPUs whose matrix units compute bf16 natively (AVX-512 BF16, AMX)."""
+
+
+def cpu_flags() -> frozenset[str]:
+    """The `flags` of the first CPU in /proc/cpuinfo (empty where there is no such file, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def check_precision(precision: str, backend: str = "fp32", device: str | None = "cpu") -> str:
+    """--precision checked before any model loads: a known name, a backend it combines with, and on a CPU
+    one with native bf16 (or STSEVAL_ALLOW_EMULATED_BF16=1). Returns the name."""
+    if precision not in PRECISIONS:
+        raise StsevalError(f"--precision {precision}: unknown; choose from {', '.join(PRECISIONS)}")
+    if precision == DEFAULT_PRECISION:
+        return precision
+    if backend not in ("fp32", ""):
+        raise StsevalError(f"--precision {precision}: runs the PyTorch float32 model under autocast; it does not "
+                           f"combine with --backend {backend} (use one or the other)")
+    on_cpu = device is None or str(device).split(":")[0] == "cpu"
+    if on_cpu and os.environ.get(ALLOW_EMULATED_BF16, "") != "1":
+        flags = cpu_flags()
+        if not flags.intersection(NATIVE_BF16_FLAGS):
+            raise StsevalError(
+                f"--precision {precision}: this CPU has no native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)} in "
+                f"/proc/cpuinfo flags), so bf16 would be emulated and slower than fp32; use --precision fp32 "
+                f"(or set {ALLOW_EMULATED_BF16}=1 to force it)")
+    return precision
+
+
+def check_threads(threads: int | None, option: str = "--threads") -> int | None:
+    """--threads: None (torch's default) or 1 .. the CPUs this process may use."""
+    if threads is None:
+        return None
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads < 1 or threads > available:
+        raise StsevalError(f"{option} {threads}: must be between 1 and the {available} CPU core(s) available")
+    return threads
+
+
+def read_queries(path: str | None, option: str = "--queries") -> list[str]:
+    """The non-empty lines of a UTF-8 file ('-': standard input), stripped; [] for None."""
+    import sys
+
+    if path is None:
+        return []
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StsevalError(f"{option} {path}: no such file") from None
+    except UnicodeDecodeError as err:
+        line = text_line_of(Path(path), err.start) if path != "-" else "?"
+        raise StsevalError(f"{option} {path}:{line}: not UTF-8") from None
+    except OSError as err:
+        raise StsevalError(f"{option} {path}: cannot read ({err.strerror})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def text_line_of(path: Path, offset: int) -> int:
+    """The 1-based line of byte `offset` in `path`."""
+    return path.read_bytes()[:offset].count(b"\n") + 1

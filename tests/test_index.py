@@ -285,6 +285,42 @@ def test_build_then_search_and_refuse_mismatched_encoder(tmp_path, tiny_models, 
         search_index(tmp_path / "idx", [corpus[0]], pooling="cls")
 
 
+def test_search_reads_queries_from_a_file_and_stdin_as_from_arguments(tmp_path, tiny_models, tiny_data_dir):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+    from stseval.runs.retrieval import build
+
+    build(str(tiny_models[0]), tmp_path / "idx", task=TASKS["STS-B"], data_dir=tiny_data_dir, use_cache=False,
+          show_progress=False)
+    corpus = load_index(tmp_path / "idx").sentences
+    (tmp_path / "queries.txt").write_text(f"{corpus[1]}\n\n{corpus[2]}\n", encoding="utf-8")
+    common = ["index", "search", "--index-dir", str(tmp_path / "idx"), "-k", "2", "--threads", "1"]
+    runner = CliRunner()
+    by_arguments = runner.invoke(app, [*common, corpus[0], corpus[1], corpus[2]])
+    by_file = runner.invoke(app, [*common, corpus[0], "--queries", str(tmp_path / "queries.txt")])
+    by_stdin = runner.invoke(app, [*common, corpus[0], "--queries", "-"], input=f"{corpus[1]}\n{corpus[2]}\n")
+    assert by_arguments.exit_code == 0, by_arguments.output
+    assert by_file.stdout == by_arguments.stdout == by_stdin.stdout
+    missing = runner.invoke(app, [*common, "--queries", str(tmp_path / "nope.txt")])
+    assert missing.exit_code == 2 and "--queries" in missing.stderr and "nope.txt: no such file" in missing.stderr
+    empty = runner.invoke(app, common)
+    assert empty.exit_code == 2 and "give at least one QUERY or --queries FILE" in empty.stderr
+
+
+def test_bf16_index_searches_with_bf16_queries(tmp_path, tiny_models, tiny_data_dir, monkeypatch):
+    from stseval.runs.retrieval import build, search_index
+
+    monkeypatch.setenv("STSEVAL_ALLOW_EMULATED_BF16", "1")
+    meta = build(str(tiny_models[0]), tmp_path / "idx", task=TASKS["STS-B"], data_dir=tiny_data_dir,
+                 use_cache=False, show_progress=False, precision="bf16")
+    assert meta.model.endswith("+bf16")  # a folder is recorded with its precision, so search encodes alike
+    corpus = load_index(tmp_path / "idx").sentences
+    assert search_index(tmp_path / "idx", [corpus[3]], top_k=1)[0][0].sentence == corpus[3]
+    with pytest.raises(StsevalError, match="model fingerprint"):
+        search_index(tmp_path / "idx", [corpus[3]], model=str(tiny_models[0]))
+
+
 def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny_data_dir):
     from stseval.report.drawing import write_sweep_plot
     from stseval.runs.retrieval import SWEEP_CSV, SWEEP_METRICS, SWEEP_PNG, sweep

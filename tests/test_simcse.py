@@ -522,3 +522,27 @@ def test_best_valid_folder_of_a_model_without_pooler_has_no_random_pooler(tmp_pa
             assert not any("pooler" in key for key in handle.keys()), saved
     assert [point["step"] for point in trained.curve] == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(trained.model.encode(sentences[:8]), final_vectors)  # final weights restored
+
+
+def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tiny_bert, sentences, tmp_path, monkeypatch):
+    """--precision bf16: forward and loss under autocast, master weights and Adam state float32 (emulated bf16
+    here when the CPU has none: same rounding, slower)."""
+    monkeypatch.setenv("STSEVAL_ALLOW_EMULATED_BF16", "1")
+    losses: list[float] = []
+    seen_dtypes: set[torch.dtype] = set()
+    trained = train_simcse(tiny_bert, sentences, _settings(epochs=4, precision="bf16"), tmp_path / "run",
+                           show_progress=False, on_step=lambda step, loss: losses.append(loss))
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.2
+    assert {parameter.dtype for parameter in trained.model.parameters()} == {torch.float32}
+    assert trained.identity["precision"] == "bf16"  # a bf16 run is never reused as a float32 one
+    # the forward really ran in bf16: a Linear's output under the same autocast is bfloat16
+    handle = trained.model[0].auto_model.encoder.layer[0].intermediate.dense.register_forward_hook(
+        lambda module, args, output: seen_dtypes.add(output.dtype))
+    from stseval.encoders.precision import autocast
+
+    with autocast("cpu", "bf16"):
+        _forward(trained.model, sentences[:2])
+    handle.remove()
+    assert seen_dtypes == {torch.bfloat16}
+    fp32 = train_simcse(tiny_bert, sentences, _settings(epochs=1), tmp_path / "fp32", show_progress=False)
+    assert "precision" not in fp32.identity  # float32 folders keep the identity they had before --precision

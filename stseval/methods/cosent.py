@@ -31,6 +31,7 @@ import torch
 
 from stseval.common.errors import StsevalError
 from stseval.encoders.pooling import POOLINGS
+from stseval.encoders.precision import PRECISIONS
 from stseval.methods.simcse import (
     Objective,
     TrainedModel,
@@ -58,6 +59,7 @@ class CosentSettings:
     prefix: str = ""  # prepended to both sentences of every pair, e.g. "query: " for E5
     dropout: float = 0.1  # BERT's own training dropout, as in Su's run
     checkpoint_steps: int = 200  # a checkpoint every N steps (resume point)
+    precision: str = "fp32"  # bf16: forward and loss under torch.autocast; weights and Adam stay float32
 
     def validate(self) -> None:
         """Raise StsevalError naming the option of the first bad setting."""
@@ -71,6 +73,8 @@ class CosentSettings:
                 raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")
         if not self.learning_rate > 0:
             raise StsevalError(f"--lr: {self.learning_rate!r} must be positive")
+        if self.precision not in PRECISIONS:
+            raise StsevalError(f"--precision {self.precision}: unknown; choose from {', '.join(PRECISIONS)}")
 
 
 def pairs_sha256(texts_a: Sequence[str], texts_b: Sequence[str], gold: Sequence[float]) -> str:

@@ -82,6 +82,7 @@ from torch import nn
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
 from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, pool
+from stseval.encoders.precision import DEFAULT_PRECISION, PRECISIONS, autocast
 from stseval.methods.row_adam import RowAdam
 
 if TYPE_CHECKING:  # annotations only: sentence-transformers takes seconds to import
@@ -129,6 +130,7 @@ class SimcseSettings:
     prefix: str = ""  # prepended to every training sentence, e.g. "query: " for E5
     checkpoint_steps: int = 100  # a checkpoint every N steps (resume point)
     mini_batch_size: int = 32  # forward chunk of the cached loss
+    precision: str = "fp32"  # bf16: forward and loss under torch.autocast; weights and Adam stay float32
 
     def validate(self) -> None:
         """Raise StsevalError naming the option of the first bad setting."""
@@ -145,6 +147,8 @@ class SimcseSettings:
                 raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")
         if not self.learning_rate > 0:
             raise StsevalError(f"--lr: {self.learning_rate!r} must be positive")
+        if self.precision not in PRECISIONS:
+            raise StsevalError(f"--precision {self.precision}: unknown; choose from {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -508,6 +512,7 @@ class LoopSettings(Protocol):
     max_length: int
     seed: int
     checkpoint_steps: int
+    precision: str  # "fp32" or "bf16" (forward and loss under autocast)
 
 
 @dataclass
@@ -552,6 +557,8 @@ def train_model(
     identity = dict(identity)
     identity.pop("checkpoint_steps", None)  # where checkpoints fall does not change the trained weights
     identity.pop("mini_batch_size", None)
+    if settings.precision == DEFAULT_PRECISION:
+        identity.pop("precision", None)  # folders trained before --precision existed are float32 runs: still reused
     if max_steps is not None:
         identity["max_steps"] = max_steps
     if validation is not None:
@@ -597,7 +604,7 @@ def train_model(
     resume = _load_newest_checkpoint(checkpoint_dir, model, optimizer, state)
     if resume is None and validation is not None:
         state.curve.append({"step": 0, "loss": float("nan"),
-                            "valid_spearman": _validation_spearman(model, validation)})
+                            "valid_spearman": _validation_spearman(model, validation, settings.precision)})
     phase = dict.fromkeys(PHASES, 0.0)
     phase_log: list[dict[str, float]] = []  # phase seconds of each step, for benchmarks/simcse.py
     bar = _progress(total_steps, state.step, show_progress and rank == 0, progress_label)
@@ -612,7 +619,8 @@ def train_model(
         tick = time.perf_counter()
         features = objective.batch(local)
         phase["tokenize"] += time.perf_counter() - tick
-        loss, forward_seconds = objective.loss(features)
+        with autocast(device, settings.precision):  # bf16 matmuls; parameters and gradients stay float32
+            loss, forward_seconds = objective.loss(features)
         phase["forward"] += forward_seconds
         tick = time.perf_counter()
         loss.backward()
@@ -633,7 +641,7 @@ def train_model(
         phase["logging"] += time.perf_counter() - tick
         if validation is not None and (state.step % validation.every_steps == 0 or state.step == total_steps):
             tick = time.perf_counter()
-            _record_validation(model, validation, state, checkpoint_dir, rank)
+            _record_validation(model, validation, state, checkpoint_dir, rank, settings.precision)
             model.train()
             phase["validation"] += time.perf_counter() - tick
         if state.step % settings.checkpoint_steps == 0 and state.step < total_steps:
@@ -769,8 +777,9 @@ def length_sorted_chunks(
     return groups[::-1]
 
 
-def _validation_spearman(model, validation: ValidationPairs, batch_size: int = 64) -> float:
-    """Spearman of cosine vs gold on the validation pairs, model in eval mode (no dropout, no gradient).
+def _validation_spearman(model, validation: ValidationPairs, precision: str = "fp32", batch_size: int = 64) -> float:
+    """Spearman of cosine vs gold on the validation pairs, model in eval mode (no dropout, no gradient),
+    the forward under `precision` as in training.
 
     Sentences are cut at the model's own max_seq_length (set by build_simcse_model).
     """
@@ -785,18 +794,20 @@ def _validation_spearman(model, validation: ValidationPairs, batch_size: int = 6
             chunks = []
             for start in range(0, len(texts), batch_size):
                 features = _to_device(model.preprocess(texts[start:start + batch_size]), device)
-                chunks.append(model(features)["sentence_embedding"].float().cpu().numpy())
+                with autocast(device, precision):
+                    embedded = model(features)["sentence_embedding"]
+                chunks.append(embedded.float().cpu().numpy())
             vectors.append(np.concatenate(chunks))
     model.train(was_training)
     return float(spearman_cosine(vectors[0], vectors[1], np.asarray(validation.gold, dtype=np.float64)))
 
 
 def _record_validation(model, validation: ValidationPairs, state: _TrainingState,
-                       checkpoint_dir: Path, rank: int) -> None:
+                       checkpoint_dir: Path, rank: int, precision: str = "fp32") -> None:
     """Score the validation pairs, extend the curve and keep the weights if they are the best so far."""
     from safetensors.torch import save_model
 
-    score = _validation_spearman(model, validation)
+    score = _validation_spearman(model, validation, precision)
     since = state.curve[-1]["step"] if state.curve else 0
     recent = state.losses[since:state.step]
     state.curve.append({"step": state.step, "loss": float(np.mean(recent)) if recent else float("nan"),

@@ -101,7 +101,10 @@ def run_cosent(run: CosentRun, log: Callable[[str], None] = print) -> RunOutput:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(run.encode.model, device=device)
+    from stseval.encoders.precision import set_threads
+
+    threads = set_threads(run.encode.threads)  # the whole run: a CLI process, so no need to restore it
+    encoder = load_encoder(run.encode.model, device=device, precision=run.encode.precision)
     if not isinstance(encoder, Encoder):  # CoSENT fine-tunes the weights of a transformer
         raise StsevalError(f"cosent-train needs a transformer model folder; --model {run.encode.model} "
                            "gives sentence vectors only")
@@ -110,8 +113,8 @@ def run_cosent(run: CosentRun, log: Callable[[str], None] = print) -> RunOutput:
         raise StsevalError(f"--pooling {','.join(unsupported)}: not available for {encoder.name} "
                            f"(trained pooler: {encoder.has_pooler}, layers: {encoder.n_layers})")
     base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
-    job = _Job(run, encoder, device, EmbeddingCache(), dict(base, machine=machine_description()),
-               is_main_process(), log)
+    job = _Job(run, encoder, device, EmbeddingCache(),
+               dict(base, machine=machine_description(), torch_threads=str(threads)), is_main_process(), log)
     units = [_raw_unit(job, spec) for spec in run.tasks]
     for train_spec in run.train_tasks:
         training = _training(run, train_spec)
@@ -210,7 +213,8 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
     settings = CosentSettings(pooling=pooling, batch_size=run.training.batch_size,
                               learning_rate=run.training.learning_rate, epochs=run.training.epochs,
                               max_length=spec.max_length, seed=run.seed, prefix=run.encode.prefix,
-                              dropout=run.training.dropout, checkpoint_steps=run.training.checkpoint_steps)
+                              dropout=run.training.dropout, checkpoint_steps=run.training.checkpoint_steps,
+                              precision=run.encode.precision)
     run_dir = run.runs_dir / "cosent" / _run_folder_name(run, spec.name, pooling)
     job.log(f"{unit.label}: training on {training.train_label} -> {run_dir}")
     card = {"train_on": training.train_label, "data_dir": str(run.data_dir),
@@ -223,9 +227,11 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
                            show_progress=run.encode.show_progress, validation=training.validation)
     if not job.main_process:
         return []
-    trained_encoder = load_encoder(str(trained.folder), device=job.device)
+    precision = run.encode.precision
+    trained_encoder = load_encoder(str(trained.folder), device=job.device, precision=precision)
     best_folder = trained.folder / BEST_VALID_DIR
-    best_encoder = load_encoder(str(best_folder), device=job.device) if best_folder.is_dir() else None
+    best_encoder = load_encoder(str(best_folder), device=job.device, precision=precision) \
+        if best_folder.is_dir() else None
     whitening = None
     if run.then_whiten:
         rng = np.random.default_rng(run.seed)
@@ -287,7 +293,8 @@ def _run_folder_name(run: CosentRun, task: str, pooling: str) -> str:
     name = f"{model_slug(run.encode.model)}-cosent-{task}-{pooling}-s{run.seed}"
     training = run.training
     for label, value, default in (("b", training.batch_size, 32), ("lr", training.learning_rate, 2e-5),
-                                  ("e", training.epochs, 5), ("n", run.max_train_pairs, None)):
+                                  ("e", training.epochs, 5), ("n", run.max_train_pairs, None),
+                                  ("", run.encode.precision, "fp32")):
         if value != default:
             name += f"-{label}{value:g}" if isinstance(value, float) else f"-{label}{value}"
     return name

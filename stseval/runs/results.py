@@ -96,6 +96,7 @@ class ResultRow:
     n_corpus: str = ""  # retrieval: sentences in the indexed corpus
     n_dims: str = ""  # retrieval: the vector size searched (the real k of dims "full")
     threads: str = ""  # retrieval: FAISS threads during the search
+    torch_threads: str = ""  # torch intra-op threads while encoding / training (--threads; "" in older files)
     positive_min_score: str = ""  # retrieval: gold score from which a pair counts as relevant
     note: str = ""  # why a cell is n/a, or legacy `extra` text no column holds
 

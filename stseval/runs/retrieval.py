@@ -26,6 +26,7 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, file_sha256
 from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
 from stseval.encoders.cache import EmbeddingCache, check_home_writable
+from stseval.encoders.precision import precision_label, threads_pinned
 from stseval.encoders.protocol import SentenceEncoder
 from stseval.methods.index import (
     DEFAULT_FACTORY,
@@ -127,6 +128,8 @@ def build(
     seed: int = 0,
     show_progress: bool = True,
     allow_low_rank: bool = False,
+    precision: str = "fp32",
+    threads: int | None = None,
 ) -> IndexMetadata:
     """Encode a corpus, optionally whiten it, index it and save the index folder.
 
@@ -144,6 +147,9 @@ def build(
         factory, search_params: see index.build_index.
         allow_low_rank: keep fit_whitening_dims above the rank of the corpus's covariance (whiten's
             --allow-low-rank) instead of refusing them.
+        precision: "fp32" or "bf16" (the forward under autocast); recorded in the model name, so search
+            encodes queries the same way.
+        threads: torch threads while encoding; None keeps torch's default.
     Returns:
         the metadata written to index_dir/meta.json.
     Raises:
@@ -166,13 +172,14 @@ def build(
         corpus, data_sha256 = str(sentences_file), file_sha256(Path(sentences_file))[:12]
         max_length = max_length or DEFAULT_MAX_LENGTH
 
-    encoder = load_encoder(model)
+    encoder = load_encoder(model, precision=precision)
     if fit_whitening_dims is not None and not allow_low_rank:  # before encoding: n sentences span n - 1 directions
         check_dims_within([fit_whitening_dims], encoder.dimension, encoder.name, "--whiten-dims")
         check_fit_rank(f"{corpus} corpus", len(sentences), len(sentences) - 1, encoder.dimension,
                        fit_whitening_dims, str(fit_whitening_dims), "--whiten-dims", "build it anyway")
-    vectors = encode_texts(encoder, sentences, pooling, max_length, prefix=prefix, batch_size=batch_size,
-                           cache=_open_cache(use_cache), show_progress=show_progress)
+    with threads_pinned(threads):
+        vectors = encode_texts(encoder, sentences, pooling, max_length, prefix=prefix, batch_size=batch_size,
+                               cache=_open_cache(use_cache), show_progress=show_progress)
     whitening, source = _corpus_whitening(encoder, vectors, whitening_file, fit_whitening_dims,
                                           dict(pooling=pooling, prefix=prefix, fit_on=corpus, max_length=max_length),
                                           allow_low_rank)
@@ -183,7 +190,8 @@ def build(
                           "source": source, "provenance": whitening.provenance}
     index = build_index(vectors, factory, search_params, seed=seed)
     # a local folder is recorded absolute, so `index search` finds it from any working directory
-    model_ref = str(Path(model).resolve()) if Path(model).is_dir() else encoder.name
+    model_ref = precision_label(str(Path(model).resolve()), getattr(encoder, "precision", "fp32")) \
+        if Path(model).is_dir() else encoder.name
     metadata = IndexMetadata(
         model=model_ref, model_fingerprint=encoder.fingerprint, pooling=pooling, prefix=prefix,
         max_length=max_length, dims=int(vectors.shape[1]), n_vectors=len(sentences), factory=factory,
@@ -225,6 +233,8 @@ def search_index(
     whitening_file: Path | None = None,
     search_params: str = "",
     batch_size: int = 64,
+    precision: str | None = None,
+    threads: int | None = None,
 ) -> list[list[Neighbour]]:
     """Search an index folder with sentences, encoded the way its corpus was.
 
@@ -237,6 +247,8 @@ def search_index(
         queries: sentences to look up.
         top_k: neighbours per query.
         search_params: overrides the index's saved ones, e.g. "nprobe=32".
+        precision: None: the index's (its model name says +bf16); another is refused by fingerprint.
+        threads: torch threads while encoding the queries; None keeps torch's default.
     Returns:
         per query, up to top_k Neighbours, best first.
     Raises:
@@ -253,13 +265,14 @@ def search_index(
         raise StsevalError(f"--top-k {top_k}: must be at least 1")
     loaded = load_index(index_dir)
     meta = loaded.metadata
-    encoder = load_encoder(model or meta.model)
+    encoder = load_encoder(model or meta.model, precision=precision)
     query_whitening = load_whitening(whitening_file) if whitening_file is not None else loaded.whitening
     pooling = meta.pooling if pooling is None else pooling
     prefix = meta.prefix if prefix is None else prefix
     check_query_settings(loaded, encoder.fingerprint, pooling, prefix, query_whitening)
-    vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix=prefix, batch_size=batch_size,
-                           show_progress=False)
+    with threads_pinned(threads):
+        vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix=prefix, batch_size=batch_size,
+                               show_progress=False)
     if query_whitening is not None:
         vectors = query_whitening.apply(vectors)
     set_search_params(loaded.index, search_params)
@@ -331,14 +344,14 @@ def sweep(run: SweepRun, log: Callable[[str], None] = print) -> RunOutput:
     if run.encode.use_cache:
         check_home_writable()
     results = ResultsFile(run.results_path)  # a damaged file is refused before the model loads, as whiten does
-    encoder = load_encoder(run.encode.model)
+    encoder = load_encoder(run.encode.model, precision=run.encode.precision)
     check_dims_within(run.dims, encoder.dimension, encoder.name)
     base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
-    job = _Job(run, encoder, _open_cache(run.encode.use_cache), base, log)
-    units = [unit for unit in (_plan_task(job, spec, log) for spec in run.tasks) if unit is not None]
-    for unit in units:  # every task's corpus before anything is computed, as whiten checks its --fit-on file
-        _check_corpus_fits_rank(job, unit)
-    with faiss_threads(run.threads):
+    with faiss_threads(run.threads), threads_pinned(run.threads) as threads:
+        job = _Job(run, encoder, _open_cache(run.encode.use_cache), dict(base, torch_threads=str(threads)), log)
+        units = [unit for unit in (_plan_task(job, spec, log) for spec in run.tasks) if unit is not None]
+        for unit in units:  # every task's corpus before anything is computed, as whiten checks its --fit-on file
+            _check_corpus_fits_rank(job, unit)
         # run_units refuses rows of other data or weights in --out before computing anything
         computed = run_units(results, units, lambda unit, cells: _score_task(job, unit, cells), log)
     planned = frozenset(cell_key(row) for unit in units for cell in unit.cells for row in cell.rows)

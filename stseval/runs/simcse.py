@@ -149,7 +149,10 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(run.encode.model, device=device)
+    from stseval.encoders.precision import set_threads
+
+    threads = set_threads(run.encode.threads)  # the whole run: a CLI process, so no need to restore it
+    encoder = load_encoder(run.encode.model, device=device, precision=run.encode.precision)
     if not isinstance(encoder, Encoder):  # SimCSE fine-tunes the weights of a transformer
         raise StsevalError(f"simcse-train needs a transformer model folder; --model {run.encode.model} "
                            "gives sentence vectors only")
@@ -158,7 +161,8 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
         raise StsevalError(f"--pooling {','.join(unsupported)}: not available for {encoder.name} "
                            f"(trained pooler: {encoder.has_pooler}, layers: {encoder.n_layers})")
     base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
-    job = _Job(run, encoder, device, EmbeddingCache(), dict(base, machine=machine_description()),
+    job = _Job(run, encoder, device, EmbeddingCache(),
+               dict(base, machine=machine_description(), torch_threads=str(threads)),
                is_main_process(), log)
     units = [unit for spec in run.tasks for unit in _plan_task(job, spec)]
     computed = run_units(ResultsFile(run.results_path), units, lambda unit, cells: _compute(job, unit, cells), log)
@@ -231,7 +235,7 @@ def _train_and_score(job: _Job, unit: Unit, cell: Cell) -> list[ResultRow]:
     settings = SimcseSettings(pooling=pooling, dropout=rate, loss=training.loss, batch_size=training.batch_size,
                               learning_rate=training.learning_rate, epochs=training.epochs,
                               max_length=task.spec.max_length, seed=run.seed, prefix=run.encode.prefix,
-                              checkpoint_steps=training.checkpoint_steps)
+                              checkpoint_steps=training.checkpoint_steps, precision=run.encode.precision)
     run_dir = run.runs_dir / "simcse" / _run_folder_name(run, task.spec.name, pooling, rate)
     job.log(f"{unit.label}: training on {task.train_label} -> {run_dir}")
     card = {"task": task.spec.name, "train_on": task.train_label, "data_dir": str(run.data_dir),
@@ -346,12 +350,13 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
         return evaluated.vectors_a[pooling], evaluated.vectors_b[pooling], evaluated.gold_scores
 
     raw_a, raw_b, gold = predicted(job.encoder, job.cache)  # cached by _score_raw
-    trained_encoder = load_encoder(str(trained.folder), device=job.device)
+    trained_encoder = load_encoder(str(trained.folder), device=job.device, precision=run.encode.precision)
     vectors_a, vectors_b, _ = predicted(trained_encoder, None)
     scores = {"simcse": cosine_scores(vectors_a, vectors_b)}
     best_folder = trained.folder / BEST_VALID_DIR
     if any(row.method == BEST_VALID_METHOD for row in rows) and best_folder.is_dir():
-        best_a, best_b, _ = predicted(load_encoder(str(best_folder), device=job.device), None)
+        best_a, best_b, _ = predicted(load_encoder(str(best_folder), device=job.device,
+                                                   precision=run.encode.precision), None)
         scores[BEST_VALID_METHOD] = cosine_scores(best_a, best_b)
     if any(row.method == "simcse+whitening" for row in rows):
         fit_vectors = encode(trained_encoder, task.chosen, [pooling], max_length=task.spec.max_length,
@@ -380,7 +385,8 @@ def _run_folder_name(run: SimcseRun, task: str, pooling: str, rate: float) -> st
     name = f"{model_slug(run.encode.model)}-{task}-{pooling}-d{rate:g}-s{run.seed}"
     training = run.training
     for label, value, default in (("loss", training.loss, "su"), ("b", training.batch_size, 64),
-                                  ("lr", training.learning_rate, 1e-5), ("e", training.epochs, 1)):
+                                  ("lr", training.learning_rate, 1e-5), ("e", training.epochs, 1),
+                                  ("", run.encode.precision, "fp32")):
         if value != default:
             name += f"-{label}{value:g}" if isinstance(value, float) else f"-{label}{value}"
     return name

@@ -136,6 +136,8 @@ class EncodeSpec:
     batch_size: int = 64  # sentences per encoding batch (does not change the numbers)
     backend: str = "fp32"  # stseval.encoders.backends.BACKENDS; part of the model's name and fingerprint
     processes: int = 1  # encoding worker processes
+    precision: str = "fp32"  # options.PRECISIONS: fp32 or bf16 (autocast); part of the model's name and fingerprint
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
     device: str | None = None  # None: cuda when available
     use_cache: bool = True
     show_progress: bool = True
@@ -325,8 +327,11 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
                      n_resamples: int = 1000, seed: int = 0, unnormalized: bool = False,
                      save_kernel: Path | None = None, allow_low_rank: bool = False, backend: str = "fp32",
                      processes: int = 1, show_progress: bool = True, methods: str = "whitening", beta: str = "1",
-                     gamma: str = "1", choose_on: str | None = None) -> WhitenRun:
+                     gamma: str = "1", choose_on: str | None = None, precision: str = "fp32",
+                     threads: int | None = None) -> WhitenRun:
     """The `whiten` options as a WhitenRun, every value checked that needs no model loaded."""
+    options.check_precision(precision, backend)
+    options.check_threads(threads)
     specs = _task_specs(tasks)
     pooling_names, dims_list = tuple(options.parse_poolings(poolings)), tuple(options.parse_dims(dims))
     method_list = tuple(options.parse_methods(methods, options.WHITEN_METHODS))
@@ -346,7 +351,8 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
         check_writable_dir(Path(save_kernel), "--save-kernel")
     check_pairs_parse(_whiten_reads(specs, (split, *([choose_on] if choose_on else [])), sources, folder), folder)
     encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
-                                backend=backend, processes=processes, show_progress=show_progress)
+                                backend=backend, processes=processes, show_progress=show_progress,
+                                precision=precision, threads=threads)
                      for model in dict.fromkeys(models))
     return WhitenRun(encoders=encoders, tasks=specs, dims=dims_list, fit_on=sources, data_dir=folder,
                      out_dir=Path(out), split=split, n_resamples=n_resamples, seed=seed, unnormalized=unnormalized,
@@ -383,8 +389,10 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
                      data_dir: Path | None = None, out: Path = Path("runs/simcse"), runs_dir: Path = Path("runs"),
                      then_whiten: bool = False, n_resamples: int = 1000, eval_batch_size: int = 64,
                      device: str | None = None, curve_pairs: int | None = 1000, eval_steps: int = 20,
-                     show_progress: bool = True) -> SimcseRun:
+                     show_progress: bool = True, precision: str = "fp32", threads: int | None = None) -> SimcseRun:
     """The `simcse-train` options as a SimcseRun, every value checked that needs no model loaded."""
+    options.check_precision(precision, "fp32", device)
+    options.check_threads(threads)
     specs = _task_specs(tasks)
     pooling_names = tuple(options.parse_poolings(poolings))
     layered = [name for name in pooling_names if options.layer_avg_index(name) is not None]
@@ -407,7 +415,7 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     check_pairs_parse([(spec, [split, *source.own_splits(spec, folder), *(["valid"] if curve_pairs != 0 else [])])
                        for spec in specs], folder)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
-                        device=device, show_progress=show_progress)
+                        device=device, show_progress=show_progress, precision=precision, threads=threads)
     return SimcseRun(encode=encode, tasks=specs, dropouts=rates, train_on=source, data_dir=folder, out_dir=Path(out),
                      runs_dir=Path(runs_dir), training=training, max_sentences=cap, seed=seed, split=split,
                      max_eval_pairs=max_eval_pairs, then_whiten=then_whiten, n_resamples=n_resamples,
@@ -421,13 +429,15 @@ def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | 
                      data_dir: Path | None = None, out: Path = Path("runs/cosent"), runs_dir: Path = Path("runs"),
                      then_whiten: bool = False, n_resamples: int = 1000, eval_batch_size: int = 64,
                      device: str | None = None, curve_pairs: int | None = 1000, eval_steps: int = 200,
-                     show_progress: bool = True) -> CosentRun:
+                     show_progress: bool = True, precision: str = "fp32", threads: int | None = None) -> CosentRun:
     """The `cosent-train` options as a CosentRun, every value checked that needs no model loaded.
 
     Raises:
         StsevalError naming --train-on for a task without a labelled train split (with the splits it
         has and the tasks that do have one), or naming the first other bad option.
     """
+    options.check_precision(precision, "fp32", device)
+    options.check_threads(threads)
     train_specs = _task_specs(train_on)
     specs = _task_specs(tasks)
     pooling_names = tuple(options.parse_poolings(poolings))
@@ -452,7 +462,7 @@ def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | 
     check_pairs_parse([(spec, [split]) for spec in specs]
                       + [(spec, ["train", *(["valid"] if curve_pairs != 0 else [])]) for spec in train_specs], folder)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
-                        device=device, show_progress=show_progress)
+                        device=device, show_progress=show_progress, precision=precision, threads=threads)
     training = CosentTraining(batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
                               checkpoint_steps=checkpoint_steps)
     return CosentRun(encode=encode, train_tasks=train_specs, tasks=specs, data_dir=folder, out_dir=Path(out),
@@ -466,8 +476,12 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
                     factory: str = "Flat", search_params: str = "", top_k: int = 100, limit: int | None = None,
                     threads: int | None = None, out: Path = Path("runs/retrieval"), data_dir: Path | None = None,
                     batch_size: int = 64, seed: int = 0, use_cache: bool = True,
-                    show_progress: bool = True, allow_low_rank: bool = False) -> SweepRun:
-    """The `index sweep` options as a SweepRun, every value checked that needs no model loaded."""
+                    show_progress: bool = True, allow_low_rank: bool = False, precision: str = "fp32") -> SweepRun:
+    """The `index sweep` options as a SweepRun, every value checked that needs no model loaded.
+
+    threads pins both FAISS's threads (the search) and torch's (the encoding)."""
+    options.check_precision(precision)
+    options.check_threads(threads)
     specs = _task_specs(tasks)
     dims_list, method_list = tuple(options.parse_dims(dims)), tuple(options.parse_methods(methods))
     pooling_names = (parse_one_pooling(pooling),)
@@ -480,7 +494,7 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
     check_writable_dir(Path(out), "--out")
     check_pairs_parse([(spec, [split]) for spec in specs], folder)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
-                        use_cache=use_cache, show_progress=show_progress)
+                        use_cache=use_cache, show_progress=show_progress, precision=precision, threads=threads)
     return SweepRun(encode=encode, tasks=specs, data_dir=folder, out_dir=Path(out), split=split, dims=dims_list,
                     methods=method_list, factory=factory, search_params=search_params, top_k=top_k, limit=limit,
                     threads=threads, seed=seed, allow_low_rank=allow_low_rank)

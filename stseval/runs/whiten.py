@@ -68,7 +68,7 @@ def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
         an unwritable --out or --save-kernel, rows of other data or weights in --out.
     """
     from stseval.encoders.cache import EmbeddingCache, check_home_writable, default_cache_root
-    from stseval.encoders.encoder import load_encoder
+    from stseval.encoders.precision import threads_pinned
 
     check_writable_dir(run.out_dir, "--out")
     if run.save_kernel_dir is not None:
@@ -79,19 +79,31 @@ def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
     base = provenance(run.seed)
     computed = []
     for encode in run.encoders:
-        encoder = load_encoder(encode.model, backend=encode.backend, processes=encode.processes)
-        check_dims_within(run.dims, encoder.dimension, encoder.name)
-        if hasattr(encoder, "n_layers"):  # transformers; sentence-vector encoders give layer-avg n/a cells
-            check_layers_within(encode.poolings, encoder.n_layers, encoder.name)
-        _check_file_fits_rank(run, encoder.dimension)
-        job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
-        units = [_plan_task(job, spec, base) for spec in run.tasks]
-        computed += run_units(results, units, functools.partial(_score_task, job), log,
-                              redo=functools.partial(_kernel_missing, job),
-                              redo_reason="without their --save-kernel file")
-        if run.choose_on is not None:
-            computed += _add_chosen_rows(results, units, run.choose_on, log)
+        with threads_pinned(encode.threads) as threads:
+            computed += _run_model(run, encode, results, cache, dict(base, torch_threads=str(threads)), log)
     return RunOutput(results.path, computed)
+
+
+def _run_model(run: WhitenRun, encode: EncodeSpec, results: ResultsFile, cache: EmbeddingCache, base: dict,
+               log: Callable[[str], None]) -> list[ResultRow]:
+    """One --model's cells: load it, plan each task, compute what the results file lacks."""
+    from stseval.encoders.encoder import load_encoder
+
+    computed: list[ResultRow] = []
+    encoder = load_encoder(encode.model, backend=encode.backend, processes=encode.processes,
+                           precision=encode.precision)
+    check_dims_within(run.dims, encoder.dimension, encoder.name)
+    if hasattr(encoder, "n_layers"):  # transformers; sentence-vector encoders give layer-avg n/a cells
+        check_layers_within(encode.poolings, encoder.n_layers, encoder.name)
+    _check_file_fits_rank(run, encoder.dimension)
+    job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
+    units = [_plan_task(job, spec, base) for spec in run.tasks]
+    computed += run_units(results, units, functools.partial(_score_task, job), log,
+                          redo=functools.partial(_kernel_missing, job),
+                          redo_reason="without their --save-kernel file")
+    if run.choose_on is not None:
+        computed += _add_chosen_rows(results, units, run.choose_on, log)
+    return computed
 
 
 @dataclass(frozen=True)
