@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/stseval report results/whitening --out results/report --name main --best --filter "fit_on=" --filter "fit_on=test" --filter pooling=cls --filter pooling=last-avg --filter pooling=first-last-avg --filter dims=full --filter dims=128 --filter dims=64 --reference mteb
-.venv/bin/stseval report results/whitening --out results/report --name whitening --best --reference su2021 --reference mteb
+.venv/bin/stseval report results/whitening --out results/report --name whitening --best --reference su2021 --reference su2022 --reference mteb
 .venv/bin/stseval report results/whitening --out results/report --name whitening_full_dims --best --filter dims=full --filter "fit_on=test" --filter "fit_on=" --reference su2021 --reference mteb
 .venv/bin/stseval report results/simcse --out results/report --name simcse --best --split test-sample1000 --rows model,pooling,method,dropout
 .venv/bin/stseval report results/simcse_su --out results/report --name simcse_su --rows model,pooling,method,dropout,seed --metric spearman_cosine --metric spearman_cosine_minus_raw --metric spearman_cosine_minus_simcse --ci --over-seeds --reference su2021:SimBERT,BERT

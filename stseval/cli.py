@@ -664,7 +664,8 @@ def report(
     ),
     reference: list[str] = typer.Option(
         [], "--reference", metavar="TABLE",
-        help="Published rows beside ours: su2021, mteb, or su2021:BERT,SimBERT. Repeatable.",
+        help="Published rows beside ours: su2021 (Su 2021), su2022 (Su 2022, whitening to 256 dims), mteb, "
+             "or su2021:BERT,SimBERT. Repeatable.",
     ),
     strict: bool = typer.Option(
         False, "--strict",

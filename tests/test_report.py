@@ -192,6 +192,16 @@ def test_reference_rows_sit_beside_ours():
         build_grid(rows_to_frame(rows), reference=["su2099"])
 
 
+def test_a_reference_name_selects_only_its_own_rows():
+    # Su's 2022 rows (whitening to 256 dims) share su2021.csv with his 2021 rows; su2021 must not add them
+    rows = make_rows({("first-last-avg", "whitening"): [0.3] * 5}, dims="256")
+    with pytest.raises(StsevalError, match="no published row"):
+        build_grid(rows_to_frame(rows), reference=["su2021"])
+    grid = build_grid(rows_to_frame(rows), reference=["su2022"])
+    assert [key[0] for key in grid.index] == [MODEL, "Su2022:BERT"]
+    assert list(grid.iloc[1][list(TASKS)]) == [27.91, 37.67, 65.65, 15.34, 69.37]  # Su 2022 BERT P4 256 dims
+
+
 def test_rows_falling_into_one_cell_name_the_difference():
     rows = make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("cls", "raw"): [0.2] * 5}, prefix="query: ")
     with pytest.raises(StsevalError, match="differ in prefix"):

@@ -57,7 +57,9 @@ NA = "n/a"
 SOURCE_COLUMNS = ("source_file", "source_line")  # added by load_results: where each row came from
 
 REFERENCE_DIR = Path(str(importlib.resources.files("stseval.data") / "reference"))  # shipped in the wheel
-REFERENCES = {"su2021": "su2021.csv", "mteb": "mteb_e5.csv"}
+REFERENCES = {"su2021": ("su2021.csv", "Su2021"), "su2022": ("su2021.csv", "Su2022"), "mteb": ("mteb_e5.csv", "mteb")}
+# ^ --reference name -> (file, the `label` of its rows): a name selects only its own rows (Su's 2022 rows share
+#   su2021.csv with his 2021 rows)
 REFERENCE_METRIC = "spearman_cosine"  # the only metric the published tables report
 
 
@@ -367,7 +369,8 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     """Published rows, as long-format results rows, that compare with ours.
 
     Args:
-        reference: names from REFERENCES, optionally with models: "su2021", "su2021:BERT,SimBERT", "mteb".
+        reference: names from REFERENCES, optionally with models: "su2021", "su2021:BERT,SimBERT", "su2022",
+            "mteb"; each name gives only the rows of its own label (su2021 never adds Su's 2022 rows).
         ours: our rows; only published rows with the pooling, method and dims of one of ours, and the
             tasks ours cover, are kept.
         split: our split; a published "test (assumed)" counts as test.
@@ -416,8 +419,10 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
 
 @functools.cache
 def _reference_table_cached(name: str) -> pd.DataFrame:
-    path = REFERENCE_DIR / REFERENCES[name]
+    file_name, label = REFERENCES[name]
+    path = REFERENCE_DIR / file_name
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = table[table["label"] == label].reset_index(drop=True)
     table["source_file"] = f"stseval/data/reference/{path.name}"
     return table
 
