@@ -202,6 +202,44 @@ def test_a_reference_name_selects_only_its_own_rows():
     assert list(grid.iloc[1][list(TASKS)]) == [27.91, 37.67, 65.65, 15.34, 69.37]  # Su 2022 BERT P4 256 dims
 
 
+def simcse_rows(sources: dict[str, str], cap: int, dropout: str) -> list[ResultRow]:
+    """SimCSE rows as a run writes them: train_on names each task's splits and sample."""
+    rows = []
+    for method, value in (("simcse", 0.5), ("simcse+whitening", 0.4)):
+        for row in make_rows({("last-avg", method): [value] * 5}, dropout=dropout):
+            row.train_on = f"{sources[row.task]} ({cap} of {N_PAIRS[row.task] * 40} sentences)"
+            row.fit_on = row.train_on if method == "simcse+whitening" else ""
+            rows.append(row)
+    return rows
+
+
+ALL_AVAILABLE = {"ATEC": "valid+test", "BQ": "train+valid+test", "LCQMC": "valid+test", "PAWSX": "valid+test",
+                 "STS-B": "train+valid+test"}
+
+
+def test_a_simcse_setting_is_one_row_with_every_task_and_averages(tmp_path):
+    rows = make_rows({("last-avg", "raw"): [0.3] * 5}) + simcse_rows(ALL_AVAILABLE, 1024, "0.1") \
+        + simcse_rows(ALL_AVAILABLE, 1024, "0.3")
+    grid = build_grid(rows_to_frame(rows))
+    assert len(grid) == 5  # raw, then simcse and simcse+whitening for each dropout
+    assert grid[list(TASKS)].notna().all().all() and grid["avg"].notna().all()
+    trained = grid.xs("simcse", level="method").index
+    assert set(trained.get_level_values("train_on")) == {"valid+test or train+valid+test"}
+    assert set(grid.xs("simcse+whitening", level="method").index.get_level_values("fit_on")) \
+        == {"the training sentences"}
+    # the per-task samples the grid no longer shows are in the footer
+    written = write_report([write(rows, tmp_path / "simcse.csv")], tmp_path / "out")
+    markdown = written[1].read_text(encoding="utf-8")
+    assert "- trained on, per task: ATEC `valid+test (1024 of 16000 sentences)`; BQ" in markdown
+
+
+def test_runs_that_differ_only_in_sample_size_keep_their_rows_apart():
+    rows = simcse_rows(ALL_AVAILABLE, 1024, "0.1") + simcse_rows(ALL_AVAILABLE, 2000, "0.1")
+    grid = build_grid(rows_to_frame(rows))
+    assert len(grid) == 20  # unchanged labels: each (method, sample) per task on its own row, no cell lost
+    assert "valid+test (2000 of 16000 sentences)" in set(grid.index.get_level_values("train_on"))
+
+
 def test_rows_falling_into_one_cell_name_the_difference():
     rows = make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("cls", "raw"): [0.2] * 5}, prefix="query: ")
     with pytest.raises(StsevalError, match="differ in prefix"):

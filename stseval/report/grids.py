@@ -24,6 +24,7 @@ import csv
 import fnmatch
 import functools
 import importlib.resources
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -50,6 +51,10 @@ VARYING_ROWS = ("fit_on", "train_on", "prefix", "dropout", "loss", "batch_size",
 # ^ row keys only where they take several values (a grid of several seeds gets a seed column)
 EXPONENT_ROWS = ("beta", "gamma")
 # ^ row keys only where whitened rows differ in them: "" (not whitened) beside "1" is no reason for a column
+FIT_ON_TRAINING_SENTENCES = "the training sentences"
+"""fit_on shown for whitening fitted on exactly the sentences the model was trained on (train_on)."""
+_SAMPLE_COUNTS = re.compile(r" \(\d+ of \d+ sentences\)$")
+# ^ what a SimCSE run appends to train_on per task ("train+valid+test (1024 of 16100 sentences)")
 DEFAULT_COLS = ("task",)
 AVG, WEIGHTED_AVG = "avg", "w-avg"
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of the interval columns `--ci` adds after each task
@@ -282,7 +287,7 @@ def build_grid(
         StsevalError when the metric or split has no rows, data checksums or library versions are
         mixed, a key is unknown, or two rows fall into one cell (naming the columns they differ in).
     """
-    ours = normalized_rows(select_rows(frame, metric, split))
+    ours = group_settings(normalized_rows(select_rows(frame, metric, split)))
     check_consistent(ours)
     cols = list(cols)
     row_keys = _row_keys(ours, rows, cols, split)
@@ -300,6 +305,38 @@ def build_grid(
         out[AVG], out[WEIGHTED_AVG] = _averages(fields["_value"], fields["_status"],
                                                 _fill_weights(fields["_weight"], is_ours))
     return pd.DataFrame({name: list(column) for name, column in out.items()}, index=index)
+
+
+def group_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with train_on (and a fit_on equal to it) naming the setting, not each task's sample.
+
+    A SimCSE run records per task which sentences trained it, e.g. "train+valid+test (1024 of 16100
+    sentences)" for STS-B and "valid+test (1024 of 80000 sentences)" for ATEC (`--train-on all-available`
+    takes the splits each task has). As row keys these put each task of one setting on a row of its own.
+    Here the counts are dropped, the sources of one setting's tasks are joined ("valid+test or
+    train+valid+test"), and a fit_on equal to the row's train_on reads FIT_ON_TRAINING_SENTENCES, so one
+    setting is one grid row; the per-task values stay in the provenance. A setting with two train_on
+    values for one task keeps them apart, and where grouping would make two rows one cell (runs that
+    differ only in their sample size) the rows are returned unchanged.
+    """
+    train_on = as_text(frame["train_on"])
+    fit_on = as_text(frame["fit_on"])
+    same_as_training = (fit_on != "") & (fit_on == train_on)
+    grouped = frame.assign(train_on=train_on.str.replace(_SAMPLE_COUNTS, "", regex=True),
+                           fit_on=fit_on.where(~same_as_training, FIT_ON_TRAINING_SENTENCES))
+    trained = grouped[grouped["train_on"] != ""]
+    setting = [column for column in CELL_KEY if column in grouped.columns
+               and column not in ("task", "data_sha256", "train_on")]
+    if len(trained):
+        for _, group in trained.groupby([as_text(trained[column]) for column in setting], sort=False):
+            sources = dict.fromkeys(group.sort_values("task", key=lambda tasks: tasks.map(
+                lambda task: order_key("task", task)))["train_on"])
+            if len(sources) > 1 and not as_text(group["task"]).duplicated().any():
+                grouped.loc[group.index, "train_on"] = " or ".join(sources)
+    key = [column for column in CELL_KEY if column in grouped.columns]
+    if grouped.duplicated(subset=key).sum() > frame.duplicated(subset=key).sum():
+        return frame
+    return grouped
 
 
 def _check_keys(ours: pd.DataFrame, row_keys: list[str], cols: list[str]) -> None:

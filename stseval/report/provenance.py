@@ -67,6 +67,7 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
         "stseval_versions": distinct("stseval_version"),
         "git_commits": distinct("git_commit"),
         "seeds": distinct("seed"),
+        **_training_samples(frame),
         "created_at": {"first": created.min().isoformat(), "last": created.max().isoformat()} if len(created) else {},
     }
     if reference:
@@ -83,6 +84,16 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
             "caveats": "stseval/data/reference/README.md",
         }
     return provenance
+
+
+def _training_samples(frame: pd.DataFrame) -> dict:
+    """{"trained_on": {task: [train_on, ...]}} where rows were trained (the grid shows the setting, not these)."""
+    trained = frame[frame["train_on"] != ""]
+    if trained.empty:
+        return {}
+    per_task = {task: sorted(set(group["train_on"]))
+                for task, group in trained.groupby("task", sort=False)}
+    return {"trained_on": {task: per_task[task] for task in in_order("task", per_task)}}
 
 
 def summary_line(provenance: dict, titled: bool = False) -> str:
@@ -126,6 +137,9 @@ def provenance_lines(provenance: dict) -> list[str]:
     lines.append(f"- versions: {code(provenance['versions'])}")
     lines.append(f"- stseval: {code(provenance['stseval_versions'])}; git commits: {code(provenance['git_commits'])}; "
                  f"seeds: {code(provenance['seeds'])}")
+    if provenance.get("trained_on"):
+        lines.append("- trained on, per task: " + "; ".join(
+            f"{task} {code(values)}" for task, values in provenance["trained_on"].items()))
     if provenance["created_at"]:
         first, last = provenance["created_at"]["first"], provenance["created_at"]["last"]
         lines.append(f"- created: {first}" + (f" to {last}" if last != first else ""))
