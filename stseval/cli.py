@@ -688,7 +688,8 @@ def report(
     """Turn results from any number of runs into grids: CSV, markdown, heatmap PNG and provenance JSON.
 
     Re-runs of a cell resolve to the latest created_at (--strict refuses them); rows from different data
-    checksums or library versions are refused unless --filter picks one.
+    checksums are refused unless --filter picks one. A model recorded with other weights or library versions
+    is shown as a model of its own, and the footer says what differs.
 
     Example: stseval report results/whitening --reference su2021:BERT --best --ci --out runs/report
 

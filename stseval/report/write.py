@@ -35,6 +35,7 @@ from stseval.report.grids import (
     order_key,
     resolve_duplicates,
     select_rows,
+    separate_variants,
 )
 from stseval.report.provenance import collect_provenance, summary_line
 from stseval.report.seeds import seed_summary, seed_summary_markdown
@@ -84,7 +85,7 @@ def write_report(
     """
     check_writable_dir(out, "--out")
     loaded = load_results(paths)
-    frame = apply_filters(loaded, filters)
+    frame = separate_variants(apply_filters(loaded, filters))  # before duplicates: a variant is no re-run
     resolved = resolve_duplicates(frame, strict)
     if not metrics:
         metrics = in_order("metric", set(as_text(resolved["metric"])))
