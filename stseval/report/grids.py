@@ -8,9 +8,10 @@ source. Each step is a plain function:
     load_results -> apply_filters -> resolve_duplicates -> build_grid
 
 This module is the upstream end of stseval.report; the others import it, never the other way round:
-`provenance` (how a grid was produced), `tables` (the grid as CSV and markdown text), `drawing` (heatmap,
-training-curve and sweep PNGs), `seeds` (mean +- sd over seeds), `plots` (the whitening studies' plots)
-and `write` (`write_report` and `write_run_grid`, which run the chain and write the files).
+`provenance` (how a grid was produced), `tables` (the grid as CSV and markdown text), `heatmap` (a grid's
+PNG pages), `drawing` (training-curve and sweep PNGs), `seeds` (mean +- sd over seeds), `plots` (the
+whitening studies' plots) and `write` (`write_report` and `write_run_grid`, which run the chain and write the
+files).
 
 Example:
     >>> frame = resolve_duplicates(load_results(["results/whitening"]))
