@@ -66,3 +66,16 @@ def test_a_tall_grid_is_drawn_on_pages_of_at_most_rows_per_page(tmp_path):
     (tmp_path / "out" / "grid_p4.png").write_bytes(b"left from a longer grid")
     plot_heatmap(grid, tmp_path / "out" / "grid.png", "title")
     assert not (tmp_path / "out" / "grid_p4.png").exists()
+
+
+def test_a_column_without_numbers_stays_grey():
+    # each setting was chosen on one task only, so no row has every task and avg / w-avg are empty
+    rows = [row for position, task in enumerate(("ATEC", "BQ")) for row in
+            make_rows({("cls", "whitening-chosen"): [0.1 * (position + 1)] * 5}, dims=str(64 * (position + 1)))
+            if row.task == task]
+    grid = build_grid(rows_to_frame(rows))
+    [figure] = heatmap_figures(grid)
+    cells = figure.axes[0].images[0].get_array()  # (rows, columns), masked where grey
+    assert list(grid.columns[-2:]) == ["avg", "w-avg"]
+    assert cells.mask[:, -2:].all()  # was shaded mid-blue: a column of one value (here none) got shade 0.5
+    assert not cells.mask[:, :2].all()

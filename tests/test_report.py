@@ -413,3 +413,15 @@ def test_default_rows_gain_a_seed_column_when_seeds_vary(tmp_path):
     assert "seed" in grid.index.names and len(grid) == 2
     same_seed = build_grid(rows_to_frame(rows[:5]))
     assert "seed" not in same_seed.index.names
+
+
+def test_rates_are_shown_as_recorded_and_fractions_x_100(tmp_path):
+    rows = make_rows({("cls", "raw"): [1234.5] * 5})
+    for row in rows:
+        row.metric = "qps"
+    rows += make_rows({("cls", "raw"): [0.5] * 5})
+    written = write_report([write(rows, tmp_path / "r.csv")], tmp_path / "out", name="g")
+    qps = next(path for path in written if path.name == "g_qps.md").read_text(encoding="utf-8")
+    assert qps.startswith("# qps, test split\n") and "| 1234.50 |" in qps  # 1234.5 queries per second, not x 100
+    spearman = next(path for path in written if path.name == "g_spearman_cosine.md").read_text(encoding="utf-8")
+    assert spearman.startswith("# spearman_cosine x 100, test split\n") and "| 50.00 |" in spearman

@@ -67,6 +67,13 @@ REFERENCES = {"su2021": ("su2021.csv", "Su2021"), "su2022": ("su2021.csv", "Su20
 # ^ --reference name -> (file, the `label` of its rows): a name selects only its own rows (Su's 2022 rows share
 #   su2021.csv with his 2021 rows)
 REFERENCE_METRIC = "spearman_cosine"  # the only metric the published tables report
+UNSCALED_METRICS = ("qps", "build_s", "index_bytes")
+"""Metrics that are counts or rates, not fractions: grids show them as recorded, not x 100."""
+
+
+def metric_scale(metric: str) -> int:
+    """What a grid multiplies a metric by: 100 for fractions (Spearman, recall@10 -> x 100), 1 for qps & co."""
+    return 1 if metric in UNSCALED_METRICS else 100
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -295,7 +302,7 @@ def build_grid(
     split: str | None = "test",
     ci: bool = False,
     reference: Sequence[str] | None = None,
-    scale: float = 100.0,
+    scale: float | None = None,
     task_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Pivot long rows into the wide grid people paste into papers.
@@ -315,7 +322,7 @@ def build_grid(
         reference: published tables to put beside our rows: "su2021", "mteb", or "su2021:BERT,SimBERT"
             for some of their models. Their rows are labelled `Su2021:BERT` etc. in the model column
             and sit right after our last row with the same pooling, method and dims.
-        scale: multiply values by this (100 gives Spearman x 100).
+        scale: multiply values by this; None: metric_scale(metric) (Spearman x 100, qps as recorded).
         task_order: task columns in this order (e.g. the command's --tasks); tasks not named
             follow in TASKS order. None: TASKS order.
     Returns:
@@ -334,7 +341,7 @@ def build_grid(
     _check_keys(ours, row_keys, cols)
     cells = _with_reference(ours, reference, metric, split, row_keys + cols)
     _check_one_row_per_cell(cells, row_keys + cols)
-    cells = _cell_fields(cells, scale)
+    cells = _cell_fields(cells, metric_scale(metric) if scale is None else scale)
     order, is_ours = _row_order(cells, row_keys)
     index = pd.MultiIndex.from_tuples(order, names=row_keys) if len(row_keys) > 1 else pd.Index(
         [key[0] for key in order], name=row_keys[0])

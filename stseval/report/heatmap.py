@@ -98,6 +98,7 @@ def heatmap_figures(grid: pd.DataFrame, title: str = "") -> list:
     high = np.array([np.nanmax(c) if np.isfinite(c).any() else 0.0 for c in numbers.T])
     spread = np.where(high > low, high - low, 1.0)
     shade = np.where(high > low, (numbers - low) / spread, 0.5)  # 0..1 within each column, whole grid
+    shade[~np.isfinite(numbers)] = np.nan  # no number: grey, also in a column of one value
     names, texts, model_key = key_labels(grid)
     key_widths = [0.2 + _CHAR_IN * max([len(name)] + [len(row[k]) for row in texts]) for k, name in enumerate(names)]
     n_pages = max(1, -(-len(grid) // ROWS_PER_PAGE))

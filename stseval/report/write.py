@@ -31,6 +31,7 @@ from stseval.report.grids import (
     build_grid,
     in_order,
     load_results,
+    metric_scale,
     order_key,
     resolve_duplicates,
     select_rows,
@@ -100,7 +101,7 @@ def write_report(
     written = []
     for metric, used_reference, grid, used in grids:
         settings = {
-            "metric": metric, "split": split, "scale": 100,
+            "metric": metric, "split": split, "scale": metric_scale(metric),
             "filters": list(filters), "duplicates": "strict" if strict else "latest created_at",
             "dropped_duplicates": int(len(select_rows(frame, metric, split)) - len(used)),
             "reference_tables": used_reference, "best": best, "ci": ci,
@@ -108,7 +109,7 @@ def write_report(
         }
         provenance = collect_provenance(used, grid, settings, used_reference)
         stem = _stem(name, metric, split, several=len(metrics) > 1)
-        title = f"{metric} x 100, {split} split"
+        title = f"{metric}{' x 100' if metric_scale(metric) == 100 else ''}, {split} split"
         written += _write_grid_files(grid, provenance, out, stem, title, best)
         if over_seeds:
             written += _write_seed_files(resolved, metric, split, provenance, out, f"{stem}_seeds", title)
