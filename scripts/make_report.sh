@@ -28,6 +28,19 @@ if [ -d results/whitening_encoders ]; then
 .venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen --best --filter method=raw --filter "method=*-chosen" --rows model,pooling,method
 .venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen_settings --filter "method=*-chosen"
 fi
+# each run folder's own grid (results/<run>/grid.*), redrawn from its results as the run's write_run_grid does,
+# with the run's split and --tasks order from the grid's provenance
+.venv/bin/python - <<'PY'
+import json, shlex
+from pathlib import Path
+for provenance_path in sorted(Path("results").glob("*/grid.provenance.json")):
+    from stseval.report.write import write_run_grid  # only where there are run grids (a fork may have none)
+    provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
+    [results] = provenance["inputs"]
+    args = shlex.split(provenance["commands"][0])
+    tasks = args[args.index("--tasks") + 1].split(",") if "--tasks" in args else None
+    write_run_grid(Path(results), provenance_path.parent, provenance["split"], tasks)
+PY
 # the README shows the main grid: copy its table between the markers
 .venv/bin/python - <<'PY'
 from pathlib import Path
