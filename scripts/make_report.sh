@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/stseval report results/whitening --out results/report --name main --best --filter "fit_on=" --filter "fit_on=test" --filter pooling=cls --filter pooling=last-avg --filter pooling=first-last-avg --filter dims=full --filter dims=128 --filter dims=64 --reference mteb
-.venv/bin/stseval report results/whitening --out results/report --name whitening --best --reference su2021 --reference mteb
+.venv/bin/stseval report results/whitening --out results/report --name whitening --best --reference su2021 --reference su2022 --reference mteb
 .venv/bin/stseval report results/whitening --out results/report --name whitening_full_dims --best --filter dims=full --filter "fit_on=test" --filter "fit_on=" --reference su2021 --reference mteb
 .venv/bin/stseval report results/simcse --out results/report --name simcse --best --split test-sample1000 --rows model,pooling,method,dropout
 .venv/bin/stseval report results/simcse_su --out results/report --name simcse_su --rows model,pooling,method,dropout,seed --metric spearman_cosine --metric spearman_cosine_minus_raw --metric spearman_cosine_minus_simcse --ci --over-seeds --reference su2021:SimBERT,BERT
@@ -28,6 +28,19 @@ if [ -d results/whitening_encoders ]; then
 .venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen --best --filter method=raw --filter "method=*-chosen" --rows model,pooling,method
 .venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen_settings --filter "method=*-chosen"
 fi
+# each run folder's own grid (results/<run>/grid.*), redrawn from its results as the run's write_run_grid does,
+# with the run's split and --tasks order from the grid's provenance
+.venv/bin/python - <<'PY'
+import json, shlex
+from pathlib import Path
+for provenance_path in sorted(Path("results").glob("*/grid.provenance.json")):
+    from stseval.report.write import write_run_grid  # only where there are run grids (a fork may have none)
+    provenance = json.loads(provenance_path.read_text(encoding="utf-8"))
+    [results] = provenance["inputs"]
+    args = shlex.split(provenance["commands"][0])
+    tasks = args[args.index("--tasks") + 1].split(",") if "--tasks" in args else None
+    write_run_grid(Path(results), provenance_path.parent, provenance["split"], tasks)
+PY
 # the README shows the main grid: copy its table between the markers
 .venv/bin/python - <<'PY'
 from pathlib import Path

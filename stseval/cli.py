@@ -870,8 +870,9 @@ def report(
     ),
     reference: list[str] = typer.Option(
         [], "--reference", metavar="TABLE",
-        help="Published rows beside ours: su2021, mteb, cmteb (C-MTEB peers), su2022-cosent, su2021:BERT,SimBERT, "
-             "or mteb:DIR (a folder of mteb result files). Repeatable.",
+        help="Published rows beside ours: su2021 (Su 2021), su2022 (Su 2022, whitening to 256 dims), mteb, "
+             "cmteb (C-MTEB peers), su2022-cosent (Su's supervised CoSENT), su2021:BERT,SimBERT, or mteb:DIR (a folder "
+             "of mteb result files). Repeatable.",
     ),
     strict: bool = typer.Option(
         False, "--strict",
@@ -899,7 +900,8 @@ def report(
     """Turn results from any number of runs into grids: CSV, markdown, heatmap PNG and provenance JSON.
 
     Re-runs of a cell resolve to the latest created_at (--strict refuses them); rows from different data
-    checksums or library versions are refused unless --filter picks one.
+    checksums are refused unless --filter picks one. A model recorded with other weights or library versions
+    is shown as a model of its own, and the footer says what differs.
 
     Example: stseval report results/whitening --reference su2021:BERT --best --ci --out runs/report
 

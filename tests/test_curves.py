@@ -113,3 +113,20 @@ def test_a_curve_without_the_recorded_best_step_is_named(results, tmp_path):
     _curve(results, "STS-B", "0.3", 1, [0.60, 0.61])  # steps 0 and 20 only; the row records step 40
     with pytest.raises(StsevalError, match="tiny-STS-B-last-avg-d0.3-s1.csv: no point at step 40"):
         write_curves([results], tmp_path / "out", name="curves")
+
+
+def test_one_tasks_curves_show_their_whole_title_legend_and_axis_label(results, tmp_path):
+    from PIL import Image
+
+    from figure_checks import texts_outside
+    from stseval.report.curves import Y_LABEL, curve_points, curves_figure
+    from stseval.report.grids import load_results
+
+    written = write_curves([results], tmp_path / "out", name="one", filters=["task=STS-B"])
+    with Image.open(written[2]) as image:
+        assert image.width >= 700  # was 396 px: the title and the legend were cut at both sides
+    points = curve_points(load_results([results]).query("task == 'STS-B'"))
+    title = "SimCSE training curves: valid-sample1000 Spearman x 100 against step, minus the untrained model"
+    figure = curves_figure(points, title)
+    assert texts_outside(figure) == []
+    assert figure.axes[0].get_ylabel() == Y_LABEL == "change in valid Spearman x 100 since step 0"

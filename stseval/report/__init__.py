@@ -5,7 +5,8 @@ Modules, upstream first; each imports only modules above it:
     grids       result rows in (load, filter, resolve re-runs), wide grid out (build_grid)
     provenance  how a grid was produced, from its rows only
     tables      a grid as CSV and markdown text
-    drawing     PNG figures: a grid's heatmap, SimCSE training curves, the retrieval sweep
+    heatmap     a grid as heatmap PNG pages: key columns, shaded cells, colour bar, model key
+    drawing     PNG figures of runs: SimCSE training curves, the retrieval sweep
     seeds       mean +- sd over seeds (--over-seeds)
     plots       the whitening studies' rotation / layers plots, each with its table
     write       write_report / write_run_grid: the files `stseval report` and the runs write

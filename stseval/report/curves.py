@@ -136,16 +136,39 @@ def summary_markdown(summary: pd.DataFrame, provenance: dict, title: str) -> str
     return "\n".join(lines) + "\n"
 
 
+Y_LABEL = "change in valid Spearman x 100 since step 0"
+_MIN_WIDTH_IN = 7.2  # one task's panel alone is 3.6 in: too narrow for the title and legend
+_LEGEND_ENTRY_IN = 1.9  # a legend entry ("dropout 0.1, seed 2" and its line) at fontsize small
+_DPI = 110
+
+
 def plot_curves(points: pd.DataFrame, path: Path, title: str = "") -> None:
     """Valid Spearman x 100 minus the run's step 0 against step, a panel per task, colour = dropout, style =
     seed; writes path. Each seed draws its own valid sample, so runs are compared by their change."""
+    figure = curves_figure(points, title)
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, format="png", metadata={"Software": None})
+
+
+def curves_figure(points: pd.DataFrame, title: str = ""):
+    """The matplotlib Figure plot_curves saves: at least _MIN_WIDTH_IN wide, the title wrapped and the legend
+    in as many rows as it needs, so one task's plot shows its whole title and legend."""
+    import textwrap
+
     from matplotlib.artist import Artist
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     tasks = in_order("task", set(points["task"]))
     dropouts, seeds = in_order("dropout", set(points["dropout"])), in_order("seed", set(points["seed"]))
-    figure = Figure(figsize=(3.0 * len(tasks) + 0.6, 3.6), dpi=110)
+    width = max(3.0 * len(tasks) + 0.6, _MIN_WIDTH_IN)
+    n_entries = 1 + len(set(zip(points["dropout"], points["seed"], strict=True)))  # + the step-0 line
+    n_columns = max(1, min(n_entries, int(width // _LEGEND_ENTRY_IN)))
+    legend_rows = -(-n_entries // n_columns)
+    title_lines = textwrap.wrap(title, width=int(width * 13)) if title else []  # ~13 characters per inch at 9 pt
+    legend_in, title_in = 0.35 + 0.2 * legend_rows, 0.18 * len(title_lines)
+    height = 3.6 + legend_in + title_in
+    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")  # makes room for title and legend
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(tasks), squeeze=False)[0]
     for axis, task in zip(axes, tasks, strict=True):
@@ -159,18 +182,16 @@ def plot_curves(points: pd.DataFrame, path: Path, title: str = "") -> None:
         axis.set_title(task)
         axis.set_xlabel("training step")
         axis.grid(True, alpha=0.3)
-    axes[0].set_ylabel("minus step 0, x 100")
+    axes[0].set_ylabel(Y_LABEL, fontsize="small")
     handles: dict[str, Artist] = {}
     for axis in axes:  # one legend entry per label over all panels
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    figure.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6),
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=n_columns,
                   fontsize="small", frameon=False)
-    if title:
-        figure.suptitle(title, fontsize=9)
-    figure.tight_layout(rect=(0, 0.1, 1, 1))
-    with atomic_path(Path(path)) as tmp:
-        figure.savefig(tmp, format="png", metadata={"Software": None})
+    if title_lines:
+        figure.suptitle("\n".join(title_lines), fontsize=9)
+    return figure
 
 
 def write_curves(paths: Sequence[str | Path], out: Path, name: str | None = None, split: str = "test",

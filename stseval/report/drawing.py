@@ -1,7 +1,6 @@
-"""The PNG figures of results: a grid's heatmap, SimCSE training curves and the retrieval sweep plot.
+"""The PNG figures of runs: SimCSE training curves and the retrieval sweep plot (a grid's heatmap is in
+`stseval.report.heatmap`).
 
-- `plot_heatmap`: a grid from `grids.build_grid` as an annotated table, each column shaded on its own
-  scale; `write.write_report` writes it as `<name>.png`.
 - `write_curve_plots` / `plot_training_curve`: valid Spearman and training loss against step, one PNG beside
   each curve CSV of a simcse-train run.
 - `write_sweep_plot` / `plot_sweep`: recall@10 and QPS against k, one column per task, for `stseval index`.
@@ -16,79 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from stseval.common.fileio import atomic_path
-from stseval.report.grids import AVG, WEIGHTED_AVG, in_order
-from stseval.report.tables import number_text, value_columns
+from stseval.report.grids import in_order
 from stseval.runs.results import cell_key, read_rows
-
-PNG_DPI = 100
-_CELL_IN = (0.8, 0.3)  # heatmap cell width and height in inches
-_CHAR_IN = 0.065  # width of one 9-pt DejaVu Sans character, for the row-label margin
-
-
-def plot_heatmap(grid: pd.DataFrame, path: Path, title: str = "") -> None:
-    """Draw the grid as an annotated heatmap PNG, written atomically.
-
-    Each column is shaded from its own lowest to highest number, because the tasks differ in scale
-    (PAWSX around 15, STS-B around 75); the numbers are printed in the cells. The figure size depends
-    only on the grid's shape and label lengths, and the PNG carries no software or time stamp, so the
-    same grid gives the same bytes.
-
-    Args:
-        grid: from build_grid (interval columns are not drawn).
-        path: the .png to write.
-        title: drawn above the table.
-    """
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, whatever backend pyplot uses
-    from matplotlib.figure import Figure
-
-    columns = value_columns(grid)
-    # (n_rows, n_columns); status texts such as "n/a" are drawn as grey cells
-    numbers = np.array([[v if isinstance(v, float) else np.nan for v in grid[c]] for c in columns], dtype=float).T
-    labels = [" / ".join(str(v) for v in (key if isinstance(key, tuple) else (key,)) if str(v) != "")
-              for key in grid.index]
-    low = np.array([np.nanmin(c) if np.isfinite(c).any() else 0.0 for c in numbers.T])
-    high = np.array([np.nanmax(c) if np.isfinite(c).any() else 0.0 for c in numbers.T])
-    spread = np.where(high > low, high - low, 1.0)
-    shade = np.where(high > low, (numbers - low) / spread, 0.5)
-
-    cell_w, cell_h = _CELL_IN
-    label_w = 0.3 + _CHAR_IN * max((len(label) for label in labels), default=1)
-    width = max(label_w + cell_w * len(columns) + 0.3, _CHAR_IN * 1.2 * len(title) + 0.6, 3.0)
-    top_h, bottom_h = 0.9, 0.2
-    height = top_h + cell_h * len(grid) + bottom_h
-    figure = Figure(figsize=(width, height), dpi=PNG_DPI)
-    FigureCanvasAgg(figure)
-    axes = figure.add_axes((label_w / width, bottom_h / height, cell_w * len(columns) / width,
-                            cell_h * len(grid) / height))
-    cmap = colormaps["Blues"].with_extremes(bad="#eeeeee")
-    axes.imshow(np.ma.masked_invalid(0.1 + 0.7 * shade), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
-                interpolation="nearest")
-    for i in range(len(grid)):
-        for j, column in enumerate(columns):
-            text = number_text(grid[column].iloc[i])
-            dark = np.isfinite(shade[i, j]) and shade[i, j] > 0.6
-            axes.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    axes.set_xticks(range(len(columns)), columns, fontsize=9)
-    axes.set_yticks(range(len(grid)), labels, fontsize=9)
-    axes.xaxis.tick_top()
-    axes.tick_params(length=0)
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-    n_tasks = len([c for c in columns if c not in (AVG, WEIGHTED_AVG)])
-    if n_tasks < len(columns):
-        axes.axvline(n_tasks - 0.5, color="white", linewidth=3)
-    axes_top = 1 - (top_h - 0.05) / height
-    figure.text(label_w / width - 0.1 / width, axes_top + 0.08 / height, " / ".join(map(str, grid.index.names)),
-                ha="right", va="bottom", fontsize=8, color="#555555")
-    if title:
-        figure.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=10)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=PNG_DPI, metadata={"Software": None})
 
 
 def plot_training_curve(curve_csv: Path, path: Path, title: str = "") -> None:

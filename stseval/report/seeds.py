@@ -15,16 +15,21 @@ import numpy as np
 import pandas as pd
 
 from stseval.common.errors import StsevalError
-from stseval.report.grids import AVG, TASK_ORDER, WEIGHTED_AVG, as_text, in_order, select_rows
+from stseval.report.grids import (
+    AVG,
+    FIT_ON_TRAINING_SENTENCES,
+    TASK_ORDER,
+    WEIGHTED_AVG,
+    as_text,
+    in_order,
+    select_rows,
+)
 from stseval.report.tables import md_escape
 
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
               "learning_rate", "epochs")
 """What a seed summary keeps apart; everything else about a cell but the seed (and train_on, whose
 sentence sample is drawn by the seed) must agree for its seeds to be averaged."""
-
-FIT_ON_TRAINING_SENTENCES = "the training sentences"
-"""The summary's fit_on for whitening fitted on exactly the sentences the model was trained on (train_on)."""
 
 
 def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 Cells read "41.23" (two decimals), "" where empty and the status text ("n/a") where a row was not
 scored; the markdown adds "41.23 [40.10, 42.30]" for grids with `--ci` interval columns and bold for
-`--best`. `write.write_report` writes both; `drawing.plot_heatmap` prints the same cell texts.
+`--best`. `write.write_report` writes both; `heatmap.plot_heatmap` prints the same cell texts.
 
 Example:
     >>> grid = build_grid(resolve_duplicates(load_results(["results/whitening"])))

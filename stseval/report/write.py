@@ -23,7 +23,6 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, write_text_atomic
-from stseval.report.drawing import plot_heatmap
 from stseval.report.grids import (
     DEFAULT_COLS,
     REFERENCE_METRIC,
@@ -32,10 +31,13 @@ from stseval.report.grids import (
     build_grid,
     in_order,
     load_results,
+    metric_scale,
     order_key,
     resolve_duplicates,
     select_rows,
+    separate_variants,
 )
+from stseval.report.heatmap import plot_heatmap
 from stseval.report.provenance import collect_provenance, summary_line
 from stseval.report.seeds import seed_summary, seed_summary_markdown
 from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
@@ -78,13 +80,13 @@ def write_report(
         task_order: task columns in this order (see build_grid).
         log: called with each left-out line (the CLI prints them on stderr).
     Returns:
-        the written paths, four per metric (six with over_seeds).
+        the written paths: four per metric, one more per extra heatmap page, two more with over_seeds.
     Raises:
         StsevalError for anything the user can fix (see the functions above).
     """
     check_writable_dir(out, "--out")
     loaded = load_results(paths)
-    frame = apply_filters(loaded, filters)
+    frame = separate_variants(apply_filters(loaded, filters))  # before duplicates: a variant is no re-run
     resolved = resolve_duplicates(frame, strict)
     if not metrics:
         metrics = in_order("metric", set(as_text(resolved["metric"])))
@@ -99,7 +101,7 @@ def write_report(
     written = []
     for metric, used_reference, grid, used in grids:
         settings = {
-            "metric": metric, "split": split, "scale": 100,
+            "metric": metric, "split": split, "scale": metric_scale(metric),
             "filters": list(filters), "duplicates": "strict" if strict else "latest created_at",
             "dropped_duplicates": int(len(select_rows(frame, metric, split)) - len(used)),
             "reference_tables": used_reference, "best": best, "ci": ci,
@@ -107,7 +109,7 @@ def write_report(
         }
         provenance = collect_provenance(used, grid, settings, used_reference)
         stem = _stem(name, metric, split, several=len(metrics) > 1)
-        title = f"{metric} x 100, {split} split"
+        title = f"{metric}{' x 100' if metric_scale(metric) == 100 else ''}, {split} split"
         written += _write_grid_files(grid, provenance, out, stem, title, best)
         if over_seeds:
             written += _write_seed_files(resolved, metric, split, provenance, out, f"{stem}_seeds", title)
@@ -125,13 +127,14 @@ def _metric_grid(resolved: pd.DataFrame, metric: str, rows: Sequence[str] | None
 
 def _write_grid_files(grid: pd.DataFrame, provenance: dict, out: Path, stem: str, title: str,
                       best: bool) -> list[Path]:
-    """Write `<out>/<stem>.csv`, `.md`, `.png` and `.provenance.json` of one grid, in that order; returns them."""
+    """Write `<out>/<stem>.csv`, `.md`, `.png` (and `_p2.png`, ... for a grid of several heatmap pages) and
+    `.provenance.json` of one grid, in that order; returns them."""
     paths = [out / f"{stem}{suffix}" for suffix in (".csv", ".md", ".png", ".provenance.json")]
     write_frame(grid_to_csv_frame(grid), paths[0])
     write_text_atomic(grid_to_markdown(grid, best, provenance, title), paths[1])
-    plot_heatmap(grid, paths[2], title)
+    pages = plot_heatmap(grid, paths[2], title)
     write_text_atomic(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", paths[3])
-    return paths
+    return paths[:2] + pages + paths[3:]
 
 
 def _write_seed_files(resolved: pd.DataFrame, metric: str, split: str, provenance: dict, out: Path, stem: str,
