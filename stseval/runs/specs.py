@@ -138,6 +138,7 @@ class EncodeSpec:
     device: str | None = None  # None: cuda when available
     use_cache: bool = True
     show_progress: bool = True
+    poolings_from_model: bool = False  # no --pooling given: keep those of `poolings` the loaded model supports
 
 
 @dataclass(frozen=True)
@@ -268,16 +269,21 @@ def _data_dir(specs: Sequence[TaskSpec], split: str, data_dir: Path | None) -> P
     return folder
 
 
-def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], dims: str,
+def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str] | None, dims: str,
                      tasks: str | Sequence[str], fit_on: Sequence[str], split: str = "test", prefix: str = "",
                      out: Path = Path("runs/whitening"), data_dir: Path | None = None, batch_size: int = 64,
                      n_resamples: int = 1000, seed: int = 0, unnormalized: bool = False,
                      save_kernel: Path | None = None, allow_low_rank: bool = False, backend: str = "fp32",
                      processes: int = 1, show_progress: bool = True, methods: str = "whitening", beta: str = "1",
                      gamma: str = "1", choose_on: str | None = None) -> WhitenRun:
-    """The `whiten` options as a WhitenRun, every value checked that needs no model loaded."""
+    """The `whiten` options as a WhitenRun, every value checked that needs no model loaded.
+
+    poolings None (no --pooling): `options.WHITEN_DEFAULT_POOLINGS`, narrowed to the model's own when it loads.
+    """
     specs = _task_specs(tasks)
-    pooling_names, dims_list = tuple(options.parse_poolings(poolings)), tuple(options.parse_dims(dims))
+    from_model = poolings is None
+    pooling_names = options.WHITEN_DEFAULT_POOLINGS if poolings is None else tuple(options.parse_poolings(poolings))
+    dims_list = tuple(options.parse_dims(dims))
     method_list = tuple(options.parse_methods(methods, options.WHITEN_METHODS))
     betas, gammas = tuple(options.parse_exponents(beta, "--beta")), tuple(options.parse_exponents(gamma, "--gamma"))
     if "whitening" not in method_list and (betas, gammas) != ((1.0,), (1.0,)):
@@ -291,7 +297,8 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
         options.check_dims_fit(dims_list, model)
         options.check_layers_fit(pooling_names, model)
     encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
-                                backend=backend, processes=processes, show_progress=show_progress)
+                                backend=backend, processes=processes, show_progress=show_progress,
+                                poolings_from_model=from_model)
                      for model in dict.fromkeys(models))
     return WhitenRun(encoders=encoders, tasks=specs, dims=dims_list, fit_on=sources, data_dir=folder,
                      out_dir=Path(out), split=split, n_resamples=n_resamples, seed=seed, unnormalized=unnormalized,

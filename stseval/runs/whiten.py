@@ -17,6 +17,7 @@ the task being scored and a re-run skips what is already there.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -82,6 +83,7 @@ def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
         if hasattr(encoder, "n_layers"):  # transformers; sentence-vector encoders give layer-avg n/a cells
             check_layers_within(encode.poolings, encoder.n_layers, encoder.name)
         _check_file_fits_rank(run, encoder.dimension)
+        encode = _model_poolings(encode, encoder, log)
         job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
         units = [_plan_task(job, spec, base) for spec in run.tasks]
         computed += run_units(results, units, functools.partial(_score_task, job), log,
@@ -90,6 +92,17 @@ def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
         if run.choose_on is not None:
             computed += _add_chosen_rows(results, units, run.choose_on, log)
     return RunOutput(results.path, computed)
+
+
+def _model_poolings(encode: EncodeSpec, encoder: SentenceEncoder, log: Callable[[str], None]) -> EncodeSpec:
+    """Without --pooling, the default poolings the model has (no `pooler` cells for a model without one)."""
+    if not encode.poolings_from_model:
+        return encode
+    kept = tuple(name for name in encode.poolings if encoder.supports(name))
+    if not kept:
+        raise StsevalError(f"--pooling: {encoder.name} gives none of {', '.join(encode.poolings)}; name its pooling")
+    log(f"{encoder.name}: --pooling {','.join(kept)} (the default poolings this model has)")
+    return dataclasses.replace(encode, poolings=kept)
 
 
 @dataclass(frozen=True)
