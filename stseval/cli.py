@@ -399,6 +399,11 @@ def simcse_train(
              "best-on-valid checkpoint gives simcse-best-valid rows. 0: no curve.",
     ),
     eval_steps: int = typer.Option(20, "--eval-steps", min=1, help="Steps between two points of the training curve."),
+    keep: str = typer.Option(
+        "best", "--keep",
+        help="Trained models each run folder keeps once scored: best (the best-on-valid checkpoint; the final model "
+             "without a curve), final, both, none (the card, curve and settings only).",
+    ),
     device: str | None = typer.Option(
         None, "--device",
         help="Device for scoring the models before and after training (cpu, cuda, ...); default cuda when available. "
@@ -423,7 +428,7 @@ def simcse_train(
             max_sentences=max_sentences, loss=loss, batch_size=batch_size, learning_rate=lr, epochs=epochs,
             checkpoint_steps=checkpoint_steps, seed=seed, prefix=prefix, split=split, max_eval_pairs=max_eval_pairs,
             data_dir=data_dir, out=out, runs_dir=runs_dir, then_whiten=then_whiten, n_resamples=bootstrap,
-            device=device, curve_pairs=curve_pairs, eval_steps=eval_steps)
+            device=device, curve_pairs=curve_pairs, eval_steps=eval_steps, keep=keep)
         from stseval.common.library_log import libraries_to_log
         from stseval.evaluation.scoring import split_label
         from stseval.report.drawing import write_curve_plots

@@ -204,6 +204,7 @@ class SimcseRun:
     n_resamples: int = 1000
     curve_pairs: int | None = 1000  # valid pairs of the training curve; None: all; 0: no curve
     eval_steps: int = 20
+    keep: str = "best"  # options.SIMCSE_KEEP: the trained model(s) a run folder keeps after scoring
     results_name: str = "simcse.csv"
 
     @property
@@ -324,7 +325,7 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
                      data_dir: Path | None = None, out: Path = Path("runs/simcse"), runs_dir: Path = Path("runs"),
                      then_whiten: bool = False, n_resamples: int = 1000, eval_batch_size: int = 64,
                      device: str | None = None, curve_pairs: int | None = 1000, eval_steps: int = 20,
-                     show_progress: bool = True) -> SimcseRun:
+                     show_progress: bool = True, keep: str = "best") -> SimcseRun:
     """The `simcse-train` options as a SimcseRun, every value checked that needs no model loaded."""
     specs = _task_specs(tasks)
     pooling_names = tuple(options.parse_poolings(poolings))
@@ -333,6 +334,8 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
         raise StsevalError(f"--pooling {layered[0]}: simcse-train does not train on layer-avg:N poolings; "
                            "they are for evaluation (stseval whiten --pooling layer-avg:0-12)")
     rates = tuple(options.parse_dropouts(dropouts))
+    if keep not in options.SIMCSE_KEEP:
+        raise StsevalError(f"--keep: {keep!r} is not one of {', '.join(options.SIMCSE_KEEP)}")
     training = TrainingSpec(loss=options.check_loss(loss), batch_size=batch_size,
                             learning_rate=options.check_learning_rate(learning_rate), epochs=epochs,
                             checkpoint_steps=checkpoint_steps)
@@ -348,7 +351,7 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     return SimcseRun(encode=encode, tasks=specs, dropouts=rates, train_on=source, data_dir=folder, out_dir=Path(out),
                      runs_dir=Path(runs_dir), training=training, max_sentences=cap, seed=seed, split=split,
                      max_eval_pairs=max_eval_pairs, then_whiten=then_whiten, n_resamples=n_resamples,
-                     curve_pairs=curve_pairs, eval_steps=eval_steps)
+                     curve_pairs=curve_pairs, eval_steps=eval_steps, keep=keep)
 
 
 def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "last-avg", split: str = "test",
