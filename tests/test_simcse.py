@@ -541,6 +541,7 @@ def test_queue_scores_step_0_once_prints_x100_and_keeps_what_keep_asks(tiny_bert
     options = _queue_options(tiny_bert, sts_b_dir, tmp_path, dropouts=[0.1, 0.3], keep="none")
     out_csv = _run_queue(**dict(options, log=lines.append))
     assert len(calls) == 3  # 6 steps, a point every 20: step 0 once for both dropouts, then each run's last step
+    assert "simcse-train: 2 model(s) to train, 12 steps of 16 sentences in all" in lines[0]  # before any work
     stems = [f"{tiny_bert.name}-STS-B-cls-d{rate}-s0-b16-lr0.001" for rate in ("0.1", "0.3")]
     curves = [pd.read_csv(tmp_path / "results" / "curves" / f"{stem}.csv") for stem in stems]
     assert curves[0].iloc[0, 2] == curves[1].iloc[0, 2] and list(curves[0]["step"]) == [0, 6]

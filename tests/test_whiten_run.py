@@ -670,3 +670,24 @@ def test_named_pooler_still_gives_na_on_a_model_without_one(tiny_bert, sample_da
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
     assert set(rows.loc[rows.pooling == "pooler", "status"]) == {"n/a"}
+
+
+def test_whiten_says_how_many_sentences_it_encodes_first(tiny_bert, sample_data_dir, tmp_path):
+    """--fit-on task:BQ encodes BQ's splits too: the line before the run names them and the count."""
+    from stseval.data.tasks import TASKS, load_pairs
+
+    def distinct(task, splits):
+        return len({text for split in splits for pair in load_pairs(TASKS[task], split, sample_data_dir)
+                    for text in (pair.sentence1, pair.sentence2)})
+
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B", "--fit-on", "test",
+            "--fit-on", "task:BQ", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    own, bq = distinct("STS-B", ["test"]), distinct("BQ", ["train", "valid", "test"])
+    line = next(line for line in result.output.splitlines() if "sentences to encode" in line)
+    assert f"about {own + bq:,} sentences to encode (STS-B test {own:,}; --fit-on task:BQ: BQ train+valid+test " \
+           f"{bq:,})" in line
+    assert line.index("sentences to encode") < result.output.index("cells to compute")  # said before the work
+    again = run(*args)
+    assert "nothing to encode, every cell is done" in again.output

@@ -58,7 +58,14 @@ from stseval.methods.simcse import (
 from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.options import BEST_VALID_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
-from stseval.runs.results import ResultRow, ResultsFile, library_versions, machine_description, provenance
+from stseval.runs.results import (
+    ResultRow,
+    ResultsFile,
+    cell_key,
+    library_versions,
+    machine_description,
+    provenance,
+)
 from stseval.runs.specs import FitSource, SimcseRun, available_splits
 from stseval.runs.whiten import slugify
 
@@ -157,8 +164,39 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
     job = _Job(run, encoder, device, EmbeddingCache(), dict(base, machine=machine_description()),
                is_main_process(), log)
     units = [unit for spec in run.tasks for unit in _plan_task(job, spec)]
-    computed = run_units(ResultsFile(run.results_path), units, lambda unit, cells: _compute(job, unit, cells), log)
+    results = ResultsFile(run.results_path)
+    if job.main_process:
+        pending = [unit for unit in units
+                   if any(not all(results.has(cell_key(row)) for row in cell.rows) for cell in unit.cells)]
+        log(work_estimate(run, pending))
+    computed = run_units(results, units, lambda unit, cells: _compute(job, unit, cells), log)
     return RunOutput(run.results_path, computed, curves=tuple(job.curves))
+
+
+def work_estimate(run: SimcseRun, units: list[Unit]) -> str:
+    """One line said before the queue starts: training steps and about how many sentences are encoded.
+
+    Per pending trained cell: ceil(sentences / batch) x epochs steps; the scored pairs' two sides once for the
+    trained model and once for the best-on-valid one (and the training sentences with --then-whiten); the
+    curve's valid pairs at step 0 and every --eval-steps. Per task with pending raw cells: the scored pairs once.
+    """
+    steps = cells = encoded = 0
+    for unit in units:
+        task: _TaskPlan = unit.context
+        n_pairs = len(load_pairs(task.spec, run.split, run.data_dir))
+        sides = 2 * min(n_pairs, run.max_eval_pairs or n_pairs)
+        if unit.cells[0].rows[0].method == "raw":
+            encoded += sides
+            continue
+        cell_steps = -(-len(task.chosen) // run.training.batch_size) * run.training.epochs
+        cells, steps = cells + 1, steps + cell_steps
+        encoded += sides + (len(task.chosen) if run.then_whiten else 0)
+        if task.validation is not None:
+            encoded += sides + 2 * len(task.validation.gold) * (cell_steps // run.eval_steps + 1)
+    if not units:
+        return "simcse-train: every cell is done"
+    return (f"simcse-train: {cells} model(s) to train, {steps:,} steps of {run.training.batch_size} sentences in all "
+            f"(each encoded twice); about {encoded:,} sentences to encode for scoring and the training curves")
 
 
 def is_main_process() -> bool:
