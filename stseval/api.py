@@ -52,7 +52,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
             is never run), or a hub id such as "hfl/chinese-roberta-wwm-ext" (from the local Hugging
             Face cache, or downloaded when the hub is reachable).
         device: torch device: "cpu", "cuda", "cuda:1", "mps".
-        backend: "fp32" (default), "int8", "onnx" or "onnx-int8"; see the README's `--backend`.
+        backend: "fp32" (default), "int8", "onnx" or "onnx-int8"; see docs/OPTIONS.md, `--backend`.
     Returns:
         an encoder with `name`, `fingerprint` and `dimension` (a `SentenceEncoder`); for model folders
         an `Encoder` (tokenizer and model in eval mode).
@@ -87,7 +87,7 @@ def encode(
         model: from `load_model`, or a name `load_model` takes (loaded anew on every call).
         sentences: n sentences; a single string counts as one sentence. Duplicates are encoded once.
         pooling: one of "cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg",
-            "max" (see the README). "pooler" needs trained pooler weights, which e5 lacks.
+            "max" (see docs/OPTIONS.md). "pooler" needs trained pooler weights, which e5 lacks.
         prefix: put before every sentence, e.g. "query: " for e5 models.
         max_length: tokens per sentence, [CLS] and [SEP] included (Su used 64; PAWSX 128).
         batch_size: at most this many sentences per forward pass.
