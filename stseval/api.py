@@ -54,7 +54,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
             is never run), or a hub id such as "hfl/chinese-roberta-wwm-ext" (from the local Hugging
             Face cache, or downloaded when the hub is reachable).
         device: torch device: "cpu", "cuda", "cuda:1", "mps".
-        backend: "fp32" (default), "int8", "onnx" or "onnx-int8"; see the README's `--backend`.
+        backend: "fp32" (default), "int8", "onnx" or "onnx-int8"; see docs/OPTIONS.md, `--backend`.
         precision: "fp32" (default) or "bf16": the transformer forward under torch.autocast to bfloat16, vectors
             still float32; the model's name and fingerprint get "+bf16". On a CPU it needs native bf16
             (avx512_bf16 or amx_bf16 in /proc/cpuinfo) unless STSEVAL_ALLOW_EMULATED_BF16=1; backend fp32 only.

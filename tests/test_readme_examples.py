@@ -51,7 +51,7 @@ def git(folder: Path, *args: str) -> str:
 
 def _small(args: list[str], model: Path, data_dir: Path) -> list[str]:
     """The same command, made small: tiny model and data, dims the 32-d model has, few sentences."""
-    shrink = {"128": "16", "64": "8", "256": "16", "2000": "16"}
+    shrink = {"128": "16", "64": "8", "256": "16", "2000": "16", "640": "16"}
     small = [shrink.get(arg, arg) if previous in ("--dims", "--whiten-dims", "--max-sentences") else arg
              for previous, arg in zip([""] + args, args, strict=False)]  # each arg after the one before it
     small = [",".join(shrink.get(part, part) for part in arg.split(",")) if previous == "--dims" else arg

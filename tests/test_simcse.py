@@ -6,6 +6,7 @@ and the sentences are seeded, so these tests need neither downloads nor the shar
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -341,7 +342,10 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     assert (tmp_path / "results" / "curves" / f"{stem}.png").stat().st_size > 1000
 
     run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
-    assert (run_dir / SETTINGS_FILE).is_file() and (run_dir / "model.safetensors").is_file()
+    # --keep best (the default): the best-on-valid model stays, the final one is deleted once scored
+    assert (run_dir / SETTINGS_FILE).is_file() and (run_dir / "best-valid" / "model.safetensors").is_file()
+    assert not (run_dir / "model.safetensors").exists() and json.loads((run_dir / SETTINGS_FILE).read_text())[
+        "kept"] == ["best"]
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
@@ -546,3 +550,37 @@ def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tiny_bert, sent
     assert seen_dtypes == {torch.bfloat16}
     fp32 = train_simcse(tiny_bert, sentences, _settings(epochs=1), tmp_path / "fp32", show_progress=False)
     assert "precision" not in fp32.identity  # float32 folders keep the identity they had before --precision
+
+
+def test_queue_scores_step_0_once_prints_x100_and_keeps_what_keep_asks(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+    """Two dropouts share the untrained model's curve point; the log prints Spearman x 100 as the grids do;
+    --keep decides which trained models stay on disk, and a folder missing one is trained again, not reused."""
+    from stseval.methods import simcse as simcse_method
+    from stseval.runs import simcse as simcse_run
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    real, calls = simcse_method._validation_spearman, []
+    monkeypatch.setattr(simcse_method, "_validation_spearman", lambda *a, **k: calls.append(1) or real(*a, **k))
+    lines: list[str] = []
+    options = _queue_options(tiny_bert, sts_b_dir, tmp_path, dropouts=[0.1, 0.3], keep="none")
+    out_csv = _run_queue(**dict(options, log=lines.append))
+    assert len(calls) == 3  # 6 steps, a point every 20: step 0 once for both dropouts, then each run's last step
+    assert "simcse-train: 2 model(s) to train, 12 steps of 16 sentences in all" in lines[0]  # before any work
+    stems = [f"{tiny_bert.name}-STS-B-cls-d{rate}-s0-b16-lr0.001" for rate in ("0.1", "0.3")]
+    curves = [pd.read_csv(tmp_path / "results" / "curves" / f"{stem}.csv") for stem in stems]
+    assert curves[0].iloc[0, 2] == curves[1].iloc[0, 2] and list(curves[0]["step"]) == [0, 6]
+    rows = pd.read_csv(out_csv, dtype=str, keep_default_na=False)
+    simcse = rows[(rows["method"] == "simcse") & (rows["metric"] == "spearman_cosine") & (rows["dropout"] == "0.1")]
+    printed = [line for line in lines if "dropout=0.1" in line and "spearman x 100" in line]
+    assert len(printed) == 1 and f"spearman x 100 {100 * float(simcse['value'].item()):.2f} (" in printed[0]
+    for stem in stems:  # --keep none: the card, the curve and the settings only
+        folder = tmp_path / "runs" / "simcse" / stem
+        assert sorted(path.name for path in folder.iterdir()) == ["README.md", "curve.csv", SETTINGS_FILE]
+    # a new --out needs the deleted models: it trains again, keeping both this time
+    trained_again: list[str] = []
+    real_train = simcse_run.train_simcse
+    monkeypatch.setattr(simcse_run, "train_simcse", lambda *a, **k: trained_again.append(1) or real_train(*a, **k))
+    _run_queue(**dict(options, out=tmp_path / "again", dropouts=[0.1], keep="both"))
+    folder = tmp_path / "runs" / "simcse" / stems[0]
+    assert trained_again == [1] and (folder / "model.safetensors").is_file()
+    assert (folder / "best-valid" / "model.safetensors").is_file()

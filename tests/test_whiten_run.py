@@ -773,3 +773,44 @@ def test_threads_are_recorded_in_each_row_but_not_in_its_cell_key(tiny_bert, sam
     rows = pd.read_csv(tmp_path / "out" / "whiten.csv", keep_default_na=False, dtype=str)
     assert set(rows.torch_threads) == {"1"} and "torch_threads" not in CELL_KEY
     assert torch.get_num_threads() == before  # pinned for the run only
+
+
+def test_default_poolings_are_the_ones_the_model_has(tiny_bert, sample_data_dir, tmp_path):
+    """Without --pooling a model without a trained pooler gets no (always n/a) pooler cells."""
+    result = run("--model", str(tiny_bert), "--dims", "full", "--tasks", "STS-B", "--fit-on", "test",
+                 "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert list(dict.fromkeys(rows.pooling)) == ["cls", "last-avg", "first-last-avg"]
+    assert (rows.status == "ok").all()
+    assert "--pooling cls,last-avg,first-last-avg (the default poolings this model has)" in result.output
+
+
+def test_named_pooler_still_gives_na_on_a_model_without_one(tiny_bert, sample_data_dir, tmp_path):
+    result = run("--model", str(tiny_bert), "--pooling", "cls,pooler", "--dims", "full", "--tasks", "STS-B",
+                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
+                 "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    assert set(rows.loc[rows.pooling == "pooler", "status"]) == {"n/a"}
+
+
+def test_whiten_says_how_many_sentences_it_encodes_first(tiny_bert, sample_data_dir, tmp_path):
+    """--fit-on task:BQ encodes BQ's splits too: the line before the run names them and the count."""
+    from stseval.data.tasks import TASKS, load_pairs
+
+    def distinct(task, splits):
+        return len({text for split in splits for pair in load_pairs(TASKS[task], split, sample_data_dir)
+                    for text in (pair.sentence1, pair.sentence2)})
+
+    args = ["--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B", "--fit-on", "test",
+            "--fit-on", "task:BQ", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"), "--bootstrap", "0"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    own, bq = distinct("STS-B", ["test"]), distinct("BQ", ["train", "valid", "test"])
+    line = next(line for line in result.output.splitlines() if "sentences to encode" in line)
+    assert f"about {own + bq:,} sentences to encode (STS-B test {own:,}; --fit-on task:BQ: BQ train+valid+test " \
+           f"{bq:,})" in line
+    assert line.index("sentences to encode") < result.output.index("cells to compute")  # said before the work
+    again = run(*args)
+    assert "nothing to encode, every cell is done" in again.output

@@ -414,6 +414,9 @@ class ValidationPairs:
     gold: list[float]
     label: str = "valid"  # e.g. "valid-sample1000", recorded in the curve
     every_steps: int = 20  # score after every this many steps (and before the first, and after the last)
+    untrained: dict[str, float] = field(default_factory=dict, repr=False)
+    """The step-0 point per (base weights, pooling, max length): the untrained model in eval mode has no dropout,
+    so every dropout and seed of a pooling shares it and it is scored once."""
 
 
 PHASES: tuple[str, ...] = ("tokenize", "forward", "backward", "optimizer", "validation", "checkpoint", "logging")
@@ -565,6 +568,10 @@ def train_model(
         identity["validation"] = f"{validation.label} every {validation.every_steps} steps"
     n_examples = int(identity.get("n_sentences", identity.get("n_pairs", 0)))
     done = finished_run(run_dir)
+    needed = {"final", "best"} if validation is not None else {"final"}  # what scoring a reused folder loads
+    if done is not None and not needed.issubset(done.get("kept", ["final", "best"])):
+        (run_dir / SETTINGS_FILE).unlink()  # --keep deleted a model scoring needs: train again
+        done = None
     if done is not None:
         _check_same_run(done.get("identity", {}), identity, run_dir)
         result = done["result"]
@@ -603,8 +610,11 @@ def train_model(
     state = _TrainingState()
     resume = _load_newest_checkpoint(checkpoint_dir, model, optimizer, state)
     if resume is None and validation is not None:
-        state.curve.append({"step": 0, "loss": float("nan"),
-                            "valid_spearman": _validation_spearman(model, validation, settings.precision)})
+        untrained_key = (f"{identity.get('base_fingerprint', '')}|{settings.pooling}|{settings.max_length}|"
+                         f"{getattr(settings, 'prefix', '')}|{settings.precision}")
+        if untrained_key not in validation.untrained or not identity.get("base_fingerprint"):
+            validation.untrained[untrained_key] = _validation_spearman(model, validation, settings.precision)
+        state.curve.append({"step": 0, "loss": float("nan"), "valid_spearman": validation.untrained[untrained_key]})
     phase = dict.fromkeys(PHASES, 0.0)
     phase_log: list[dict[str, float]] = []  # phase seconds of each step, for benchmarks/simcse.py
     bar = _progress(total_steps, state.step, show_progress and rank == 0, progress_label)
@@ -832,13 +842,44 @@ def _save_best_valid(model, run_dir: Path, checkpoint_dir: Path, state: _Trainin
     weights = checkpoint_dir / "best" / "weights.safetensors"
     if not state.best or not weights.is_file():
         return
-    final = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    from safetensors.torch import save_model
+
+    final = checkpoint_dir / "final.safetensors"  # on disk, not a second copy of the weights in memory
+    save_model(model, str(final))
     load_model(model, str(weights))
     target = run_dir / BEST_VALID_DIR
     shutil.rmtree(target, ignore_errors=True)
     model.save(str(target), create_model_card=False)
     _write_json_atomic(target / "best_valid.json", {**state.best, "label": label})
-    model.load_state_dict(final)
+    load_model(model, str(final))
+
+
+KEPT_FILES = frozenset({"README.md", SETTINGS_FILE, CURVE_FILE})
+"""What a run folder keeps whatever `--keep` says: the model card, the settings and result, the curve."""
+
+
+def prune_run(run_dir: Path, keep: str) -> list[str]:
+    """Delete the trained models of a scored run folder that `keep` does not ask for; returns what is kept.
+
+    keep: "both", "final" (the folder's own model), "best" (run_dir/best-valid/; the final model when the run
+    has no best-valid folder) or "none". The settings file records what is left, so a later run that needs a
+    deleted model trains again instead of reusing the folder (`train_simcse`).
+    """
+    run_dir = Path(run_dir)
+    has_best = (run_dir / BEST_VALID_DIR).is_dir()
+    wanted = {"both": {"final", "best"}, "final": {"final"}, "best": {"best"} if has_best else {"final"},
+              "none": set()}[keep]
+    if "best" not in wanted and has_best:
+        shutil.rmtree(run_dir / BEST_VALID_DIR)
+    if "final" not in wanted:
+        for path in run_dir.iterdir():
+            if path.name not in KEPT_FILES and path.name != BEST_VALID_DIR:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    kept = sorted(name for name in wanted if name == "final" or has_best)
+    done = finished_run(run_dir)
+    if done is not None:
+        _write_json_atomic(run_dir / SETTINGS_FILE, {**done, "kept": kept})
+    return kept
 
 
 def _write_curve(path: Path, curve: list[dict], label: str) -> None:

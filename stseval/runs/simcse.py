@@ -6,6 +6,7 @@ A cell is one SimCSE run. For each one not yet in the results file:
 2. train unsupervised SimCSE (stseval/simcse.py) on the task's sentences, labels unused, and save the
    model to `runs/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/` (safetensors, sentence-
    transformers folder, README model card); an interrupted training resumes from its last checkpoint;
+   once the cell is scored the folder keeps only the model(s) `--keep` names (default: the best on valid);
 3. "after": the trained model in eval mode (method `simcse`, with `dropout` and `train_on` filled);
 4. with `then_whiten`, the SimCSE vectors whitened with statistics fitted on the training sentences
    (method `simcse+whitening`).
@@ -27,6 +28,7 @@ Multi-GPU: run the same command under `torchrun --nproc_per_node N -m stseval.cl
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -49,6 +51,7 @@ from stseval.methods.simcse import (
     ValidationPairs,
     default_max_sentences,
     ensure_writable,
+    prune_run,
     select_sentences,
     train_simcse,
 )
@@ -59,6 +62,7 @@ from stseval.runs.results import (
     UNDEFINED,
     ResultRow,
     ResultsFile,
+    cell_key,
     library_versions,
     machine_description,
     provenance,
@@ -165,8 +169,39 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
                dict(base, machine=machine_description(), torch_threads=str(threads)),
                is_main_process(), log)
     units = [unit for spec in run.tasks for unit in _plan_task(job, spec)]
-    computed = run_units(ResultsFile(run.results_path), units, lambda unit, cells: _compute(job, unit, cells), log)
+    results = ResultsFile(run.results_path)
+    if job.main_process:
+        pending = [unit for unit in units
+                   if any(not all(results.has(cell_key(row)) for row in cell.rows) for cell in unit.cells)]
+        log(work_estimate(run, pending))
+    computed = run_units(results, units, lambda unit, cells: _compute(job, unit, cells), log)
     return RunOutput(run.results_path, computed, curves=tuple(job.curves))
+
+
+def work_estimate(run: SimcseRun, units: list[Unit]) -> str:
+    """One line said before the queue starts: training steps and about how many sentences are encoded.
+
+    Per pending trained cell: ceil(sentences / batch) x epochs steps; the scored pairs' two sides once for the
+    trained model and once for the best-on-valid one (and the training sentences with --then-whiten); the
+    curve's valid pairs at step 0 and every --eval-steps. Per task with pending raw cells: the scored pairs once.
+    """
+    steps = cells = encoded = 0
+    for unit in units:
+        task: _TaskPlan = unit.context
+        n_pairs = len(load_pairs(task.spec, run.split, run.data_dir))
+        sides = 2 * min(n_pairs, run.max_eval_pairs or n_pairs)
+        if unit.cells[0].rows[0].method == "raw":
+            encoded += sides
+            continue
+        cell_steps = -(-len(task.chosen) // run.training.batch_size) * run.training.epochs
+        cells, steps = cells + 1, steps + cell_steps
+        encoded += sides + (len(task.chosen) if run.then_whiten else 0)
+        if task.validation is not None:
+            encoded += sides + 2 * len(task.validation.gold) * (cell_steps // run.eval_steps + 1)
+    if not units:
+        return "simcse-train: every cell is done"
+    return (f"simcse-train: {cells} model(s) to train, {steps:,} steps of {run.training.batch_size} sentences in all "
+            f"(each encoded twice); about {encoded:,} sentences to encode for scoring and the training curves")
 
 
 def is_main_process() -> bool:
@@ -246,8 +281,11 @@ def _train_and_score(job: _Job, unit: Unit, cell: Cell) -> list[ResultRow]:
                            show_progress=run.encode.show_progress, validation=task.validation)
     if not job.main_process:
         return []
+    trained.model = None  # the training model: scoring loads the saved folders, so free it (peak memory)
+    gc.collect()
     rows = cell.rows
     _score_trained(job, task, trained, rows)
+    kept = prune_run(trained.folder, run.keep)
     for row in rows:  # when this cell finished, not when the queue started
         row.created_at = now()
     if task.validation is not None and (trained.folder / CURVE_FILE).is_file():
@@ -255,9 +293,11 @@ def _train_and_score(job: _Job, unit: Unit, cell: Cell) -> list[ResultRow]:
         write_text_atomic((trained.folder / CURVE_FILE).read_text(encoding="utf-8"), target)
         job.curves.append((target, unit.label))
     best = next((row for row in rows if row.method == BEST_VALID_METHOD and row.status == "ok"), None)
-    job.log(f"{unit.label}: spearman {rows[0].value:.4f} ({rows[1].value:+.4f} vs raw) after {trained.steps} steps "
-            f"({trained.sentences_per_s:.1f} sentences/s)"
-            + (f"; best on {task.validation.label}: {best.value:.4f}" if best is not None else ""))
+    # x 100, as the grids print Spearman
+    job.log(f"{unit.label}: spearman x 100 {100 * rows[0].value:.2f} ({100 * rows[1].value:+.2f} vs raw) after "
+            f"{trained.steps} steps ({trained.sentences_per_s:.1f} sentences/s)"
+            + (f"; best on {task.validation.label}: {100 * best.value:.2f}" if best is not None else "")
+            + f"; kept in {trained.folder}: {', '.join(kept) or 'no model'} (--keep {run.keep})")
     return rows
 
 
@@ -353,11 +393,6 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
     trained_encoder = load_encoder(str(trained.folder), device=job.device, precision=run.encode.precision)
     vectors_a, vectors_b, _ = predicted(trained_encoder, None)
     scores = {"simcse": cosine_scores(vectors_a, vectors_b)}
-    best_folder = trained.folder / BEST_VALID_DIR
-    if any(row.method == BEST_VALID_METHOD for row in rows) and best_folder.is_dir():
-        best_a, best_b, _ = predicted(load_encoder(str(best_folder), device=job.device,
-                                                   precision=run.encode.precision), None)
-        scores[BEST_VALID_METHOD] = cosine_scores(best_a, best_b)
     if any(row.method == "simcse+whitening" for row in rows):
         fit_vectors = encode(trained_encoder, task.chosen, [pooling], max_length=task.spec.max_length,
                              prefix=run.encode.prefix, batch_size=run.encode.batch_size,
@@ -365,7 +400,15 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
         mu, kernel = fit_whitening(fit_vectors)
         scores["simcse+whitening"] = cosine_scores(apply_whitening(vectors_a, mu, kernel),
                                                    apply_whitening(vectors_b, mu, kernel))
-    return scores, cosine_scores(raw_a, raw_b), gold, trained_encoder.fingerprint
+    fingerprint = trained_encoder.fingerprint
+    del trained_encoder  # one trained model in memory at a time
+    gc.collect()
+    best_folder = trained.folder / BEST_VALID_DIR
+    if any(row.method == BEST_VALID_METHOD for row in rows) and best_folder.is_dir():
+        best_a, best_b, _ = predicted(load_encoder(str(best_folder), device=job.device,
+                                                   precision=run.encode.precision), None)
+        scores[BEST_VALID_METHOD] = cosine_scores(best_a, best_b)
+    return scores, cosine_scores(raw_a, raw_b), gold, fingerprint
 
 
 def best_valid_facts(best_folder: Path) -> dict:

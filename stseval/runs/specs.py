@@ -141,6 +141,7 @@ class EncodeSpec:
     device: str | None = None  # None: cuda when available
     use_cache: bool = True
     show_progress: bool = True
+    poolings_from_model: bool = False  # no --pooling given: keep those of `poolings` the loaded model supports
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ class SimcseRun:
     n_resamples: int = 1000
     curve_pairs: int | None = 1000  # valid pairs of the training curve; None: all; 0: no curve
     eval_steps: int = 20
+    keep: str = "best"  # options.SIMCSE_KEEP: the trained model(s) a run folder keeps after scoring
     results_name: str = "simcse.csv"
 
     @property
@@ -321,7 +323,7 @@ def _data_dir(specs: Sequence[TaskSpec], split: str, data_dir: Path | None) -> P
     return folder
 
 
-def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], dims: str,
+def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str] | None, dims: str,
                      tasks: str | Sequence[str], fit_on: Sequence[str], split: str = "test", prefix: str = "",
                      out: Path = Path("runs/whitening"), data_dir: Path | None = None, batch_size: int = 64,
                      n_resamples: int = 1000, seed: int = 0, unnormalized: bool = False,
@@ -329,11 +331,16 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
                      processes: int = 1, show_progress: bool = True, methods: str = "whitening", beta: str = "1",
                      gamma: str = "1", choose_on: str | None = None, precision: str = "fp32",
                      threads: int | None = None) -> WhitenRun:
-    """The `whiten` options as a WhitenRun, every value checked that needs no model loaded."""
+    """The `whiten` options as a WhitenRun, every value checked that needs no model loaded.
+
+    poolings None (no --pooling): `options.WHITEN_DEFAULT_POOLINGS`, narrowed to the model's own when it loads.
+    """
     options.check_precision(precision, backend)
     options.check_threads(threads)
     specs = _task_specs(tasks)
-    pooling_names, dims_list = tuple(options.parse_poolings(poolings)), tuple(options.parse_dims(dims))
+    from_model = poolings is None
+    pooling_names = options.WHITEN_DEFAULT_POOLINGS if poolings is None else tuple(options.parse_poolings(poolings))
+    dims_list = tuple(options.parse_dims(dims))
     method_list = tuple(options.parse_methods(methods, options.WHITEN_METHODS))
     betas, gammas = tuple(options.parse_exponents(beta, "--beta")), tuple(options.parse_exponents(gamma, "--gamma"))
     if "whitening" not in method_list and (betas, gammas) != ((1.0,), (1.0,)):
@@ -352,7 +359,7 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
     check_pairs_parse(_whiten_reads(specs, (split, *([choose_on] if choose_on else [])), sources, folder), folder)
     encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
                                 backend=backend, processes=processes, show_progress=show_progress,
-                                precision=precision, threads=threads)
+                                precision=precision, threads=threads, poolings_from_model=from_model)
                      for model in dict.fromkeys(models))
     return WhitenRun(encoders=encoders, tasks=specs, dims=dims_list, fit_on=sources, data_dir=folder,
                      out_dir=Path(out), split=split, n_resamples=n_resamples, seed=seed, unnormalized=unnormalized,
@@ -389,7 +396,8 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
                      data_dir: Path | None = None, out: Path = Path("runs/simcse"), runs_dir: Path = Path("runs"),
                      then_whiten: bool = False, n_resamples: int = 1000, eval_batch_size: int = 64,
                      device: str | None = None, curve_pairs: int | None = 1000, eval_steps: int = 20,
-                     show_progress: bool = True, precision: str = "fp32", threads: int | None = None) -> SimcseRun:
+                     show_progress: bool = True, precision: str = "fp32", threads: int | None = None,
+                     keep: str = "best") -> SimcseRun:
     """The `simcse-train` options as a SimcseRun, every value checked that needs no model loaded."""
     options.check_precision(precision, "fp32", device)
     options.check_threads(threads)
@@ -400,6 +408,8 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
         raise StsevalError(f"--pooling {layered[0]}: simcse-train does not train on layer-avg:N poolings; "
                            "they are for evaluation (stseval whiten --pooling layer-avg:0-12)")
     rates = tuple(options.parse_dropouts(dropouts))
+    if keep not in options.SIMCSE_KEEP:
+        raise StsevalError(f"--keep: {keep!r} is not one of {', '.join(options.SIMCSE_KEEP)}")
     training = TrainingSpec(loss=options.check_loss(loss), batch_size=batch_size,
                             learning_rate=options.check_learning_rate(learning_rate), epochs=epochs,
                             checkpoint_steps=checkpoint_steps)
@@ -419,7 +429,7 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     return SimcseRun(encode=encode, tasks=specs, dropouts=rates, train_on=source, data_dir=folder, out_dir=Path(out),
                      runs_dir=Path(runs_dir), training=training, max_sentences=cap, seed=seed, split=split,
                      max_eval_pairs=max_eval_pairs, then_whiten=then_whiten, n_resamples=n_resamples,
-                     curve_pairs=curve_pairs, eval_steps=eval_steps)
+                     curve_pairs=curve_pairs, eval_steps=eval_steps, keep=keep)
 
 
 def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | Sequence[str],

@@ -17,6 +17,7 @@ the task being scored and a re-run skips what is already there.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -30,7 +31,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
-from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, read_sentence_lines
+from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs, read_sentence_lines
 from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.protocol import SentenceEncoder
 from stseval.evaluation.scoring import SplitVectors, encode_splits, score_pairs
@@ -96,14 +97,66 @@ def _run_model(run: WhitenRun, encode: EncodeSpec, results: ResultsFile, cache: 
     if hasattr(encoder, "n_layers"):  # transformers; sentence-vector encoders give layer-avg n/a cells
         check_layers_within(encode.poolings, encoder.n_layers, encoder.name)
     _check_file_fits_rank(run, encoder.dimension)
+    encode = _model_poolings(encode, encoder, log)
     job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
     units = [_plan_task(job, spec, base) for spec in run.tasks]
+    log(encoding_estimate(job, [unit for unit in units if _has_pending(results, unit)]))
     computed += run_units(results, units, functools.partial(_score_task, job), log,
                           redo=functools.partial(_kernel_missing, job),
                           redo_reason="without their --save-kernel file")
     if run.choose_on is not None:
         computed += _add_chosen_rows(results, units, run.choose_on, log)
     return computed
+
+
+def _has_pending(results: ResultsFile, unit: Unit) -> bool:
+    return any(not all(results.has(cell_key(row)) for row in cell.rows) for cell in unit.cells)
+
+
+def encoding_estimate(job: _Job, units: Sequence[Unit]) -> str:
+    """One line said before a run starts: about how many sentences it encodes, and where they come from.
+
+    Counts the distinct sentences of each pending task's splits (scored and fitted on) and of each --fit-on
+    source outside the tasks (pooled, task:NAME: every split that task has; a file), each source once, as
+    the run encodes them; sentences already in the embedding cache are read back instead.
+    """
+    run = job.run
+    parts: list[str] = []
+    total = 0
+    for unit in units:
+        spec, split_names = unit.context
+        count = len({text for split in split_names for pair in load_pairs(spec, split, run.data_dir)
+                     for text in (pair.sentence1, pair.sentence2)})
+        total += count
+        parts.append(f"{spec.name} {'+'.join(split_names)} {count:,}")
+    for fit in run.fit_on if units else ():
+        if fit.kind in ("pooled", "task"):
+            sources = run.tasks if fit.kind == "pooled" else (TASKS[fit.value],)
+            for source in sources:
+                splits = available_splits(source, run.data_dir)
+                count = len({text for split in splits for pair in load_pairs(source, split, run.data_dir)
+                             for text in (pair.sentence1, pair.sentence2)})
+                total += count
+                parts.append(f"--fit-on {fit.label}: {source.name} {'+'.join(splits)} {count:,}")
+        elif fit.kind == "file":
+            count = len(set(read_sentence_lines(fit.path, "--fit-on")))
+            total += count
+            parts.append(f"--fit-on {fit.label}: {count:,}")
+    if not units:
+        return f"{job.encoder.name}: nothing to encode, every cell is done"
+    return (f"{job.encoder.name}: about {total:,} sentences to encode ({'; '.join(parts)}); "
+            "those already in the embedding cache are read back")
+
+
+def _model_poolings(encode: EncodeSpec, encoder: SentenceEncoder, log: Callable[[str], None]) -> EncodeSpec:
+    """Without --pooling, the default poolings the model has (no `pooler` cells for a model without one)."""
+    if not encode.poolings_from_model:
+        return encode
+    kept = tuple(name for name in encode.poolings if encoder.supports(name))
+    if not kept:
+        raise StsevalError(f"--pooling: {encoder.name} gives none of {', '.join(encode.poolings)}; name its pooling")
+    log(f"{encoder.name}: --pooling {','.join(kept)} (the default poolings this model has)")
+    return dataclasses.replace(encode, poolings=kept)
 
 
 @dataclass(frozen=True)
