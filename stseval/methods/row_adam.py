@@ -49,10 +49,11 @@ class RowAdam:
         self.dense = torch.optim.Adam(dense, lr=lr, betas=betas, eps=eps, foreach=True) if dense else None
         self.lr, self.betas, self.eps = lr, betas, eps
         rows, dim = self.weight.shape
-        self.active = torch.empty(0, dtype=torch.long)  # rows that ever had a gradient, in order of appearance
-        self.position = torch.full((rows,), -1, dtype=torch.long)  # row -> index into active, -1 if never seen
-        self.exp_avg = torch.zeros(0, dim, dtype=self.weight.dtype)
-        self.exp_avg_sq = torch.zeros(0, dim, dtype=self.weight.dtype)
+        device = self.weight.device  # the bookkeeping lives beside the weights (index ops need one device)
+        self.active = torch.empty(0, dtype=torch.long, device=device)  # rows that ever had a gradient, in order
+        self.position = torch.full((rows,), -1, dtype=torch.long, device=device)  # row -> index into active, or -1
+        self.exp_avg = torch.zeros(0, dim, dtype=self.weight.dtype, device=device)
+        self.exp_avg_sq = torch.zeros(0, dim, dtype=self.weight.dtype, device=device)
         self.steps = 0
 
     @torch.no_grad()
@@ -69,7 +70,8 @@ class RowAdam:
             rows = grad.abs().sum(dim=1).nonzero().squeeze(1)
             values = grad[rows]
         else:
-            rows, values = torch.empty(0, dtype=torch.long), torch.empty(0, self.weight.shape[1])
+            rows = torch.empty(0, dtype=torch.long, device=self.weight.device)
+            values = torch.empty(0, self.weight.shape[1], device=self.weight.device)
         self._activate(rows)
         if self.active.numel() == 0:
             return
@@ -87,9 +89,10 @@ class RowAdam:
         new = rows[self.position[rows] < 0]
         if new.numel() == 0:
             return
-        self.position[new] = torch.arange(self.active.numel(), self.active.numel() + new.numel())
+        self.position[new] = torch.arange(self.active.numel(), self.active.numel() + new.numel(),
+                                          device=self.position.device)
         self.active = torch.cat([self.active, new])
-        zeros = torch.zeros(new.numel(), self.exp_avg.shape[1], dtype=self.exp_avg.dtype)
+        zeros = torch.zeros(new.numel(), self.exp_avg.shape[1], dtype=self.exp_avg.dtype, device=self.exp_avg.device)
         self.exp_avg = torch.cat([self.exp_avg, zeros])
         self.exp_avg_sq = torch.cat([self.exp_avg_sq, zeros])
 
@@ -106,10 +109,11 @@ class RowAdam:
     def load_state_dict(self, state: dict) -> None:
         if self.dense is not None:
             self.dense.load_state_dict(state["dense"])
-        self.active = state["active"].to(torch.long)
+        device = self.weight.device  # a checkpoint saved on another device (a GPU run resumed on a CPU, ...)
+        self.active = state["active"].to(device=device, dtype=torch.long)
         self.position.fill_(-1)
-        self.position[self.active] = torch.arange(self.active.numel())
-        self.exp_avg, self.exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        self.position[self.active] = torch.arange(self.active.numel(), device=device)
+        self.exp_avg, self.exp_avg_sq = state["exp_avg"].to(device), state["exp_avg_sq"].to(device)
         self.steps = int(state["steps"])
 
     @property
