@@ -57,13 +57,14 @@ def _small(args: list[str], model: Path, data_dir: Path) -> list[str]:
     small = [",".join(shrink.get(part, part) for part in arg.split(",")) if previous == "--dims" else arg
              for previous, arg in zip([""] + small, small, strict=False)]
     command = tuple(small[:2]) if small[0] == "index" else (small[0],)
-    if command in {("whiten",), ("simcse-train",), ("index", "build"), ("index", "sweep")}:
+    if command in {("whiten",), ("simcse-train",), ("cosent-train",), ("index", "build"), ("index", "sweep"),
+                   ("export",)}:
         small += ["--model", str(model), "--data-dir", str(data_dir)]
-    if command in {("whiten",), ("simcse-train",)}:
+    if command in {("whiten",), ("simcse-train",), ("cosent-train",)}:
         small += ["--bootstrap", "0"]
     if command in {("whiten",), ("index", "sweep")} and "--dims" not in small:
         small += ["--dims", "full,16,8"]  # the defaults go up to 256
-    if command == ("simcse-train",):
+    if command in {("simcse-train",), ("cosent-train",)}:
         small += ["--batch-size", "8", "--max-eval-pairs", "50", "--checkpoint-steps", "1000"]
     if command == ("tasks",):
         small += ["--data-dir", str(data_dir)]
@@ -72,7 +73,8 @@ def _small(args: list[str], model: Path, data_dir: Path) -> list[str]:
 
 def test_readme_has_examples_of_every_writing_command():
     shapes = {tuple(args[:2]) if args[0] == "index" else (args[0],) for args in readme_commands()}
-    assert {("whiten",), ("simcse-train",), ("report",), ("index", "build"), ("index", "search"), ("tasks",)} <= shapes
+    assert {("whiten",), ("simcse-train",), ("cosent-train",), ("export",), ("report",), ("index", "build"),
+            ("index", "search"), ("tasks",)} <= shapes
 
 
 def test_readme_examples_run_and_leave_results_untouched(sample_data_dir, tmp_path, monkeypatch):
