@@ -69,3 +69,21 @@ def sample_data_dir(tmp_path_factory, shared_data_dir) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"".join(lines[i] for i in chosen))
     return sample_dir
+
+
+@pytest.fixture
+def pinned_torch():
+    """One thread and full-precision float32 matmuls, restored afterwards: for tests that claim bit-identity.
+
+    A thread count changes how a reduction is split (so its rounding), and a matmul precision other
+    than "highest" lets a CPU with AVX-512 BF16 or a GPU use reduced-precision products.
+    """
+    import torch
+
+    threads, precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
+    torch.set_num_threads(1)
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(precision)
+

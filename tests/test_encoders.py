@@ -126,7 +126,7 @@ def test_padding_does_not_change_vectors(model_name, bert, roformer):
         np.testing.assert_allclose(alone[name][0], padded[name][0], atol=1e-5, err_msg=name)
 
 
-def test_model_is_in_eval_mode_so_encoding_is_deterministic(bert):
+def test_model_is_in_eval_mode_so_encoding_is_deterministic(bert, pinned_torch):
     assert not bert.model.training
     first = encode(bert, list(SENTENCES), ["cls"], max_length=32, show_progress=False)
     second = encode(bert, list(SENTENCES), ["cls"], max_length=32, show_progress=False)
@@ -141,7 +141,7 @@ def test_one_forward_pass_per_batch_serves_every_pooling(bert):
     assert set(vectors) == set(POOLINGS)
 
 
-def test_a_sentence_vector_does_not_depend_on_its_batch_company(tmp_path):
+def test_a_sentence_vector_does_not_depend_on_its_batch_company(tmp_path, pinned_torch):
     """Batches of one token length and a fixed row count: the same sentence, bit for bit, whatever
     else is encoded with it (issue: cells of one key differed by 4e-4 between runs). 384 wide like
     e5-small: at 32 the matrix products are too small for batch shapes to change their rounding."""
@@ -465,7 +465,7 @@ class interrupt_after:
         self._handle.remove()
 
 
-def test_interrupted_encode_keeps_finished_chunks_in_the_cache(bert, tmp_path):
+def test_interrupted_encode_keeps_finished_chunks_in_the_cache(bert, tmp_path, pinned_torch):
     """A kill during encoding loses one chunk at most: shards are written as encoding goes."""
     cache = EmbeddingCache(tmp_path / "cache")
     texts = [f"{a}{b}" for a in "好我" for b in "你他天气"]  # 8 sentences of one token length: 4 batches of 2
