@@ -43,8 +43,10 @@ class _OneLineErrors(TyperGroup):
         except click_errors.ClickException as err:
             ctx = getattr(err, "ctx", None)
             where = ctx.command_path if ctx is not None else "stseval"
-            hint = f"; see {where} --help" if ctx is not None else ""
-            typer.echo(f"stseval: {err.format_message().rstrip('.')}{_flag_hint(err, given)}{hint}", err=True)
+            message = err.format_message().rstrip(".") + _flag_hint(err, given)
+            # after click's "Did you mean 'whiten'?" a new sentence starts; elsewhere the hint continues it
+            hint = "" if ctx is None else f" See {where} --help" if message.endswith("?") else f"; see {where} --help"
+            typer.echo(f"stseval: {message}{hint}", err=True)
             sys.exit(2)
         except _ABORTS:
             typer.echo("stseval: aborted", err=True)
@@ -80,6 +82,22 @@ data_app = _typer(
     "Example: stseval data import ~/Downloads/senteval_cn --dest data/chinese-sts",
 )
 app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from stseval import __version__
+
+        typer.echo(f"stseval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the stseval version and exit."),
+) -> None:
+    """Evaluate sentence embeddings on the five Chinese STS tasks."""
 
 DATA_DIR_HELP = ("Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL_DATA_DIR, ./data/chinese-sts, "
                  "../shared/data/chinese-sts.")

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from stseval.common.errors import StsevalError
-from stseval.common.lists import comma_parts
+from stseval.common.lists import comma_parts, did_you_mean
 
 POOLINGS: tuple[str, ...] = (
     "cls",
@@ -79,7 +79,8 @@ def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
         expanded = POOLINGS if name == "all" else _layer_range(name) if name.startswith(LAYER_AVG) else (name,)
         for each in expanded:
             if each not in POOLING_NAMES and layer_avg_index(each) is None:
-                raise StsevalError(f"--pooling: unknown pooling {name!r}; {choices}")
+                hint = did_you_mean(each, [*POOLING_NAMES, "all"])
+                raise StsevalError(f"--pooling: unknown pooling {name!r}; {hint}{choices}")
             if each not in names:
                 names.append(each)
     if not names:

@@ -44,6 +44,24 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, phrase):
     assert "╭" not in result.output and "Usage:" not in result.output
 
 
+def test_a_mistyped_command_gets_a_suggestion_and_a_pointer_to_help_in_one_sentence_each():
+    result = runner.invoke(app, ["whitne"], prog_name="stseval")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "stseval: No such command 'whitne'. Did you mean 'whiten'? See stseval --help"
+    nested = runner.invoke(app, ["index", "serch"], prog_name="stseval")
+    assert nested.stderr.strip() == "stseval: No such command 'serch'. Did you mean 'search'? See stseval index --help"
+
+
+def test_version_prints_the_package_version_and_exits_0():
+    import tomllib
+
+    from stseval import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"stseval {__version__}\n"
+    assert __version__ == tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
 def test_no_arguments_prints_the_help_and_exits_0():
     result = runner.invoke(app, [])
     assert result.exit_code == 0 and "Commands:" in result.output and "whiten" in result.output
@@ -102,6 +120,21 @@ def test_no_default_writes_into_the_committed_results(path, command):
 def test_every_command_refuses_unknown_task_names_with_a_suggestion(args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["whiten", "--pooling", "lastavg"], "--pooling: unknown pooling 'lastavg'; did you mean last-avg? choose from"),
+    (["simcse-train", "--pooling", "clss"], "--pooling: unknown pooling 'clss'; did you mean cls? choose from"),
+    (["index", "sweep", "--pooling", "first_last_avg"], "'first_last_avg'; did you mean first-last-avg?"),
+    (["whiten", "--fit-on", "tset"], "--fit-on: 'tset' is not one of all-available, train, valid, test, pooled, "
+                                     "task:NAME, a file path; did you mean test?"),
+    (["whiten", "--fit-on", "no/such/sentences.txt"], "--fit-on: file not found: no/such/sentences.txt"),
+    (["simcse-train", "--train-on", "missing.txt"], "--train-on: file not found: missing.txt"),
+])
+def test_unknown_poolings_and_sources_get_a_suggestion_or_name_the_missing_file(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
 
 

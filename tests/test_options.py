@@ -96,3 +96,17 @@ def test_exponents_parse_once_and_label_exactly():
     assert options.parse_exponents("0, 0.5,1,0.50", "--beta") == [0.0, 0.5, 1.0]
     assert [options.exponent_label(value) for value in (1.0, 0.0, 0.25, 0.75)] == ["1", "0", "0.25", "0.75"]
     assert float(options.exponent_label(1 / 3)) == 1 / 3  # no digits lost in a row or file name
+
+
+@pytest.mark.parametrize("given, suggested", [("lastavg", "last-avg"), ("first_last_avg", "first-last-avg"),
+                                              ("clss", "cls"), ("pooler_tanh", "pooler-tanh"), ("al", "all")])
+def test_an_unknown_pooling_gets_a_suggestion(given, suggested):
+    with pytest.raises(StsevalError, match=f"^--pooling: unknown pooling '{given}'; did you mean {suggested}\\? "
+                                           "choose from cls, "):
+        options.parse_poolings(given)
+
+
+def test_a_pooling_far_from_every_name_gets_only_the_choices():
+    with pytest.raises(StsevalError, match="^--pooling: unknown pooling 'xyzzy'; choose from cls, "):
+        options.parse_poolings("xyzzy")
+

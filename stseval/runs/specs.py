@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stseval import options
 from stseval.common.errors import StsevalError
+from stseval.common.lists import did_you_mean
 from stseval.data.tasks import TaskSpec, parse_task_names, resolve_data_dir, split_path, task_by_name
 
 SPLITS = ("train", "valid", "test")
@@ -66,9 +67,9 @@ class FitSource:
             return cls("split", text)
         if text.startswith("task:"):
             return cls("task", task_by_name(text[5:], f"{option} {text}").name)
-        if Path(text).is_file():
+        if Path(text).expanduser().is_file():
             return cls("file", text)
-        raise StsevalError(f"{option}: {text!r} is not one of {', '.join(FIT_ON_CHOICES)}")
+        raise _unknown_source(text, option, FIT_ON_CHOICES)
 
     @property
     def label(self) -> str:
@@ -98,6 +99,24 @@ class FitSource:
         return "+".join(self.own_splits(spec, data_dir)) if self.kind == "all-available" else ""
 
 
+def _unknown_source(text: str, option: str, choices: Sequence[str]) -> StsevalError:
+    """The error for a --fit-on / --train-on value that names nothing: a missing file, a folder, or a
+    mistyped choice (with a suggestion); `choices` as the message lists them, the last being the file."""
+    path = Path(text).expanduser()
+    listed = f"{text!r} is not one of {', '.join(choices)}"
+    if path.is_dir():
+        return StsevalError(f"{option}: {text} is a folder; give a file with one sentence per line")
+    head, colon, rest = text.partition(":")
+    if colon and "task:NAME" in choices and did_you_mean(head, ["task"]):  # tsk:BQ
+        return StsevalError(f"{option}: {listed}; did you mean task:{rest}?")
+    hint = did_you_mean(text, [choice for choice in choices if " " not in choice and ":" not in choice])
+    if hint:  # tset, trian, all-avaliable
+        return StsevalError(f"{option}: {listed}; {hint.strip()}")
+    if "/" in text or "\\" in text or path.suffix or text.startswith("~"):  # meant as a sentence file
+        return StsevalError(f"{option}: file not found: {text}")
+    return StsevalError(f"{option}: {listed}")
+
+
 def parse_fit_on(values: Sequence[str], tasks: Sequence[TaskSpec], data_dir: Path) -> tuple[FitSource, ...]:
     """--fit-on values as sources, each once; a split must exist for every task (all-available adapts)."""
     if not values:
@@ -118,8 +137,7 @@ def parse_train_on(text: str, tasks: Sequence[TaskSpec], data_dir: Path) -> FitS
     source = FitSource.parse(text, "--train-on") if text in ("all-available", *SPLITS) or Path(text).is_file() \
         else None
     if source is None or source.kind not in TRAIN_ON_KINDS:
-        raise StsevalError(f"--train-on: {text!r} is not all-available, train, valid, test "
-                           "or a file with one sentence per line")
+        raise _unknown_source(text, "--train-on", ("all-available", *SPLITS, "a file with one sentence per line"))
     if source.kind == "split":
         check_split(tasks, source.value, data_dir, "--train-on")
     return source
