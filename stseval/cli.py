@@ -528,6 +528,7 @@ def index_build(
             raise StsevalError(f"--task: give one task, got {task!r}")
         check_index_sources(task, sentences, whitening, whiten_dims)
         parse_one_pooling(pooling)
+        options.check_model_folder(model)
         options.check_file(sentences, "--sentences")
         options.check_file(whitening, "--whitening")
         if whiten_dims is not None:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -232,6 +233,27 @@ def check_plot(kind: str | None, others: dict[str, bool]) -> None:
     if given:
         raise StsevalError(f"--plot {kind}: draws spearman_cosine rows in its own layout; {given[0]} applies to "
                            "grids only (leave it out, or run report without --plot)")
+
+
+def check_model_folder(model: str) -> None:
+    """Refuse a --model that names a local folder which is not there, before anything heavy loads.
+
+    The rule of encoders.encoder._resolve_folder (tests/test_options.py keeps the two in step): a value
+    that starts with '.', '/' or '~', or holds more than one '/', is a path ('owner/name' may be a hub
+    id); a '+int8'-style backend suffix is not part of it. Names, hub ids and vectors:DIR pass.
+    """
+    if model in DEFAULT_MODEL_NAMES or model.startswith("vectors:"):
+        return
+    base = model.rpartition("+")[0] or model  # ./model+int8 -> ./model
+    for candidate in dict.fromkeys((model, base)):
+        path = Path(candidate).expanduser()
+        if path.exists():
+            if not path.is_dir():
+                raise StsevalError(f"--model {candidate}: is a file; give the model folder")
+            return
+    looks_local = base.startswith((".", "/", "~")) or base.count("/") > 1 or (os.sep != "/" and os.sep in base)
+    if looks_local:
+        raise StsevalError(f"--model {base}: no such folder")
 
 
 def check_file(path: Path | None, option: str) -> None:

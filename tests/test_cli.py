@@ -165,6 +165,10 @@ FAST_ERRORS = [
     ["index", "search", "--index-dir", "no-such-index", "q"],
     ["report", "no-such-file.csv"],
     ["tasks", "--data-dir", "/no/such/folder"],
+    ["whiten", "--model", "./no/such/model", "--tasks", "STS-B"],
+    ["simcse-train", "--model", "./no/such/model", "--tasks", "STS-B"],
+    ["index", "sweep", "--model", "./no/such/model+int8", "--tasks", "STS-B"],
+    ["index", "build", "--model", "~/no/such/model", "--task", "STS-B", "--index-dir", "x"],
 ]
 
 
@@ -206,3 +210,29 @@ def test_dims_larger_than_the_model_fail_from_its_config_before_loading(tmp_path
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
     assert "--dims: 64 is larger than" in result.stderr and "vector size 32" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["whiten", "--model", "default", "--model", "./no/such/model", "--fit-on", "test"],
+    ["simcse-train", "--model", "/no/such/model"],
+    ["index", "sweep", "--model", "./no/such/model+onnx"],
+    ["index", "build", "--model", "no/such/model", "--task", "STS-B", "--index-dir", "idx"],
+])
+def test_a_missing_model_folder_fails_before_the_model_loader_is_called(args, tmp_path, monkeypatch):
+    import stseval.encoders.encoder as encoder_module
+    from stseval.data.tasks import TASKS, split_path
+
+    for split in ("valid", "test"):
+        path = split_path(TASKS["STS-B"], split, tmp_path / "data")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"句子{i}\t句子{i + 1}\t{i % 5}\n" for i in range(12)), encoding="utf-8")
+    loads: list[str] = []
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda name, *a, **k: loads.append(name))
+    common = ["--data-dir", str(tmp_path / "data")] + ([] if "--task" in args else ["--tasks", "STS-B"])
+    result = runner.invoke(app, [*args, *common, "--out", str(tmp_path / "out")] if "build" not in args
+                           else [*args, *common])
+    assert result.exit_code == 2 and loads == []
+    model = next(arg for arg in args[2:] if "no/such" in arg).removesuffix("+onnx")
+    assert result.stderr.strip() == f"stseval: --model {model}: no such folder"
+    assert not (tmp_path / "out").exists()
+

@@ -110,3 +110,19 @@ def test_a_pooling_far_from_every_name_gets_only_the_choices():
     with pytest.raises(StsevalError, match="^--pooling: unknown pooling 'xyzzy'; choose from cls, "):
         options.parse_poolings("xyzzy")
 
+
+def test_missing_model_folder_check_agrees_with_the_loader(tmp_path):
+    """options.check_model_folder (before loading) refuses what encoder._resolve_folder refuses, in its words."""
+    from stseval.encoders.encoder import _resolve_folder
+
+    a_file = tmp_path / "weights.bin"
+    a_file.write_bytes(b"")
+    for model in ("./no/such/model", "/no/such/model", "~/no/such/model", "no/such/model", str(a_file)):
+        with pytest.raises(StsevalError) as early:
+            options.check_model_folder(model)
+        with pytest.raises(StsevalError) as late:
+            _resolve_folder(model)
+        assert str(early.value) == str(late.value)
+    for model in (str(tmp_path), "default", "vectors:/x", "owner/name", "all-MiniLM-L6-v2", f"{tmp_path}+int8"):
+        options.check_model_folder(model)  # a folder, a name, or a hub id: the loader decides
+

@@ -306,6 +306,7 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str], di
         check_choose_on(choose_on, split, specs, folder)
     sources = parse_fit_on(list(fit_on), specs, folder)
     for model in models:
+        options.check_model_folder(model)
         options.check_dims_fit(dims_list, model)
         options.check_layers_fit(pooling_names, model)
     encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
@@ -337,6 +338,7 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
                      device: str | None = None, curve_pairs: int | None = 1000, eval_steps: int = 20,
                      show_progress: bool = True) -> SimcseRun:
     """The `simcse-train` options as a SimcseRun, every value checked that needs no model loaded."""
+    options.check_model_folder(model)
     specs = _task_specs(tasks)
     pooling_names = tuple(options.parse_poolings(poolings))
     layered = [name for name in pooling_names if options.layer_avg_index(name) is not None]
@@ -376,6 +378,7 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
         raise StsevalError(f"--top-k {top_k}: must be at least 10 (recall@10, MRR@10, nDCG@10)")
     options.check_at_least([("--limit", limit, 1), ("--threads", threads, 1)])
     folder = _data_dir(specs, split, data_dir)
+    options.check_model_folder(model)
     options.check_dims_fit(dims_list, model)
     options.check_layers_fit(pooling_names, model)
     encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
