@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from stseval import options
 from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASK_NAMES_HELP
 
@@ -103,6 +104,9 @@ DATA_DIR_HELP = ("Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVA
                  "../shared/data/chinese-sts.")
 TASKS_HELP = "Comma-separated task names. " + TASK_NAMES_HELP
 BATCH_HELP = "Sentences per encoding batch (memory vs speed; does not change the numbers)."
+
+
+FORCE_HELP = "Write into results/ (the committed outputs of scripts/), which --out otherwise refuses."
 
 
 def _fail(err: StsevalError) -> typer.Exit:
@@ -273,6 +277,7 @@ def whiten(
         Path("runs/whitening"), "--out",
         help="Folder for whiten.csv (long format), grid.csv and grid.md; a re-run into the same folder resumes.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     bootstrap: int = typer.Option(
@@ -322,6 +327,7 @@ def whiten(
     from stseval.runs.specs import parse_whiten_run
 
     try:
+        options.check_out_dir(out, force)
         run = parse_whiten_run(
             models=model, poolings=pooling, dims=dims, tasks=tasks_option, fit_on=fit_on, split=split, prefix=prefix,
             out=out, data_dir=data_dir, batch_size=batch_size, n_resamples=bootstrap, seed=seed,
@@ -397,6 +403,7 @@ def simcse_train(
         Path("runs/simcse"), "--out",
         help="Folder for simcse.csv (long format), grid.csv, grid.md and curves/; seeds and settings share one folder.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     runs_dir: Path = typer.Option(
         Path("runs"), "--runs-dir",
         help="Trained models go to RUNS_DIR/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/.",
@@ -435,6 +442,7 @@ def simcse_train(
     from stseval.runs.specs import parse_simcse_run
 
     try:
+        options.check_out_dir(out, force)
         run = parse_simcse_run(
             model=model, tasks=tasks_option, poolings=pooling, dropouts=dropout, train_on=train_on,
             max_sentences=max_sentences, loss=loss, batch_size=batch_size, learning_rate=lr, epochs=epochs,
@@ -518,7 +526,6 @@ def index_build(
 
     Example: stseval index build --task ATEC --split test --whiten-dims 128 --index-dir runs/atec-w128
     """
-    from stseval import options
     from stseval.data.tasks import parse_task_names, resolve_data_dir
     from stseval.runs.specs import check_index_sources, check_split, parse_one_pooling
 
@@ -618,6 +625,7 @@ def index_sweep(
         Path("runs/retrieval"), "--out",
         help="Folder for retrieval.csv (long format) and retrieval.png; a re-run into the same folder resumes.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means (Flat involves no randomness)."),
@@ -632,6 +640,7 @@ def index_sweep(
     from stseval.runs.specs import parse_sweep_run
 
     try:
+        options.check_out_dir(out, force)
         run = parse_sweep_run(
             model=model, tasks=tasks_option, pooling=pooling, split=split, prefix=prefix, dims=dims, methods=methods,
             factory=index, search_params=search_params, top_k=top_k, limit=limit, threads=threads, out=out,
@@ -658,6 +667,7 @@ def report(
         Path("runs/report"), "--out",
         help="Folder for <name>.csv (grid), .md, .png and .provenance.json.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     rows: str | None = typer.Option(
         None, "--rows",
         help="Comma-separated row keys; default model,pooling,method,dims plus fit_on, train_on, prefix, dropout where "
@@ -715,6 +725,7 @@ def report(
     from stseval.options import check_plot
 
     try:
+        options.check_out_dir(out, force)
         missing = [path for path in paths if not path.exists()]
         if missing:  # before pandas and matplotlib load
             raise StsevalError(f"{missing[0]}: no such results file or folder")

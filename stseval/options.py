@@ -256,6 +256,30 @@ def check_model_folder(model: str) -> None:
         raise StsevalError(f"--model {base}: no such folder")
 
 
+WRITE_RESULTS_ENV = "STSEVAL_WRITE_RESULTS"
+"""Set to 1 by scripts/*.sh, which write the committed results/; the same as --force for every command."""
+
+
+def check_out_dir(out: Path, force: bool, option: str = "--out") -> None:
+    """Refuse an --out inside the checkout's results/ (the committed outputs of scripts/) unless forced.
+
+    Args:
+        out: the folder the command would write into.
+        force: the command's --force; STSEVAL_WRITE_RESULTS=1 (what the scripts set) counts as it too.
+    Raises:
+        StsevalError naming `option` and --force. Nothing applies outside a source checkout.
+    """
+    from stseval.data.tasks import PROJECT_ROOT  # light: no numpy
+
+    if force or os.environ.get(WRITE_RESULTS_ENV, "").strip() == "1" or PROJECT_ROOT is None:
+        return
+    results = (PROJECT_ROOT / "results").resolve()
+    target = Path(out).expanduser().resolve()
+    if target == results or results in target.parents:
+        raise StsevalError(f"{option} {out}: results/ holds the committed outputs of scripts/; write your runs under "
+                           "runs/ (the default), or add --force to write there")
+
+
 def check_file(path: Path | None, option: str) -> None:
     """Raise naming `option` when a file the user named is missing."""
     if path is not None and not Path(path).is_file():

@@ -236,3 +236,22 @@ def test_a_missing_model_folder_fails_before_the_model_loader_is_called(args, tm
     assert result.stderr.strip() == f"stseval: --model {model}: no such folder"
     assert not (tmp_path / "out").exists()
 
+
+@pytest.mark.parametrize("args", [
+    ["whiten", "--tasks", "STS-B", "--out", "results/mine"],
+    ["simcse-train", "--tasks", "STS-B", "--out", "results/mine"],
+    ["index", "sweep", "--tasks", "STS-B", "--out", "results/mine"],
+    ["report", "results/whitening", "--out", "results/mine"],
+])
+def test_out_into_results_is_refused_in_one_line_unless_forced(args, monkeypatch):
+    monkeypatch.delenv("STSEVAL_WRITE_RESULTS", raising=False)
+    monkeypatch.chdir(ROOT)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and not (ROOT / "results" / "mine").exists()
+    assert result.stderr.strip() == ("stseval: --out results/mine: results/ holds the committed outputs of scripts/; "
+                                     "write your runs under runs/ (the default), or add --force to write there")
+    forced = runner.invoke(app, [*args, "--force", "--model", "./no/such/model"] if args[0] != "report"
+                           else [*args, "--force", "--plot", "bogus"])
+    assert forced.exit_code == 2 and "results/ holds" not in forced.stderr  # past the guard, stopped by the next check
+    assert not (ROOT / "results" / "mine").exists()
+

@@ -1,5 +1,7 @@
 """stseval.options: the checks cli.py runs before any heavy import."""
 
+from pathlib import Path
+
 import pytest
 
 from stseval import options
@@ -125,4 +127,22 @@ def test_missing_model_folder_check_agrees_with_the_loader(tmp_path):
         assert str(early.value) == str(late.value)
     for model in (str(tmp_path), "default", "vectors:/x", "owner/name", "all-MiniLM-L6-v2", f"{tmp_path}+int8"):
         options.check_model_folder(model)  # a folder, a name, or a hub id: the loader decides
+
+
+def test_out_inside_the_committed_results_is_refused_unless_forced(monkeypatch, tmp_path):
+    from stseval.data.tasks import PROJECT_ROOT
+
+    assert PROJECT_ROOT is not None  # the tests run from a checkout
+    monkeypatch.delenv(options.WRITE_RESULTS_ENV, raising=False)
+    monkeypatch.chdir(PROJECT_ROOT)
+    for out in ("results", "results/whitening", "./results/report/", str(PROJECT_ROOT / "results" / "new"),
+                "runs/../results/x"):
+        with pytest.raises(StsevalError, match=f"^--out {Path(out)}: results/ holds the committed outputs of "
+                                               "scripts/; .* add --force"):
+            options.check_out_dir(Path(out), force=False)
+        options.check_out_dir(Path(out), force=True)
+    for out in ("runs/whitening", "results-mine", str(tmp_path / "results"), "runs/results"):
+        options.check_out_dir(Path(out), force=False)
+    monkeypatch.setenv(options.WRITE_RESULTS_ENV, "1")  # what scripts/*.sh set
+    options.check_out_dir(Path("results/whitening"), force=False)
 
