@@ -4,6 +4,7 @@
 # is byte for byte what is committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export STSEVAL_WRITE_RESULTS=1  # this script writes the committed results/ (stseval refuses --out results/... otherwise)
 .venv/bin/stseval report results/whitening --out results/report --name main --best --filter "fit_on=" --filter "fit_on=test" --filter pooling=cls --filter pooling=last-avg --filter pooling=first-last-avg --filter dims=full --filter dims=128 --filter dims=64 --reference mteb
 .venv/bin/stseval report results/whitening --out results/report --name whitening --best --reference su2021 --reference su2022 --reference mteb
 .venv/bin/stseval report results/whitening --out results/report --name whitening_full_dims --best --filter dims=full --filter "fit_on=test" --filter "fit_on=" --reference su2021 --reference mteb

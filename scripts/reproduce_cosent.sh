@@ -18,6 +18,7 @@ OUT=${1:?usage: scripts/reproduce_cosent.sh OUT_DIR [RUNS_DIR]}
 RUNS=${2:-runs}
 PYTHON=${PYTHON:-.venv/bin/python}
 JOBS=${JOBS:-1}
+export STSEVAL_WRITE_RESULTS=1  # this script writes the committed results/ (see options.check_out_dir)
 common=(--model default --tasks ATEC,BQ,LCQMC,PAWSX,STS-B --batch-size 32 --lr 2e-5 --prefix "" --then-whiten
         --bootstrap 1000 --curve-pairs 1000 --out "$OUT" --runs-dir "$RUNS")
 

@@ -8,6 +8,7 @@
 # Usage: scripts/reproduce_encoders.sh OUT_DIR   (resumable: re-running skips finished cells)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export STSEVAL_WRITE_RESULTS=1  # this script writes the committed results/ (stseval refuses --out results/... otherwise)
 OUT=${1:?usage: scripts/reproduce_encoders.sh OUT_DIR}
 STSEVAL=${STSEVAL:-.venv/bin/stseval}
 common=(--tasks STS-B,PAWSX,LCQMC,BQ,ATEC --split test --bootstrap 1000 --seed 0 --prefix "" --fit-on all-available

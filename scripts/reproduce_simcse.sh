@@ -5,6 +5,7 @@
 # sample of 1,000 test pairs per task; pooling last-avg (the best raw pooling of the whitening grid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export STSEVAL_WRITE_RESULTS=1  # this script writes the committed results/ (stseval refuses --out results/... otherwise)
 .venv/bin/stseval simcse-train --model default --tasks STS-B,PAWSX,LCQMC,BQ,ATEC --pooling last-avg \
     --dropout 0.1,0.3 --max-sentences 1024 --batch-size 64 --lr 1e-5 --epochs 1 --loss su \
     --max-eval-pairs 1000 --then-whiten --seed 0 --bootstrap 1000 --out results/simcse

@@ -12,6 +12,7 @@
 # interrupted training from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export STSEVAL_WRITE_RESULTS=1  # this script writes the committed results/ (stseval refuses --out results/... otherwise)
 OUT=${1:?usage: scripts/reproduce_simcse_su.sh OUT_DIR [RUNS_DIR]}
 RUNS=${2:-runs}
 PYTHON=${PYTHON:-.venv/bin/python}

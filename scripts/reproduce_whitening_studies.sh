@@ -15,6 +15,7 @@
 #        e.g. results/whitening_studies results/whitening_encoders (resumable: re-running skips finished cells)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export STSEVAL_WRITE_RESULTS=1  # this script writes the committed results/ (stseval refuses --out results/... otherwise)
 OUT=${1:?usage: scripts/reproduce_whitening_studies.sh OUT_DIR ENCODERS_OUT_DIR}
 ENCODERS_OUT=${2:?usage: scripts/reproduce_whitening_studies.sh OUT_DIR ENCODERS_OUT_DIR}
 STSEVAL=${STSEVAL:-.venv/bin/stseval}

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from stseval import options
 from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASK_NAMES_HELP
 
@@ -43,8 +44,10 @@ class _OneLineErrors(TyperGroup):
         except click_errors.ClickException as err:
             ctx = getattr(err, "ctx", None)
             where = ctx.command_path if ctx is not None else "stseval"
-            hint = f"; see {where} --help" if ctx is not None else ""
-            typer.echo(f"stseval: {err.format_message().rstrip('.')}{_flag_hint(err, given)}{hint}", err=True)
+            message = err.format_message().rstrip(".") + _flag_hint(err, given)
+            # after click's "Did you mean 'whiten'?" a new sentence starts; elsewhere the hint continues it
+            hint = "" if ctx is None else f" See {where} --help" if message.endswith("?") else f"; see {where} --help"
+            typer.echo(f"stseval: {message}{hint}", err=True)
             sys.exit(2)
         except _ABORTS:
             typer.echo("stseval: aborted", err=True)
@@ -81,6 +84,22 @@ data_app = _typer(
 )
 app.add_typer(data_app, name="data")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from stseval import __version__
+
+        typer.echo(f"stseval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the stseval version and exit."),
+) -> None:
+    """Evaluate sentence embeddings on the five Chinese STS tasks."""
+
 DATA_DIR_HELP = ("Folder with {TASK}/{TASK}.{split}.data files; default: $STSEVAL_DATA_DIR, ./data/chinese-sts, "
                  "../shared/data/chinese-sts.")
 TASKS_HELP = "Comma-separated task names. " + TASK_NAMES_HELP
@@ -98,6 +117,9 @@ def _precision_option(default: str | None = "fp32", help: str = PRECISION_HELP):
 
 def _threads_option(help: str = THREADS_HELP):
     return typer.Option(None, "--threads", help=help)
+
+
+FORCE_HELP = "Write into results/ (the committed outputs of scripts/), which --out otherwise refuses."
 
 
 def _fail(err: StsevalError) -> typer.Exit:
@@ -274,6 +296,7 @@ def whiten(
         Path("runs/whitening"), "--out",
         help="Folder for whiten.csv (long format), grid.csv and grid.md; a re-run into the same folder resumes.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     bootstrap: int = typer.Option(
@@ -325,6 +348,7 @@ def whiten(
     from stseval.runs.specs import parse_whiten_run
 
     try:
+        options.check_out_dir(out, force)
         run = parse_whiten_run(
             models=model, poolings=pooling, dims=dims, tasks=tasks_option, fit_on=fit_on, split=split, prefix=prefix,
             out=out, data_dir=data_dir, batch_size=batch_size, n_resamples=bootstrap, seed=seed,
@@ -401,6 +425,7 @@ def simcse_train(
         Path("runs/simcse"), "--out",
         help="Folder for simcse.csv (long format), grid.csv, grid.md and curves/; seeds and settings share one folder.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     runs_dir: Path = typer.Option(
         Path("runs"), "--runs-dir",
         help="Trained models go to RUNS_DIR/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/.",
@@ -447,6 +472,7 @@ def simcse_train(
     from stseval.runs.specs import parse_simcse_run
 
     try:
+        options.check_out_dir(out, force)
         run = parse_simcse_run(
             model=model, tasks=tasks_option, poolings=pooling, dropouts=dropout, train_on=train_on,
             max_sentences=max_sentences, loss=loss, batch_size=batch_size, learning_rate=lr, epochs=epochs,
@@ -537,6 +563,7 @@ def cosent_train(
     device: str | None = typer.Option(
         None, "--device", help="Device for scoring (cpu, cuda, ...); training uses the GPU when one is visible.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     precision: str = _precision_option(),
     threads: int | None = _threads_option(),
 ) -> None:
@@ -551,6 +578,7 @@ def cosent_train(
     from stseval.runs.specs import parse_cosent_run
 
     try:
+        options.check_out_dir(out, force)
         run = parse_cosent_run(
             model=model, train_on=train_on, tasks=tasks_option, poolings=pooling, batch_size=batch_size,
             learning_rate=lr, epochs=epochs, checkpoint_steps=checkpoint_steps, max_train_pairs=max_train_pairs,
@@ -653,6 +681,7 @@ def index_build(
         parse_one_pooling(pooling)
         options.check_precision(precision)
         options.check_threads(threads)
+        options.check_model_folder(model)
         options.check_file(sentences, "--sentences")
         options.check_file(whitening, "--whitening")
         if whiten_dims is not None:
@@ -768,6 +797,7 @@ def index_sweep(
         Path("runs/retrieval"), "--out",
         help="Folder for retrieval.csv (long format) and retrieval.png; a re-run into the same folder resumes.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help=BATCH_HELP),
     seed: int = typer.Option(0, "--seed", help="Seeds IVF / PQ k-means (Flat involves no randomness)."),
@@ -787,6 +817,7 @@ def index_sweep(
     from stseval.runs.specs import parse_sweep_run
 
     try:
+        options.check_out_dir(out, force)
         run = parse_sweep_run(
             model=model, tasks=tasks_option, pooling=pooling, split=split, prefix=prefix, dims=dims, methods=methods,
             factory=index, search_params=search_params, top_k=top_k, limit=limit, threads=threads, out=out,
@@ -852,6 +883,7 @@ def report(
         Path("runs/report"), "--out",
         help="Folder for <name>.csv (grid), .md, .png and .provenance.json.",
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     rows: str | None = typer.Option(
         None, "--rows",
         help="Comma-separated row keys; default model,pooling,method,dims plus fit_on, train_on, prefix, dropout where "
@@ -917,6 +949,7 @@ def report(
     from stseval.options import check_plot
 
     try:
+        options.check_out_dir(out, force)
         missing = [path for path in paths if not path.exists()]
         if missing:  # before pandas and matplotlib load
             raise StsevalError(f"{missing[0]}: no such results file or folder")

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from stseval.common.errors import StsevalError
-from stseval.common.lists import comma_parts
+from stseval.common.lists import comma_parts, did_you_mean
 
 POOLINGS: tuple[str, ...] = (
     "cls",
@@ -86,7 +86,8 @@ def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
         expanded = POOLINGS if name == "all" else _layer_range(name) if name.startswith(LAYER_AVG) else (name,)
         for each in expanded:
             if each not in POOLING_NAMES and layer_avg_index(each) is None:
-                raise StsevalError(f"--pooling: unknown pooling {name!r}; {choices}")
+                hint = did_you_mean(each, [*POOLING_NAMES, "all"])
+                raise StsevalError(f"--pooling: unknown pooling {name!r}; {hint}{choices}")
             if each not in names:
                 names.append(each)
     if not names:
@@ -238,6 +239,51 @@ def check_plot(kind: str | None, others: dict[str, bool]) -> None:
     if given:
         raise StsevalError(f"--plot {kind}: draws spearman_cosine rows in its own layout; {given[0]} applies to "
                            "grids only (leave it out, or run report without --plot)")
+
+
+def check_model_folder(model: str) -> None:
+    """Refuse a --model that names a local folder which is not there, before anything heavy loads.
+
+    The rule of encoders.encoder._resolve_folder (tests/test_options.py keeps the two in step): a value
+    that starts with '.', '/' or '~', or holds more than one '/', is a path ('owner/name' may be a hub
+    id); a '+int8'-style backend suffix is not part of it. Names, hub ids and vectors:DIR pass.
+    """
+    if model in DEFAULT_MODEL_NAMES or model.startswith("vectors:"):
+        return
+    base = model.rpartition("+")[0] or model  # ./model+int8 -> ./model
+    for candidate in dict.fromkeys((model, base)):
+        path = Path(candidate).expanduser()
+        if path.exists():
+            if not path.is_dir():
+                raise StsevalError(f"--model {candidate}: is a file; give the model folder")
+            return
+    looks_local = base.startswith((".", "/", "~")) or base.count("/") > 1 or (os.sep != "/" and os.sep in base)
+    if looks_local:
+        raise StsevalError(f"--model {base}: no such folder")
+
+
+WRITE_RESULTS_ENV = "STSEVAL_WRITE_RESULTS"
+"""Set to 1 by scripts/*.sh, which write the committed results/; the same as --force for every command."""
+
+
+def check_out_dir(out: Path, force: bool, option: str = "--out") -> None:
+    """Refuse an --out inside the checkout's results/ (the committed outputs of scripts/) unless forced.
+
+    Args:
+        out: the folder the command would write into.
+        force: the command's --force; STSEVAL_WRITE_RESULTS=1 (what the scripts set) counts as it too.
+    Raises:
+        StsevalError naming `option` and --force. Nothing applies outside a source checkout.
+    """
+    from stseval.data.tasks import PROJECT_ROOT  # light: no numpy
+
+    if force or os.environ.get(WRITE_RESULTS_ENV, "").strip() == "1" or PROJECT_ROOT is None:
+        return
+    results = (PROJECT_ROOT / "results").resolve()
+    target = Path(out).expanduser().resolve()
+    if target == results or results in target.parents:
+        raise StsevalError(f"{option} {out}: results/ holds the committed outputs of scripts/; write your runs under "
+                           "runs/ (the default), or add --force to write there")
 
 
 def check_file(path: Path | None, option: str) -> None:

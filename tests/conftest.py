@@ -1,19 +1,38 @@
 """Shared fixtures: a seeded rng, and the real task data from ../shared (full and sampled).
 
-The real data is never copied into the repository (BQ and LCQMC licences); tests that need it
-skip when ../shared/data/chinese-sts is absent.
+The real data is never copied into the repository (BQ and LCQMC licences). A test whose input is
+absent (the shared data, a committed results file) calls `missing_input`: locally it skips and says
+what is missing; under CI=true it fails, so a CI run cannot pass by skipping what it was meant to check.
+STSEVAL_TEST_SHARED_DATA points the tests at another data folder (tests/test_conftest.py uses it).
 """
 
+import os
 import random
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
 
 from stseval.data.tasks import TASKS, split_path
 
-SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinese-sts"
+SHARED_DATA_DIR = Path(
+    os.environ.get("STSEVAL_TEST_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinese-sts"
+)
 SAMPLE_PAIRS = 300  # per task and split
+
+
+def running_in_ci() -> bool:
+    """True when CI is set to a true value (GitHub Actions and most CI services set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def missing_input(what: str) -> NoReturn:
+    """Skip the test saying `what` is missing; under CI=true fail it instead (a skip would hide it)."""
+    if running_in_ci():
+        pytest.fail(f"missing input under CI=true: {what}", pytrace=False)
+    pytest.skip(f"missing input: {what}")
 
 
 @pytest.fixture
@@ -26,7 +45,7 @@ def rng() -> np.random.Generator:
 def shared_data_dir() -> Path:
     """The full shared data folder (senteval_cn layout), read-only."""
     if not any(SHARED_DATA_DIR.glob("*/*.data")):
-        pytest.skip(f"real data not found at {SHARED_DATA_DIR}")
+        missing_input(f"real data (*/*.data) not found at {SHARED_DATA_DIR}")
     return SHARED_DATA_DIR
 
 
@@ -50,3 +69,21 @@ def sample_data_dir(tmp_path_factory, shared_data_dir) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"".join(lines[i] for i in chosen))
     return sample_dir
+
+
+@pytest.fixture
+def pinned_torch():
+    """One thread and full-precision float32 matmuls, restored afterwards: for tests that claim bit-identity.
+
+    A thread count changes how a reduction is split (so its rounding), and a matmul precision other
+    than "highest" lets a CPU with AVX-512 BF16 or a GPU use reduced-precision products.
+    """
+    import torch
+
+    threads, precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
+    torch.set_num_threads(1)
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(precision)
+

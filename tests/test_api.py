@@ -107,7 +107,7 @@ def test_public_names_are_listed_and_unknown_ones_raise_attribute_error():
 # encode and similarity
 
 
-def test_encode_returns_float32_rows_in_input_order_like_the_library(tiny_model):
+def test_encode_returns_float32_rows_in_input_order_like_the_library(tiny_model, pinned_torch):
     sentences = list(SENTENCES) + [SENTENCES[0]]
     vectors = stseval.encode(tiny_model, sentences, pooling="cls", prefix="query: ")
     assert vectors.shape == (len(sentences), HIDDEN_SIZE) and vectors.dtype == np.float32
@@ -119,7 +119,7 @@ def test_encode_returns_float32_rows_in_input_order_like_the_library(tiny_model)
     assert not np.allclose(vectors, stseval.encode(tiny_model, sentences, pooling="last-avg", prefix="query: "))
 
 
-def test_encode_takes_one_string_an_empty_list_and_a_model_name(tiny_model):
+def test_encode_takes_one_string_an_empty_list_and_a_model_name(tiny_model, pinned_torch):
     one = stseval.encode(tiny_model, "借钱")
     assert one.shape == (1, HIDDEN_SIZE)
     assert stseval.encode(tiny_model, []).shape == (0, HIDDEN_SIZE)

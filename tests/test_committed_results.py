@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import missing_input
 from stseval.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +23,9 @@ def report_commands() -> list[list[str]]:
 def test_report_reproduces_committed_grid(args, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     inputs = [ROOT / arg for arg in args[1:args.index("--out")]]
-    if not all(path.exists() for path in inputs):
-        pytest.skip(f"results not committed yet: {inputs}")
+    absent = [str(path.relative_to(ROOT)) for path in inputs if not path.exists()]
+    if absent:
+        missing_input(f"results inputs of scripts/make_report.sh not committed: {', '.join(absent)}")
     committed_dir = ROOT / args[args.index("--out") + 1]
     args[args.index("--out") + 1] = str(tmp_path)
     result = CliRunner().invoke(app, args)

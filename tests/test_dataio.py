@@ -1,7 +1,9 @@
 import dataclasses
 import hashlib
 import shutil
-import time
+import socket
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -185,10 +187,18 @@ def no_proxy_env(monkeypatch):
 def test_fetch_fails_fast_when_the_hub_is_unreachable(tmp_path, monkeypatch, no_proxy_env, env):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    started = time.monotonic()
+    connections: list[tuple] = []
+    real_connect = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: (connections.append(address),
+                                                                               real_connect(address, *a, **k))[1])
+    # a stand-in `datasets` records any download: failing fast means the check refuses before one starts
+    downloads: list[str] = []
+    fake_datasets = types.ModuleType("datasets")
+    fake_datasets.load_dataset = downloads.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets)
     with pytest.raises(StsevalError, match="cannot reach the Hugging Face hub.*stseval data import DIR"):
         fetch_from_hub(tmp_path / "dest", ["BQ"], timeout_s=3)
-    assert time.monotonic() - started < 15
+    assert downloads == [] and len(connections) <= 1  # one probe at most (none when offline), no retries
     assert not (tmp_path / "dest").exists()
 
 

@@ -321,6 +321,25 @@ def test_bf16_index_searches_with_bf16_queries(tmp_path, tiny_models, tiny_data_
         search_index(tmp_path / "idx", [corpus[3]], model=str(tiny_models[0]))
 
 
+def test_index_search_labels_each_query_apart_from_the_e5_prefix(tmp_path, tiny_models, tiny_data_dir):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+    from stseval.runs.retrieval import build
+
+    build(str(tiny_models[0]), tmp_path / "idx", task=TASKS["STS-B"], data_dir=tiny_data_dir, use_cache=False,
+          show_progress=False)
+    corpus = load_index(tmp_path / "idx").sentences
+    result = CliRunner().invoke(app, ["index", "search", "--index-dir", str(tmp_path / "idx"), corpus[0], corpus[5],
+                                      "-k", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    # "query: " is E5's prefix (--prefix "query: "); a label that reads like it suggests it was searched for
+    assert [line for line in lines if not line.startswith(" ")] == [f">> {corpus[0]}", f">> {corpus[5]}"]
+    assert not any(line.startswith("query:") for line in lines)
+    assert lines[1].split()[:2] == ["1", "1.0000"] and lines[1].endswith(corpus[0])
+
+
 def test_sweep_writes_long_rows_and_plot_and_resumes(tmp_path, tiny_models, tiny_data_dir):
     from stseval.report.drawing import write_sweep_plot
     from stseval.runs.retrieval import SWEEP_CSV, SWEEP_METRICS, SWEEP_PNG, sweep

@@ -1,5 +1,7 @@
 """stseval.options: the checks cli.py runs before any heavy import."""
 
+from pathlib import Path
+
 import pytest
 
 from stseval import options
@@ -96,3 +98,51 @@ def test_exponents_parse_once_and_label_exactly():
     assert options.parse_exponents("0, 0.5,1,0.50", "--beta") == [0.0, 0.5, 1.0]
     assert [options.exponent_label(value) for value in (1.0, 0.0, 0.25, 0.75)] == ["1", "0", "0.25", "0.75"]
     assert float(options.exponent_label(1 / 3)) == 1 / 3  # no digits lost in a row or file name
+
+
+@pytest.mark.parametrize("given, suggested", [("lastavg", "last-avg"), ("first_last_avg", "first-last-avg"),
+                                              ("clss", "cls"), ("pooler_tanh", "pooler-tanh"), ("al", "all")])
+def test_an_unknown_pooling_gets_a_suggestion(given, suggested):
+    with pytest.raises(StsevalError, match=f"^--pooling: unknown pooling '{given}'; did you mean {suggested}\\? "
+                                           "choose from cls, "):
+        options.parse_poolings(given)
+
+
+def test_a_pooling_far_from_every_name_gets_only_the_choices():
+    with pytest.raises(StsevalError, match="^--pooling: unknown pooling 'xyzzy'; choose from cls, "):
+        options.parse_poolings("xyzzy")
+
+
+def test_missing_model_folder_check_agrees_with_the_loader(tmp_path):
+    """options.check_model_folder (before loading) refuses what encoder._resolve_folder refuses, in its words."""
+    from stseval.encoders.encoder import _resolve_folder
+
+    a_file = tmp_path / "weights.bin"
+    a_file.write_bytes(b"")
+    for model in ("./no/such/model", "/no/such/model", "~/no/such/model", "no/such/model", str(a_file)):
+        with pytest.raises(StsevalError) as early:
+            options.check_model_folder(model)
+        with pytest.raises(StsevalError) as late:
+            _resolve_folder(model)
+        assert str(early.value) == str(late.value)
+    for model in (str(tmp_path), "default", "vectors:/x", "owner/name", "all-MiniLM-L6-v2", f"{tmp_path}+int8"):
+        options.check_model_folder(model)  # a folder, a name, or a hub id: the loader decides
+
+
+def test_out_inside_the_committed_results_is_refused_unless_forced(monkeypatch, tmp_path):
+    from stseval.data.tasks import PROJECT_ROOT
+
+    assert PROJECT_ROOT is not None  # the tests run from a checkout
+    monkeypatch.delenv(options.WRITE_RESULTS_ENV, raising=False)
+    monkeypatch.chdir(PROJECT_ROOT)
+    for out in ("results", "results/whitening", "./results/report/", str(PROJECT_ROOT / "results" / "new"),
+                "runs/../results/x"):
+        with pytest.raises(StsevalError, match=f"^--out {Path(out)}: results/ holds the committed outputs of "
+                                               "scripts/; .* add --force"):
+            options.check_out_dir(Path(out), force=False)
+        options.check_out_dir(Path(out), force=True)
+    for out in ("runs/whitening", "results-mine", str(tmp_path / "results"), "runs/results"):
+        options.check_out_dir(Path(out), force=False)
+    monkeypatch.setenv(options.WRITE_RESULTS_ENV, "1")  # what scripts/*.sh set
+    options.check_out_dir(Path("results/whitening"), force=False)
+

@@ -105,3 +105,30 @@ def test_test_script_passes_pytest_failures_through_and_treats_no_tests_as_one(t
     assert _run_test_script(tmp_path / "failed", python=1)[0] == 1
     assert _run_test_script(tmp_path / "error", python=2)[0] == 2
     assert _run_test_script(tmp_path / "none", python=5)[0] == 1
+
+
+def test_license_file_is_the_mit_licence_pyproject_declares():
+    import tomllib
+
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n") and "Copyright (c) 2026 stseval developers" in text
+    assert "WITHOUT WARRANTY OF ANY KIND" in text
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["license"] == "MIT"
+
+
+def _ignored(relative: str) -> bool:
+    """Whether git ignores a path of the checkout (it need not exist)."""
+    result = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "--no-index", relative],
+                            capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode == 0
+
+
+def test_data_folder_keeps_its_readme_and_ignores_the_task_files():
+    readme = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+    for needed in ("stseval data import", "stseval data fetch", "--data-dir", "STSEVAL_DATA_DIR",
+                   "{TASK}/{TASK}.{train,valid,test}.data", *("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")):
+        assert needed in readme, needed
+    assert not _ignored("data/README.md")
+    for data_file in ("data/chinese-sts/BQ/BQ.test.data", "data/senteval_cn.zip", "data/STS-B/STS-B.test.data"):
+        assert _ignored(data_file), data_file

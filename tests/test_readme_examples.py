@@ -22,10 +22,11 @@ import pytest
 from typer.testing import CliRunner
 
 from stseval.cli import app
+from stseval.common.errors import StsevalError
 from tiny_models import make_bert
 
 ROOT = Path(__file__).resolve().parents[1]
-WRITING_COMMANDS = {("whiten",): "runs/whitening", ("simcse-train",): "runs/simcse",
+WRITING_COMMANDS = {("whiten",): "runs/whitening", ("simcse-train",): "runs/simcse", ("cosent-train",): "runs/cosent",
                     ("index", "sweep"): "runs/retrieval", ("report",): "runs/report"}
 
 
@@ -119,7 +120,9 @@ def _script_calls(script: str, tmp_path: Path) -> list[list[str]]:
     fake = checkout / ".venv" / "bin" / "stseval"
     fake.parent.mkdir(parents=True)
     fake.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
-                    "open(os.environ['CALLS'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+                    "open(os.environ['CALLS'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+                    "with open(os.environ['CALLS'] + '.env', 'a') as env:\n"
+                    "    env.write(os.environ.get('STSEVAL_WRITE_RESULTS', '') + '\\n')\n")
     fake.chmod(0o755)
     (checkout / ".venv" / "bin" / "python").symlink_to(sys.executable)
     calls = tmp_path / "calls.jsonl"
@@ -137,6 +140,24 @@ def test_scripts_that_produce_results_pass_out_explicitly(script, tmp_path):
         command = tuple(args[:2]) if args[0] == "index" else (args[0],)
         assert command in WRITING_COMMANDS
         assert "--out" in args and args[args.index("--out") + 1].startswith("results/"), args
+
+
+@pytest.mark.parametrize("script", ["reproduce_whitening.sh", "reproduce_simcse.sh", "reproduce_retrieval.sh",
+                                    "make_report.sh"])
+def test_scripts_that_produce_results_are_let_through_the_results_guard(script, tmp_path, monkeypatch):
+    """stseval refuses --out results/... from the command line; each script sets what lets it write there."""
+    from stseval import options
+
+    calls = _script_calls(script, tmp_path)
+    environments = (tmp_path / "calls.jsonl.env").read_text().splitlines()
+    assert len(environments) == len(calls)
+    for args, value in zip(calls, environments, strict=True):
+        out = ROOT / args[args.index("--out") + 1]
+        monkeypatch.setenv(options.WRITE_RESULTS_ENV, value)
+        options.check_out_dir(out, force="--force" in args)  # raises if the script's call would be refused
+        monkeypatch.delenv(options.WRITE_RESULTS_ENV)
+        with pytest.raises(StsevalError, match="--force"):
+            options.check_out_dir(out, force=False)  # the same call typed by hand is refused
 
 
 def test_every_script_that_writes_results_is_checked():

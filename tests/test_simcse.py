@@ -73,7 +73,7 @@ def _forward(model, texts: list[str]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dropout", [0.1, 0.3, 0.0])
-def test_dropout_is_set_everywhere_and_acts_only_in_train_mode(tiny_bert, sentences, dropout):
+def test_dropout_is_set_everywhere_and_acts_only_in_train_mode(tiny_bert, sentences, dropout, pinned_torch):
     model = build_simcse_model(tiny_bert, "last-avg", dropout, max_length=32)
     config = model[0].auto_model.config
     assert config.hidden_dropout_prob == dropout and config.attention_probs_dropout_prob == dropout
@@ -202,7 +202,7 @@ def _stop_at(step_to_stop: int):
     return on_step
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, sentences, tmp_path):
+def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, sentences, tmp_path, pinned_torch):
     settings = _settings(checkpoint_steps=2, epochs=2)
     with pytest.raises(KeyboardInterrupt):
         train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False, on_step=_stop_at(7))

@@ -42,12 +42,23 @@ def test_fit_sources_parse_once_and_name_themselves_as_rows_do(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("nofile.txt", "^--fit-on: 'nofile.txt' is not one of all-available, train, valid, test, pooled, task:NAME"),
+    ("nofile.txt", "^--fit-on: file not found: nofile.txt$"),
+    ("no/such/sentences", "^--fit-on: file not found: no/such/sentences$"),
+    ("tset", r"^--fit-on: 'tset' is not one of all-available, train, valid, test, pooled, task:NAME, a file path; "
+             r"did you mean test\?$"),
+    ("all_avaliable", r"; did you mean all-available\?$"),
+    ("tsk:BQ", r"^--fit-on: 'tsk:BQ' is not one of .*; did you mean task:BQ\?$"),
+    ("bogus", "^--fit-on: 'bogus' is not one of all-available, train, valid, test, pooled, task:NAME, a file path$"),
     ("task:NOPE", "^--fit-on task:NOPE"),
 ])
 def test_bad_fit_on_names_the_option(text, message):
     with pytest.raises(StsevalError, match=message):
         FitSource.parse(text)
+
+
+def test_fit_on_a_folder_asks_for_a_sentence_file(tmp_path):
+    with pytest.raises(StsevalError, match=f"^--fit-on: {tmp_path} is a folder; give a file with one sentence"):
+        FitSource.parse(str(tmp_path))
 
 
 def test_all_available_means_the_split_files_present_for_whiten_and_simcse_alike(data_dir):
@@ -67,9 +78,14 @@ def test_a_split_some_task_lacks_is_refused_by_the_option_that_asked_for_it(data
         parse_fit_on(["valid", "train"], tasks, data_dir)
     with pytest.raises(StsevalError, match="^--train-on: ATEC has no 'train' split"):
         parse_train_on("train", tasks, data_dir)
-    for text in ("pooled", "task:BQ", "nofile.txt"):
-        with pytest.raises(StsevalError, match=f"^--train-on: '{text}' is not all-available, train, valid, test"):
+    for text in ("pooled", "task:BQ"):
+        with pytest.raises(StsevalError, match=f"^--train-on: '{text}' is not one of all-available, train, valid, "
+                                               "test, a file with one sentence per line$"):
             parse_train_on(text, tasks, data_dir)
+    with pytest.raises(StsevalError, match="^--train-on: file not found: nofile.txt$"):
+        parse_train_on("nofile.txt", tasks, data_dir)
+    with pytest.raises(StsevalError, match=r"^--train-on: .*; did you mean train\?$"):
+        parse_train_on("trian", tasks, data_dir)
     assert parse_fit_on(["test", "test", "valid"], tasks, data_dir) == (FitSource("split", "test"),
                                                                         FitSource("split", "valid"))
 

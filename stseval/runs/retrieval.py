@@ -285,10 +285,13 @@ def search_index(
 
 
 def format_neighbours(queries: Sequence[str], results: list[list[Neighbour]]) -> str:
-    """Plain-text listing for the CLI: each query, then 'rank  score  sentence' lines."""
+    """Plain-text listing for the CLI: each query after '>> ', then 'rank  score  sentence' lines.
+
+    Not 'query: ', which reads like the E5 prefix (--prefix "query: ") and is not what was searched for.
+    """
     lines = []
     for query, neighbours in zip(queries, results, strict=True):
-        lines.append(f"query: {query}")
+        lines.append(f">> {query}")
         lines.extend(f"{n.rank:4d}  {n.score:.4f}  {n.sentence}" for n in neighbours)
     return "\n".join(lines)
 

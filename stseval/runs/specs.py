@@ -22,6 +22,7 @@ from pathlib import Path
 from stseval import options
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
+from stseval.common.lists import did_you_mean
 from stseval.data.tasks import TASKS, TaskSpec, load_pairs, parse_task_names, resolve_data_dir, split_path, task_by_name
 
 SPLITS = ("train", "valid", "test")
@@ -67,9 +68,9 @@ class FitSource:
             return cls("split", text)
         if text.startswith("task:"):
             return cls("task", task_by_name(text[5:], f"{option} {text}").name)
-        if Path(text).is_file():
+        if Path(text).expanduser().is_file():
             return cls("file", text)
-        raise StsevalError(f"{option}: {text!r} is not one of {', '.join(FIT_ON_CHOICES)}")
+        raise _unknown_source(text, option, FIT_ON_CHOICES)
 
     @property
     def label(self) -> str:
@@ -99,6 +100,24 @@ class FitSource:
         return "+".join(self.own_splits(spec, data_dir)) if self.kind == "all-available" else ""
 
 
+def _unknown_source(text: str, option: str, choices: Sequence[str]) -> StsevalError:
+    """The error for a --fit-on / --train-on value that names nothing: a missing file, a folder, or a
+    mistyped choice (with a suggestion); `choices` as the message lists them, the last being the file."""
+    path = Path(text).expanduser()
+    listed = f"{text!r} is not one of {', '.join(choices)}"
+    if path.is_dir():
+        return StsevalError(f"{option}: {text} is a folder; give a file with one sentence per line")
+    head, colon, rest = text.partition(":")
+    if colon and "task:NAME" in choices and did_you_mean(head, ["task"]):  # tsk:BQ
+        return StsevalError(f"{option}: {listed}; did you mean task:{rest}?")
+    hint = did_you_mean(text, [choice for choice in choices if " " not in choice and ":" not in choice])
+    if hint:  # tset, trian, all-avaliable
+        return StsevalError(f"{option}: {listed}; {hint.strip()}")
+    if "/" in text or "\\" in text or path.suffix or text.startswith("~"):  # meant as a sentence file
+        return StsevalError(f"{option}: file not found: {text}")
+    return StsevalError(f"{option}: {listed}")
+
+
 def parse_fit_on(values: Sequence[str], tasks: Sequence[TaskSpec], data_dir: Path) -> tuple[FitSource, ...]:
     """--fit-on values as sources, each once; a split must exist for every task (all-available adapts)."""
     if not values:
@@ -119,8 +138,7 @@ def parse_train_on(text: str, tasks: Sequence[TaskSpec], data_dir: Path) -> FitS
     source = FitSource.parse(text, "--train-on") if text in ("all-available", *SPLITS) or Path(text).is_file() \
         else None
     if source is None or source.kind not in TRAIN_ON_KINDS:
-        raise StsevalError(f"--train-on: {text!r} is not all-available, train, valid, test "
-                           "or a file with one sentence per line")
+        raise _unknown_source(text, "--train-on", ("all-available", *SPLITS, "a file with one sentence per line"))
     if source.kind == "split":
         check_split(tasks, source.value, data_dir, "--train-on")
     return source
@@ -351,6 +369,7 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str] | N
         check_choose_on(choose_on, split, specs, folder)
     sources = parse_fit_on(list(fit_on), specs, folder)
     for model in models:
+        options.check_model_folder(model)
         options.check_dims_fit(dims_list, model)
         options.check_layers_fit(pooling_names, model)
     check_writable_dir(Path(out), "--out")
@@ -401,6 +420,7 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     """The `simcse-train` options as a SimcseRun, every value checked that needs no model loaded."""
     options.check_precision(precision, "fp32", device)
     options.check_threads(threads)
+    options.check_model_folder(model)
     specs = _task_specs(tasks)
     pooling_names = tuple(options.parse_poolings(poolings))
     layered = [name for name in pooling_names if options.layer_avg_index(name) is not None]
@@ -448,6 +468,7 @@ def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | 
     """
     options.check_precision(precision, "fp32", device)
     options.check_threads(threads)
+    options.check_model_folder(model)
     train_specs = _task_specs(train_on)
     specs = _task_specs(tasks)
     pooling_names = tuple(options.parse_poolings(poolings))
@@ -499,6 +520,7 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
         raise StsevalError(f"--top-k {top_k}: must be at least 10 (recall@10, MRR@10, nDCG@10)")
     options.check_at_least([("--limit", limit, 1), ("--threads", threads, 1)])
     folder = _data_dir(specs, split, data_dir)
+    options.check_model_folder(model)
     options.check_dims_fit(dims_list, model)
     options.check_layers_fit(pooling_names, model)
     check_writable_dir(Path(out), "--out")
