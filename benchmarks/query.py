@@ -71,6 +71,16 @@ def exact_rows(encoder, texts: list[str]) -> np.ndarray:
         encoders._fill_rows = fill  # type: ignore[assignment]
 
 
+def coarse(encoder, texts: list[str], rows: int, step: int = 8) -> np.ndarray:
+    """R rows per forward (fill copies up to R), widths rounded up to a multiple of `step` (a candidate)."""
+    widths = encoders.bucket_widths
+    encoders.bucket_widths = lambda lengths: (np.ceil(lengths / step) * step).astype(np.int64)  # type: ignore
+    try:
+        return stseval_path(encoder, texts, rows)
+    finally:
+        encoders.bucket_widths = widths  # type: ignore[assignment]
+
+
 def timed(function, repeats: int) -> float:
     function()  # warm-up, dropped
     times = []
@@ -107,6 +117,12 @@ def main() -> None:
     variants = {
         "fill32": lambda batch: stseval_path(encoder, batch, 64),
         "single": lambda batch: stseval_path(encoder, batch, 1),
+        "R2": lambda batch: stseval_path(encoder, batch, 2),
+        "R1w4": lambda batch: coarse(encoder, batch, 1, 4),
+        "R2w4": lambda batch: coarse(encoder, batch, 2, 4),
+        "R2w8": lambda batch: coarse(encoder, batch, 2),
+        "R3w8": lambda batch: coarse(encoder, batch, 3),
+        "R4w8": lambda batch: coarse(encoder, batch, 4),
         "exact-rows": lambda batch: exact_rows(encoder, batch),
     }
     for threads in (int(value) for value in args.threads.split(",")):
