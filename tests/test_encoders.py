@@ -14,7 +14,7 @@ import torch
 import stseval.encoders.encoder as encoders
 from stseval.common.errors import StsevalError
 from stseval.encoders.cache import EmbeddingCache
-from stseval.encoders.encoder import encode, load_encoder
+from stseval.encoders.encoder import QUERY_ROWS, QUERY_WIDTH_STEP, encode, load_encoder
 from stseval.encoders.pooling import POOLINGS
 from tiny_models import SENTENCES, make_bert, make_roformer, make_sentence_transformers_folder
 
@@ -559,3 +559,45 @@ def test_two_processes_give_the_same_vectors_as_one(model_dirs, bert, tmp_path):
 def test_bad_processes_is_a_clear_error(model_dirs):
     with pytest.raises(StsevalError, match="--processes"):
         load_encoder(str(model_dirs["bert"]), processes=0)
+
+
+def test_query_path_vector_does_not_depend_on_its_call_company(tmp_path):
+    """The query path (QUERY_ROWS rows, widths rounded to QUERY_WIDTH_STEP): the same sentence, bit for bit,
+    alone, among a few and among more sentences than any fixed batch holds; and within float rounding of the
+    default path. 384 wide like e5-small, as in the test above."""
+    bert = load_encoder(str(make_bert(tmp_path / "wide", hidden_size=384, num_attention_heads=12,
+                                      intermediate_size=1536)))
+    target = "今天天气很好"
+    companies = [[], ["好"], ["今天天气不好"], ["这个中国人来了怎么办", "我喜欢吃苹果"],
+                 [f"{a}天气很好" for a in "我你他好"] * 3, [f"{a}{b}" for a in "今天气很好我" for b in "喜欢吃苹果的"]]
+    vectors = [encode(bert, [target, *company], list(ALL_BUT_POOLER), max_length=32, query=True,
+                      show_progress=False) for company in companies]
+    grid = encode(bert, [target], list(ALL_BUT_POOLER), max_length=32, show_progress=False)
+    for name in ALL_BUT_POOLER:
+        for other in vectors[1:]:
+            np.testing.assert_array_equal(other[name][0], vectors[0][name][0], err_msg=name)
+        # float32 sums of 384-1536 products in another blocking order: ~1e-6 relative, vectors of norm <~10
+        np.testing.assert_allclose(vectors[0][name][0], grid[name][0], atol=1e-4, err_msg=name)
+
+
+def test_query_path_runs_small_fixed_shape_forwards_and_caches_under_its_own_key(bert, tmp_path):
+    texts = ["好", "借钱", "今天天气很好"]  # 1..6 characters: widths 4 and 8 after rounding to QUERY_WIDTH_STEP
+    shapes: list[tuple[int, ...]] = []
+    handle = bert.model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        encode(bert, texts, ["cls"], max_length=32, query=True, show_progress=False)
+    finally:
+        handle.remove()
+    assert all(rows == QUERY_ROWS and width % QUERY_WIDTH_STEP == 0 for rows, width in shapes), shapes
+    assert len(shapes) < len(texts) + 1  # batched, not one pass per sentence plus fills
+    cache = EmbeddingCache(tmp_path / "embeddings")
+    grid = encode(bert, texts, ["cls"], max_length=32, cache=cache, show_progress=False)
+    with count_forwards(bert.model) as counter:
+        query = encode(bert, texts, ["cls"], max_length=32, cache=cache, query=True, show_progress=False)
+    assert counter.sentences == len(texts)  # the grid path's vectors are not served to the query path
+    np.testing.assert_allclose(query["cls"], grid["cls"], atol=1e-5)  # 32-wide: rounding differences only
+    with count_forwards(bert.model) as counter:
+        again = encode(bert, texts, ["cls"], max_length=32, cache=cache, query=True, show_progress=False)
+    assert counter.calls == 0  # the query path's own vectors are cached
+    np.testing.assert_array_equal(again["cls"], query["cls"])

@@ -89,12 +89,12 @@ def read_sentences_file(path: Path) -> list[str]:
 
 def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
                  batch_size: int = 64, cache: EmbeddingCache | None = None,
-                 show_progress: bool = True) -> np.ndarray:
-    """(n, d) float32 vectors of texts under one pooling (see encoders.encode)."""
+                 show_progress: bool = True, query: bool = False) -> np.ndarray:
+    """(n, d) float32 vectors of texts under one pooling (see encoders.encode; query: its query path)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
     return encode(encoder, list(texts), [pooling], max_length=max_length, prefix=prefix,
-                  batch_size=batch_size, cache=cache, show_progress=show_progress)[pooling]
+                  batch_size=batch_size, cache=cache, show_progress=show_progress, query=query)[pooling]
 
 
 def _open_cache(use_cache: bool) -> EmbeddingCache | None:
@@ -272,7 +272,7 @@ def search_index(
     check_query_settings(loaded, encoder.fingerprint, pooling, prefix, query_whitening)
     with threads_pinned(threads):
         vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix=prefix, batch_size=batch_size,
-                               show_progress=False)
+                               show_progress=False, query=True)
     if query_whitening is not None:
         vectors = query_whitening.apply(vectors)
     set_search_params(loaded.index, search_params)
