@@ -486,3 +486,13 @@ def test_sweep_refuses_a_damaged_results_file_before_loading_the_model(tmp_path,
     with pytest.raises(StsevalError, match="retrieval.csv"):
         sweep(run, log=lambda message: None)
     assert (out / "retrieval.csv").read_bytes() == before
+
+
+def test_index_search_path_does_not_import_pandas():
+    """`stseval index search` starts in a new process: the results modules (pandas, ~0.35 s) are sweep-only."""
+    import subprocess
+    import sys
+
+    code = "import sys, stseval.cli, stseval.runs.retrieval; print('pandas' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
