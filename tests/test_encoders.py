@@ -624,3 +624,14 @@ def test_tokenizer_read_from_the_head_of_tokenizer_json_is_the_same_tokenizer(tm
     assert ours.all_special_ids == plain.all_special_ids and ours.pad_token_id == plain.pad_token_id
     (folder / "added_tokens.json").write_text("{}", encoding="utf-8")  # transformers must merge it: not ours to read
     assert encoders._added_tokens_kwargs(folder) == {}
+
+
+def test_reading_added_tokens_prints_nothing(tmp_path, capfd):
+    folder = make_bert(tmp_path / "bert")
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.pop("added_tokens_decoder", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "special_tokens_map.json").unlink(missing_ok=True)
+    capfd.readouterr()  # make_bert's own progress bar
+    assert encoders._added_tokens_kwargs(folder)["added_tokens_decoder"]
+    assert capfd.readouterr() == ("", "")  # the tokenizers library printed "Ignored unknown kwarg option id"

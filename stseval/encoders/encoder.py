@@ -354,7 +354,8 @@ def _added_tokens_kwargs(folder: Path) -> dict:
         decoder = {}
         for token in tokens:
             fields = dict(token)
-            decoder[int(fields.pop("id"))] = AddedToken(**fields)
+            index = int(fields.pop("id"))  # before AddedToken(**fields), which prints a line for an unknown "id"
+            decoder[index] = AddedToken(**fields)
         return {"added_tokens_decoder": decoder}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
