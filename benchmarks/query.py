@@ -7,6 +7,10 @@ side in one run, pooling last-avg, "query: " prefix, torch threads pinned:
                (a sentence's vector then depends on its batch-mates' lengths: not invariant).
 - fill32:      stseval's grid path: every batch one padded width, filled with copies to 32 rows.
 - single:      every sentence alone, a (1, own length) forward: depends on the sentence alone by construction.
+- query:       stseval's query path (`encode(..., query=True)`, what index search uses): QUERY_ROWS rows with
+               fill copies, widths rounded up to QUERY_WIDTH_STEP.
+- RxwY:        candidates measured before choosing: x rows with fill copies, widths rounded up to a multiple of Y
+               (R2w4 is what became the query path).
 - exact-rows:  grouped by width like fill32 but without the copies (NOT invariant; for reference only).
 
 Before timing, it checks that `single` vectors of a sentence are bit-identical alone and among the others, and
@@ -58,8 +62,9 @@ def bare(encoder, texts: list[str]) -> np.ndarray:
         return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
 
 
-def stseval_path(encoder, texts: list[str], batch_size: int) -> np.ndarray:
-    return encode(encoder, texts, ["last-avg"], max_length=64, batch_size=batch_size, show_progress=False)["last-avg"]
+def stseval_path(encoder, texts: list[str], batch_size: int, query: bool = False) -> np.ndarray:
+    return encode(encoder, texts, ["last-avg"], max_length=64, batch_size=batch_size, show_progress=False,
+                  query=query)["last-avg"]
 
 
 def exact_rows(encoder, texts: list[str]) -> np.ndarray:
@@ -69,6 +74,16 @@ def exact_rows(encoder, texts: list[str]) -> np.ndarray:
         return stseval_path(encoder, texts, 32)
     finally:
         encoders._fill_rows = fill  # type: ignore[assignment]
+
+
+def coarse(encoder, texts: list[str], rows: int, step: int = 8) -> np.ndarray:
+    """R rows per forward (fill copies up to R), widths rounded up to a multiple of `step` (a candidate)."""
+    widths = encoders.bucket_widths
+    encoders.bucket_widths = lambda lengths: (np.ceil(lengths / step) * step).astype(np.int64)  # type: ignore
+    try:
+        return stseval_path(encoder, texts, rows)
+    finally:
+        encoders.bucket_widths = widths  # type: ignore[assignment]
 
 
 def timed(function, repeats: int) -> float:
@@ -99,14 +114,20 @@ def main() -> None:
     alone = stseval_path(encoder, texts[:1], 1)
     among = stseval_path(encoder, texts, 1)
     print(f"single: sentence 0 alone == among {args.n}: {np.array_equal(alone[0], among[0])}")
+    query_alone = stseval_path(encoder, texts[:1], 64, query=True)
+    query_among = stseval_path(encoder, texts, 64, query=True)
+    print(f"query: sentence 0 alone == among {args.n}: {np.array_equal(query_alone[0], query_among[0])}")
     reference = stseval_path(encoder, texts, 64)
-    others = (("bare", bare(encoder, texts)), ("single", among), ("exact-rows", exact_rows(encoder, texts)))
+    others = (("bare", bare(encoder, texts)), ("single", among), ("query", query_among),
+              ("exact-rows", exact_rows(encoder, texts)))
     for name, vectors in others:
         print(f"  max |{name} - fill32| = {np.abs(vectors - reference).max():.2e}")
 
     variants = {
         "fill32": lambda batch: stseval_path(encoder, batch, 64),
         "single": lambda batch: stseval_path(encoder, batch, 1),
+        "query": lambda batch: stseval_path(encoder, batch, 64, query=True),
+        "R4w8": lambda batch: coarse(encoder, batch, 4),
         "exact-rows": lambda batch: exact_rows(encoder, batch),
     }
     for threads in (int(value) for value in args.threads.split(",")):

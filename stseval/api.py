@@ -85,6 +85,7 @@ def encode(
     batch_size: int = 64,
     cache: bool | str | Path = False,
     show_progress: bool = False,
+    query: bool = False,
 ) -> np.ndarray:
     """Encode sentences into sentence vectors (not normalised).
 
@@ -101,6 +102,9 @@ def encode(
         cache: False computes every vector; True reuses and stores vectors under
             $STSEVAL_HOME/embeddings (default ~/.cache/stseval); a folder path uses that folder.
         show_progress: draw a progress bar on stderr.
+        query: the query path for a few sentences (what `stseval index search` uses): small fixed-shape forward
+            passes, so one sentence costs about one bare forward instead of a 32-row batch. Vectors still do not
+            depend on the other sentences of the call, but differ from the default path's by ~1e-7.
     Returns:
         (n, d) float32 vectors, row i belonging to sentences[i]; (0, d) for no sentences.
     Raises:
@@ -119,7 +123,7 @@ def encode(
     if not isinstance(max_length, int) or max_length < 2:
         raise StsevalError(f"encode: max_length={max_length!r} must be an integer of at least 2 ([CLS] and [SEP])")
     vectors = encode_texts(encoder, texts, [name], max_length=max_length, prefix=prefix, batch_size=batch_size,
-                           cache=_cache(cache), show_progress=show_progress)
+                           cache=_cache(cache), show_progress=show_progress, query=query)
     return vectors[name]
 
 

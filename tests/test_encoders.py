@@ -15,7 +15,7 @@ import torch
 import stseval.encoders.encoder as encoders
 from stseval.common.errors import StsevalError
 from stseval.encoders.cache import EmbeddingCache
-from stseval.encoders.encoder import encode, load_encoder
+from stseval.encoders.encoder import QUERY_ROWS, QUERY_WIDTH_STEP, encode, load_encoder
 from stseval.encoders.pooling import POOLINGS
 from tiny_models import SENTENCES, make_bert, make_roformer, make_sentence_transformers_folder
 
@@ -581,3 +581,79 @@ def test_two_processes_give_the_same_vectors_as_one(model_dirs, bert, tmp_path):
 def test_bad_processes_is_a_clear_error(model_dirs):
     with pytest.raises(StsevalError, match="--processes"):
         load_encoder(str(model_dirs["bert"]), processes=0)
+
+
+def test_query_path_vector_does_not_depend_on_its_call_company(tmp_path):
+    """The query path (QUERY_ROWS rows, widths rounded to QUERY_WIDTH_STEP): the same sentence, bit for bit,
+    alone, among a few and among more sentences than any fixed batch holds; and within float rounding of the
+    default path. 384 wide like e5-small, as in the test above."""
+    bert = load_encoder(str(make_bert(tmp_path / "wide", hidden_size=384, num_attention_heads=12,
+                                      intermediate_size=1536)))
+    target = "今天天气很好"
+    companies = [[], ["好"], ["今天天气不好"], ["这个中国人来了怎么办", "我喜欢吃苹果"],
+                 [f"{a}天气很好" for a in "我你他好"] * 3, [f"{a}{b}" for a in "今天气很好我" for b in "喜欢吃苹果的"]]
+    vectors = [encode(bert, [target, *company], list(ALL_BUT_POOLER), max_length=32, query=True,
+                      show_progress=False) for company in companies]
+    grid = encode(bert, [target], list(ALL_BUT_POOLER), max_length=32, show_progress=False)
+    for name in ALL_BUT_POOLER:
+        for other in vectors[1:]:
+            np.testing.assert_array_equal(other[name][0], vectors[0][name][0], err_msg=name)
+        # float32 sums of 384-1536 products in another blocking order: ~1e-6 relative, vectors of norm <~10
+        np.testing.assert_allclose(vectors[0][name][0], grid[name][0], atol=1e-4, err_msg=name)
+
+
+def test_query_path_runs_small_fixed_shape_forwards_and_caches_under_its_own_key(bert, tmp_path):
+    texts = ["好", "借钱", "今天天气很好"]  # 1..6 characters: widths 4 and 8 after rounding to QUERY_WIDTH_STEP
+    shapes: list[tuple[int, ...]] = []
+    handle = bert.model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        encode(bert, texts, ["cls"], max_length=32, query=True, show_progress=False)
+    finally:
+        handle.remove()
+    assert all(rows == QUERY_ROWS and width % QUERY_WIDTH_STEP == 0 for rows, width in shapes), shapes
+    assert len(shapes) < len(texts) + 1  # batched, not one pass per sentence plus fills
+    cache = EmbeddingCache(tmp_path / "embeddings")
+    grid = encode(bert, texts, ["cls"], max_length=32, cache=cache, show_progress=False)
+    with count_forwards(bert.model) as counter:
+        query = encode(bert, texts, ["cls"], max_length=32, cache=cache, query=True, show_progress=False)
+    assert counter.sentences == len(texts)  # the grid path's vectors are not served to the query path
+    np.testing.assert_allclose(query["cls"], grid["cls"], atol=1e-5)  # 32-wide: rounding differences only
+    with count_forwards(bert.model) as counter:
+        again = encode(bert, texts, ["cls"], max_length=32, cache=cache, query=True, show_progress=False)
+    assert counter.calls == 0  # the query path's own vectors are cached
+    np.testing.assert_array_equal(again["cls"], query["cls"])
+
+
+def test_tokenizer_read_from_the_head_of_tokenizer_json_is_the_same_tokenizer(tmp_path):
+    """The default model's folder has no added_tokens_decoder in tokenizer_config.json; load_encoder then hands
+    transformers the added tokens from the head of tokenizer.json instead of letting it parse the whole file."""
+    from transformers import AutoTokenizer
+
+    folder = make_bert(tmp_path / "bert")
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.pop("added_tokens_decoder", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "special_tokens_map.json").unlink(missing_ok=True)
+    kwargs = encoders._added_tokens_kwargs(folder)
+    assert sorted(str(token) for token in kwargs["added_tokens_decoder"].values()) == \
+        ["[CLS]", "[MASK]", "[PAD]", "[SEP]", "[UNK]"]
+    plain, ours = AutoTokenizer.from_pretrained(folder), load_encoder(str(folder)).tokenizer
+    texts = [*SENTENCES, "", "[CLS] 好 [MASK]", "a[SEP]b", "今天天气很好" * 20]
+    for options in ({"truncation": True, "max_length": 16}, {"padding": True}):
+        assert dict(ours(texts, **options)) == dict(plain(texts, **options))
+    assert ours.added_tokens_decoder == plain.added_tokens_decoder
+    assert ours.all_special_ids == plain.all_special_ids and ours.pad_token_id == plain.pad_token_id
+    (folder / "added_tokens.json").write_text("{}", encoding="utf-8")  # transformers must merge it: not ours to read
+    assert encoders._added_tokens_kwargs(folder) == {}
+
+
+def test_reading_added_tokens_prints_nothing(tmp_path, capfd):
+    folder = make_bert(tmp_path / "bert")
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.pop("added_tokens_decoder", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "special_tokens_map.json").unlink(missing_ok=True)
+    capfd.readouterr()  # make_bert's own progress bar
+    assert encoders._added_tokens_kwargs(folder)["added_tokens_decoder"]
+    assert capfd.readouterr() == ("", "")  # the tokenizers library printed "Ignored unknown kwarg option id"

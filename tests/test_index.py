@@ -505,3 +505,15 @@ def test_sweep_refuses_a_damaged_results_file_before_loading_the_model(tmp_path,
     with pytest.raises(StsevalError, match="retrieval.csv"):
         sweep(run, log=lambda message: None)
     assert (out / "retrieval.csv").read_bytes() == before
+
+
+def test_index_search_path_does_not_import_pandas_or_scipy_stats():
+    """`stseval index search` starts in a new process: the results modules (pandas, ~0.4 s) are sweep-only and
+    scipy.stats (~1 s) serves Spearman only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stseval.cli, stseval.runs.retrieval; "
+            "print('pandas' in sys.modules, 'scipy.stats' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False False"

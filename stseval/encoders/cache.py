@@ -75,6 +75,8 @@ class CacheKey:
         max_length: truncation length in tokens.
         prefix: text prepended to every sentence before tokenisation, e.g. "query: ".
         pooling: one of `stseval.encoders.pooling.POOLINGS`.
+        recipe: how forward passes were shaped: "" the default (grid) path, "query" the query path
+            (`encode(..., query=True)`); left out of the digest when "", so existing caches stay valid.
     """
 
     model_fingerprint: str
@@ -82,12 +84,20 @@ class CacheKey:
     max_length: int
     prefix: str
     pooling: str
+    recipe: str = ""
 
     @property
     def digest(self) -> str:
         """32 hex characters naming this key's folder."""
-        fields = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+        fields = json.dumps(self.fields(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(fields.encode("utf-8")).hexdigest()[:32]
+
+    def fields(self) -> dict:
+        """The key as a dict, recipe left out when it is the default path's ("")."""
+        fields = asdict(self)
+        if not self.recipe:
+            del fields["recipe"]
+        return fields
 
 
 def sentence_hashes(texts: Sequence[str]) -> list[bytes]:
@@ -183,7 +193,7 @@ class EmbeddingCache:
         """Write one shard: both arrays first, then the record that commits them."""
         meta_path = folder / "meta.json"
         if not meta_path.exists():
-            write_bytes_atomic(json.dumps(asdict(key), indent=1, ensure_ascii=False).encode("utf-8"), meta_path)
+            write_bytes_atomic(json.dumps(key.fields(), indent=1, ensure_ascii=False).encode("utf-8"), meta_path)
         vector_bytes = _npy_bytes(np.ascontiguousarray(vectors, dtype=np.float32))
         hash_rows = np.frombuffer(b"".join(sentence_hashes(texts)), dtype=np.uint8).reshape(-1, _HASH_BYTES)
         hash_bytes = _npy_bytes(hash_rows)

@@ -91,11 +91,21 @@ UNK_CHECK_MIN_TOKENS = 64
 """Fewer tokens than this (special tokens aside) are not judged: one short sentence of rare
 characters may be all unknown under a sound tokenizer."""
 
+QUERY_RECIPE = "query"
+"""`CacheKey.recipe` of vectors from the query path (`encode(..., query=True)`)."""
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # never pickle weights or ONNX
 INVARIANT_BATCH_ROWS = 32
 """Sentences per forward pass (fewer when --batch-size is smaller), always exactly this many
 rows of one padded width: see `_invariant_batches`. 32 rather than 64 wastes less on the fill
 copies of each width's last batch."""
+QUERY_ROWS = 2
+"""Rows of every forward pass on the query path (`encode(..., query=True)`), filled with copies up to it.
+A fixed shape per sentence is what makes a vector independent of its batch-mates; a small one keeps a single
+query cheap. Measured (benchmarks/query.py, e5-small, 1 thread, side by side): 1 sentence 1.07x a bare forward,
+20 short ones 1.75x a bare padded batch; 4 rows gave 1.86x and 1.45x."""
+QUERY_WIDTH_STEP = 4
+"""On the query path every sentence is padded to its token length rounded up to a multiple of this, so
+short queries of nearby lengths share forward passes."""
 _MEMO_MIN_BYTES = 1 << 20  # below 1 MiB hashing is cheaper than reading a memo
 _CONNECT_TIMEOUT_S = 3.0
 
@@ -264,7 +274,7 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
 
     try:
         with _quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **_added_tokens_kwargs(folder))
             model, loading_info = AutoModel.from_pretrained(
                 folder,
                 use_safetensors=True,
@@ -317,6 +327,40 @@ def load_encoder(name_or_path: str, device: str = "cpu", backend: str | None = N
     )
 
 
+_ADDED_TOKENS_HEAD_BYTES = 1 << 20
+
+
+def _added_tokens_kwargs(folder: Path) -> dict:
+    """{"added_tokens_decoder": ...} read from the head of tokenizer.json, or {} to let transformers read it.
+
+    Without added_tokens_decoder in tokenizer_config.json, transformers json-parses the whole tokenizer.json for
+    its "added_tokens" list (0.8 s of the 17 MB of the default model's). The list comes first in the file, so
+    its first MiB gives the same AddedTokens. Only when transformers would read nothing else in that branch
+    (no special_tokens_map.json or added_tokens.json); any surprise falls back to transformers' own reading.
+    """
+    if any((folder / name).exists() for name in ("special_tokens_map.json", "added_tokens.json")):
+        return {}
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        if not isinstance(config, dict) or "added_tokens_decoder" in config:
+            return {}
+        with open(folder / "tokenizer.json", encoding="utf-8") as handle:
+            head = handle.read(_ADDED_TOKENS_HEAD_BYTES)
+        start = head.index('"added_tokens"')
+        start = head.index("[", start)
+        tokens, _ = json.JSONDecoder().raw_decode(head, start)
+        from tokenizers import AddedToken
+
+        decoder = {}
+        for token in tokens:
+            fields = dict(token)
+            index = int(fields.pop("id"))  # before AddedToken(**fields), which prints a line for an unknown "id"
+            decoder[index] = AddedToken(**fields)
+        return {"added_tokens_decoder": decoder}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
 def _load_non_transformer(name_or_path: str, device: str, backend: str | None,
                           processes: int, precision: str | None = None) -> SentenceEncoder | None:
     """USE-multilingual or vectors:DIR for their `--model` values, else None (a model folder)."""
@@ -363,6 +407,7 @@ def encode(
     cache: EmbeddingCache | None = None,
     show_progress: bool = True,
     cache_every: int = 4096,
+    query: bool = False,
 ) -> dict[str, np.ndarray]:
     """Encode sentences into one (n, d) float32 array per pooling, in input order.
 
@@ -387,6 +432,11 @@ def encode(
         show_progress: draw a tqdm bar (sentences/s) on stderr while encoding.
         cache_every: write a cache shard each time about this many new sentences are encoded; on
             Ctrl-C the sentences encoded since are written too, so only the batch in flight is lost.
+        query: the query path for a few sentences (a transformer `Encoder` only; others ignore it): every
+            forward pass has QUERY_ROWS rows and a width of the sentence's length rounded up to
+            QUERY_WIDTH_STEP, so one sentence costs about one bare forward. Vectors are again independent of
+            their batch-mates, bit for bit, but differ from the default path's in the last float bits
+            (~1e-7), so they are cached under their own key.
     Returns:
         {pooling: (n, d) float32 array}, row i belonging to texts[i].
     Raises:
@@ -414,7 +464,8 @@ def encode(
     vectors = {name: np.empty((len(unique_texts), encoder.dimension), dtype=np.float32) for name in names}
 
     keys = {
-        name: CacheKey(encoder.fingerprint, tokenizer_fingerprint, max_length, prefix, name)
+        name: CacheKey(encoder.fingerprint, tokenizer_fingerprint, max_length, prefix, name,
+                       recipe=QUERY_RECIPE if query and isinstance(encoder, Encoder) else "")
         for name in names
     }
     missing_by_pooling = {name: np.ones(len(unique_texts), dtype=bool) for name in names}
@@ -437,7 +488,7 @@ def encode(
     if len(missing_rows):
         _encode_uncached(encoder, [unique_texts[row] for row in missing_rows], names, max_length, prefix,
                          batch_size, show_progress, lambda done, chunk: store(missing_rows[done], chunk),
-                         cache_every if cache is not None else len(missing_rows))
+                         cache_every if cache is not None else len(missing_rows), query)
     return {name: vectors[name][input_rows] for name in names}
 
 
@@ -459,6 +510,7 @@ def _encode_uncached(
     show_progress: bool,
     on_chunk: Callable[[np.ndarray, dict[str, np.ndarray]], None],
     chunk_size: int,
+    query: bool = False,
 ) -> None:
     """Run the encoder over `texts` (prefix in front), in the batches its `embed_batches` yields.
 
@@ -469,7 +521,12 @@ def _encode_uncached(
     """
     from tqdm.auto import tqdm
 
-    batches = encoder.embed_batches([prefix + text for text in texts], names, max_length, batch_size)
+    prefixed = [prefix + text for text in texts]
+    if query and isinstance(encoder, Encoder):
+        batches = _transformer_batches(encoder, prefixed, names, min(max_length, encoder.max_positions), batch_size,
+                                       query=True)
+    else:
+        batches = encoder.embed_batches(prefixed, names, max_length, batch_size)
     yielded = np.zeros(len(texts), dtype=bool)
     done: list[np.ndarray] = []
     chunk: dict[str, list[np.ndarray]] = {name: [] for name in names}
@@ -510,15 +567,18 @@ def _check_batch(encoder: SentenceEncoder, rows: np.ndarray, pooled: dict[str, n
 
 
 def _transformer_batches(encoder: Encoder, texts: Sequence[str], names: list[str], max_length: int,
-                         batch_size: int) -> Iterator[Batch]:
-    """`Encoder.embed_batches`: (rows, {pooling: (len(rows), d)}) per invariant forward pass, widest first."""
+                         batch_size: int, query: bool = False) -> Iterator[Batch]:
+    """`Encoder.embed_batches`: (rows, {pooling: (len(rows), d)}) per invariant forward pass, widest first.
+
+    query=True: QUERY_ROWS rows per pass and widths rounded up to QUERY_WIDTH_STEP (see `encode`)."""
     encodings = encoder.tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
     _check_unknown_share(encoder, texts, encodings["input_ids"])
     input_names = [name for name in ("input_ids", "token_type_ids", "attention_mask") if name in encodings]
     lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
     pad_id = encoder.tokenizer.pad_token_id or 0
 
-    widths = bucket_widths(lengths)
+    widths = query_widths(lengths) if query else bucket_widths(lengths)
+    rows = QUERY_ROWS if query else min(batch_size, INVARIANT_BATCH_ROWS)
 
     def padded_batch(batch_rows: np.ndarray) -> dict[str, np.ndarray]:
         width = int(widths[batch_rows[0]])  # one bucket per batch: every row padded to the same width
@@ -534,8 +594,8 @@ def _transformer_batches(encoder: Encoder, texts: Sequence[str], names: list[str
             batch["attention_mask"] = (np.arange(width)[None, :] < lengths[batch_rows][:, None]).astype(np.int64)
         return batch
 
-    batches = _invariant_batches(widths, min(batch_size, INVARIANT_BATCH_ROWS))
-    inputs = (padded_batch(_fill_rows(rows, min(batch_size, INVARIANT_BATCH_ROWS))) for rows in batches)
+    batches = _invariant_batches(widths, rows)
+    inputs = (padded_batch(_fill_rows(batch_rows, rows)) for batch_rows in batches)
     if encoder.processes > 1:
         pooled_batches = _pooled_in_workers(encoder, inputs, names)
     else:
@@ -573,6 +633,11 @@ def bucket_widths(lengths: np.ndarray) -> np.ndarray:
     """
     step = np.where(lengths <= 16, 1, 2 ** np.maximum(np.floor(np.log2(np.maximum(lengths, 1))) - 3, 0))
     return (np.ceil(lengths / step) * step).astype(np.int64)
+
+
+def query_widths(lengths: np.ndarray) -> np.ndarray:
+    """The query path's padded width of each sentence: its token length rounded up to QUERY_WIDTH_STEP."""
+    return (np.ceil(lengths / QUERY_WIDTH_STEP) * QUERY_WIDTH_STEP).astype(np.int64)
 
 
 def _invariant_batches(widths: np.ndarray, rows: int) -> list[np.ndarray]:

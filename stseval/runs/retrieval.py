@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -47,10 +48,11 @@ from stseval.methods.index import (
 )
 from stseval.methods.whitening import Whitening, fit_whitening_basis, load_whitening
 from stseval.options import check_dims_within
-from stseval.runs.plan import Cell, RunOutput, Unit, planned_row, run_units
-from stseval.runs.results import ResultRow, ResultsFile, cell_key, provenance
-from stseval.runs.specs import SweepRun, check_index_sources
-from stseval.runs.whiten import check_fit_rank
+
+if TYPE_CHECKING:  # annotations only: runs.plan and runs.results import pandas, which `index search` never needs
+    from stseval.runs.plan import Cell, RunOutput, Unit
+    from stseval.runs.results import ResultRow
+    from stseval.runs.specs import SweepRun
 
 DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
 DEFAULT_MAX_LENGTH = 64
@@ -89,12 +91,12 @@ def read_sentences_file(path: Path) -> list[str]:
 
 def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
                  batch_size: int = 64, cache: EmbeddingCache | None = None,
-                 show_progress: bool = True) -> np.ndarray:
-    """(n, d) float32 vectors of texts under one pooling (see encoders.encode)."""
+                 show_progress: bool = True, query: bool = False) -> np.ndarray:
+    """(n, d) float32 vectors of texts under one pooling (see encoders.encode; query: its query path)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
     return encode(encoder, list(texts), [pooling], max_length=max_length, prefix=prefix,
-                  batch_size=batch_size, cache=cache, show_progress=show_progress)[pooling]
+                  batch_size=batch_size, cache=cache, show_progress=show_progress, query=query)[pooling]
 
 
 def _open_cache(use_cache: bool) -> EmbeddingCache | None:
@@ -156,6 +158,8 @@ def build(
         StsevalError naming the option: an unwritable --index-dir, --whiten-dims above the corpus's rank.
     """
     from stseval.encoders.encoder import load_encoder
+    from stseval.runs.specs import check_index_sources
+    from stseval.runs.whiten import check_fit_rank
 
     check_index_sources(task, sentences_file, whitening_file, fit_whitening_dims)
     check_writable_dir(index_dir, "--index-dir")
@@ -203,6 +207,8 @@ def _corpus_whitening(encoder, vectors: np.ndarray, whitening_file: Path | None,
                       facts: dict, allow_low_rank: bool = False) -> tuple[Whitening | None, str]:
     """The whitening of an index build and where it came from: a saved file, a fit of n_dims on the
     (n, d) corpus vectors (refused past the fit's rank unless allow_low_rank), or none."""
+    from stseval.runs.whiten import check_fit_rank
+
     if whitening_file is not None:
         whitening = load_whitening(whitening_file)
         if whitening.mu.shape[1] != vectors.shape[1]:
@@ -272,7 +278,7 @@ def search_index(
     check_query_settings(loaded, encoder.fingerprint, pooling, prefix, query_whitening)
     with threads_pinned(threads):
         vectors = encode_texts(encoder, queries, pooling, meta.max_length, prefix=prefix, batch_size=batch_size,
-                               show_progress=False)
+                               show_progress=False, query=True)
     if query_whitening is not None:
         vectors = query_whitening.apply(vectors)
     set_search_params(loaded.index, search_params)
@@ -342,6 +348,8 @@ def sweep(run: SweepRun, log: Callable[[str], None] = print) -> RunOutput:
         the cell keys of every planned row, for the plot.
     """
     from stseval.encoders.encoder import load_encoder
+    from stseval.runs.plan import RunOutput, run_units
+    from stseval.runs.results import ResultsFile, cell_key, provenance
 
     check_writable_dir(run.out_dir, "--out")
     if run.encode.use_cache:
@@ -363,6 +371,8 @@ def sweep(run: SweepRun, log: Callable[[str], None] = print) -> RunOutput:
 
 def _plan_task(job: _Job, spec: TaskSpec, log: Callable[[str], None]) -> Unit | None:
     """One task's (method, k) cells, each the SWEEP_METRICS rows of one index; None without queries."""
+    from stseval.runs.plan import Cell, Unit, planned_row
+
     run = job.run
     retrieval = task_retrieval_set(spec, run.split, run.data_dir, run.limit)
     if retrieval.n_queries == 0:
@@ -389,6 +399,8 @@ def _rank_source(run: SweepRun, spec: TaskSpec) -> str:
 
 def _check_corpus_fits_rank(job: _Job, unit: Unit) -> None:
     """Refuse whitening k above what the task's N corpus sentences can span (N - 1), before encoding."""
+    from stseval.runs.whiten import check_fit_rank
+
     run, (spec, retrieval) = job.run, unit.context
     whitened = [job.encoder.dimension if k is None else k for method, k in (cell.setting for cell in unit.cells)
                 if method == "whitening"]  # pca (gamma 0) only rotates: no direction is magnified
@@ -400,6 +412,8 @@ def _check_corpus_fits_rank(job: _Job, unit: Unit) -> None:
 
 def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
     """Encode the task's corpus once, fit whitening once, then build and search one index per cell."""
+    from stseval.runs.whiten import check_fit_rank
+
     run, (spec, retrieval) = job.run, unit.context
     vectors = encode_texts(job.encoder, retrieval.corpus, run.pooling, spec.max_length, prefix=run.encode.prefix,
                            batch_size=run.encode.batch_size, cache=job.cache, show_progress=run.encode.show_progress)
