@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from stseval.common.errors import StsevalError
 from stseval.common.fileio import write_text_atomic
 from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, split_path
 from stseval.encoders.cache import EmbeddingCache
@@ -38,13 +37,14 @@ from stseval.methods.cosent import CosentSettings, train_cosent
 from stseval.methods.simcse import BEST_VALID_DIR, CURVE_FILE, ValidationPairs, ensure_writable
 from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
-from stseval.runs.results import ResultRow, ResultsFile, library_versions, machine_description, provenance
+from stseval.runs.results import ResultRow, ResultsFile, library_versions
 from stseval.runs.simcse import (
     MINUS_RAW,
     best_valid_facts,
     encode_test,
     fill_value,
     is_main_process,
+    load_base_model,
     model_slug,
 )
 from stseval.runs.specs import CosentRun
@@ -92,29 +92,10 @@ def run_cosent(run: CosentRun, log: Callable[[str], None] = print) -> RunOutput:
         StsevalError naming the option: an unwritable --out or --runs-dir, a pooling the model lacks,
         rows of other data or weights in --out (before any training).
     """
-    from stseval.encoders.encoder import Encoder, load_encoder
-
     ensure_writable(run.out_dir, "--out")
     ensure_writable(run.runs_dir / "cosent", "--runs-dir")
-    device = run.encode.device
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    from stseval.encoders.precision import set_threads
-
-    threads = set_threads(run.encode.threads)  # the whole run: a CLI process, so no need to restore it
-    encoder = load_encoder(run.encode.model, device=device, precision=run.encode.precision)
-    if not isinstance(encoder, Encoder):  # CoSENT fine-tunes the weights of a transformer
-        raise StsevalError(f"cosent-train needs a transformer model folder; --model {run.encode.model} "
-                           "gives sentence vectors only")
-    unsupported = [p for p in run.encode.poolings if not encoder.supports(p)]
-    if unsupported:
-        raise StsevalError(f"--pooling {','.join(unsupported)}: not available for {encoder.name} "
-                           f"(trained pooler: {encoder.has_pooler}, layers: {encoder.n_layers})")
-    base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
-    job = _Job(run, encoder, device, EmbeddingCache(),
-               dict(base, machine=machine_description(), torch_threads=str(threads)), is_main_process(), log)
+    encoder, device, base = load_base_model(run, "cosent-train")
+    job = _Job(run, encoder, device, EmbeddingCache(), base, is_main_process(), log)
     units = [_raw_unit(job, spec) for spec in run.tasks]
     for train_spec in run.train_tasks:
         training = _training(run, train_spec)

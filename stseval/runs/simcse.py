@@ -144,30 +144,10 @@ def run_simcse(run: SimcseRun, log: Callable[[str], None] = print) -> RunOutput:
         StsevalError naming the option: an unwritable --out or --runs-dir, a pooling the model lacks,
         an empty --train-on file, rows of other data or weights in --out (before any training).
     """
-    from stseval.encoders.encoder import Encoder, load_encoder
-
     ensure_writable(run.out_dir, "--out")
     ensure_writable(run.runs_dir / "simcse", "--runs-dir")
-    device = run.encode.device
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    from stseval.encoders.precision import set_threads
-
-    threads = set_threads(run.encode.threads)  # the whole run: a CLI process, so no need to restore it
-    encoder = load_encoder(run.encode.model, device=device, precision=run.encode.precision)
-    if not isinstance(encoder, Encoder):  # SimCSE fine-tunes the weights of a transformer
-        raise StsevalError(f"simcse-train needs a transformer model folder; --model {run.encode.model} "
-                           "gives sentence vectors only")
-    unsupported = [p for p in run.encode.poolings if not encoder.supports(p)]
-    if unsupported:
-        raise StsevalError(f"--pooling {','.join(unsupported)}: not available for {encoder.name} "
-                           f"(trained pooler: {encoder.has_pooler}, layers: {encoder.n_layers})")
-    base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
-    job = _Job(run, encoder, device, EmbeddingCache(),
-               dict(base, machine=machine_description(), torch_threads=str(threads)),
-               is_main_process(), log)
+    encoder, device, base = load_base_model(run, "simcse-train")
+    job = _Job(run, encoder, device, EmbeddingCache(), base, is_main_process(), log)
     units = [unit for spec in run.tasks for unit in _plan_task(job, spec)]
     results = ResultsFile(run.results_path)
     if job.main_process:
@@ -202,6 +182,37 @@ def work_estimate(run: SimcseRun, units: list[Unit]) -> str:
         return "simcse-train: every cell is done"
     return (f"simcse-train: {cells} model(s) to train, {steps:,} steps of {run.training.batch_size} sentences in all "
             f"(each encoded twice); about {encoded:,} sentences to encode for scoring and the training curves")
+
+
+def load_base_model(run: SimcseRun | CosentRun, command: str) -> tuple[Encoder, str, dict]:
+    """The transformer a training run starts from, its device, and the provenance fields of every row.
+
+    Sets torch's threads for the whole run (a CLI process: nothing to restore) and the device (cuda when
+    visible unless --device says otherwise).
+
+    Raises:
+        StsevalError naming --model for a sentence-vector encoder (training changes a transformer's
+        weights) or --pooling for a pooling the model lacks.
+    """
+    from stseval.encoders.encoder import Encoder, load_encoder
+    from stseval.encoders.precision import set_threads
+
+    device = run.encode.device
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    threads = set_threads(run.encode.threads)
+    encoder = load_encoder(run.encode.model, device=device, precision=run.encode.precision)
+    if not isinstance(encoder, Encoder):
+        raise StsevalError(f"{command} needs a transformer model folder; --model {run.encode.model} "
+                           "gives sentence vectors only")
+    unsupported = [p for p in run.encode.poolings if not encoder.supports(p)]
+    if unsupported:
+        raise StsevalError(f"--pooling {','.join(unsupported)}: not available for {encoder.name} "
+                           f"(trained pooler: {encoder.has_pooler}, layers: {encoder.n_layers})")
+    base = {key: value for key, value in provenance(run.seed).items() if key != "seed"}
+    return encoder, device, dict(base, machine=machine_description(), torch_threads=str(threads))
 
 
 def is_main_process() -> bool:
