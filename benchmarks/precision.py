@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from stseval.common.errors import StsevalError  # noqa: E402
 from stseval.common.fileio import atomic_path, write_text_atomic  # noqa: E402
-from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir  # noqa: E402
+from stseval.data.tasks import TASKS, data_fingerprint, load_pairs, resolve_data_dir  # noqa: E402
 from stseval.encoders.encoder import encode, load_encoder  # noqa: E402
 from stseval.evaluation.metrics import cosine_scores, spearman  # noqa: E402
 from stseval.methods.whitening import apply_whitening, fit_whitening  # noqa: E402
@@ -70,6 +70,28 @@ def task_cells(vectors: dict, n_test: int, gold: np.ndarray) -> dict[tuple[str, 
             scores = cosine_scores(apply_whitening(test_a, mu, kernel), apply_whitening(test_b, mu, kernel))
             cells[(pooling, "whitening", "full" if dims is None else str(dims))] = spearman(scores, gold)
     return cells
+
+
+def per_task_lines(rows: list[dict], paths: list[str]) -> list[str]:
+    """Markdown table: per task and path, the largest |Spearman difference| to fp32 and the mean difference.
+
+    Args:
+        rows: cells with keys path, task, diff_to_fp32 (a fraction; shown x100 in points).
+        paths: the non-reference paths, in column order.
+    Returns:
+        Lines of one table: a row per task, two numbers per path ("max |d| / mean d" in points).
+    """
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    lines = ["Per task, over its cells (3 poolings x raw / whitening full / whitening 128): largest |Spearman "
+             "difference| to fp32 / mean difference (points; negative = the path scores lower)", "",
+             "| task | " + " | ".join(paths) + " |", "|---|" + "---|" * len(paths)]
+    for task in tasks:
+        cells = []
+        for path in paths:
+            diffs = np.array([row["diff_to_fp32"] * 100 for row in rows if row["task"] == task and row["path"] == path])
+            cells.append(f"{np.abs(diffs).max():.2f} / {diffs.mean():+.2f}" if diffs.size else "-")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
@@ -133,6 +155,7 @@ def main() -> None:
         print(f"{path:9s} {rate:8.1f} sentences/s  {rate / base_rate:5.2f}x fp32  min cosine {min_cosine[path]:.4f}  "
               f"max |dSpearman| {max(diffs):.2f} points over {len(diffs)} cells")
     lines += [f"| {path} | skipped: {reason} | | | | |" for path, reason in skipped.items()]
+    lines += ["", *per_task_lines(rows, [path for path in encoders if path != "fp32"])]
     full_sentences = 0
     for task in args.tasks.split(","):
         spec = TASKS[task]
@@ -151,6 +174,11 @@ def main() -> None:
             pd.DataFrame(rows).to_csv(tmp, index=False)
         summary = "\n".join([f"# Encoding paths judged by Spearman ({args.tasks}; limit {args.limit})", "",
                              *lines, "", note, "", "Provenance:", "", f"- {header}",
+                             "- models: " + "; ".join(f"{path} {encoder.name} {encoder.fingerprint[:12]}"
+                                                      for path, encoder in encoders.items()),
+                             f"- data: {data_dir}; test+valid sha256 " + ", ".join(
+                                 f"{task} {data_fingerprint(TASKS[task], ['test', 'valid'], data_dir)}"
+                                 for task in args.tasks.split(",")),
                              f"- CPU flags: {' '.join(sorted(flags))}", f"- command: `{command}`",
                              f"- seed: none (no randomness); prefix {args.prefix!r}; platform {platform.platform()}",
                              f"- STSEVAL_ALLOW_EMULATED_BF16={os.environ.get('STSEVAL_ALLOW_EMULATED_BF16', '')}"])
