@@ -22,25 +22,27 @@ export STSEVAL_WRITE_RESULTS=1  # this script writes the committed results/ (see
 common=(--model default --tasks ATEC,BQ,LCQMC,PAWSX,STS-B --batch-size 32 --lr 2e-5 --prefix "" --then-whiten
         --bootstrap 1000 --curve-pairs 1000 --out "$OUT" --runs-dir "$RUNS")
 
-queue() {  # TRAIN_TASK POOLING EPOCHS EVAL_STEPS: seeds 0, 1, 2 in turn
-    for seed in 0 1 2; do
-        "$PYTHON" -m stseval.cli cosent-train "${common[@]}" --train-on "$1" --pooling "$2" --epochs "$3" \
-            --eval-steps "$4" --checkpoint-steps "$4" --seed "$seed"
-    done
+train() {  # TRAIN_TASK POOLING EPOCHS EVAL_STEPS SEED
+    "$PYTHON" -m stseval.cli cosent-train "${common[@]}" --train-on "$1" --pooling "$2" --epochs "$3" \
+        --eval-steps "$4" --checkpoint-steps "$4" --seed "$5"
 }
 
 # STS-B: 164 steps an epoch, a curve point every quarter epoch; BQ: 3,125 steps, a point every 250
 queues=("STS-B cls 5 41" "STS-B last-avg 5 41" "BQ cls 1 250" "BQ last-avg 1 250")
 if [ "$JOBS" -gt 1 ]; then
-    # the queues start by scoring the same raw cells; the results file keeps one row per cell
+    # one queue per setting, its seeds in turn; the queues start by scoring the same raw cells and the
+    # results file keeps one row per cell
     for spec in "${queues[@]}"; do
         # shellcheck disable=SC2086
-        queue $spec &
+        (for seed in 0 1 2; do train $spec "$seed"; done) &
     done
     wait
 else
-    for spec in "${queues[@]}"; do
-        # shellcheck disable=SC2086
-        queue $spec
+    # seed 0 of every setting first, so the table has every column after the first pass
+    for seed in 0 1 2; do
+        for spec in "${queues[@]}"; do
+            # shellcheck disable=SC2086
+            train $spec "$seed"
+        done
     done
 fi
