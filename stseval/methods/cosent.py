@@ -30,12 +30,10 @@ from pathlib import Path
 import torch
 
 from stseval.common.errors import StsevalError
-from stseval.encoders.pooling import POOLINGS
-from stseval.encoders.precision import PRECISIONS
 from stseval.methods.simcse.batching import embed_length_sorted, to_device
 from stseval.methods.simcse.evaluator import Evaluator
 from stseval.methods.simcse.loop import Objective, TrainedModel, train_model
-from stseval.methods.simcse.settings import check_dropout
+from stseval.methods.simcse.settings import check_loop_settings
 
 SCALE = 20.0
 """CoSENT's scale (inverse temperature), as Su and sentence-transformers' CoSENTLoss default."""
@@ -57,19 +55,8 @@ class CosentSettings:
     precision: str = "fp32"  # bf16: forward and loss under torch.autocast; weights and Adam stay float32
 
     def validate(self) -> None:
-        """Raise StsevalError naming the option of the first bad setting."""
-        if self.pooling not in POOLINGS:
-            raise StsevalError(f"--pooling: unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
-        check_dropout(self.dropout)
-        for option, value, low in (("--batch-size", self.batch_size, 2), ("--epochs", self.epochs, 1),
-                                   ("--max-length", self.max_length, 2),
-                                   ("--checkpoint-steps", self.checkpoint_steps, 1)):
-            if not isinstance(value, int) or value < low:
-                raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")
-        if not self.learning_rate > 0:
-            raise StsevalError(f"--lr: {self.learning_rate!r} must be positive")
-        if self.precision not in PRECISIONS:
-            raise StsevalError(f"--precision {self.precision}: unknown; choose from {', '.join(PRECISIONS)}")
+        """Raise StsevalError naming the option of the first bad setting (the checks SimCSE's settings share)."""
+        check_loop_settings(self)
 
 
 def pairs_sha256(texts_a: Sequence[str], texts_b: Sequence[str], gold: Sequence[float]) -> str:

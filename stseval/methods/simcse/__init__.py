@@ -9,7 +9,7 @@ on (text, text) pairs). Labels are never used. Training sentences are chosen by 
 (stseval/runs/simcse.py) as Su chose them (`select_sentences`).
 
 One module per concept:
-    settings     SimcseSettings, what the loop reads (LoopSettings) and their checks
+    settings     SimcseSettings, what the loop reads (LoopSettings) and the checks CoSENT shares
     sentences    Su's cap per task, the seeded choice of training sentences, their hash
     model        Transformer -> PoolingHead (pooling by `stseval.encoders.pooling.pool`), saved as
                  built-in sentence-transformers modules; dropout everywhere; the model card
@@ -59,14 +59,14 @@ from stseval.methods.simcse.sentences import (
     select_sentences,
     sentences_sha256,
 )
-from stseval.methods.simcse.settings import LOSSES, LoopSettings, SimcseSettings, check_dropout
+from stseval.methods.simcse.settings import LOSSES, LoopSettings, SimcseSettings, check_dropout, check_loop_settings
 from stseval.methods.simcse.train import train_simcse
 
 __all__ = [
     "BEST_VALID_DIR", "CHECKPOINT_DIR", "CURVE_FILE", "DEFAULT_MAX_SENTENCES", "KEPT_FILES", "LOSSES", "PHASES",
     "SCALE", "SETTINGS_FILE", "SU_DIRECTIONS", "UNCAPPED_TASKS", "Evaluator", "LoopSettings", "Objective",
     "PoolingHead", "SimcseSettings", "TrainedModel", "ValidationPairs", "build_loss", "build_simcse_model",
-    "check_dropout", "default_max_sentences", "embed_length_sorted", "ensure_writable",
+    "check_dropout", "check_loop_settings", "default_max_sentences", "embed_length_sorted", "ensure_writable",
     "finished_run", "length_sorted_chunks", "model_card", "prune_run", "select_sentences", "sentences_sha256",
     "set_dropout", "simcse_batch_loss", "to_device", "train_model", "train_simcse",
 ]

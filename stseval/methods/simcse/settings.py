@@ -1,13 +1,20 @@
-"""The settings of a training run: `SimcseSettings`, what the shared loop reads (`LoopSettings`), and their checks."""
+"""The settings of a training run: `SimcseSettings`, what the shared loop reads (`LoopSettings`), and their checks.
+
+CoSENT (`stseval.methods.cosent.CosentSettings`) runs through the same loop, so the checks both need
+(`check_loop_settings`: pooling, dropout, integer counts, learning rate, precision) live here once; each
+names its option (`--dropout: ...`), as the CLI prints it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from stseval.common.errors import StsevalError
 from stseval.encoders.pooling import POOLINGS
 from stseval.encoders.precision import PRECISIONS
+from stseval.options import check_at_least, check_learning_rate, check_loss
 
 LOSSES: tuple[str, ...] = ("su", "princeton", "cached")
 """`--loss` choices; see `stseval.methods.simcse.loss`."""
@@ -51,20 +58,7 @@ class SimcseSettings:
 
     def validate(self) -> None:
         """Raise StsevalError naming the option of the first bad setting."""
-        check_pooling(self.pooling)
-        check_dropout(self.dropout)
-        if self.loss not in LOSSES:
-            raise StsevalError(f"--loss: unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
-        for option, value, low in (("--batch-size", self.batch_size, 2), ("--epochs", self.epochs, 1),
-                                   ("--max-length", self.max_length, 2),
-                                   ("--checkpoint-steps", self.checkpoint_steps, 1),
-                                   ("--mini-batch-size", self.mini_batch_size, 1)):
-            if not isinstance(value, int) or value < low:
-                raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")
-        if not self.learning_rate > 0:
-            raise StsevalError(f"--lr: {self.learning_rate!r} must be positive")
-        if self.precision not in PRECISIONS:
-            raise StsevalError(f"--precision {self.precision}: unknown; choose from {', '.join(PRECISIONS)}")
+        check_loop_settings(self, loss=self.loss, more_counts=(("--mini-batch-size", self.mini_batch_size, 1),))
 
 
 def check_pooling(pooling: str) -> str:
@@ -80,3 +74,22 @@ def check_dropout(dropout: float) -> float:
         raise StsevalError(f"--dropout: {dropout!r} is outside [0, 1); Su used 0.1 and 0.3")
     return float(dropout)
 
+
+def check_loop_settings(settings: LoopSettings, loss: str | None = None,
+                        more_counts: Sequence[tuple[str, int, int]] = ()) -> None:
+    """Raise StsevalError naming the option of the first bad setting the training loop reads.
+
+    Checked in this order: --pooling, --dropout, --loss (when `loss` is given: SimCSE's), the counts
+    (--batch-size >= 2, --epochs >= 1, --max-length >= 2, --checkpoint-steps >= 1, then `more_counts`,
+    each (option, value, lowest)), --lr > 0, --precision.
+    """
+    check_pooling(settings.pooling)
+    check_dropout(settings.dropout)
+    if loss is not None:
+        check_loss(loss)
+    check_at_least([("--batch-size", settings.batch_size, 2), ("--epochs", settings.epochs, 1),
+                    ("--max-length", settings.max_length, 2), ("--checkpoint-steps", settings.checkpoint_steps, 1),
+                    *more_counts])
+    check_learning_rate(settings.learning_rate)
+    if settings.precision not in PRECISIONS:
+        raise StsevalError(f"--precision {settings.precision}: unknown; choose from {', '.join(PRECISIONS)}")
