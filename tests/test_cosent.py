@@ -13,19 +13,13 @@ from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 from stseval.common.errors import StsevalError
 from stseval.evaluation.metrics import spearman_cosine
 from stseval.methods.cosent import CosentSettings, train_cosent
-from stseval.methods.simcse import BEST_VALID_DIR, CHECKPOINT_DIR, SETTINGS_FILE, ValidationPairs
-from tiny_models import VOCAB, make_bert
+from stseval.methods.simcse.checkpoints import CHECKPOINT_DIR
+from stseval.methods.simcse.evaluator import ValidationPairs
+from stseval.methods.simcse.run_folder import BEST_VALID_DIR, SETTINGS_FILE
+from tiny_models import make_bert
+from training_helpers import CHARS, stop_at
 
-CHARS = "".join(token for token in VOCAB if len(token) == 1 and not token.isascii())
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Two CPU cores are shared with other work: keep torch to one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread: two CPU cores are shared with other work
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +100,12 @@ def test_best_valid_folder_holds_the_checkpoint_that_scored_best(tiny_bert, tmp_
                                                                                           abs=1e-4)
 
 
-def _stop_at(step_to_stop: int):
-    def on_step(step: int, loss: float) -> None:
-        if step == step_to_stop:
-            raise KeyboardInterrupt
-    return on_step
-
-
 def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, tmp_path):
     texts_a, texts_b, gold = _pairs(96, seed=0)
     settings = _settings(epochs=2)  # 6 steps an epoch, a checkpoint every 2
     with pytest.raises(KeyboardInterrupt):
         train_cosent(tiny_bert, texts_a, texts_b, gold, settings, tmp_path / "run", show_progress=False,
-                     on_step=_stop_at(9))
+                     on_step=stop_at(9))
     assert (tmp_path / "run" / CHECKPOINT_DIR / "step-8" / "complete").is_file()
     resumed = train_cosent(tiny_bert, texts_a, texts_b, gold, settings, tmp_path / "run", show_progress=False)
     assert resumed.resumed_from == "step-8" and resumed.steps == 12

@@ -89,7 +89,8 @@ def test_simcse_steps_on_a_tiny_bert_match_dense_adam(tmp_path, sparse_grad, pin
 
     Float64 for the sparse gradient, float32 (bit-identical) for the dense one; bounds above.
     """
-    from stseval.methods.simcse import build_loss, build_simcse_model
+    from stseval.methods.simcse.loss import build_loss
+    from stseval.methods.simcse.model import build_simcse_model
 
     dtype = torch.float64 if sparse_grad else torch.float32
     folder = make_bert(tmp_path / "bert")

@@ -12,7 +12,7 @@ def test_the_after_training_path_encodes_like_the_before_training_path(tmp_path)
     import numpy as np
 
     from stseval.encoders.encoder import encode, load_encoder
-    from stseval.methods.simcse import build_simcse_model
+    from stseval.methods.simcse.model import build_simcse_model
     from tiny_models import SENTENCES
 
     base_folder = make_bert(tmp_path / "tiny-bert", with_pooler=False)

@@ -8,7 +8,7 @@ Method (Su Jianlin, "CoSENT", https://kexue.fm/archives/8847, github.com/bojone/
 so every pair of pairs whose gold order disagrees with the order of their cosines is penalised. Only
 the order of the labels matters, so 0/1 labels (BQ) and 0-5 scores (STS-B) need no rescaling. The loss
 is sentence-transformers' own `CoSENTLoss(model, scale=20)`; the loop (batches, RowAdam, checkpoints,
-resume, validation curve, best-on-valid folder, model card) is `stseval.methods.simcse.train_model`.
+resume, validation curve, best-on-valid folder, model card) is `stseval.methods.simcse.loop.train_model`.
 
 Su's settings (../shared/SU_PROTOCOL.md): batch 32 pairs, Adam at lr 2e-5, 5 epochs, the checkpoint
 chosen on valid Spearman, CLS pooling in his table, BERT's own dropout (0.1). Those are the defaults
@@ -30,17 +30,10 @@ from pathlib import Path
 import torch
 
 from stseval.common.errors import StsevalError
-from stseval.encoders.pooling import POOLINGS
-from stseval.encoders.precision import PRECISIONS
-from stseval.methods.simcse import (
-    Objective,
-    TrainedModel,
-    ValidationPairs,
-    _to_device,
-    check_dropout,
-    embed_length_sorted,
-    train_model,
-)
+from stseval.methods.simcse.batching import embed_length_sorted, to_device
+from stseval.methods.simcse.evaluator import Evaluator
+from stseval.methods.simcse.loop import Objective, TrainedModel, train_model
+from stseval.methods.simcse.settings import check_loop_settings
 
 SCALE = 20.0
 """CoSENT's scale (inverse temperature), as Su and sentence-transformers' CoSENTLoss default."""
@@ -62,19 +55,8 @@ class CosentSettings:
     precision: str = "fp32"  # bf16: forward and loss under torch.autocast; weights and Adam stay float32
 
     def validate(self) -> None:
-        """Raise StsevalError naming the option of the first bad setting."""
-        if self.pooling not in POOLINGS:
-            raise StsevalError(f"--pooling: unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
-        check_dropout(self.dropout)
-        for option, value, low in (("--batch-size", self.batch_size, 2), ("--epochs", self.epochs, 1),
-                                   ("--max-length", self.max_length, 2),
-                                   ("--checkpoint-steps", self.checkpoint_steps, 1)):
-            if not isinstance(value, int) or value < low:
-                raise StsevalError(f"{option}: {value!r} must be an integer of at least {low}")
-        if not self.learning_rate > 0:
-            raise StsevalError(f"--lr: {self.learning_rate!r} must be positive")
-        if self.precision not in PRECISIONS:
-            raise StsevalError(f"--precision {self.precision}: unknown; choose from {', '.join(PRECISIONS)}")
+        """Raise StsevalError naming the option of the first bad setting (the checks SimCSE's settings share)."""
+        check_loop_settings(self)
 
 
 def pairs_sha256(texts_a: Sequence[str], texts_b: Sequence[str], gold: Sequence[float]) -> str:
@@ -110,7 +92,7 @@ def train_cosent(
     card_facts: dict[str, str] | None = None,
     show_progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
-    validation: ValidationPairs | None = None,
+    validation: Evaluator | None = None,
     max_steps: int | None = None,
 ) -> TrainedModel:
     """Train CoSENT on labelled pairs and save a sentence-transformers folder to `run_dir`.
@@ -122,7 +104,8 @@ def train_cosent(
         settings: pooling, batch size, learning rate, epochs, max_length, seed, prefix, dropout.
         run_dir: output folder, e.g. runs/cosent/default-BQ-cls-s0.
         base_model, base_fingerprint, card_facts, show_progress, on_step, validation, max_steps: as
-            `stseval.methods.simcse.train_simcse`: the best-on-valid checkpoint is chosen on `validation`.
+            `stseval.methods.simcse.train_simcse`: the best-on-valid checkpoint is chosen on `validation`
+            (the loop's `evaluator`, e.g. `ValidationPairs`).
     Returns:
         TrainedModel (its `sentences_per_s` counts pairs per second here).
     Raises:
@@ -152,13 +135,13 @@ def train_cosent(
         def batch(ids: list[int]) -> dict:
             features = model.preprocess([texts_a[i] for i in ids] + [texts_b[i] for i in ids])
             features["labels"] = torch.tensor([labels[i] for i in ids], dtype=torch.float32)
-            return _to_device(features, device)
+            return to_device(features, device)
 
         return Objective(len(labels), batch, lambda features: cosent_batch_loss(loss_fn, model, features),
                          lambda features: features["attention_mask"].sum(dim=1).tolist())
 
-    return train_model(model_folder, settings, identity, objective, run_dir, card=model_card, card_facts=card_facts,
-                       show_progress=show_progress, on_step=on_step, validation=validation, max_steps=max_steps,
+    return train_model(objective, model_folder, settings, identity, run_dir, card=model_card, card_facts=card_facts,
+                       show_progress=show_progress, on_step=on_step, evaluator=validation, max_steps=max_steps,
                        progress_label="cosent")
 
 

@@ -1,0 +1,64 @@
+"""torchrun (stseval/methods/simcse/distributed.py): two CPU processes train as one process on the global batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tiny_models import make_bert
+from training_helpers import N_LAYERS, write_sts_b_folder
+
+pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread here; the two processes get OMP_NUM_THREADS=1
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A seeded 3-layer BertModel (hidden 32, with pooler) and its character tokenizer, saved to a folder."""
+    return make_bert(tmp_path_factory.mktemp("tiny-bert"), num_hidden_layers=N_LAYERS)
+
+
+@pytest.fixture
+def sts_b_dir(tmp_path) -> Path:
+    """A synthetic STS-B data folder (valid and test, 24 pairs each, scores 0-5); no train split."""
+    return write_sts_b_folder(tmp_path)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tiny_bert, sts_b_dir, tmp_path):
+    """2 CPU processes (gloo) x 8 sentences = 1 process x 16: same losses step by step, one model, one set of rows."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, STSEVAL_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    common = ["-m", "stseval.cli", "simcse-train", "--model", str(tiny_bert), "--tasks", "STS-B", "--data-dir",
+              str(sts_b_dir), "--pooling", "cls", "--dropout", "0", "--lr", "1e-3", "--bootstrap", "0",
+              "--curve-pairs", "0", "--device", "cpu"]
+    runs = {}
+    for name, launcher, batch in (("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                           "--master_port", str(_free_port())], 8),
+                                  ("one", [sys.executable], 16)):
+        out, runs_dir = tmp_path / name / "out", tmp_path / name / "runs"
+        command = [*launcher, *common, "--batch-size", str(batch), "--out", str(out), "--runs-dir", str(runs_dir)]
+        finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        models = [path.parent for path in (runs_dir / "simcse").glob("*/stseval_simcse.json")]
+        assert len(models) == 1, models
+        rows = pd.read_csv(out / "simcse.csv", dtype=str, keep_default_na=False)
+        assert list(zip(rows["method"], rows["metric"], strict=True)) == [
+            ("raw", "spearman_cosine"), ("simcse", "spearman_cosine"), ("simcse", "spearman_cosine_minus_raw")]
+        runs[name] = json.loads((models[0] / "stseval_simcse.json").read_text(encoding="utf-8"))["result"]
+    assert runs["two"]["world_size"] == 2 and runs["one"]["world_size"] == 1
+    assert runs["two"]["steps"] == runs["one"]["steps"] == 6  # 96 sentences / 16
+    np.testing.assert_allclose(runs["two"]["losses"], runs["one"]["losses"], rtol=0, atol=2e-4)
+    assert runs["one"]["losses"][-1] < runs["one"]["losses"][0]  # it trained: a wrong gradient would diverge
