@@ -98,11 +98,6 @@ class Pooling:
         return f"{LAYER_AVG}:{self.layer}" if self.kind == LAYER_AVG else self.kind
 
     @property
-    def name(self) -> str:
-        """str(self)."""
-        return str(self)
-
-    @property
     def needs_pooler(self) -> bool:
         """Whether it reads the model's trained pooler dense layer (pooler, pooler-tanh)."""
         return self.kind in NEEDS_POOLER
