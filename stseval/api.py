@@ -27,7 +27,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.lists import comma_parts
-from stseval.options import POOLING_NAMES
+from stseval.common.settings import POOLING_NAMES, Pooling, parse_poolings, pooling_names
 
 if TYPE_CHECKING:  # annotations only: importing these pulls in torch, faiss and pandas
     import faiss
@@ -79,7 +79,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str | None =
 def encode(
     model: SentenceEncoder | str,
     sentences: str | Sequence[str],
-    pooling: str = "last-avg",
+    pooling: str | Pooling = "last-avg",
     prefix: str = "",
     max_length: int = 64,
     batch_size: int = 64,
@@ -92,7 +92,8 @@ def encode(
     Args:
         model: from `load_model`, or a name `load_model` takes (loaded anew on every call).
         sentences: n sentences; a single string counts as one sentence. Duplicates are encoded once.
-        pooling: one pooling, any name `--pooling` takes (one parser, `stseval.options.parse_poolings`):
+        pooling: one pooling (a `Pooling`, or any name `--pooling` takes: one parser,
+            `stseval.common.settings.parse_poolings`):
             "cls", "pooler", "pooler-tanh", "last-avg", "first-last-avg", "last2avg", "max", "layer-avg:N"
             (hidden_states[N]), or "sentence", the one output of USE-multilingual and `vectors:` encoders.
             "pooler" needs trained pooler weights, which e5 lacks.
@@ -119,7 +120,8 @@ def encode(
 
     encoder = _as_encoder(model)
     texts = _sentences(sentences)
-    [name] = _poolings(pooling, encoder, many=False)
+    [chosen] = _poolings(pooling, encoder, many=False)
+    name = str(chosen)  # encoders key their vectors by the pooling's name
     if not isinstance(max_length, int) or max_length < 2:
         raise StsevalError(f"encode: max_length={max_length!r} must be an integer of at least 2 ([CLS] and [SEP])")
     vectors = encode_texts(encoder, texts, [name], max_length=max_length, prefix=prefix, batch_size=batch_size,
@@ -181,7 +183,7 @@ def load_pairs(task: str, split: str = "test", data_dir: str | Path | None = Non
 def evaluate(
     model: SentenceEncoder | str,
     tasks: str | Sequence[str] = "all",
-    pooling: str | Sequence[str] = "last-avg",
+    pooling: str | Pooling | Sequence[str | Pooling] = "last-avg",
     split: str = "test",
     whitening: bool | Whitening = False,
     dims: int | None = None,
@@ -251,7 +253,7 @@ def evaluate(
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
         raise StsevalError(f"evaluate: dims={dims!r} must be a positive integer or None")
     encoder = _as_encoder(model)
-    names = _poolings(pooling, encoder, many=True)
+    names = pooling_names(_poolings(pooling, encoder, many=True))  # rows and encoded vectors are keyed by name
     if dims is not None and dims > encoder.dimension:
         raise StsevalError(f"evaluate: dims={dims} is larger than {encoder.name}'s vector size {encoder.dimension}")
     if isinstance(whitening, Whitening) and whitening.mu.shape[1] != encoder.dimension:
@@ -468,34 +470,35 @@ def _sentences(sentences) -> list[str]:
     return texts
 
 
-def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[str]:
-    """Checked pooling names, parsed as the CLI's --pooling is (`stseval.options.parse_poolings`): every name the
-    CLI takes, "all" (the token poolings this model has), `layer-avg:N` / `layer-avg:A-B`, and "sentence" for
-    USE-like and vectors: encoders; available for the model; exactly one unless `many`."""
-    from stseval.options import parse_poolings
+def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[Pooling]:
+    """Checked poolings, parsed by the CLI's --pooling parser (`stseval.common.settings.parse_poolings`, its
+    messages with `pooling=...` for `--pooling`): every name the CLI takes, "all" (the token poolings this model
+    has), `layer-avg:N` / `layer-avg:A-B`, "sentence" for USE-like and vectors: encoders, or `Pooling` values;
+    available for the model; exactly one unless `many`."""
+    from stseval.encoders.protocol import can_pool
 
     try:
-        names = parse_poolings(pooling)
+        poolings = parse_poolings(pooling)
     except StsevalError as err:
         raise StsevalError(f"pooling={pooling!r}: {str(err).removeprefix('--pooling: ')}") from None
-    if many and [part.lower() for part in comma_parts(pooling)] == ["all"]:
-        names = [name for name in POOLING_NAMES if encoder.supports(name)] or names
-    if not many and len(names) != 1:
+    if many and not isinstance(pooling, Pooling) and [part.lower() for part in comma_parts(pooling)] == ["all"]:
+        poolings = [Pooling(name) for name in POOLING_NAMES if encoder.supports(name)] or poolings
+    if not many and len(poolings) != 1:
         raise StsevalError(f"pooling={pooling!r}: encode takes one pooling; call it once per pooling "
                            "(evaluate takes several)")
-    unavailable = [name for name in names if not encoder.supports(name)]
+    unavailable = pooling_names(each for each in poolings if not can_pool(encoder, each))
     if unavailable:
         from stseval.encoders.protocol import supported_poolings
 
         has_pooler = getattr(encoder, "has_pooler", None)  # a transformer Encoder's; other encoders lack it
-        needs_pooler = any(name in ("pooler", "pooler-tanh") for name in unavailable)
+        needs_pooler = any(each.needs_pooler for each in poolings if str(each) in unavailable)
         why = (f"pooler and pooler-tanh need trained pooler weights, has_pooler={has_pooler}"
                if has_pooler is not None and needs_pooler
                else f"it gives {', '.join(supported_poolings(encoder)) or 'nothing'}"
                + (" and layer-avg:0 to layer-avg:" + str(encoder.n_layers) if hasattr(encoder, "n_layers") else "")
                + " only")
         raise StsevalError(f"pooling={','.join(unavailable)}: not available for {encoder.name} ({why})")
-    return names
+    return poolings
 
 
 def _cache(cache: bool | str | Path):

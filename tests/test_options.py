@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from stseval import options
+from stseval.common import settings
 from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASKS
 
@@ -17,7 +18,14 @@ def test_copied_constants_match_their_home_modules():
     assert options.SIMCSE_LOSSES == tuple(simcse.LOSSES)
     assert options.REDUCTION_METHODS == tuple(index.REDUCTION_METHODS)
     assert options.DEFAULT_MODEL_NAMES == tuple(encoders.DEFAULT_MODEL_NAMES)
-    assert pooling.POOLINGS is options.POOLINGS and pooling.parse_poolings is options.parse_poolings
+    # the setting values have one home, stseval/common/settings.py; the others re-export the same objects
+    for name in ("POOLINGS", "NEEDS_POOLER", "LAYER_AVG", "Pooling", "layer_avg_index"):
+        assert getattr(pooling, name) is getattr(settings, name), name
+    for name in ("POOLINGS", "NEEDS_POOLER", "POOLING_NAMES", "SENTENCE_POOLING", "LAYER_AVG", "Pooling", "Dropout",
+                 "parse_poolings", "parse_dropouts", "layer_avg_index"):
+        assert getattr(options, name) is getattr(settings, name), name
+    # encoders/pooling.parse_poolings: the same parser, giving names to encoders/encoder.py
+    assert pooling.parse_poolings("all,layer-avg:0-1") == [*settings.POOLINGS, "layer-avg:0", "layer-avg:1"]
 
 
 def test_fit_on_task_names_are_spelled_as_the_registry_does(tmp_path):
@@ -51,7 +59,7 @@ def test_bad_values_name_their_option(call, option):
 
 
 def test_good_simcse_settings_pass():
-    assert options.parse_dropouts("0.1,0.3,0.1") == [0.1, 0.3]
+    assert options.parse_dropouts("0.1,0.3,0.1") == [options.Dropout(0.1), options.Dropout(0.3)]
     assert options.check_loss("cached") == "cached"
     assert options.parse_max_sentences("all") is None and options.parse_max_sentences("auto") == "auto"
     assert options.parse_max_sentences(" 2000 ") == 2000
@@ -75,10 +83,11 @@ def test_layer_avg_is_checked_against_the_model_s_layers_from_config(tmp_path):
     import json
 
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 4}))
-    options.check_layers_fit(["layer-avg:0", "layer-avg:4", "cls"], str(tmp_path))
+    options.check_layers_fit(options.parse_poolings("layer-avg:0,layer-avg:4,cls"), str(tmp_path))
     with pytest.raises(StsevalError, match="--pooling layer-avg:5: .* has 4 Transformer layers"):
         options.check_layers_fit(options.parse_poolings("layer-avg:0-5"), str(tmp_path))
-    options.check_layers_fit(["layer-avg:99"], str(tmp_path / "not-a-model"))  # unknown depth: checked after loading
+    # unknown depth: checked after loading
+    options.check_layers_fit(options.parse_poolings("layer-avg:99"), str(tmp_path / "not-a-model"))
 
 
 @pytest.mark.parametrize("call, option", [

@@ -218,3 +218,25 @@ def test_parse_poolings_expands_layer_ranges(given, expected):
 def test_parse_poolings_rejects_bad_layer_names(given):
     with pytest.raises(StsevalError, match="--pooling"):
         parse_poolings(given)
+
+
+@pytest.mark.parametrize("name", [*POOLINGS, f"layer-avg:{N_LAYERS}"])
+def test_a_pooling_value_pools_exactly_as_its_name(batch, dense, name):
+    from stseval.common.settings import Pooling
+
+    hidden_states, attention_mask = batch
+    with torch.no_grad():
+        by_value = pool(Pooling.parse(name), hidden_states, attention_mask, dense)
+        pooled = pool_all([Pooling.parse(name), name], hidden_states, attention_mask, dense)
+    assert torch.equal(by_value, pool(name, hidden_states, attention_mask, dense))
+    assert torch.equal(pooled[name], pooled[Pooling.parse(name)])  # keyed as given: the name or the value
+
+
+@pytest.mark.parametrize("name", ["sentence", "mean"])
+def test_pool_refuses_what_is_not_a_token_pooling(batch, name):
+    from stseval.common.settings import Pooling
+
+    hidden_states, attention_mask = batch
+    given = Pooling(name) if name == "sentence" else name
+    with pytest.raises(StsevalError, match=f"^--pooling: unknown pooling '{name}'; .*choose from cls, "):
+        pool(given, hidden_states, attention_mask)

@@ -119,7 +119,7 @@ def test_an_encoder_breaking_the_protocol_fails_loudly(broken, message, tmp_path
 
 
 def test_sentence_is_a_pooling_name_but_not_part_of_all():
-    assert parse_poolings("last-avg, sentence") == ["last-avg", "sentence"]
-    assert parse_poolings("all") == list(POOLINGS) and "sentence" not in POOLINGS
+    assert [str(p) for p in parse_poolings("last-avg, sentence")] == ["last-avg", "sentence"]
+    assert [str(p) for p in parse_poolings("all")] == list(POOLINGS) and "sentence" not in POOLINGS
     with pytest.raises(StsevalError, match=r"choose from .*max, sentence or 'all'"):
         parse_poolings("sentences")

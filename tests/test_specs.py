@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Dropout, Pooling
 from stseval.data.tasks import TASKS
 from stseval.runs.specs import (
     FitSource,
@@ -97,8 +98,8 @@ def test_whiten_run_spec_holds_parsed_values(data_dir, tmp_path):
     assert [spec.name for spec in run.tasks] == ["ATEC", "BQ"] and run.dims == (None, 128)
     assert [source.label for source in run.fit_on] == ["all-available", "task:BQ"]
     [encode] = run.encoders  # a model given twice is one model
-    assert (encode.model, encode.poolings, encode.prefix, encode.backend) == ("default", ("cls", "last-avg"),
-                                                                              "query: ", "int8")
+    assert (encode.model, encode.poolings, encode.prefix, encode.backend) == (
+        "default", (Pooling("cls"), Pooling("last-avg")), "query: ", "int8")
     assert run.results_path == tmp_path / "o" / "whiten.csv"
 
 
@@ -129,9 +130,9 @@ def test_simcse_options_are_refused_naming_them(data_dir, overrides, option):
 def test_simcse_run_spec_holds_parsed_values(data_dir):
     run = parse_simcse_run(model="default", tasks=["BQ"], poolings=["cls", "last-avg"], dropouts="0.3,0.1,0.3",
                            max_sentences="all", loss="princeton", batch_size=32, curve_pairs=0, data_dir=data_dir)
-    assert run.dropouts == (0.3, 0.1) and run.max_sentences is None and run.curve_pairs == 0
+    assert run.dropouts == (Dropout(0.3), Dropout(0.1)) and run.max_sentences is None and run.curve_pairs == 0
     assert (run.training.loss, run.training.batch_size) == ("princeton", 32)
-    assert run.train_on == FitSource("all-available") and run.encode.poolings == ("cls", "last-avg")
+    assert run.train_on == FitSource("all-available") and run.encode.poolings == (Pooling("cls"), Pooling("last-avg"))
 
 
 @pytest.mark.parametrize("overrides, option", [

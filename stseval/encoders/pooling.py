@@ -26,14 +26,22 @@ import torch
 from stseval.common.errors import StsevalError
 from stseval.common.lists import did_you_mean
 
-# the names live with the option parsers, which must not import torch, so a typo fails fast
-from stseval.options import (  # noqa: F401 - re-exported
+# the values live in the torch-free stseval/common/settings.py, so a typo fails before torch loads
+from stseval.common.settings import (  # noqa: F401 - re-exported
     LAYER_AVG,
     NEEDS_POOLER,
     POOLINGS,
+    Pooling,
     layer_avg_index,
-    parse_poolings,
 )
+from stseval.common.settings import parse_poolings as _parse_poolings
+
+
+def parse_poolings(text_or_list: str | Pooling | Sequence[str | Pooling]) -> list[str]:
+    """The names of `stseval.common.settings.parse_poolings` (same input, same errors), for code that still
+    keys its vectors, cache and `supports` by name (stseval/encoders/encoder.py's `encode`, until it takes
+    `Pooling` values)."""
+    return [str(pooling) for pooling in _parse_poolings(text_or_list)]
 
 
 def masked_mean(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -50,7 +58,7 @@ def masked_max(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
 
 
 def pool(
-    name: str,
+    pooling: Pooling | str,
     hidden_states: Sequence[torch.Tensor],
     attention_mask: torch.Tensor,
     pooler_dense: torch.nn.Module | None = None,
@@ -58,7 +66,7 @@ def pool(
     """Compute one sentence vector per row of a padded batch.
 
     Args:
-        name: one of `POOLINGS`:
+        pooling: a token pooling (`Pooling`, or its name as rows write it; not `sentence`):
             - "cls": `hidden_states[-1][:, 0]`, the last layer at [CLS].
             - "pooler": `pooler_dense(hidden_states[-1][:, 0])` WITHOUT tanh, like bert4keras
               `with_pool='linear'` in Su's BERT-whitening / SimCSE code.
@@ -83,42 +91,46 @@ def pool(
         StsevalError for an unknown name, a pooler pooling without `pooler_dense`, or a layer
         pooling on a model with too few layers.
     """
-    last = hidden_states[-1]
-    if name == "cls":
+    name = str(pooling)
+    value = pooling if isinstance(pooling, Pooling) else Pooling.read(pooling)
+    if value is None or not value.needs_hidden_states:
+        raise StsevalError(f"--pooling: unknown pooling {name!r}; {did_you_mean(name, POOLINGS)}"
+                           f"choose from {', '.join(POOLINGS)}")
+    kind, last = value.kind, hidden_states[-1]
+    if kind == "cls":
         return last[:, 0]
-    if name in NEEDS_POOLER:
+    if value.needs_pooler:
         if pooler_dense is None:
             raise StsevalError(
                 f"--pooling {name}: this model has no trained pooler layer; use cls, last-avg, "
                 "first-last-avg, last2avg or max"
             )
         linear = pooler_dense(last[:, 0])
-        return torch.tanh(linear) if name == "pooler-tanh" else linear
-    if name == "last-avg":
+        return torch.tanh(linear) if kind == "pooler-tanh" else linear
+    if kind == "last-avg":
         return masked_mean(last, attention_mask)
-    if name in ("first-last-avg", "last2avg"):
+    if kind in ("first-last-avg", "last2avg"):
         if len(hidden_states) < 3:
             raise StsevalError(f"--pooling {name}: needs a model with at least 2 Transformer layers")
-        other = hidden_states[1] if name == "first-last-avg" else hidden_states[-2]
+        other = hidden_states[1] if kind == "first-last-avg" else hidden_states[-2]
         # the mean is linear, so averaging layers first equals averaging the two layer means
         return masked_mean((other + last) / 2, attention_mask)
-    if name == "max":
+    if kind == "max":
         return masked_max(last, attention_mask)
-    layer = layer_avg_index(name)
-    if layer is not None:
-        if layer >= len(hidden_states):
-            raise StsevalError(f"--pooling {name}: the model has {len(hidden_states) - 1} Transformer layers "
-                               f"({LAYER_AVG}:0 to {LAYER_AVG}:{len(hidden_states) - 1})")
-        return masked_mean(hidden_states[layer], attention_mask)
-    raise StsevalError(f"--pooling: unknown pooling {name!r}; {did_you_mean(name, POOLINGS)}"
-                       f"choose from {', '.join(POOLINGS)}")
+    layer = value.layer  # layer-avg:N, the one kind left
+    if layer is None:
+        raise AssertionError(f"pool: no branch for the pooling kind {kind!r}")
+    if layer >= len(hidden_states):
+        raise StsevalError(f"--pooling {name}: the model has {len(hidden_states) - 1} Transformer layers "
+                           f"({LAYER_AVG}:0 to {LAYER_AVG}:{len(hidden_states) - 1})")
+    return masked_mean(hidden_states[layer], attention_mask)
 
 
 def pool_all(
-    names: Sequence[str],
+    names: Sequence[str | Pooling],
     hidden_states: Sequence[torch.Tensor],
     attention_mask: torch.Tensor,
     pooler_dense: torch.nn.Module | None = None,
-) -> dict[str, torch.Tensor]:
-    """Every requested pooling from one forward pass: {name: (b, h) tensor}; see `pool`."""
+) -> dict:
+    """Every requested pooling from one forward pass: {each of `names`, as given: (b, h) tensor}; see `pool`."""
     return {name: pool(name, hidden_states, attention_mask, pooler_dense) for name in names}

@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from stseval.options import POOLING_NAMES, SENTENCE_POOLING  # noqa: F401 - re-exported
+from stseval.common.settings import POOLING_NAMES, SENTENCE_POOLING, Pooling  # noqa: F401 - names re-exported
 
 Batch = tuple[np.ndarray, dict[str, np.ndarray]]
 """(rows, {pooling: (len(rows), d) float32}): vectors of texts[rows], as `embed_batches` yields them."""
@@ -53,7 +53,8 @@ class SentenceEncoder(Protocol):
     def dimension(self) -> int: ...
 
     def supports(self, pooling: str) -> bool:
-        """Whether `pooling` (a name of `POOLING_NAMES`) is one of this encoder's outputs.
+        """Whether `pooling` (its name, `str(Pooling)`: one of `POOLING_NAMES` or layer-avg:N) is one of this
+        encoder's outputs.
 
         Runs mark the cells of unsupported poolings n/a instead of encoding them; an encoder of
         sentence vectors only supports `SENTENCE_POOLING` alone.
@@ -93,6 +94,11 @@ def fixed_batches(embed: Callable[[Sequence[str]], dict[str, np.ndarray]], texts
     for start in range(0, len(texts), batch_size):
         stop = min(start + batch_size, len(texts))
         yield np.arange(start, stop), embed(texts[start:stop])
+
+
+def can_pool(encoder: SentenceEncoder, pooling: Pooling) -> bool:
+    """`encoder.supports` for a `Pooling` value: the protocol method takes the pooling's name."""
+    return encoder.supports(str(pooling))
 
 
 def supported_poolings(encoder: SentenceEncoder) -> list[str]:

@@ -22,7 +22,7 @@ all import (`sentence_transformers.models.Transformer`, `.Pooling`, `.WeightedLa
                               config_sentence_transformers.json, so plain `encode(texts)` puts it in front
 
 Example:
-    >>> export_model("default", "last-avg", Path("e5-whitened"), prefix="query: ", kernel=Path("k.npz"))
+    >>> export_model(load_encoder("default"), Pooling("last-avg"), Path("e5-whitened"), prefix="query: ")
     >>> # elsewhere, without stseval:  SentenceTransformer("e5-whitened").encode(["花呗怎么还款"])
 """
 
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stseval.common.errors import StsevalError
-from stseval.options import NEEDS_POOLER, layer_avg_index
+from stseval.common.settings import Pooling, parse_poolings
 
 if TYPE_CHECKING:
     from stseval.encoders.protocol import SentenceEncoder
@@ -107,7 +107,7 @@ def check_kernel_matches(whitening: Whitening, source: str, encoder: SentenceEnc
                            f"{encoder.name} gives {encoder.dimension}-d ones")
 
 
-def export_model(encoder: SentenceEncoder, pooling: str, out: Path, *, prefix: str = "",
+def export_model(encoder: SentenceEncoder, pooling: Pooling, out: Path, *, prefix: str = "",
                  whitening: Whitening | None = None, max_length: int = 64, card: str = "",
                  provenance: dict | None = None) -> Exported:
     """Write `encoder` + `pooling` (+ `whitening`) as a folder at `out`, atomically (a temp folder, then rename).
@@ -131,7 +131,7 @@ def export_model(encoder: SentenceEncoder, pooling: str, out: Path, *, prefix: s
 
     out = Path(out)
     check_out_empty(out)
-    if not encoder.supports(pooling):
+    if not encoder.supports(str(pooling)):
         raise StsevalError(f"--pooling {pooling}: not available for {encoder.name}")
     is_transformer = isinstance(encoder, Encoder)
     backend = getattr(encoder, "backend", "fp32")
@@ -148,7 +148,7 @@ def export_model(encoder: SentenceEncoder, pooling: str, out: Path, *, prefix: s
             _write_sentence_transformer(encoder, pooling, staging, prefix, whitening, max_length)
         else:
             _write_transform(encoder, pooling, staging, prefix, whitening)  # type: ignore[arg-type]
-        facts = dict(provenance or {}, model=encoder.name, model_fingerprint=encoder.fingerprint, pooling=pooling,
+        facts = dict(provenance or {}, model=encoder.name, model_fingerprint=encoder.fingerprint, pooling=str(pooling),
                      prefix=prefix, max_length=max_length, whitening=_whitening_facts(whitening))
         (staging / "stseval.json").write_text(json.dumps(facts, indent=2, sort_keys=True, default=str) + "\n",
                                               encoding="utf-8")
@@ -160,7 +160,7 @@ def export_model(encoder: SentenceEncoder, pooling: str, out: Path, *, prefix: s
         shutil.rmtree(staging, ignore_errors=True)
         raise
     dims = encoder.dimension if whitening is None else whitening.n_components
-    return Exported(out, "sentence-transformers" if is_transformer else "transform", encoder.name, pooling, prefix,
+    return Exported(out, "sentence-transformers" if is_transformer else "transform", encoder.name, str(pooling), prefix,
                     max_length, dims, _whitening_facts(whitening))
 
 
@@ -184,15 +184,15 @@ def _save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in tensors.items()}, str(path))
 
 
-def _write_sentence_transformer(encoder, pooling: str, folder: Path, prefix: str, whitening: Whitening | None,
+def _write_sentence_transformer(encoder, pooling: Pooling, folder: Path, prefix: str, whitening: Whitening | None,
                                 max_length: int) -> None:
     """The modules listed in the module docstring, into `folder`."""
     from stseval.encoders.encoder import TOKENIZER_FILES
 
     source = Path(encoder.folder)
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
-    layer = layer_avg_index(pooling)
-    layer_pooling = pooling in ("first-last-avg", "last2avg") or layer is not None
+    kind, layer = pooling.kind, pooling.layer
+    layer_pooling = kind in ("first-last-avg", "last2avg") or layer is not None
     if layer_pooling:
         config["output_hidden_states"] = True  # the Transformer module passes them on as all_layer_embeddings
     _write_json(folder / "config.json", config)
@@ -208,17 +208,17 @@ def _write_sentence_transformer(encoder, pooling: str, folder: Path, prefix: str
     dim = encoder.dimension
     if layer_pooling:
         n_layers = int(encoder.n_layers)
-        start = 1 if pooling == "first-last-avg" else n_layers - 1 if pooling == "last2avg" else int(layer or 0)
+        start = 1 if kind == "first-last-avg" else n_layers - 1 if kind == "last2avg" else int(layer or 0)
         weights = np.zeros(n_layers + 1 - start, dtype=np.float32)
         weights[0] = 1.0
-        if pooling in ("first-last-avg", "last2avg"):
+        if kind in ("first-last-avg", "last2avg"):
             weights[-1] = 1.0
         path = f"{len(modules)}_WeightedLayerPooling"
         _write_json(folder / path / "config.json",
                     {"word_embedding_dimension": dim, "layer_start": start, "num_hidden_layers": n_layers})
         _save_tensors(folder / path / "model.safetensors", {"layer_weights": weights})
         modules.append(("WeightedLayerPooling", path))
-    mode = "mean" if layer_pooling else _POOLING_MODES[pooling]
+    mode = "mean" if layer_pooling else _POOLING_MODES[kind]
     path = f"{len(modules)}_Pooling"
     _write_json(folder / path / "config.json", {
         "word_embedding_dimension": dim, "pooling_mode_cls_token": mode == "cls",
@@ -226,11 +226,11 @@ def _write_sentence_transformer(encoder, pooling: str, folder: Path, prefix: str
         "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
         "pooling_mode_lasttoken": False, "include_prompt": True})
     modules.append(("Pooling", path))
-    if pooling in NEEDS_POOLER:
+    if pooling.needs_pooler:
         state = encoder.model.state_dict()
         path = f"{len(modules)}_Dense"
         _write_json(folder / path / "config.json", {"in_features": dim, "out_features": dim, "bias": True,
-                                                    "activation_function": TANH if pooling == "pooler-tanh"
+                                                    "activation_function": TANH if kind == "pooler-tanh"
                                                     else IDENTITY})
         _save_tensors(folder / path / "model.safetensors",
                       {"linear.weight": state["pooler.dense.weight"].float().cpu().numpy(),
@@ -256,7 +256,7 @@ def _write_sentence_transformer(encoder, pooling: str, folder: Path, prefix: str
         "default_prompt_name": PROMPT_NAME if prefix else None, "similarity_fn_name": "cosine"})
 
 
-def _write_transform(encoder: SentenceEncoder, pooling: str, folder: Path, prefix: str,
+def _write_transform(encoder: SentenceEncoder, pooling: Pooling, folder: Path, prefix: str,
                      whitening: Whitening) -> None:
     """The whitening alone: whitening.safetensors (mu, kernel, beta, gamma, k) and manifest.json."""
     _save_tensors(folder / TRANSFORM_FILE, {
@@ -264,7 +264,7 @@ def _write_transform(encoder: SentenceEncoder, pooling: str, folder: Path, prefi
         "gamma": np.array([whitening.gamma]), "k": np.array([whitening.n_components])})
     _write_json(folder / MANIFEST_FILE, {
         "format": "stseval-whitening/1", "file": TRANSFORM_FILE, "model": encoder.name,
-        "model_fingerprint": encoder.fingerprint, "pooling": pooling, "prefix": prefix,
+        "model_fingerprint": encoder.fingerprint, "pooling": str(pooling), "prefix": prefix,
         "input_dimension": int(whitening.mu.shape[1]), "k": whitening.n_components, "beta": whitening.beta,
         "gamma": whitening.gamma,
         "apply": "y = (x - beta * mu) @ kernel, x the model's (n, d) sentence vectors; compare y by cosine",
@@ -328,7 +328,7 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def export(model: str | SentenceEncoder, pooling: str, out: Path, *, prefix: str = "",
+def export(model: str | SentenceEncoder, pooling: str | Pooling, out: Path, *, prefix: str = "",
            kernel: Path | None = None, whitening: Whitening | None = None, whiten_from: Path | None = None,
            task: str | None = None, choose_on: str = "valid", simcse_run: Path | None = None,
            max_length: int | None = None, data_dir: Path | None = None, rows_from: Path | None = None) -> Exported:
@@ -346,7 +346,6 @@ def export(model: str | SentenceEncoder, pooling: str, out: Path, *, prefix: str
     from stseval.encoders.encoder import load_encoder
     from stseval.encoders.protocol import supported_poolings
     from stseval.methods.whitening import load_whitening
-    from stseval.options import parse_poolings
     from stseval.runs.results import provenance as run_provenance
 
     out = Path(out)
@@ -355,7 +354,8 @@ def export(model: str | SentenceEncoder, pooling: str, out: Path, *, prefix: str
                                       ("whitening", whitening)) if value is not None]
     if len(given) > 1:
         raise StsevalError(f"{given[1]}: give one whitening source, not {' and '.join(given)}")
-    [pooling] = _one_pooling(pooling, parse_poolings)
+    value = _one_pooling(pooling)
+    pooling = str(value)  # the text rows, kernels and run folders record
     facts: dict = {"source": "raw"}
     if simcse_run is not None:
         settings = _simcse_identity(Path(simcse_run))
@@ -391,15 +391,15 @@ def export(model: str | SentenceEncoder, pooling: str, out: Path, *, prefix: str
     facts.update(run_provenance(), model=loaded.name, model_fingerprint=loaded.fingerprint, pooling=pooling,
                  prefix=prefix, max_length=length, whitening=_whitening_facts(whitening))
     card = model_card(out.name, facts, rows)
-    return export_model(loaded, pooling, out, prefix=prefix, whitening=whitening, max_length=length, card=card,
+    return export_model(loaded, value, out, prefix=prefix, whitening=whitening, max_length=length, card=card,
                         provenance=facts)
 
 
-def _one_pooling(pooling: str, parse) -> list[str]:
-    names = parse(pooling)
-    if len(names) != 1:
+def _one_pooling(pooling: str | Pooling) -> Pooling:
+    poolings = parse_poolings(pooling)
+    if len(poolings) != 1:
         raise StsevalError(f"--pooling {pooling}: export takes one pooling")
-    return names
+    return poolings[0]
 
 
 def _simcse_identity(run_dir: Path) -> dict:

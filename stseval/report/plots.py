@@ -26,7 +26,8 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.options import PLOTS, layer_avg_index
+from stseval.common.settings import layer_avg_index
+from stseval.options import PLOTS
 from stseval.report.grids import (
     AVG,
     apply_filters,
@@ -76,7 +77,7 @@ def layer_rows(frame: pd.DataFrame) -> pd.DataFrame:
         StsevalError naming --filter when the rows hold several models or prefixes, or whitening of
         several dims or --fit-on sources; or when no layer-avg row is left.
     """
-    layered = frame[[layer_avg_index(name) is not None for name in as_text(frame["pooling"])]]
+    layered = frame[[layer_avg_index(name) is not None for name in as_text(frame["pooling"])]]  # read leniently
     methods = as_text(layered["method"])
     plain = (methods == "whitening") & (as_text(layered["beta"]) == _WHITENED[0]) \
         & (as_text(layered["gamma"]) == _WHITENED[1])

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from stseval.common.fileio import write_text_atomic
+from stseval.common.settings import Pooling
 from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, split_path
 from stseval.encoders.cache import EmbeddingCache
 from stseval.evaluation.metrics import cosine_scores
@@ -114,7 +115,7 @@ def _common(job: _Job, spec: TaskSpec) -> dict:
 
 
 def _raw_unit(job: _Job, spec: TaskSpec) -> Unit:
-    cells = [Cell([planned_row(_common(job, spec), pooling=pooling, method="raw", metric="spearman_cosine")])
+    cells = [Cell([planned_row(_common(job, spec), pooling=str(pooling), method="raw", metric="spearman_cosine")])
              for pooling in job.run.encode.poolings]
     return Unit(f"{job.encoder.name} {spec.name} raw", cells, context=spec)  # type: ignore[attr-defined]
 
@@ -141,23 +142,23 @@ def _training(run: CosentRun, spec: TaskSpec) -> _Training:
                      [float(pair.score) for pair in pairs], label, validation)
 
 
-def _training_unit(job: _Job, training: _Training, pooling: str) -> Unit:
+def _training_unit(job: _Job, training: _Training, pooling: Pooling) -> Unit:
     """One training (train task x pooling) and its cells on every evaluated task."""
     run = job.run
     cells = []
     for spec in run.tasks:
         common = dict(_common(job, spec), train_on=training.train_label, loss=COSENT,
                       batch_size=str(run.training.batch_size), learning_rate=f"{run.training.learning_rate:g}",
-                      epochs=str(run.training.epochs), dropout=f"{run.training.dropout:g}")
+                      epochs=str(run.training.epochs), dropout=str(run.training.dropout))
         cells.append(Cell(_planned_rows(common, pooling, training.validation is not None, run.then_whiten), spec))
     label = f"{job.encoder.name} cosent on {training.spec.name} {pooling} seed={run.seed}"  # type: ignore[attr-defined]
     return Unit(label, cells, context=(training, pooling),
                 detail=f"{len(training.gold)} training pairs x {run.training.epochs} epochs, ")
 
 
-def _planned_rows(common: dict, pooling: str, with_best_valid: bool, then_whiten: bool) -> list[ResultRow]:
+def _planned_rows(common: dict, pooling: Pooling, with_best_valid: bool, then_whiten: bool) -> list[ResultRow]:
     def row(method: str, metric: str, **more) -> ResultRow:
-        return planned_row(common, pooling=pooling, method=method, metric=metric, **more)
+        return planned_row(common, pooling=str(pooling), method=method, metric=metric, **more)
 
     rows = [row(COSENT, "spearman_cosine"), row(COSENT, MINUS_RAW)]
     if with_best_valid:
@@ -189,12 +190,12 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
     from stseval.encoders.encoder import encode, load_encoder
 
     run = job.run
-    training, pooling = unit.context
-    spec = training.spec
+    training, value = unit.context
+    pooling, spec = str(value), training.spec  # the name: what vectors are keyed by and methods/cosent.py takes
     settings = CosentSettings(pooling=pooling, batch_size=run.training.batch_size,
                               learning_rate=run.training.learning_rate, epochs=run.training.epochs,
                               max_length=spec.max_length, seed=run.seed, prefix=run.encode.prefix,
-                              dropout=run.training.dropout, checkpoint_steps=run.training.checkpoint_steps,
+                              dropout=run.training.dropout.rate, checkpoint_steps=run.training.checkpoint_steps,
                               precision=run.encode.precision)
     run_dir = run.runs_dir / "cosent" / _run_folder_name(run, spec.name, pooling)
     job.log(f"{unit.label}: training on {training.train_label} -> {run_dir}")

@@ -25,6 +25,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, file_sha256
+from stseval.common.settings import Pooling
 from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sentence_lines, resolve_data_dir
 from stseval.encoders.cache import EmbeddingCache, check_home_writable
 from stseval.encoders.precision import precision_label, threads_pinned
@@ -54,7 +55,7 @@ if TYPE_CHECKING:  # annotations only: runs.plan and runs.results import pandas,
     from stseval.runs.results import ResultRow
     from stseval.runs.specs import SweepRun
 
-DEFAULT_POOLING = "last-avg"  # mean pooling, what E5 models were trained with
+DEFAULT_POOLING = Pooling("last-avg")  # mean pooling, what E5 models were trained with
 DEFAULT_MAX_LENGTH = 64
 SWEEP_DIMS: tuple[int | None, ...] = (None, 256, 128, 64, 32)  # None = the model's full size
 SWEEP_METRICS = ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10", "qps", "build_s", "index_bytes")
@@ -89,14 +90,16 @@ def read_sentences_file(path: Path) -> list[str]:
     return list(dict.fromkeys(read_sentence_lines(path, "--sentences")))
 
 
-def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: str, max_length: int, *, prefix: str = "",
+def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: Pooling | str, max_length: int, *,
+                 prefix: str = "",
                  batch_size: int = 64, cache: EmbeddingCache | None = None,
                  show_progress: bool = True, query: bool = False) -> np.ndarray:
     """(n, d) float32 vectors of texts under one pooling (see encoders.encode; query: its query path)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
-    return encode(encoder, list(texts), [pooling], max_length=max_length, prefix=prefix,
-                  batch_size=batch_size, cache=cache, show_progress=show_progress, query=query)[pooling]
+    name = str(pooling)  # encode() keys its vectors by the pooling's name
+    return encode(encoder, list(texts), [name], max_length=max_length, prefix=prefix,
+                  batch_size=batch_size, cache=cache, show_progress=show_progress, query=query)[name]
 
 
 def _open_cache(use_cache: bool) -> EmbeddingCache | None:
@@ -118,7 +121,7 @@ def build(
     split: str = "test",
     sentences_file: Path | None = None,
     data_dir: Path | None = None,
-    pooling: str = DEFAULT_POOLING,
+    pooling: Pooling | str = DEFAULT_POOLING,
     prefix: str = "",
     max_length: int | None = None,
     whitening_file: Path | None = None,
@@ -144,7 +147,8 @@ def build(
         model: --model value for encoders.load_encoder.
         index_dir: folder to write (index.faiss, sentences.jsonl, whitening.npz, meta.json).
         data_dir: the data folder (tasks.resolve_data_dir finds it when None).
-        pooling, prefix: how sentences become vectors; queries must use the same.
+        pooling, prefix: how sentences become vectors (a Pooling, or --pooling's one name); queries must use
+            the same.
         max_length: tokens; default the task's (64, PAWSX 128), or 64 for a sentences file.
         factory, search_params: see index.build_index.
         allow_low_rank: keep fit_whitening_dims above the rank of the corpus's covariance (whiten's
@@ -158,9 +162,10 @@ def build(
         StsevalError naming the option: an unwritable --index-dir, --whiten-dims above the corpus's rank.
     """
     from stseval.encoders.encoder import load_encoder
-    from stseval.runs.specs import check_index_sources
+    from stseval.runs.specs import check_index_sources, parse_one_pooling
     from stseval.runs.whiten import check_fit_rank
 
+    pooling = parse_one_pooling(pooling) if isinstance(pooling, str) else pooling
     check_index_sources(task, sentences_file, whitening_file, fit_whitening_dims)
     check_writable_dir(index_dir, "--index-dir")
     if use_cache:
@@ -185,7 +190,8 @@ def build(
         vectors = encode_texts(encoder, sentences, pooling, max_length, prefix=prefix, batch_size=batch_size,
                                cache=_open_cache(use_cache), show_progress=show_progress)
     whitening, source = _corpus_whitening(encoder, vectors, whitening_file, fit_whitening_dims,
-                                          dict(pooling=pooling, prefix=prefix, fit_on=corpus, max_length=max_length),
+                                          dict(pooling=str(pooling), prefix=prefix, fit_on=corpus,
+                                               max_length=max_length),
                                           allow_low_rank)
     whitening_meta = None
     if whitening is not None:
@@ -197,7 +203,7 @@ def build(
     model_ref = precision_label(str(Path(model).resolve()), getattr(encoder, "precision", "fp32")) \
         if Path(model).is_dir() else encoder.name
     metadata = IndexMetadata(
-        model=model_ref, model_fingerprint=encoder.fingerprint, pooling=pooling, prefix=prefix,
+        model=model_ref, model_fingerprint=encoder.fingerprint, pooling=str(pooling), prefix=prefix,
         max_length=max_length, dims=int(vectors.shape[1]), n_vectors=len(sentences), factory=factory,
         search_params=search_params, corpus=corpus, data_sha256=data_sha256, whitening=whitening_meta)
     return save_index(index_dir, index, sentences, metadata, whitening)
@@ -234,7 +240,7 @@ def search_index(
     top_k: int = 10,
     *,
     model: str | None = None,
-    pooling: str | None = None,
+    pooling: Pooling | str | None = None,
     prefix: str | None = None,
     whitening_file: Path | None = None,
     search_params: str = "",
@@ -273,7 +279,7 @@ def search_index(
     meta = loaded.metadata
     encoder = load_encoder(model or meta.model, precision=precision)
     query_whitening = load_whitening(whitening_file) if whitening_file is not None else loaded.whitening
-    pooling = meta.pooling if pooling is None else pooling
+    pooling = meta.pooling if pooling is None else str(pooling)  # compared as the index's meta.json writes it
     prefix = meta.prefix if prefix is None else prefix
     check_query_settings(loaded, encoder.fingerprint, pooling, prefix, query_whitening)
     with threads_pinned(threads):
@@ -379,7 +385,7 @@ def _plan_task(job: _Job, spec: TaskSpec, log: Callable[[str], None]) -> Unit | 
         log(f"{spec.name} {run.split}: no positive pairs, skipping")
         return None
     data_sha256 = data_fingerprint(spec, [run.split], run.data_dir) + (f":first{run.limit}" if run.limit else "")
-    common = dict(model=job.encoder.name, model_fingerprint=job.encoder.fingerprint, pooling=run.pooling,
+    common = dict(model=job.encoder.name, model_fingerprint=job.encoder.fingerprint, pooling=str(run.pooling),
                   prefix=run.encode.prefix, task=spec.name, split=run.split, data_sha256=data_sha256, seed=run.seed,
                   n_pairs=retrieval.n_queries, max_length=str(spec.max_length), index=run.factory,
                   search_params=run.search_params, top_k=str(run.top_k), n_corpus=str(len(retrieval.corpus)),

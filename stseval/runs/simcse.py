@@ -40,8 +40,10 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import write_text_atomic
+from stseval.common.settings import Dropout, Pooling, pooling_names
 from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, read_sentence_lines
 from stseval.encoders.cache import EmbeddingCache
+from stseval.encoders.protocol import can_pool
 from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman, undefined_reason
 from stseval.evaluation.scoring import encode_splits, sample_pairs, score_pairs, split_label
 from stseval.methods.simcse import (
@@ -207,7 +209,7 @@ def load_base_model(run: SimcseRun | CosentRun, command: str) -> tuple[Encoder, 
     if not isinstance(encoder, Encoder):
         raise StsevalError(f"{command} needs a transformer model folder; --model {run.encode.model} "
                            "gives sentence vectors only")
-    unsupported = [p for p in run.encode.poolings if not encoder.supports(p)]
+    unsupported = pooling_names(p for p in run.encode.poolings if not can_pool(encoder, p))
     if unsupported:
         raise StsevalError(f"--pooling {','.join(unsupported)}: not available for {encoder.name} "
                            f"(trained pooler: {encoder.has_pooler}, layers: {encoder.n_layers})")
@@ -237,12 +239,12 @@ def _plan_task(job: _Job, spec: TaskSpec) -> list[Unit]:
                   split=split_label(run.split, run.max_eval_pairs), prefix=run.encode.prefix,
                   data_sha256=fingerprint, seed=run.seed, max_length=str(spec.max_length), **job.base)
     raw = Unit(f"{encoder.name} {spec.name} raw",
-               [Cell([planned_row(common, pooling=p, method="raw", metric="spearman_cosine")])
+               [Cell([planned_row(common, pooling=str(p), method="raw", metric="spearman_cosine")])
                 for p in run.encode.poolings], context=task)
     training = run.training
     trained_common = dict(common, train_on=task.train_label, loss=training.loss, batch_size=str(training.batch_size),
                           learning_rate=f"{training.learning_rate:g}", epochs=str(training.epochs))
-    cells = [Unit(f"{encoder.name} {spec.name} {pooling} dropout={rate:g} seed={run.seed}",
+    cells = [Unit(f"{encoder.name} {spec.name} {pooling} dropout={rate} seed={run.seed}",
                   [Cell(_planned_rows(pooling, rate, trained_common, task.validation is not None, run.then_whiten),
                         (pooling, rate))], context=task)
              for pooling in run.encode.poolings for rate in run.dropouts]
@@ -278,10 +280,12 @@ def _train_and_score(job: _Job, unit: Unit, cell: Cell) -> list[ResultRow]:
     """Train one cell's model (or reuse its finished folder), then fill its rows."""
     run, task, (pooling, rate) = job.run, unit.context, cell.setting
     training = run.training
-    settings = SimcseSettings(pooling=pooling, dropout=rate, loss=training.loss, batch_size=training.batch_size,
-                              learning_rate=training.learning_rate, epochs=training.epochs,
-                              max_length=task.spec.max_length, seed=run.seed, prefix=run.encode.prefix,
-                              checkpoint_steps=training.checkpoint_steps, precision=run.encode.precision)
+    # methods/simcse.py still takes the pooling's name and the rate as a float
+    settings = SimcseSettings(pooling=str(pooling), dropout=rate.rate, loss=training.loss,
+                              batch_size=training.batch_size, learning_rate=training.learning_rate,
+                              epochs=training.epochs, max_length=task.spec.max_length, seed=run.seed,
+                              prefix=run.encode.prefix, checkpoint_steps=training.checkpoint_steps,
+                              precision=run.encode.precision)
     run_dir = run.runs_dir / "simcse" / _run_folder_name(run, task.spec.name, pooling, rate)
     job.log(f"{unit.label}: training on {task.train_label} -> {run_dir}")
     card = {"task": task.spec.name, "train_on": task.train_label, "data_dir": str(run.data_dir),
@@ -312,11 +316,12 @@ def _train_and_score(job: _Job, unit: Unit, cell: Cell) -> list[ResultRow]:
     return rows
 
 
-def _planned_rows(pooling: str, rate: float, common: dict, with_best_valid: bool, then_whiten: bool) -> list[ResultRow]:
+def _planned_rows(pooling: Pooling, rate: Dropout, common: dict, with_best_valid: bool,
+                  then_whiten: bool) -> list[ResultRow]:
     """The rows one cell produces, values NaN until scored: [simcse, simcse - raw, (best-valid, best-valid - raw),
     (simcse+whitening, simcse+whitening - simcse)]."""
     def row(method: str, metric: str, **more) -> ResultRow:
-        return planned_row(common, pooling=pooling, method=method, metric=metric, dropout=f"{rate:g}", **more)
+        return planned_row(common, pooling=str(pooling), method=method, metric=metric, dropout=str(rate), **more)
 
     rows = [row("simcse", "spearman_cosine"), row("simcse", MINUS_RAW)]
     if with_best_valid:
@@ -434,9 +439,9 @@ def best_valid_facts(best_folder: Path) -> dict:
     return facts
 
 
-def _run_folder_name(run: SimcseRun, task: str, pooling: str, rate: float) -> str:
+def _run_folder_name(run: SimcseRun, task: str, pooling: Pooling, rate: Dropout) -> str:
     """<model>-<task>-<pooling>-d<dropout>-s<seed>, plus every setting that differs from Su's defaults."""
-    name = f"{model_slug(run.encode.model)}-{task}-{pooling}-d{rate:g}-s{run.seed}"
+    name = f"{model_slug(run.encode.model)}-{task}-{pooling}-d{rate}-s{run.seed}"
     training = run.training
     for label, value, default in (("loss", training.loss, "su"), ("b", training.batch_size, 64),
                                   ("lr", training.learning_rate, 1e-5), ("e", training.epochs, 1),

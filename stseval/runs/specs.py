@@ -23,6 +23,7 @@ from stseval import options
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
 from stseval.common.lists import did_you_mean
+from stseval.common.settings import Dropout, Pooling
 from stseval.data.tasks import TASKS, TaskSpec, load_pairs, parse_task_names, resolve_data_dir, split_path, task_by_name
 
 SPLITS = ("train", "valid", "test")
@@ -149,7 +150,7 @@ class EncodeSpec:
     """How sentences become vectors: the model, its poolings and how it runs."""
 
     model: str  # --model: "default", a local folder or a hub name
-    poolings: tuple[str, ...]
+    poolings: tuple[Pooling, ...]  # parsed once (stseval.common.settings.parse_poolings)
     prefix: str = ""  # put before every sentence, e.g. "query: " for E5
     batch_size: int = 64  # sentences per encoding batch (does not change the numbers)
     backend: str = "fp32"  # stseval.encoders.backends.BACKENDS; part of the model's name and fingerprint
@@ -211,7 +212,7 @@ class SimcseRun:
 
     encode: EncodeSpec  # the base model; batch_size is the evaluation batch
     tasks: tuple[TaskSpec, ...]
-    dropouts: tuple[float, ...]
+    dropouts: tuple[Dropout, ...]
     train_on: FitSource
     data_dir: Path
     out_dir: Path
@@ -240,7 +241,7 @@ class CosentTraining:
     batch_size: int = 32
     learning_rate: float = 2e-5
     epochs: int = 5
-    dropout: float = 0.1
+    dropout: Dropout = Dropout(0.1)
     checkpoint_steps: int = 200
 
 
@@ -291,7 +292,7 @@ class SweepRun:
     results_name: str = "retrieval.csv"
 
     @property
-    def pooling(self) -> str:
+    def pooling(self) -> Pooling:
         return self.encode.poolings[0]
 
     @property
@@ -299,12 +300,12 @@ class SweepRun:
         return self.out_dir / self.results_name
 
 
-def parse_one_pooling(text: str) -> str:
+def parse_one_pooling(text: str) -> Pooling:
     """--pooling of the index commands: exactly one known pooling."""
-    names = options.parse_poolings(text)
-    if len(names) != 1:
+    poolings = options.parse_poolings(text)
+    if len(poolings) != 1:
         raise StsevalError(f"--pooling: give one pooling, got {text!r}")
-    return names[0]
+    return poolings[0]
 
 
 def check_index_sources(task: object, sentences_file: Path | None, whitening_file: Path | None,
@@ -357,7 +358,7 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str] | N
     options.check_threads(threads)
     specs = _task_specs(tasks)
     from_model = poolings is None
-    pooling_names = options.WHITEN_DEFAULT_POOLINGS if poolings is None else tuple(options.parse_poolings(poolings))
+    parsed = options.WHITEN_DEFAULT_POOLINGS if poolings is None else tuple(options.parse_poolings(poolings))
     dims_list = tuple(options.parse_dims(dims))
     method_list = tuple(options.parse_methods(methods, options.WHITEN_METHODS))
     betas, gammas = tuple(options.parse_exponents(beta, "--beta")), tuple(options.parse_exponents(gamma, "--gamma"))
@@ -371,12 +372,12 @@ def parse_whiten_run(*, models: Sequence[str], poolings: str | Sequence[str] | N
     for model in models:
         options.check_model_folder(model)
         options.check_dims_fit(dims_list, model)
-        options.check_layers_fit(pooling_names, model)
+        options.check_layers_fit(parsed, model)
     check_writable_dir(Path(out), "--out")
     if save_kernel is not None:
         check_writable_dir(Path(save_kernel), "--save-kernel")
     check_pairs_parse(_whiten_reads(specs, (split, *([choose_on] if choose_on else [])), sources, folder), folder)
-    encoders = tuple(EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
+    encoders = tuple(EncodeSpec(model=model, poolings=parsed, prefix=prefix, batch_size=batch_size,
                                 backend=backend, processes=processes, show_progress=show_progress,
                                 precision=precision, threads=threads, poolings_from_model=from_model)
                      for model in dict.fromkeys(models))
@@ -422,8 +423,8 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     options.check_threads(threads)
     options.check_model_folder(model)
     specs = _task_specs(tasks)
-    pooling_names = tuple(options.parse_poolings(poolings))
-    layered = [name for name in pooling_names if options.layer_avg_index(name) is not None]
+    parsed = tuple(options.parse_poolings(poolings))
+    layered = [pooling for pooling in parsed if pooling.is_layer]
     if layered:
         raise StsevalError(f"--pooling {layered[0]}: simcse-train does not train on layer-avg:N poolings; "
                            "they are for evaluation (stseval whiten --pooling layer-avg:0-12)")
@@ -444,7 +445,7 @@ def parse_simcse_run(*, model: str, tasks: str | Sequence[str], poolings: str | 
     check_writable_dir(Path(runs_dir) / "simcse", "--runs-dir")
     check_pairs_parse([(spec, [split, *source.own_splits(spec, folder), *(["valid"] if curve_pairs != 0 else [])])
                        for spec in specs], folder)
-    encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
+    encode = EncodeSpec(model=model, poolings=parsed, prefix=prefix, batch_size=eval_batch_size,
                         device=device, show_progress=show_progress, precision=precision, threads=threads)
     return SimcseRun(encode=encode, tasks=specs, dropouts=rates, train_on=source, data_dir=folder, out_dir=Path(out),
                      runs_dir=Path(runs_dir), training=training, max_sentences=cap, seed=seed, split=split,
@@ -471,8 +472,8 @@ def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | 
     options.check_model_folder(model)
     train_specs = _task_specs(train_on)
     specs = _task_specs(tasks)
-    pooling_names = tuple(options.parse_poolings(poolings))
-    layered = [name for name in pooling_names if options.layer_avg_index(name) is not None]
+    parsed = tuple(options.parse_poolings(poolings))
+    layered = [pooling for pooling in parsed if pooling.is_layer]
     if layered:
         raise StsevalError(f"--pooling {layered[0]}: cosent-train does not train on layer-avg:N poolings")
     options.check_at_least([("--batch-size", batch_size, 2), ("--epochs", epochs, 1),
@@ -492,7 +493,7 @@ def parse_cosent_run(*, model: str, train_on: str | Sequence[str], tasks: str | 
     check_writable_dir(Path(runs_dir) / "cosent", "--runs-dir")
     check_pairs_parse([(spec, [split]) for spec in specs]
                       + [(spec, ["train", *(["valid"] if curve_pairs != 0 else [])]) for spec in train_specs], folder)
-    encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=eval_batch_size,
+    encode = EncodeSpec(model=model, poolings=parsed, prefix=prefix, batch_size=eval_batch_size,
                         device=device, show_progress=show_progress, precision=precision, threads=threads)
     training = CosentTraining(batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
                               checkpoint_steps=checkpoint_steps)
@@ -515,17 +516,17 @@ def parse_sweep_run(*, model: str, tasks: str | Sequence[str], pooling: str = "l
     options.check_threads(threads)
     specs = _task_specs(tasks)
     dims_list, method_list = tuple(options.parse_dims(dims)), tuple(options.parse_methods(methods))
-    pooling_names = (parse_one_pooling(pooling),)
+    parsed = (parse_one_pooling(pooling),)
     if top_k < 10:
         raise StsevalError(f"--top-k {top_k}: must be at least 10 (recall@10, MRR@10, nDCG@10)")
     options.check_at_least([("--limit", limit, 1), ("--threads", threads, 1)])
     folder = _data_dir(specs, split, data_dir)
     options.check_model_folder(model)
     options.check_dims_fit(dims_list, model)
-    options.check_layers_fit(pooling_names, model)
+    options.check_layers_fit(parsed, model)
     check_writable_dir(Path(out), "--out")
     check_pairs_parse([(spec, [split]) for spec in specs], folder)
-    encode = EncodeSpec(model=model, poolings=pooling_names, prefix=prefix, batch_size=batch_size,
+    encode = EncodeSpec(model=model, poolings=parsed, prefix=prefix, batch_size=batch_size,
                         use_cache=use_cache, show_progress=show_progress, precision=precision, threads=threads)
     return SweepRun(encode=encode, tasks=specs, data_dir=folder, out_dir=Path(out), split=split, dims=dims_list,
                     methods=method_list, factory=factory, search_params=search_params, top_k=top_k, limit=limit,

@@ -31,9 +31,10 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
+from stseval.common.settings import Pooling, pooling_names
 from stseval.data.tasks import TASKS, TaskSpec, data_fingerprint, load_pairs, read_sentence_lines
 from stseval.encoders.cache import EmbeddingCache
-from stseval.encoders.protocol import SentenceEncoder
+from stseval.encoders.protocol import SentenceEncoder, can_pool
 from stseval.evaluation.scoring import SplitVectors, encode_splits, score_pairs
 from stseval.methods.whitening import WhiteningBasis, fit_whitening_basis, load_whitening, save_whitening
 from stseval.options import CHOSEN_SUFFIX, check_dims_within, check_layers_within, exponent_label
@@ -56,7 +57,7 @@ class _Job:
     encode: EncodeSpec
     encoder: SentenceEncoder
     cache: EmbeddingCache
-    supported: list[str] = field(default_factory=list)  # the poolings the model can produce
+    supported: list[str] = field(default_factory=list)  # names of the poolings the model can produce (rows' text)
 
 
 def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
@@ -98,7 +99,7 @@ def _run_model(run: WhitenRun, encode: EncodeSpec, results: ResultsFile, cache: 
         check_layers_within(encode.poolings, encoder.n_layers, encoder.name)
     _check_file_fits_rank(run, encoder.dimension)
     encode = _model_poolings(encode, encoder, log)
-    job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if encoder.supports(p)])
+    job = _Job(run, encode, encoder, cache, pooling_names(p for p in encode.poolings if can_pool(encoder, p)))
     units = [_plan_task(job, spec, base) for spec in run.tasks]
     log(encoding_estimate(job, [unit for unit in units if _has_pending(results, unit)]))
     computed += run_units(results, units, functools.partial(_score_task, job), log,
@@ -152,10 +153,11 @@ def _model_poolings(encode: EncodeSpec, encoder: SentenceEncoder, log: Callable[
     """Without --pooling, the default poolings the model has (no `pooler` cells for a model without one)."""
     if not encode.poolings_from_model:
         return encode
-    kept = tuple(name for name in encode.poolings if encoder.supports(name))
+    kept = tuple(pooling for pooling in encode.poolings if can_pool(encoder, pooling))
     if not kept:
-        raise StsevalError(f"--pooling: {encoder.name} gives none of {', '.join(encode.poolings)}; name its pooling")
-    log(f"{encoder.name}: --pooling {','.join(kept)} (the default poolings this model has)")
+        raise StsevalError(f"--pooling: {encoder.name} gives none of {', '.join(pooling_names(encode.poolings))}; "
+                           "name its pooling")
+    log(f"{encoder.name}: --pooling {','.join(pooling_names(kept))} (the default poolings this model has)")
     return dataclasses.replace(encode, poolings=kept)
 
 
@@ -197,8 +199,8 @@ def _plan_task(job: _Job, spec: TaskSpec, base: dict) -> Unit:
     for split in run.scored_splits:
         for pooling in job.encode.poolings:
             def cell_of(reduction: _Reduction, metric: str, dims: int | None, split: str = split,
-                        pooling: str = pooling, **fields) -> Cell:
-                return Cell([planned_row(common, split=split, pooling=pooling, method=reduction.method,
+                        pooling: Pooling = pooling, **fields) -> Cell:
+                return Cell([planned_row(common, split=split, pooling=str(pooling), method=reduction.method,
                                          metric=metric, dims=dims_label(dims), **fields)], reduction)
 
             cells.append(cell_of(_Reduction("raw"), "spearman_cosine", None))
