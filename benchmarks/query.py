@@ -37,9 +37,10 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import stseval.encoders.encoder as encoders  # noqa: E402
+import stseval.encoders.batching as batching  # noqa: E402
 from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir  # noqa: E402
 from stseval.encoders.encoder import encode, load_encoder  # noqa: E402
+from stseval.encoders.precision import autocast  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,7 +56,7 @@ def parse_args() -> argparse.Namespace:
 
 def bare(encoder, texts: list[str]) -> np.ndarray:
     """What a user writes by hand: one padded batch, masked mean of the last layer."""
-    with torch.inference_mode(), encoders.autocast(encoder.device, encoder.precision):
+    with torch.inference_mode(), autocast(encoder.device, encoder.precision):
         batch = encoder.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
         hidden = encoder.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -68,22 +69,22 @@ def stseval_path(encoder, texts: list[str], batch_size: int, query: bool = False
 
 
 def exact_rows(encoder, texts: list[str]) -> np.ndarray:
-    fill = encoders._fill_rows
-    encoders._fill_rows = lambda rows, n: rows  # type: ignore[assignment]  # no copies: reference only
+    fill = batching.fill_rows
+    batching.fill_rows = lambda rows, n: rows  # type: ignore[assignment]  # no copies: reference only
     try:
         return stseval_path(encoder, texts, 32)
     finally:
-        encoders._fill_rows = fill  # type: ignore[assignment]
+        batching.fill_rows = fill  # type: ignore[assignment]
 
 
 def coarse(encoder, texts: list[str], rows: int, step: int = 8) -> np.ndarray:
     """R rows per forward (fill copies up to R), widths rounded up to a multiple of `step` (a candidate)."""
-    widths = encoders.bucket_widths
-    encoders.bucket_widths = lambda lengths: (np.ceil(lengths / step) * step).astype(np.int64)  # type: ignore
+    widths = batching.bucket_widths
+    batching.bucket_widths = lambda lengths: (np.ceil(lengths / step) * step).astype(np.int64)  # type: ignore
     try:
         return stseval_path(encoder, texts, rows)
     finally:
-        encoders.bucket_widths = widths  # type: ignore[assignment]
+        batching.bucket_widths = widths  # type: ignore[assignment]
 
 
 def timed(function, repeats: int) -> float:
@@ -108,7 +109,7 @@ def main() -> None:
     texts = ["query: " + pair.sentence1 for pair in chooser.sample(pairs, args.n)]
     lengths = [len(ids) for ids in encoder.tokenizer(texts)["input_ids"]]
     print(f"{args.n} sentences, tokens {min(lengths)}-{max(lengths)} (mean {np.mean(lengths):.1f}), "
-          f"{len(set(encoders.bucket_widths(np.array(lengths))))} distinct widths")
+          f"{len(set(batching.bucket_widths(np.array(lengths))))} distinct widths")
 
     # answers first: single is invariant by construction; how far is each path from fill32?
     alone = stseval_path(encoder, texts[:1], 1)

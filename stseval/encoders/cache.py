@@ -42,14 +42,10 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import WriteError, file_sha256, write_bytes_atomic, write_error
+from stseval.common.paths import stseval_home
 
 SHARD_FORMAT = 1
 _HASH_BYTES = 16
-
-
-def stseval_home() -> Path:
-    """The folder holding stseval's models/ and embeddings/: $STSEVAL_HOME or ~/.cache/stseval."""
-    return Path(os.environ.get("STSEVAL_HOME") or Path.home() / ".cache" / "stseval").expanduser()
 
 
 def check_home_writable() -> None:

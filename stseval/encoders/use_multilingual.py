@@ -34,6 +34,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.encoders.bundled import USE_MULTILINGUAL, bundled_folder, distribution_version
+from stseval.encoders.fingerprint import files_fingerprint
 from stseval.encoders.protocol import SENTENCE_POOLING, Batch, fixed_batches
 
 DIMENSION = 512
@@ -95,8 +96,6 @@ def load_use_encoder() -> UseEncoder:
     Raises:
         StsevalError naming --model when the package is missing, incomplete or does not import.
     """
-    from stseval.encoders.encoder import files_fingerprint
-
     folder = bundled_folder(USE_MULTILINGUAL)
     version = distribution_version(USE_MULTILINGUAL)
     try:

@@ -34,6 +34,7 @@ import numpy as np
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import write_bytes_atomic, write_text_atomic
+from stseval.encoders.fingerprint import files_fingerprint
 from stseval.encoders.protocol import SENTENCE_POOLING, Batch, fixed_batches
 
 PREFIX = "vectors:"
@@ -118,8 +119,6 @@ def load_vectors_encoder(name: str) -> VectorsEncoder:
         folder, manifest or a file is missing or malformed: wrong shape or dimension, non-finite
         values, sentence and vector counts that differ, one sentence with two different vectors.
     """
-    from stseval.encoders.encoder import files_fingerprint
-
     folder = Path(name[len(PREFIX):]).expanduser()
     option = f"--model {name}"
     if not name[len(PREFIX):]:
