@@ -87,7 +87,7 @@ app.add_typer(data_app, name="data")
 
 def _print_version(value: bool) -> None:
     if value:
-        from stseval import __version__
+        from stseval.common.version import __version__
 
         typer.echo(f"stseval {__version__}")
         raise typer.Exit()

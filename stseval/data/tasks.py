@@ -195,6 +195,25 @@ def split_path(spec: TaskSpec, split: str, data_dir: Path) -> Path:
     return Path(data_dir) / FILE_PATTERN.format(task=spec.name, split=split)
 
 
+SPLITS = ("train", "valid", "test")
+
+
+def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
+    """Splits of the task whose files exist in data_dir, in train, valid, test order: what
+    'all-available' means for whiten's --fit-on and simcse-train's --train-on alike (our data lacks
+    train for ATEC, LCQMC and PAWSX)."""
+    return [split for split in SPLITS if split in spec.files and split_path(spec, split, data_dir).is_file()]
+
+
+def check_split(tasks: Sequence[TaskSpec], split: str, data_dir: Path, option: str = "--split") -> None:
+    """Raise naming `option` unless every task has the split's file in data_dir."""
+    for spec in tasks:
+        present = available_splits(spec, data_dir)
+        if split not in present:
+            raise StsevalError(f"{option}: {spec.name} has no {split!r} split in {data_dir} "
+                               f"(present: {', '.join(present) or 'none'})")
+
+
 def _layout_hint() -> str:
     """One-line description of the expected folder layout, for error messages."""
     return (

@@ -37,10 +37,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from stseval import __version__
+from stseval.common.arrays import l2_normalize
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256, write_bytes_atomic
-from stseval.evaluation.metrics import l2_normalize
+from stseval.common.version import __version__
 from stseval.methods.whitening import Whitening, load_whitening, save_whitening
 
 DEFAULT_FACTORY = "Flat"
