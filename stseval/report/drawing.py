@@ -19,7 +19,7 @@ import pandas as pd
 
 from stseval.common.fileio import atomic_path
 from stseval.evaluation.retrieval import su_min_dims  # numpy only: the plot loads no faiss
-from stseval.report.grids import in_order
+from stseval.report.ordering import in_order
 from stseval.runs.results import cell_key, read_rows
 
 
