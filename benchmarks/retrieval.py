@@ -1,7 +1,7 @@
 """Exact vs whitened-k vs approximate FAISS search: QPS, build time, memory, recall.
 
 Part 1, ATEC test: every unique sentence of the split is the corpus (about 40k), the positive
-pairs' sentence1 are the queries (stseval.methods.index.retrieval_set). Exact inner-product search over raw
+pairs' sentence1 are the queries (stseval.evaluation.retrieval.retrieval_set). Exact inner-product search over raw
 384-d vectors against whitened 128-d and 64-d vectors (whitening fitted on the corpus), with
 raw truncation to the same sizes for contrast. Each line: QPS and its ratio to 384-d, build time,
 index size, the task's recall@10 / MRR@10, and agree@10 = overlap with the 384-d exact top 10.
@@ -19,7 +19,7 @@ Usage:
 
 Threads are pinned (faiss.omp_set_num_threads, torch.set_num_threads), the seed is fixed, one
 warm-up search per configuration is dropped, and QPS is the best of at least 3 batch searches of
-4096 queries (the ATEC queries are tiled to 4096, see stseval.methods.index.evaluate_retrieval).
+4096 queries (the ATEC queries are tiled to 4096, see stseval.evaluation.index_eval.evaluate_retrieval).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from stseval.evaluation.index_eval import evaluate_retrieval
+from stseval.evaluation.retrieval import exclude_self
 from stseval.methods.index import (
     build_index,
-    evaluate_retrieval,
-    exclude_self,
     index_nbytes,
     search,
     truncate_dims,

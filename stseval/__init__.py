@@ -10,8 +10,7 @@ Example:
 """
 
 from stseval.common.errors import StsevalError
-
-__version__ = "0.1.0"
+from stseval.common.version import __version__
 
 _API_NAMES = ("load_model", "encode", "similarity", "load_pairs", "evaluate", "fit_whitening", "build_index",
               "search", "export")

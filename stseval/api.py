@@ -237,10 +237,9 @@ def evaluate(
     """
     import pandas as pd
 
-    from stseval.data.tasks import parse_task_names, resolve_data_dir
+    from stseval.data.tasks import check_split, parse_task_names, resolve_data_dir
     from stseval.evaluation.scoring import encode_splits, score_pairs
     from stseval.methods.whitening import Whitening
-    from stseval.runs.specs import check_split
 
     specs = parse_task_names(tasks, option="tasks")
     folder = resolve_data_dir(None if data_dir is None else Path(data_dir))

@@ -87,7 +87,7 @@ app.add_typer(data_app, name="data")
 
 def _print_version(value: bool) -> None:
     if value:
-        from stseval import __version__
+        from stseval.common.version import __version__
 
         typer.echo(f"stseval {__version__}")
         raise typer.Exit()
@@ -168,7 +168,8 @@ def tasks(
 
     Example: stseval tasks --data-dir ../shared/data/chinese-sts --validate
     """
-    from stseval.data.tasks import constant_label_problem, format_task_status, resolve_data_dir, task_status
+    from stseval.data.status import constant_label_problem, format_task_status, task_status
+    from stseval.data.tasks import resolve_data_dir
 
     try:
         folder = resolve_data_dir(data_dir)

@@ -12,9 +12,9 @@ from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 
 from stseval.common.errors import StsevalError
 from stseval.evaluation.metrics import spearman_cosine
+from stseval.evaluation.validation import ValidationPairs
 from stseval.methods.cosent import CosentSettings, train_cosent
 from stseval.methods.simcse.checkpoints import CHECKPOINT_DIR
-from stseval.methods.simcse.evaluator import ValidationPairs
 from stseval.methods.simcse.run_folder import BEST_VALID_DIR, SETTINGS_FILE
 from tiny_models import make_bert
 from training_helpers import CHARS, stop_at

@@ -11,20 +11,16 @@ import pytest
 
 from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASKS, Pair
+from stseval.evaluation.index_eval import evaluate_retrieval
+from stseval.evaluation.retrieval import exclude_self, positive_min_score, retrieval_metrics, retrieval_set, su_min_dims
 from stseval.methods.index import (
     IndexMetadata,
     LoadedIndex,
     build_index,
     check_query_settings,
-    evaluate_retrieval,
-    exclude_self,
     load_index,
-    positive_min_score,
-    retrieval_metrics,
-    retrieval_set,
     save_index,
     search,
-    su_min_dims,
     truncate_dims,
     whiten_dims,
     whitening_digest,

@@ -185,7 +185,7 @@ def test_sentence_vector_encoders_are_refused_before_training(sts_b_dir, tmp_pat
 def test_queue_scores_step_0_once_prints_x100_and_keeps_what_keep_asks(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
     """Two dropouts share the untrained model's curve point; the log prints Spearman x 100 as the grids do;
     --keep decides which trained models stay on disk, and a folder missing one is trained again, not reused."""
-    from stseval.methods.simcse.evaluator import ValidationPairs
+    from stseval.evaluation.validation import ValidationPairs
     from stseval.runs import simcse as simcse_run
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))

@@ -70,7 +70,7 @@ def test_best_valid_folder_of_a_model_without_pooler_has_no_random_pooler(tmp_pa
     """The e5 default has no pooler: neither the final nor the best-valid folder may gain a random one."""
     from safetensors import safe_open
 
-    from stseval.methods.simcse.evaluator import ValidationPairs
+    from stseval.evaluation.validation import ValidationPairs
     from stseval.methods.simcse.run_folder import BEST_VALID_DIR
 
     folder = make_bert(tmp_path / "bert", with_pooler=False)

@@ -7,19 +7,18 @@ import pytest
 
 from stseval.common.errors import StsevalError
 from stseval.data import tasks
+from stseval.data.status import format_task_status, task_status
 from stseval.data.tasks import (
     TASKS,
     Pair,
     data_fingerprint,
     file_sha256,
-    format_task_status,
     load_pairs,
     parse_task_names,
     read_pairs,
     resolve_data_dir,
     split_path,
     task_by_name,
-    task_status,
 )
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken"

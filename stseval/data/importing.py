@@ -24,13 +24,12 @@ from typing import SupportsFloat
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
+from stseval.data.status import count_lines, git_blob_sha1
 from stseval.data.tasks import (
     FILE_PATTERN,
     TASKS,
     TaskSpec,
-    count_lines,
     file_sha256,
-    git_blob_sha1,
     parse_task_names,
     read_pairs,
 )

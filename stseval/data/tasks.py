@@ -4,6 +4,8 @@ The registry comes from `stseval/data/manifest.json` (one entry per task: splits
 max_length, expected rows and sha256 per file, C-MTEB hub name). A data folder has the layout
 `DIR/{task}/{task}.{split}.data`; each line is `sentence1<TAB>sentence2<TAB>label`, UTF-8, no header.
 
+Which split files a folder holds, their rows and checksums (`stseval tasks`), is `stseval.data.status`.
+
 Loading a split also validates it: every line needs exactly three fields, two non-empty sentences
 and a label that parses and lies in the task's score range. A bad line raises `StsevalError` with
 its `file:line`; nothing is dropped silently.
@@ -29,7 +31,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256  # noqa: F401 - part of this module's API
@@ -85,20 +86,6 @@ class TaskSpec:
     max_length: int
     files: Mapping[str, FileSpec] = field(hash=False, compare=False)
     hub_dataset: str = ""
-
-
-class SplitStatus(NamedTuple):
-    """One row of `stseval tasks`: is this split's file there, how long, does its checksum match."""
-
-    task: str
-    split: str
-    path: Path
-    found: bool
-    rows: int | None  # lines in the file; None when it is missing
-    sha256_ok: bool | None  # None when missing or when the manifest has no checksum for it
-    parsed: bool | None = None  # every line valid; None when the file was not parsed
-    problem: str = ""  # the first parse error, "path:line: what is wrong", when parsed is False
-    constant_label: float | None = None  # the one label every pair has, when parsed (Spearman is undefined)
 
 
 def _load_manifest(path: Path) -> tuple[dict, dict[str, TaskSpec]]:
@@ -193,6 +180,25 @@ def split_path(spec: TaskSpec, split: str, data_dir: Path) -> Path:
             f"{spec.name} has no split {split!r}; choose from {', '.join(spec.files)}"
         )
     return Path(data_dir) / FILE_PATTERN.format(task=spec.name, split=split)
+
+
+SPLITS = ("train", "valid", "test")
+
+
+def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
+    """Splits of the task whose files exist in data_dir, in train, valid, test order: what
+    'all-available' means for whiten's --fit-on and simcse-train's --train-on alike (our data lacks
+    train for ATEC, LCQMC and PAWSX)."""
+    return [split for split in SPLITS if split in spec.files and split_path(spec, split, data_dir).is_file()]
+
+
+def check_split(tasks: Sequence[TaskSpec], split: str, data_dir: Path, option: str = "--split") -> None:
+    """Raise naming `option` unless every task has the split's file in data_dir."""
+    for spec in tasks:
+        present = available_splits(spec, data_dir)
+        if split not in present:
+            raise StsevalError(f"{option}: {spec.name} has no {split!r} split in {data_dir} "
+                               f"(present: {', '.join(present) or 'none'})")
 
 
 def _layout_hint() -> str:
@@ -423,94 +429,6 @@ def load_pairs(spec: TaskSpec, split: str, data_dir: Path) -> list[Pair]:
             hint = "copy the data in with `stseval data import DIR` or point --data-dir at it"
         raise StsevalError(f"{path}: file not found; {hint}")
     return read_pairs(path, spec)
-
-
-def git_blob_sha1(path: Path) -> str:
-    """Git blob id of a file, as `git hash-object FILE` prints it; matches the manifest's git_blob."""
-    raw = Path(path).read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
-
-
-def count_lines(path: Path) -> int:
-    """Number of lines in a file, counting a last line without a final newline."""
-    raw = Path(path).read_bytes()
-    return raw.count(b"\n") + (1 if raw and not raw.endswith(b"\n") else 0)
-
-
-def task_status(data_dir: Path, validate: bool = False) -> list[SplitStatus]:
-    """State of every split file the manifest knows, for `stseval tasks`.
-
-    A file whose checksum differs from the manifest's (a user's own copy), or that the manifest has
-    no checksum for, is parsed, so a broken file shows its first error as `file:line`; `validate`
-    parses every file that is found. A file whose checksum matches is the published file, known to parse.
-
-    Args:
-        data_dir: a folder in the senteval_cn layout.
-        validate: parse every file found, also those whose checksum matches.
-    Returns:
-        one SplitStatus per (task, split) in manifest order, missing train splits included.
-        `rows` counts lines; `sha256_ok` is None when the file is missing or the manifest has no
-        checksum for it; `parsed` / `problem` tell how parsing went (None / "" when not parsed).
-    """
-    status = []
-    for spec in TASKS.values():
-        for split, expected in spec.files.items():
-            path = split_path(spec, split, data_dir)
-            if not path.is_file():
-                status.append(SplitStatus(spec.name, split, path, False, None, None))
-                continue
-            sha256_ok = None if expected.sha256 is None else file_sha256(path) == expected.sha256
-            parsed, problem, constant = None, "", None
-            if validate or not sha256_ok:
-                try:
-                    scores = {pair.score for pair in read_pairs(path, spec)}
-                    parsed = True
-                    constant = scores.pop() if len(scores) == 1 else None
-                except StsevalError as err:
-                    parsed, problem = False, str(err)
-            status.append(SplitStatus(spec.name, split, path, True, count_lines(path), sha256_ok, parsed, problem,
-                                      constant))
-    return status
-
-
-def format_task_status(status: Sequence[SplitStatus], data_dir: Path) -> str:
-    """Render `task_status` rows as the plain-text table `stseval tasks` prints.
-
-    Example output lines: `BQ     train  binary 0/1    100000   100000  found    sha256 ok`, and
-    for a broken copy `...  found    sha256 DIFFERS, does not parse` followed by an indented
-    `error: DIR/BQ/BQ.test.data:17: label 'x' is not a number`.
-    """
-    lines = [
-        f"data folder: {data_dir}",
-        f"{'task':6s} {'split':6s} {'labels':12s} {'rows':>7s} {'expected':>8s}  file     checksum",
-    ]
-    for row in status:
-        spec = TASKS[row.task]
-        low, high = spec.score_range
-        labels = f"{spec.label_kind} {low:g}{'/' if spec.label_kind == 'binary' else '-'}{high:g}"
-        rows = "-" if row.rows is None else str(row.rows)
-        checksum = {True: "sha256 ok", False: "sha256 DIFFERS", None: "-"}[row.sha256_ok]
-        if row.found and row.sha256_ok is None:
-            checksum = "not in manifest"
-        if row.parsed is not None:
-            checksum += ", parses" if row.parsed else ", does not parse"
-        if row.constant_label is not None:
-            checksum += f", labels all {row.constant_label:g}"
-        lines.append(
-            f"{row.task:6s} {row.split:6s} {labels:12s} {rows:>7s} {spec.files[row.split].rows:8d}  "
-            f"{'found' if row.found else 'missing':8s} {checksum}"
-        )
-        if row.problem:
-            lines.append(f"    error: {row.problem}")
-        if row.constant_label is not None:
-            lines.append(f"    error: {constant_label_problem(row)}")
-    return "\n".join(lines)
-
-
-def constant_label_problem(row: SplitStatus) -> str:
-    """'path: every pair has label 3: Spearman is undefined on this split ...' for a split of one label."""
-    return (f"{row.path}: every pair has label {row.constant_label:g}, so Spearman is undefined on this split "
-            "(each score would be written as `undefined`); is it the right file?")
 
 
 def data_fingerprint(spec: TaskSpec, splits: Sequence[str], data_dir: Path) -> str:

@@ -7,20 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from stseval.common.arrays import l2_normalize  # here too for callers of metrics.l2_normalize (api)
+
 # scipy.stats is imported inside the functions that use it: ~1 s of start-up that `index search` never needs
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Scale each row to unit length.
-
-    Args:
-        vectors: (n, d) float vectors.
-    Returns:
-        (n, d) float32; all-zero rows stay zero instead of becoming NaN.
-    """
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def cosine_scores(vectors_a: np.ndarray, vectors_b: np.ndarray) -> np.ndarray:

@@ -1,16 +1,9 @@
-"""FAISS indexes over sentence vectors: build, search, retrieval metrics, dimension reduction, save/load.
+"""FAISS indexes over sentence vectors: build, search, dimension reduction, save/load.
 
 Every vector is L2-normalised before it enters an index or a search, so the inner product FAISS ranks
 by is the cosine the STS scores use. `Flat` (the default) is exact search (`IndexFlatIP`); any other
 `faiss.index_factory` string (`HNSW32`, `IVF1024,Flat`, `IVF1024,PQ16`, ...) builds an approximate
 index over the same inner product, trained on the corpus itself when it needs training.
-
-Retrieval evaluation reuses the STS pairs (see `retrieval_set`): each positive pair (label 1; STS-B
-score >= 4, see POSITIVE_MIN_SCORE) is a query (sentence1) with one relevant document (sentence2),
-searched among every unique sentence of the split. The query's own sentence is in that corpus and
-would always rank first, so it is dropped from its results, unless it is also the relevant document
-(a pair with sentence1 == sentence2), see `exclude_self`. Other positives of the same sentence1 are
-not filtered out: each query is scored against its own pair's sentence2 only.
 
 Pure functions over arrays, except `save_index` / `load_index`, which write and read an index folder:
 
@@ -19,8 +12,8 @@ Pure functions over arrays, except `save_index` / `load_index`, which write and 
     whitening.npz     the whitening queries must go through (absent when the index is not whitened)
     meta.json         IndexMetadata, with the sha256 of each file above; written last
 
-Reference for the dimension rule: Su, "最小熵原理（六）：词向量的维度应该怎么选择？",
-kexue.fm/archives/7695: n > 8.33 ln N dimensions suffice for N items (about 96 for N = 1e5).
+Retrieval evaluation (queries from the STS pairs, recall/MRR/nDCG, 8.33 ln N) is in
+`stseval.evaluation.retrieval`; building and timing an index on it in `stseval.evaluation.index_eval`.
 """
 
 from __future__ import annotations
@@ -30,17 +23,16 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from stseval import __version__
+from stseval.common.arrays import l2_normalize
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256, write_bytes_atomic
-from stseval.evaluation.metrics import l2_normalize
+from stseval.common.version import __version__
 from stseval.methods.whitening import Whitening, load_whitening, save_whitening
 
 DEFAULT_FACTORY = "Flat"
@@ -49,15 +41,6 @@ SENTENCES_FILE = "sentences.jsonl"
 WHITENING_FILE = "whitening.npz"
 METADATA_FILE = "meta.json"
 FORMAT_VERSION = 1
-
-# Su's rule of thumb: n > 8.33 ln N dimensions are enough to embed N items
-SU_LOG_FACTOR = 8.33
-
-# A pair is a (query, relevant document) pair when its gold score reaches this. Keyed by
-# TaskSpec.label_kind: 0/1 labels need 1; STS-B's 0-5 similarity counts 4 ("mostly equivalent") and up.
-POSITIVE_MIN_SCORE = {"binary": 1.0, "graded": 4.0}
-
-RETRIEVAL_METRICS = ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10")
 
 REDUCTION_METHODS = ("raw-truncate", "whitening", "pca")
 """raw-truncate: first k coordinates; whitening: BERT-whitening cut to k; pca: rotation onto the top k axes."""
@@ -219,11 +202,6 @@ def whiten_dims(vectors: np.ndarray, whitening: Whitening, n_dims: int | None) -
     return l2_normalize(kept.apply(vectors))
 
 
-def su_min_dims(n_items: int) -> float:
-    """Su's lower bound on embedding dimension for n_items items: 8.33 ln N (about 96 for N = 1e5)."""
-    return SU_LOG_FACTOR * math.log(n_items)
-
-
 def whitening_digest(whitening: Whitening | None) -> str:
     """A short content hash of (mu, kernel), so two whitenings compare equal iff their numbers do."""
     if whitening is None:
@@ -234,150 +212,6 @@ def whitening_digest(whitening: Whitening | None) -> str:
         digest.update(str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------------
-# retrieval evaluation from STS pairs
-
-
-@dataclass(frozen=True)
-class RetrievalSet:
-    """Queries and relevant documents drawn from one split's pairs.
-
-    corpus: every unique sentence of the split (sentence1 and sentence2 of all pairs, positive or
-    not), in order of first appearance. query_ids / relevant_ids: (q,) int64 corpus rows of each
-    query's text (a positive pair's sentence1) and of its one relevant document (that pair's sentence2).
-    """
-
-    corpus: list[str]
-    query_ids: np.ndarray
-    relevant_ids: np.ndarray
-
-    @property
-    def n_queries(self) -> int:
-        return int(len(self.query_ids))
-
-
-def positive_min_score(label_kind: str) -> float:
-    """The gold score from which a pair counts as a (query, relevant document) pair."""
-    try:
-        return POSITIVE_MIN_SCORE[label_kind]
-    except KeyError:
-        raise StsevalError(f"label_kind {label_kind!r} has no positive threshold; "
-                           f"known: {', '.join(POSITIVE_MIN_SCORE)}") from None
-
-
-def retrieval_set(pairs, min_score: float) -> RetrievalSet:
-    """Turn STS pairs into a retrieval task.
-
-    Each distinct positive pair (score >= min_score) is one query: its sentence1 searches the corpus
-    of every unique sentence of the split, and its sentence2 is the one relevant document. A
-    sentence1 with several positive partners gives several queries, each scored against its own
-    partner only. Exact duplicate (sentence1, sentence2) positives count once.
-
-    Args:
-        pairs: tasks.Pair objects (sentence1, sentence2, score) of one split.
-        min_score: positive threshold, `positive_min_score(spec.label_kind)`.
-    Returns:
-        a RetrievalSet.
-    """
-    row_of: dict[str, int] = {}
-    query_ids, relevant_ids, seen = [], [], set()
-    for pair in pairs:
-        first = row_of.setdefault(pair.sentence1, len(row_of))
-        second = row_of.setdefault(pair.sentence2, len(row_of))
-        if pair.score >= min_score and (first, second) not in seen:
-            seen.add((first, second))
-            query_ids.append(first)
-            relevant_ids.append(second)
-    return RetrievalSet(list(row_of), np.array(query_ids, dtype=np.int64), np.array(relevant_ids, dtype=np.int64))
-
-
-def exclude_self(ids: np.ndarray, query_ids: np.ndarray, relevant_ids: np.ndarray, top_k: int) -> np.ndarray:
-    """Drop each query's own sentence from its results, unless that sentence is its relevant document.
-
-    The query text is always in the corpus (it is a sentence of the split), where it would trivially
-    rank first; so search top_k + 1 neighbours and call this to keep the top_k others. When a
-    positive pair has sentence1 == sentence2 the query's own row is its answer and is kept.
-
-    Args:
-        ids: (q, m) int64 search results, m >= top_k (usually top_k + 1).
-        query_ids: (q,) corpus row of each query's text; relevant_ids: (q,) of its relevant document.
-    Returns:
-        (q, top_k) int64 ranked corpus rows, relative order kept.
-    """
-    drop = (ids == query_ids[:, None]) & (query_ids != relevant_ids)[:, None]
-    order = np.argsort(drop, axis=1, kind="stable")  # kept entries first, in their original order
-    return np.take_along_axis(ids, order, axis=1)[:, :top_k]
-
-
-def retrieval_metrics(ranked_ids: np.ndarray, relevant_ids: np.ndarray) -> dict[str, float]:
-    """recall@1/10/100, MRR@10 and nDCG@10 with one relevant document per query.
-
-    With a single relevant document at rank r (1-based; none if not retrieved): recall@k = [r <= k],
-    MRR@10 = 1/r if r <= 10, nDCG@10 = 1/log2(r + 1) if r <= 10 (the ideal DCG is 1). Each is
-    averaged over queries.
-
-    Args:
-        ranked_ids: (q, k) int64 corpus rows, best first, k >= 100 (fewer caps recall@100 at recall@k).
-        relevant_ids: (q,) int64 corpus row of each query's relevant document.
-    Returns:
-        {"recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10"} -> mean over queries.
-    """
-    if len(ranked_ids) == 0:
-        return {name: float("nan") for name in RETRIEVAL_METRICS}
-    hits = ranked_ids == relevant_ids[:, None]
-    ranks = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, np.inf)
-    in_top10 = ranks <= 10
-    return {
-        "recall@1": float(np.mean(ranks <= 1)),
-        "recall@10": float(np.mean(in_top10)),
-        "recall@100": float(np.mean(ranks <= 100)),
-        "mrr@10": float(np.mean(np.where(in_top10, 1.0 / ranks, 0.0))),
-        "ndcg@10": float(np.mean(np.where(in_top10, 1.0 / np.log2(ranks + 1), 0.0))),
-    }
-
-
-def evaluate_retrieval(corpus_vectors: np.ndarray, retrieval: RetrievalSet, factory: str = DEFAULT_FACTORY,
-                       search_params: str = "", top_k: int = 100, seed: int = 0, timing_batch: int = 4096,
-                       min_runs: int = 3, min_time_s: float = 0.2) -> dict[str, float]:
-    """Build an index over a corpus, search it with the retrieval queries, score and time it.
-
-    The queries are corpus rows (`retrieval.query_ids`), so no text is encoded twice. Search asks
-    for top_k + 1 neighbours and drops each query's own sentence (`exclude_self`).
-
-    QPS is batch throughput: the queries, repeated up to `timing_batch` rows, are searched in one
-    call, min_runs times (and for at least min_time_s), after one dropped warm-up; the best run
-    counts, as the one least disturbed by other work. The fixed batch keeps QPS comparable across
-    tasks and dims: FAISS's exact search ran 4-9x slower per query when a batch held fewer than
-    roughly 1e5 floats (queries x dims; faiss-cpu 1.15.1 with its OpenBLAS, one thread), so 330
-    STS-B queries would otherwise time a different code path than 3610 ATEC ones.
-
-    Args:
-        corpus_vectors: (n, d) vectors of retrieval.corpus, already truncated or whitened.
-        retrieval: from `retrieval_set`.
-        factory, search_params, seed: see `build_index`.
-        top_k: ranking depth scored (recall@100 needs 100).
-        timing_batch: rows per timed search call (at least the number of queries).
-    Returns:
-        `retrieval_metrics` plus "qps" (queries/s, batch search), "build_s" (train + add seconds) and
-        "index_bytes" (serialised size).
-    """
-    started = time.perf_counter()
-    index = build_index(corpus_vectors, factory, search_params, seed=seed)
-    build_s = time.perf_counter() - started
-    queries = corpus_vectors[retrieval.query_ids]
-    _, ids = search(index, queries, top_k + 1)
-    ranked = exclude_self(ids, retrieval.query_ids, retrieval.relevant_ids, top_k)
-    batch = np.resize(queries, (max(timing_batch, len(queries)), queries.shape[1]))  # tiles the queries
-    search(index, batch[:32], top_k + 1)  # warm-up: page in the index, spin up threads; not timed
-    timings: list[float] = []
-    while len(timings) < max(min_runs, 1) or (sum(timings) < min_time_s and len(timings) < 20):
-        started = time.perf_counter()
-        search(index, batch, top_k + 1)
-        timings.append(time.perf_counter() - started)
-    return {**retrieval_metrics(ranked, retrieval.relevant_ids), "qps": len(batch) / max(min(timings), 1e-9),
-            "build_s": build_s, "index_bytes": float(index_nbytes(index))}
 
 
 # ---------------------------------------------------------------------------------------------

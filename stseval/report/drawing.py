@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from stseval.common.fileio import atomic_path
-from stseval.report.grids import in_order
+from stseval.evaluation.retrieval import su_min_dims  # numpy only: the plot loads no faiss
+from stseval.report.ordering import in_order
 from stseval.runs.results import cell_key, read_rows
 
 
@@ -66,8 +67,6 @@ def plot_sweep(frame: pd.DataFrame, path: Path) -> None:
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from stseval.methods.index import su_min_dims
 
     frame = frame.assign(n_dims=pd.to_numeric(frame["n_dims"], errors="coerce").fillna(0).astype(int),
                          n_corpus=pd.to_numeric(frame["n_corpus"], errors="coerce").fillna(0).astype(int),

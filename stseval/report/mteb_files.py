@@ -135,7 +135,7 @@ def _float(value) -> float | None:
 
 def write_report_mteb(paths, out: Path, filters=(), strict: bool = False) -> list[Path]:
     """`report --format mteb`: load, filter and resolve the rows of `paths` as `report` does, then `write_mteb`."""
-    from stseval.report.grids import apply_filters, load_results, resolve_duplicates
+    from stseval.report.rows import apply_filters, load_results, resolve_duplicates
 
     frame = resolve_duplicates(apply_filters(load_results(paths), filters), strict=strict)
     return write_mteb(frame, out)

@@ -14,16 +14,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from stseval.report.grids import (
-    AVG,
-    VARIANT_OF,
-    as_text,
-    in_order,
-    normalized_rows,
-    order_key,
-    reference_rows,
-    version_parts,
-)
+from stseval.report.grids import AVG
+from stseval.report.ordering import in_order, order_key
+from stseval.report.references import reference_rows
+from stseval.report.rows import VARIANT_OF, as_text, normalized_rows, version_parts
 
 
 def collect_provenance(rows: pd.DataFrame, grid: pd.DataFrame, settings: dict | None = None,

@@ -15,15 +15,9 @@ import numpy as np
 import pandas as pd
 
 from stseval.common.errors import StsevalError
-from stseval.report.grids import (
-    AVG,
-    FIT_ON_TRAINING_SENTENCES,
-    TASK_ORDER,
-    WEIGHTED_AVG,
-    as_text,
-    in_order,
-    select_rows,
-)
+from stseval.report.grids import AVG, WEIGHTED_AVG
+from stseval.report.ordering import TASK_ORDER, in_order
+from stseval.report.rows import FIT_ON_TRAINING_SENTENCES, as_text, select_rows
 from stseval.report.tables import md_escape
 
 SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",

@@ -23,22 +23,12 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, write_text_atomic
-from stseval.report.grids import (
-    DEFAULT_COLS,
-    REFERENCE_METRIC,
-    apply_filters,
-    as_text,
-    build_grid,
-    in_order,
-    load_results,
-    metric_scale,
-    order_key,
-    resolve_duplicates,
-    select_rows,
-    separate_variants,
-)
+from stseval.report.grids import DEFAULT_COLS, build_grid, metric_scale
 from stseval.report.heatmap import plot_heatmap
+from stseval.report.ordering import in_order, order_key
 from stseval.report.provenance import collect_provenance, summary_line
+from stseval.report.references import REFERENCE_METRIC
+from stseval.report.rows import apply_filters, as_text, load_results, resolve_duplicates, select_rows, separate_variants
 from stseval.report.seeds import seed_summary, seed_summary_markdown
 from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
 from stseval.runs.results import write_frame

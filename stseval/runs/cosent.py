@@ -34,8 +34,9 @@ from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pai
 from stseval.encoders.cache import EmbeddingCache
 from stseval.evaluation.metrics import cosine_scores
 from stseval.evaluation.scoring import sample_pairs, score_pairs, split_label
+from stseval.evaluation.validation import ValidationPairs
 from stseval.methods.cosent import CosentSettings, train_cosent
-from stseval.methods.simcse import BEST_VALID_DIR, CURVE_FILE, ValidationPairs, ensure_writable
+from stseval.methods.simcse import BEST_VALID_DIR, CURVE_FILE, ensure_writable
 from stseval.methods.whitening import apply_whitening, fit_whitening
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, library_versions

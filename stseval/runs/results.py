@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stseval import __version__
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 from stseval.common.locks import LockTimeout, removable_lock
+from stseval.common.version import __version__
 
 # what makes two rows the same cell: a re-run with these equal resumes instead of recomputing
 CELL_KEY = (

@@ -30,16 +30,14 @@ from stseval.data.tasks import TaskSpec, data_fingerprint, load_pairs, read_sent
 from stseval.encoders.cache import EmbeddingCache, check_home_writable
 from stseval.encoders.precision import precision_label, threads_pinned
 from stseval.encoders.protocol import SentenceEncoder
+from stseval.evaluation.index_eval import evaluate_retrieval
+from stseval.evaluation.retrieval import RetrievalSet, positive_min_score, retrieval_set
 from stseval.methods.index import (
     DEFAULT_FACTORY,
     IndexMetadata,
-    RetrievalSet,
     build_index,
     check_query_settings,
-    evaluate_retrieval,
     load_index,
-    positive_min_score,
-    retrieval_set,
     save_index,
     search,
     set_search_params,

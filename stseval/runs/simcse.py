@@ -46,11 +46,11 @@ from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.protocol import can_pool
 from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, paired_difference_ci, spearman, undefined_reason
 from stseval.evaluation.scoring import encode_splits, sample_pairs, score_pairs, split_label
+from stseval.evaluation.validation import ValidationPairs
 from stseval.methods.simcse import (
     BEST_VALID_DIR,
     CURVE_FILE,
     SimcseSettings,
-    ValidationPairs,
     default_max_sentences,
     ensure_writable,
     prune_run,

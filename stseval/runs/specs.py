@@ -24,27 +24,21 @@ from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir
 from stseval.common.lists import did_you_mean
 from stseval.common.settings import Dropout, Pooling
-from stseval.data.tasks import TASKS, TaskSpec, load_pairs, parse_task_names, resolve_data_dir, split_path, task_by_name
+from stseval.data.tasks import (  # SPLITS, available_splits, check_split: moved to data, imported by runs too
+    SPLITS,
+    TASKS,
+    TaskSpec,
+    available_splits,
+    check_split,
+    load_pairs,
+    parse_task_names,
+    resolve_data_dir,
+    split_path,
+    task_by_name,
+)
 
-SPLITS = ("train", "valid", "test")
 FIT_ON_CHOICES = ("all-available", "train", "valid", "test", "pooled", "task:NAME", "a file path")
 TRAIN_ON_KINDS = ("split", "all-available", "file")
-
-
-def available_splits(spec: TaskSpec, data_dir: Path) -> list[str]:
-    """Splits of the task whose files exist in data_dir, in train, valid, test order: what
-    'all-available' means for whiten's --fit-on and simcse-train's --train-on alike (our data lacks
-    train for ATEC, LCQMC and PAWSX)."""
-    return [split for split in SPLITS if split in spec.files and split_path(spec, split, data_dir).is_file()]
-
-
-def check_split(tasks: Sequence[TaskSpec], split: str, data_dir: Path, option: str = "--split") -> None:
-    """Raise naming `option` unless every task has the split's file in data_dir."""
-    for spec in tasks:
-        present = available_splits(spec, data_dir)
-        if split not in present:
-            raise StsevalError(f"{option}: {spec.name} has no {split!r} split in {data_dir} "
-                               f"(present: {', '.join(present) or 'none'})")
 
 
 @dataclass(frozen=True)

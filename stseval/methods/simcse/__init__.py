@@ -15,7 +15,7 @@ One module per concept:
                  built-in sentence-transformers modules; dropout everywhere; the model card
     loss         the InfoNCE loss (`--loss` su, princeton, cached), its inputs and shapes
     batching     length-sorted chunks: less padding, the same vectors
-    evaluator    what the loop scores the model with (ValidationPairs: Spearman of cosine)
+    evaluator    what the loop scores the model with (the Evaluator protocol; evaluation.validation.ValidationPairs)
     checkpoints  resume points and the best-on-valid weights
     run_folder   the files of a run folder, finished or reused runs, `--keep`
     distributed  torchrun / accelerate launch: rank, world size, collectives
@@ -39,7 +39,7 @@ Example:
 
 from stseval.methods.simcse.batching import embed_length_sorted, length_sorted_chunks, to_device
 from stseval.methods.simcse.checkpoints import CHECKPOINT_DIR
-from stseval.methods.simcse.evaluator import Evaluator, ValidationPairs
+from stseval.methods.simcse.evaluator import Evaluator
 from stseval.methods.simcse.loop import PHASES, Objective, TrainedModel, train_model
 from stseval.methods.simcse.loss import SCALE, SU_DIRECTIONS, build_loss, simcse_batch_loss
 from stseval.methods.simcse.model import PoolingHead, build_simcse_model, model_card, set_dropout
@@ -65,7 +65,7 @@ from stseval.methods.simcse.train import train_simcse
 __all__ = [
     "BEST_VALID_DIR", "CHECKPOINT_DIR", "CURVE_FILE", "DEFAULT_MAX_SENTENCES", "KEPT_FILES", "LOSSES", "PHASES",
     "SCALE", "SETTINGS_FILE", "SU_DIRECTIONS", "UNCAPPED_TASKS", "Evaluator", "LoopSettings", "Objective",
-    "PoolingHead", "SimcseSettings", "TrainedModel", "ValidationPairs", "build_loss", "build_simcse_model",
+    "PoolingHead", "SimcseSettings", "TrainedModel", "build_loss", "build_simcse_model",
     "check_dropout", "check_loop_settings", "default_max_sentences", "embed_length_sorted", "ensure_writable",
     "finished_run", "length_sorted_chunks", "model_card", "prune_run", "select_sentences", "sentences_sha256",
     "set_dropout", "simcse_batch_loss", "to_device", "train_model", "train_simcse",
