@@ -301,3 +301,55 @@ def test_out_into_results_is_refused_in_one_line_unless_forced(args, monkeypatch
     assert forced.exit_code == 2 and "results/ holds" not in forced.stderr  # past the guard, stopped by the next check
     assert not (ROOT / "results" / "mine").exists()
 
+
+
+def _groups_and_commands(command=None, path=()):
+    """Every command path of the app, groups included: (), ("data",), ("data", "import"), ..."""
+    command = command or typer.main.get_command(app)
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _groups_and_commands(sub, (*path, name))
+
+
+@pytest.mark.parametrize("path", list(_groups_and_commands()), ids=" ".join)
+def test_every_command_and_group_help_renders(path):
+    result = runner.invoke(app, [*path, "--help"], prog_name="stseval")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: {' '.join(('stseval', *path))} ")
+
+
+def _declared_helps() -> dict[str, set[str]]:
+    """Option name -> the help texts stseval.cli_options declares for it (one per Annotated alias)."""
+    from collections import defaultdict
+    from typing import Annotated, get_args, get_origin
+
+    import stseval.cli_options as cli_options
+
+    helps: dict[str, set[str]] = defaultdict(set)
+    for alias in vars(cli_options).values():
+        if get_origin(alias) is Annotated:
+            info = get_args(alias)[1]
+            if isinstance(info, typer.models.OptionInfo):  # in Annotated, the first option name sits in .default
+                for name in (info.default, *(info.param_decls or ())):
+                    if isinstance(name, str) and name.startswith("--"):
+                        helps[name].add(info.help)
+    return helps
+
+
+def test_every_option_is_declared_once_in_cli_options_so_shared_help_cannot_drift():
+    """A command's option carries one of the help texts stseval/cli_options.py declares for that name: a
+    copy of --prefix or --data-dir pasted into cli.py with its own wording fails here."""
+    declared = _declared_helps()
+    used: set[tuple[str, str]] = set()
+    for path, command in COMMANDS:
+        for param in command.params:
+            if not isinstance(param, typer.core.TyperOption):
+                continue
+            name = next(opt for opt in param.opts if opt.startswith("--"))
+            assert param.help in declared.get(name, ()), f"{' '.join(path)} {name}: not from stseval.cli_options"
+            used.add((name, param.help))
+    unused = [(name, text) for name, texts in declared.items() for text in texts if (name, text) not in used]
+    assert not unused, f"aliases no command uses: {unused}"
+    # the options every command reading data or writing results shares read the same everywhere
+    for name in ("--data-dir", "--force", "--bootstrap", "--index", "--checkpoint-steps", "--eval-steps"):
+        assert len(declared[name]) == 1, name

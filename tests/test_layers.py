@@ -23,7 +23,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "stseval"
 
 LAYERS = ("common", "data", "options", "encoders", "methods", "evaluation", "runs", "report", "api", "cli")
 FACADE = "stseval"
-TOP_LEVEL_LAYER = {"cli_options": "cli"}
+TOP_LEVEL_LAYER = {"cli_options": "cli", "cli_typer": "cli", "cli_commands": "cli"}
 # ^ a top-level module that is not a layer of its own belongs to the layer named here (the shared CLI option
 #   definitions are part of the CLI layer)
 

@@ -142,3 +142,97 @@ def test_simcse_run_spec_holds_parsed_values(data_dir):
 def test_sweep_options_are_refused_naming_them(data_dir, overrides, option):
     with pytest.raises(StsevalError, match=f"^{option}"):
         parse_sweep_run(**{**dict(model="default", tasks="ATEC", data_dir=data_dir), **overrides})
+
+
+def _build_options(data_dir: Path, tmp_path: Path) -> dict:
+    """index build options that parse: ATEC's test split of `data_dir` into a fresh folder."""
+    return dict(index_dir=tmp_path / "index", task="atec", split="test", data_dir=data_dir)
+
+
+def test_index_build_spec_holds_parsed_values(data_dir, tmp_path):
+    from stseval.runs.specs.index import parse_index_build
+
+    spec = parse_index_build(**_build_options(data_dir, tmp_path), pooling="cls", whiten_dims=8, prefix="query: ")
+    assert (spec.task, spec.split, spec.sentences_file) == (TASKS["ATEC"], "test", None)
+    assert (str(spec.pooling), spec.fit_whitening_dims, spec.whitening_file, spec.prefix) == ("cls", 8, None, "query: ")
+    assert spec.data_dir == data_dir and spec.index_dir == tmp_path / "index"
+    sentences = tmp_path / "corpus.txt"
+    sentences.write_text("一\n二\n", encoding="utf-8")
+    from_file = parse_index_build(index_dir=tmp_path / "index", sentences=sentences)
+    assert (from_file.task, from_file.sentences_file, from_file.pooling) == (None, sentences, Pooling("last-avg"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.pooling = "max"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"task": "NOPE"}, "^--task: unknown task 'NOPE'"),
+    ({"task": "ATEC,BQ"}, "^--task: give one task, got 'ATEC,BQ'$"),
+    ({"task": None}, "^give exactly one of --task .* or --sentences FILE$"),
+    ({"sentences": Path("corpus.txt")}, "^give exactly one of --task .* or --sentences FILE$"),
+    ({"whitening": Path("k.npz"), "whiten_dims": 8}, "^give either --whitening FILE or --whiten-dims K, not both$"),
+    ({"pooling": "cls,max"}, "^--pooling: give one pooling, got 'cls,max'$"),
+    ({"pooling": "lastavg"}, "^--pooling: unknown pooling 'lastavg'; did you mean last-avg?"),
+    ({"precision": "fp8"}, "^--precision"),
+    ({"threads": 0}, "^--threads"),
+    ({"model": "./no/such/model"}, "^--model ./no/such/model: no such folder$"),
+    ({"whitening": Path("no/such/k.npz")}, "^--whitening no/such/k.npz: file not found$"),
+    ({"split": "train"}, r"^--split: ATEC has no 'train' split in .* \(present: valid, test\)$"),
+])
+def test_index_build_options_are_refused_in_one_line_naming_them(data_dir, tmp_path, overrides, message):
+    from stseval.runs.specs.index import parse_index_build
+
+    with pytest.raises(StsevalError, match=message) as refused:
+        parse_index_build(**{**_build_options(data_dir, tmp_path), **overrides})
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "index").exists()
+
+
+def test_index_build_refuses_a_missing_sentence_file_and_an_unwritable_folder(tmp_path):
+    from stseval.runs.specs.index import parse_index_build
+
+    with pytest.raises(StsevalError, match="^--sentences no/such.txt: file not found$"):
+        parse_index_build(index_dir=tmp_path / "index", sentences=Path("no/such.txt"))
+    sentences, a_file = tmp_path / "corpus.txt", tmp_path / "a-file"
+    sentences.write_text("一\n", encoding="utf-8")
+    a_file.write_text("", encoding="utf-8")
+    with pytest.raises(StsevalError, match="^--index-dir"):
+        parse_index_build(index_dir=a_file / "index", sentences=sentences)
+
+
+def test_index_build_refuses_a_bad_data_line_with_its_file_and_line(data_dir, tmp_path):
+    from stseval.runs.specs.index import parse_index_build
+
+    with open(data_dir / "ATEC" / "ATEC.test.data", "a", encoding="utf-8") as handle:
+        handle.write("一\t二\tnot-a-score\n")
+    with pytest.raises(StsevalError, match="ATEC.test.data:2"):
+        parse_index_build(**_build_options(data_dir, tmp_path))
+
+
+def test_index_search_spec_joins_query_arguments_and_the_queries_file(tmp_path):
+    from stseval.runs.specs.index import parse_index_search
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("二\n\n三\n", encoding="utf-8")
+    spec = parse_index_search(index_dir=tmp_path, queries=["一"], queries_file=str(queries), top_k=3)
+    assert (spec.queries, spec.top_k, spec.model, spec.precision) == (("一", "二", "三"), 3, None, None)
+    with pytest.raises(StsevalError, match="^--index-dir .*: no such folder; build one with `stseval index build`$"):
+        parse_index_search(index_dir=tmp_path / "none", queries=["一"])
+    with pytest.raises(StsevalError, match="^give at least one QUERY or --queries FILE$"):
+        parse_index_search(index_dir=tmp_path)
+    with pytest.raises(StsevalError, match="^--precision"):
+        parse_index_search(index_dir=tmp_path, queries=["一"], precision="fp8")
+
+
+def test_report_spec_splits_keys_and_refuses_options_naming_them(tmp_path):
+    from stseval.runs.specs.report import parse_report
+
+    spec = parse_report(paths=[tmp_path], rows="model, pooling", metrics=["spearman_cosine"])
+    assert (spec.paths, spec.rows, spec.cols, spec.metrics) == ((tmp_path,), ("model", "pooling"), ("task",),
+                                                                ("spearman_cosine",))
+    assert parse_report(paths=[tmp_path], cols="").cols == ("task",)  # as report.grids.parse_keys(...) or ["task"]
+    with pytest.raises(StsevalError, match="^no/such.csv: no such results file or folder$"):
+        parse_report(paths=[tmp_path, Path("no/such.csv")])
+    with pytest.raises(StsevalError, match="^--format csv: choose grid or mteb$"):
+        parse_report(paths=[tmp_path], output_format="csv")
+    with pytest.raises(StsevalError, match="^--plot rotation: .*; --best applies to grids only"):
+        parse_report(paths=[tmp_path], plot="rotation", best=True)
