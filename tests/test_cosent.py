@@ -183,6 +183,14 @@ def test_queue_trains_once_scores_every_task_and_skips_finished_cells(tiny_bert,
     best = trained[trained["method"] == "cosent-best-valid"].iloc[0]
     assert best["chosen_on"] == "STS-B:valid" and int(best["best_step"]) > 0
     assert set(trained.loc[trained["method"] == "cosent+whitening", "n_fit"]) == {"192"}
+    # each task's rows record the checksum of every split file it has, as whiten's and simcse-train's rows do,
+    # so `report` puts CoSENT beside whitening and SimCSE instead of refusing them as other data
+    from stseval.data.tasks import TASKS, available_splits, data_fingerprint
+
+    for task in ("STS-B", "ATEC"):
+        spec = TASKS[task]
+        assert set(rows.loc[rows["task"] == task, "data_sha256"]) == {
+            data_fingerprint(spec, available_splits(spec, data_dir), data_dir)}
 
     monkeypatch.setattr(cosent_run, "train_cosent", lambda *args, **kwargs: pytest.fail("a finished cell was trained"))
     lines: list[str] = []

@@ -30,7 +30,7 @@ import numpy as np
 
 from stseval.common.fileio import write_text_atomic
 from stseval.common.settings import Pooling
-from stseval.data.tasks import TaskSpec, data_fingerprint, file_sha256, load_pairs, split_path
+from stseval.data.tasks import TaskSpec, available_splits, data_fingerprint, file_sha256, load_pairs, split_path
 from stseval.encoders.cache import EmbeddingCache
 from stseval.evaluation.metrics import cosine_scores
 from stseval.evaluation.scoring import sample_pairs, score_pairs, split_label
@@ -107,11 +107,15 @@ def run_cosent(run: CosentRun, log: Callable[[str], None] = print) -> RunOutput:
 
 
 def _common(job: _Job, spec: TaskSpec) -> dict:
-    """The fields every row of an evaluated task shares."""
+    """The fields every row of an evaluated task shares.
+
+    data_sha256 covers every split file the scored task has, as whiten and simcse-train rows do, so the raw
+    cells and the report line CoSENT up with those runs' rows; the training file is named in train_on.
+    """
     run = job.run
     return dict(model=job.encoder.name, model_fingerprint=job.encoder.fingerprint, task=spec.name,  # type: ignore[attr-defined]
                 split=split_label(run.split, run.max_eval_pairs), prefix=run.encode.prefix,
-                data_sha256=data_fingerprint(spec, [run.split], run.data_dir), seed=run.seed,
+                data_sha256=data_fingerprint(spec, available_splits(spec, run.data_dir), run.data_dir), seed=run.seed,
                 max_length=str(spec.max_length), **job.base)
 
 
