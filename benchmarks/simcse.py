@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stseval.common.settings import Dropout, Pooling
 from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
 from stseval.methods.simcse import (
     PHASES,
@@ -89,7 +90,7 @@ def peak_rss_gb() -> float:
 def run_stseval(folder: str, texts: list[str], args: dict, queue) -> None:
     """Child: the real train_simcse; returns per-step phase seconds, token counts and peak RSS."""
     torch.set_num_threads(args["threads"])
-    settings = SimcseSettings(pooling="last-avg", dropout=0.1, batch_size=args["batch_size"],
+    settings = SimcseSettings(pooling=Pooling("last-avg"), dropout=Dropout(0.1), batch_size=args["batch_size"],
                               max_length=args["max_length"], seed=0,
                               checkpoint_steps=args["warmup"] + args["steps"] - 1,
                               precision=args.get("run_precision", "fp32"))
@@ -103,7 +104,7 @@ def run_plain(folder: str, texts: list[str], args: dict, queue) -> None:
     """Child: a plain loop, same model and loss, one padded forward of 2B rows, dense Adam."""
     torch.set_num_threads(args["threads"])
     torch.manual_seed(0)
-    model = build_simcse_model(Path(folder), "last-avg", 0.1, args["max_length"], device="cpu")
+    model = build_simcse_model(Path(folder), Pooling("last-avg"), Dropout(0.1), args["max_length"], device="cpu")
     loss_fn = build_loss(model, "su")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5, foreach=True)
     batch = args["batch_size"]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from stseval.common.settings import Dropout, Pooling
 from stseval.data.tasks import TASKS, load_pairs, resolve_data_dir
 from stseval.encoders.encoder import encode, load_encoder
 from stseval.methods.simcse import SimcseSettings, train_simcse
@@ -52,7 +53,8 @@ def main() -> None:
     rate(base, texts[:64])  # warm-up: first-call allocations
     before = [rate(base, texts) for _ in range(args.repeats)]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = SimcseSettings(pooling="last-avg", dropout=0.1, batch_size=16, max_length=64, checkpoint_steps=1000)
+        settings = SimcseSettings(pooling=Pooling("last-avg"), dropout=Dropout(0.1), batch_size=16, max_length=64,
+                                  checkpoint_steps=1000)
         trained = train_simcse(base.folder, train, settings, Path(tmp) / "run", base_model=args.model,
                                base_fingerprint=base.fingerprint, show_progress=False)
         reloaded = load_encoder(str(trained.folder))

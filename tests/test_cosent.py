@@ -11,6 +11,7 @@ import torch
 from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Pooling
 from stseval.evaluation.metrics import spearman_cosine
 from stseval.evaluation.validation import ValidationPairs
 from stseval.methods.cosent import CosentSettings, train_cosent
@@ -46,7 +47,7 @@ def _pairs(n: int, seed: int) -> tuple[list[str], list[str], list[float]]:
 
 
 def _settings(**overrides) -> CosentSettings:
-    values = dict(pooling="cls", batch_size=16, learning_rate=3e-3, epochs=4, max_length=32, seed=0,
+    values = dict(pooling=Pooling("cls"), batch_size=16, learning_rate=3e-3, epochs=4, max_length=32, seed=0,
                   checkpoint_steps=2)
     values.update(overrides)
     return CosentSettings(**values)

@@ -422,3 +422,32 @@ def test_query_path_runs_small_fixed_shape_forwards_and_caches_under_its_own_key
         again = encode(bert, texts, ["cls"], max_length=32, cache=cache, query=True, show_progress=False)
     assert counter.calls == 0  # the query path's own vectors are cached
     np.testing.assert_array_equal(again["cls"], query["cls"])
+
+
+def test_pooling_values_encode_bit_for_bit_as_their_names(bert):
+    """encode() takes the Pooling values the runs carry (parsed once, at the edge) and gives exactly the arrays
+    the names give, keyed by str(pooling), the names rows hold; the query path and supports() agree too."""
+    from stseval.common.settings import LAYER_AVG, Pooling, parse_poolings
+    from stseval.encoders.protocol import can_pool
+
+    names = [*POOLINGS, f"{LAYER_AVG}:0", f"{LAYER_AVG}:1"]
+    values = parse_poolings(names)
+    assert all(isinstance(value, Pooling) for value in values) and [str(value) for value in values] == names
+    texts = list(SENTENCES[:5])
+    for query in (False, True):
+        by_name = encode(bert, texts, names, max_length=32, show_progress=False, query=query)
+        by_value = encode(bert, texts, values, max_length=32, show_progress=False, query=query)
+        assert list(by_value) == list(by_name) == names
+        for name in names:
+            np.testing.assert_array_equal(by_value[name], by_name[name], err_msg=name)
+    for value in [*values, Pooling("sentence"), Pooling(LAYER_AVG, bert.n_layers + 1)]:
+        assert can_pool(bert, value) == bert.supports(str(value))
+    assert not bert.supports("mean")
+
+
+def test_encode_refuses_an_unavailable_pooling_value_with_the_name_users_typed(model_dirs):
+    from stseval.common.settings import Pooling
+
+    no_pooler = load_encoder(str(model_dirs["bert-no-pooler"]))
+    with pytest.raises(StsevalError, match=r"^--pooling pooler-tanh,sentence: not available for model "):
+        encode(no_pooler, ["好"], [Pooling("pooler-tanh"), Pooling("sentence")], max_length=32, show_progress=False)

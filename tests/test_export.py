@@ -150,11 +150,13 @@ def test_pca_chosen_on_valid_is_refitted_from_results_and_reproduces_the_cell(ti
 
 
 def test_simcse_checkpoint_reproduces_its_spearman(tiny_bert, sample_data_dir, tmp_path):
+    from stseval.common.settings import Pooling
     from stseval.methods.simcse import SimcseSettings, train_simcse
 
     sentences = [text for pair in stseval.load_pairs("STS-B", "train", sample_data_dir)[:64]
                  for text in (pair.sentence1, pair.sentence2)]
-    settings = SimcseSettings(pooling="first-last-avg", batch_size=16, learning_rate=1e-3, max_length=64, seed=0)
+    settings = SimcseSettings(pooling=Pooling("first-last-avg"),
+                              batch_size=16, learning_rate=1e-3, max_length=64, seed=0)
     run_dir = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False,
                            max_steps=3).folder
     ours = stseval.evaluate(str(run_dir), tasks="STS-B", pooling="first-last-avg", data_dir=sample_data_dir,

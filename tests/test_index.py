@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Pooling
 from stseval.data.tasks import TASKS, Pair
 from stseval.evaluation.index_eval import evaluate_retrieval
 from stseval.evaluation.retrieval import exclude_self, positive_min_score, retrieval_metrics, retrieval_set, su_min_dims
@@ -230,16 +231,16 @@ def test_tampered_or_missing_index_folder_is_refused(tmp_path, clustered_vectors
 def test_query_settings_must_match_the_index(tmp_path):
     whitening = Whitening(np.zeros((1, 4), np.float32), np.eye(4, dtype=np.float32))
     loaded = LoadedIndex(None, [], _metadata(4, 0, whitening), whitening, tmp_path)
-    check_query_settings(loaded, "fp-1", "last-avg", "", whitening)  # the same settings pass
+    check_query_settings(loaded, "fp-1", Pooling("last-avg"), "", whitening)  # the same settings pass
     with pytest.raises(StsevalError) as caught:
-        check_query_settings(loaded, "fp-2", "cls", "query: ", None)
+        check_query_settings(loaded, "fp-2", Pooling("cls"), "query: ", None)
     message = str(caught.value)
     for expected in ("does not match the index", "model fingerprint 'fp-2' != 'fp-1'", "pooling 'cls' != 'last-avg'",
                      "prefix 'query: ' != ''", f"whitening none != {whitening_digest(whitening)}", "meta.json"):
         assert expected in message
     other = Whitening(whitening.mu, 2 * whitening.kernel)
     with pytest.raises(StsevalError, match="whitening"):
-        check_query_settings(loaded, "fp-1", "last-avg", "", other)
+        check_query_settings(loaded, "fp-1", Pooling("last-avg"), "", other)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,22 +10,27 @@ from stseval.common.errors import StsevalError
 from stseval.data.tasks import TASKS
 
 
-def test_copied_constants_match_their_home_modules():
+def test_constants_have_one_home_and_the_others_re_export_it():
     from stseval.encoders import encoder as encoders
-    from stseval.encoders import pooling
+    from stseval.encoders import folders, pooling, precision
     from stseval.methods import index, simcse
 
-    assert options.SIMCSE_LOSSES == tuple(simcse.LOSSES)
-    assert options.REDUCTION_METHODS == tuple(index.REDUCTION_METHODS)
-    assert options.DEFAULT_MODEL_NAMES == tuple(encoders.DEFAULT_MODEL_NAMES)
+    # options.py is their one home (torch-free); the modules that used to hold copies re-export the same objects
+    assert simcse.LOSSES is options.SIMCSE_LOSSES
+    assert index.REDUCTION_METHODS is options.REDUCTION_METHODS
+    assert encoders.DEFAULT_MODEL_NAMES is folders.DEFAULT_MODEL_NAMES is options.DEFAULT_MODEL_NAMES
+    assert folders.DEFAULT_MODEL_LABEL is options.DEFAULT_MODEL_LABEL
+    assert precision.PRECISIONS is options.PRECISIONS
     # the setting values have one home, stseval/common/settings.py; the others re-export the same objects
     for name in ("POOLINGS", "NEEDS_POOLER", "LAYER_AVG", "Pooling", "layer_avg_index"):
         assert getattr(pooling, name) is getattr(settings, name), name
     for name in ("POOLINGS", "NEEDS_POOLER", "POOLING_NAMES", "SENTENCE_POOLING", "LAYER_AVG", "Pooling", "Dropout",
                  "parse_poolings", "parse_dropouts", "layer_avg_index"):
         assert getattr(options, name) is getattr(settings, name), name
-    # encoders/pooling.parse_poolings: the same parser, giving names to encoders/encoder.py
-    assert pooling.parse_poolings("all,layer-avg:0-1") == [*settings.POOLINGS, "layer-avg:0", "layer-avg:1"]
+    # encoders/pooling.parse_poolings: the same parser (it gave names to encoders/encoder.py before encode took values)
+    assert pooling.parse_poolings is settings.parse_poolings
+    assert [str(each) for each in pooling.parse_poolings("all,layer-avg:0-1")] == [*settings.POOLINGS, "layer-avg:0",
+                                                                                   "layer-avg:1"]
 
 
 def test_fit_on_task_names_are_spelled_as_the_registry_does(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from stseval.common.settings import Dropout, Pooling
 from stseval.methods.row_adam import RowAdam
 from tiny_models import make_bert
 
@@ -98,7 +99,7 @@ def test_simcse_steps_on_a_tiny_bert_match_dense_adam(tmp_path, sparse_grad, pin
     models = []
     for use_row_adam in (True, False):
         torch.manual_seed(0)
-        model = build_simcse_model(folder, "cls", 0.0, 16, device="cpu").to(dtype)
+        model = build_simcse_model(folder, Pooling("cls"), Dropout(0.0), 16, device="cpu").to(dtype)
         loss_fn = build_loss(model, "su")
         embedding = model[0].auto_model.get_input_embeddings()
         optimizer = (RowAdam(model.parameters(), embedding, lr=1e-3, sparse_grad=sparse_grad) if use_row_adam

@@ -156,3 +156,11 @@ def test_the_command_line_prints_the_parser_s_message():
 def test_the_api_takes_pooling_values_too():
     with pytest.raises(StsevalError, match=r"^pooling=max: not available for counts-2"):
         stseval.encode(_Counts(), ["好"], pooling=Pooling("max"))
+
+
+def test_parse_poolings_keeps_pooling_values_as_they_are():
+    """A value crossing a boundary is parsed already: parse_poolings keeps it (the same object), reads only text."""
+    value = Pooling(LAYER_AVG, 2)
+    parsed = parse_poolings([value, "cls", value])
+    assert parsed[0] is value and [str(each) for each in parsed] == ["layer-avg:2", "cls"]
+    assert parse_poolings(value)[0] is value

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Dropout
 from stseval.methods.simcse.checkpoints import CHECKPOINT_DIR
 from stseval.methods.simcse.run_folder import SETTINGS_FILE
 from stseval.methods.simcse.train import train_simcse
@@ -50,7 +51,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, sentences, 
     again = train_simcse(tiny_bert, sentences, settings, tmp_path / "run", show_progress=False)
     assert again.reused and again.steps == 8
     with pytest.raises(StsevalError, match="--runs-dir: .* dropout=0.1, not 0.3"):
-        train_simcse(tiny_bert, sentences, simcse_settings(checkpoint_steps=2, epochs=2, dropout=0.3), tmp_path / "run")
+        train_simcse(tiny_bert, sentences, simcse_settings(checkpoint_steps=2, epochs=2, dropout=Dropout(0.3)),
+                     tmp_path / "run")
 
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tiny_bert, sentences, tmp_path, capsys):

@@ -11,12 +11,14 @@ def test_the_after_training_path_encodes_like_the_before_training_path(tmp_path)
     load_encoder(saved folder): for the same weights both give the same vectors, dtype and inputs."""
     import numpy as np
 
+    from stseval.common.settings import Dropout, Pooling
     from stseval.encoders.encoder import encode, load_encoder
     from stseval.methods.simcse.model import build_simcse_model
     from tiny_models import SENTENCES
 
     base_folder = make_bert(tmp_path / "tiny-bert", with_pooler=False)
-    build_simcse_model(base_folder, "last-avg", 0.3, 32).save(str(tmp_path / "saved"))  # the trainer's save, no steps
+    # the trainer's save, no steps
+    build_simcse_model(base_folder, Pooling("last-avg"), Dropout(0.3), 32).save(str(tmp_path / "saved"))
     before, after = load_encoder(str(base_folder)), load_encoder(str(tmp_path / "saved"))
     assert {p.dtype for p in after.model.parameters()} == {p.dtype for p in before.model.parameters()}
     assert after.model.config._attn_implementation == before.model.config._attn_implementation

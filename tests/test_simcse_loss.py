@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stseval.common.settings import Dropout, Pooling
 from stseval.encoders.pooling import POOLINGS
 from stseval.methods.simcse.loss import build_loss, simcse_batch_loss
 from stseval.methods.simcse.model import build_simcse_model
@@ -41,7 +42,7 @@ def _su_rows_by_hand(copy_one: torch.Tensor, copy_two: torch.Tensor, scale: floa
 def test_su_loss_equals_su_formula_by_hand(tiny_bert):
     generator = torch.Generator().manual_seed(0)
     copy_one, copy_two = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
-    loss = build_loss(build_simcse_model(tiny_bert, "cls", 0.1, 32), "su")
+    loss = build_loss(build_simcse_model(tiny_bert, Pooling("cls"), Dropout(0.1), 32), "su")
     rows = _su_rows_by_hand(copy_one, copy_two)
 
     ours = loss.compute_loss_from_embeddings([copy_one, copy_two], None)
@@ -53,7 +54,7 @@ def test_su_loss_equals_su_formula_by_hand(tiny_bert):
 def test_princeton_loss_is_plain_info_nce(tiny_bert):
     generator = torch.Generator().manual_seed(1)
     copy_one, copy_two = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
-    loss = build_loss(build_simcse_model(tiny_bert, "cls", 0.1, 32), "princeton")
+    loss = build_loss(build_simcse_model(tiny_bert, Pooling("cls"), Dropout(0.1), 32), "princeton")
     cosine = F.normalize(copy_one, dim=1) @ F.normalize(copy_two, dim=1).T
     by_hand = F.cross_entropy(cosine / 0.05, torch.arange(5))
     torch.testing.assert_close(loss.compute_loss_from_embeddings([copy_one, copy_two], None), by_hand)
@@ -61,7 +62,7 @@ def test_princeton_loss_is_plain_info_nce(tiny_bert):
 
 def test_one_step_of_each_loss_on_the_model_matches_the_formula(tiny_bert, sentences):
     """Through the model (dropout 0, so both copies are equal): su and cached give Su's number."""
-    model = build_simcse_model(tiny_bert, "first-last-avg", 0.0, max_length=32)
+    model = build_simcse_model(tiny_bert, Pooling("first-last-avg"), Dropout(0.0), max_length=32)
     texts = sentences[:8]
     embeddings = forward(model, texts)
     by_hand = _su_rows_by_hand(embeddings, embeddings).mean()
@@ -73,7 +74,7 @@ def test_one_step_of_each_loss_on_the_model_matches_the_formula(tiny_bert, sente
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_chunked_forward_gives_the_padded_loss_and_gradient(tiny_bert, sentences, pooling):
-    model = build_simcse_model(tiny_bert, pooling, 0.0, 32)
+    model = build_simcse_model(tiny_bert, Pooling(pooling), Dropout(0.0), 32)
     loss_fn = build_loss(model, "su")
     features = model.preprocess(sentences[:24])
     doubled = {key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Dropout, Pooling
 from stseval.encoders.pooling import POOLINGS, pool
 from stseval.methods.simcse.model import build_simcse_model
 from stseval.methods.simcse.train import train_simcse
@@ -36,7 +37,7 @@ def sentences() -> list[str]:
 
 @pytest.mark.parametrize("dropout", [0.1, 0.3, 0.0])
 def test_dropout_is_set_everywhere_and_acts_only_in_train_mode(tiny_bert, sentences, dropout, pinned_torch):
-    model = build_simcse_model(tiny_bert, "last-avg", dropout, max_length=32)
+    model = build_simcse_model(tiny_bert, Pooling("last-avg"), Dropout(dropout), max_length=32)
     config = model[0].auto_model.config
     assert config.hidden_dropout_prob == dropout and config.attention_probs_dropout_prob == dropout
     probabilities = [module.p for module in model.modules() if isinstance(module, nn.Dropout)]
@@ -55,7 +56,7 @@ def test_dropout_is_set_everywhere_and_acts_only_in_train_mode(tiny_bert, senten
 
 def test_attention_dropout_alone_makes_passes_differ(tiny_bert, sentences):
     """BERT's attention reads its rate from nn.Dropout.p: setting it must reach SDPA too."""
-    model = build_simcse_model(tiny_bert, "cls", 0.3, max_length=32)
+    model = build_simcse_model(tiny_bert, Pooling("cls"), Dropout(0.3), max_length=32)
     for name, module in model.named_modules():
         if isinstance(module, nn.Dropout) and not name.endswith("attention.self.dropout"):
             module.p = 0.0
@@ -72,7 +73,7 @@ def test_saved_folder_gives_the_same_vectors_everywhere(tiny_bert, sentences, tm
 
     from stseval.encoders.encoder import encode, load_encoder
 
-    trained = train_simcse(tiny_bert, sentences, simcse_settings(pooling=pooling), tmp_path / "run",
+    trained = train_simcse(tiny_bert, sentences, simcse_settings(pooling=Pooling.parse(pooling)), tmp_path / "run",
                            show_progress=False)
     before_saving = trained.model.encode(sentences, convert_to_numpy=True)
     reloaded = SentenceTransformer(str(tmp_path / "run"), device="cpu").encode(sentences, convert_to_numpy=True)
@@ -90,5 +91,5 @@ def test_saved_folder_gives_the_same_vectors_everywhere(tiny_bert, sentences, tm
 def test_pooler_pooling_needs_trained_pooler_weights(tmp_path):
     folder = make_bert(tmp_path / "bert", with_pooler=False)
     with pytest.raises(StsevalError, match="^--pooling pooler: .* no trained pooler"):
-        build_simcse_model(folder, "pooler", 0.1, max_length=32)
-    assert build_simcse_model(folder, "cls", 0.1, max_length=32) is not None
+        build_simcse_model(folder, Pooling("pooler"), Dropout(0.1), max_length=32)
+    assert build_simcse_model(folder, Pooling("cls"), Dropout(0.1), max_length=32) is not None

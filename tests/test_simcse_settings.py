@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import LAYER_AVG, Dropout, Pooling
 from stseval.encoders.pooling import POOLINGS
 from stseval.methods.cosent import CosentSettings
 from stseval.methods.simcse import SimcseSettings
@@ -25,7 +26,15 @@ def test_bad_settings_name_their_option(overrides, option):
 SHARED_CHECKS = [
     ({"pooling": "mean"}, f"--pooling: unknown pooling 'mean'; choose from {', '.join(POOLINGS)}"),
     ({"dropout": 1.0}, "--dropout: 1.0 is outside [0, 1); Su used 0.1 and 0.3"),
-    ({"dropout": "0.1"}, "--dropout: '0.1' is outside [0, 1); Su used 0.1 and 0.3"),
+    # settings hold values (parsed once, where the option was read): text or a bare number is refused, not read
+    ({"dropout": "0.1"}, "--dropout: '0.1' is not a Dropout value; read option text with Dropout.parse"),
+    ({"dropout": 0.3}, "--dropout: 0.3 is not a Dropout value; read option text with Dropout.parse"),
+    ({"pooling": "cls"}, "--pooling: 'cls' is text, not a Pooling value; give Pooling('cls') (Pooling.parse reads "
+                         "option text)"),
+    # the trainers take token poolings only: what check_pooling said of these names, said of the values
+    ({"pooling": Pooling("sentence")}, f"--pooling: unknown pooling 'sentence'; choose from {', '.join(POOLINGS)}"),
+    ({"pooling": Pooling(LAYER_AVG, 3)},
+     f"--pooling: unknown pooling 'layer-avg:3'; choose from {', '.join(POOLINGS)}"),
     ({"batch_size": 1}, "--batch-size: 1 must be an integer of at least 2"),
     ({"batch_size": 2.5}, "--batch-size: 2.5 must be an integer of at least 2"),
     ({"epochs": 0}, "--epochs: 0 must be an integer of at least 1"),
@@ -63,3 +72,28 @@ def test_simcse_only_checks_keep_their_place_in_the_order(overrides, message):
 def test_default_settings_pass():
     SimcseSettings().validate()
     CosentSettings().validate()
+
+
+@pytest.mark.parametrize("settings_class", [SimcseSettings, CosentSettings])
+def test_settings_hold_values_and_their_identity_holds_the_row_text(settings_class):
+    """A Pooling and a Dropout cross into the trainers' settings as values; identity.json (which a resumed run
+    compares) still records the pooling's name and the rate as a float, as before the settings held values."""
+    from dataclasses import asdict
+
+    from stseval.methods.simcse.settings import settings_identity
+
+    settings = settings_class(pooling=Pooling.parse("first-last-avg"), dropout=Dropout.parse("0.3"))
+    settings.validate()
+    assert settings.pooling == Pooling("first-last-avg") and settings.dropout.rate == 0.3
+    identity = settings_identity(settings)
+    assert identity["pooling"] == "first-last-avg" and identity["dropout"] == 0.3
+    assert isinstance(identity["dropout"], float)
+    fields = asdict(settings)
+    assert list(identity) == list(fields)  # the same keys in the same order
+    assert {key: value for key, value in identity.items() if key not in ("pooling", "dropout")} == {
+        key: value for key, value in fields.items() if key not in ("pooling", "dropout")}
+
+
+def test_default_settings_are_su_s_values():
+    assert SimcseSettings().pooling == CosentSettings().pooling == Pooling("cls")
+    assert SimcseSettings().dropout == CosentSettings().dropout == Dropout(0.1)

@@ -141,8 +141,8 @@ def test_transfer_source_is_encoded_once_for_all_poolings(tiny_bert, sample_data
     calls = []
     real = encoders._encode_uncached
     monkeypatch.setattr(encoders, "_encode_uncached",
-                        lambda encoder, texts, names, *args:
-                        calls.append(tuple(names)) or real(encoder, texts, names, *args))
+                        lambda encoder, texts, poolings, *args:  # Pooling values since encode() takes them
+                        calls.append(tuple(map(str, poolings))) or real(encoder, texts, poolings, *args))
     result = run("--model", str(tiny_bert), "--pooling", "cls,last-avg,max", "--dims", "full", "--tasks", "STS-B",
                  "--split", "test", "--fit-on", "task:PAWSX", "--data-dir", str(sample_data_dir),
                  "--out", str(tmp_path / "o"), "--bootstrap", "0")

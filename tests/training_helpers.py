@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from stseval.common.settings import Dropout, Pooling
 from stseval.methods.simcse import SimcseSettings
 from tiny_models import VOCAB
 
@@ -26,7 +27,8 @@ def seeded_sentences() -> list[str]:
 
 def simcse_settings(**overrides) -> SimcseSettings:
     """Settings that make a tiny model learn in a few steps."""
-    values = dict(pooling="cls", dropout=0.1, batch_size=16, learning_rate=1e-3, epochs=1, max_length=32, seed=0)
+    values = dict(pooling=Pooling("cls"), dropout=Dropout(0.1),
+                  batch_size=16, learning_rate=1e-3, epochs=1, max_length=32, seed=0)
     values.update(overrides)
     return SimcseSettings(**values)
 

@@ -148,7 +148,7 @@ def parse_poolings(text_or_list: str | Pooling | Iterable[str | Pooling]) -> lis
 
     Args:
         text_or_list: "cls,last-avg", "all", a Pooling, or a list such as ["cls", "last-avg"]; items may
-            themselves hold commas. Duplicates are dropped.
+            themselves hold commas, or be `Pooling` values (kept as they are). Duplicates are dropped.
     Returns:
         The poolings, e.g. [Pooling("cls"), Pooling("last-avg")]; "all" expands to `POOLINGS` (the token
         poolings); "sentence" (`SENTENCE_POOLING`) must be named; "layer-avg:0-2" expands to layer-avg:0,
@@ -156,10 +156,11 @@ def parse_poolings(text_or_list: str | Pooling | Iterable[str | Pooling]) -> lis
     Raises:
         StsevalError naming `--pooling` when a name is unknown or nothing is given.
     """
-    items = [text_or_list] if isinstance(text_or_list, Pooling) else text_or_list
+    items = [text_or_list] if isinstance(text_or_list, (str, Pooling)) else list(text_or_list)
     poolings: list[Pooling] = []
-    for name in (part.lower() for part in comma_parts(items)):
-        for pooling in _expand(name):
+    for item in items:  # a Pooling value is parsed already: kept as it is, never formatted and read back
+        for pooling in [item] if isinstance(item, Pooling) else (
+                each for name in comma_parts([item]) for each in _expand(name.lower())):
             if pooling not in poolings:
                 poolings.append(pooling)
     if not poolings:

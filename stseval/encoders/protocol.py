@@ -97,7 +97,8 @@ def fixed_batches(embed: Callable[[Sequence[str]], dict[str, np.ndarray]], texts
 
 
 def can_pool(encoder: SentenceEncoder, pooling: Pooling) -> bool:
-    """`encoder.supports` for a `Pooling` value: the protocol method takes the pooling's name."""
+    """`encoder.supports` for a `Pooling` value: the protocol method takes the pooling's name (`str`, the one
+    formatter), so encoders written elsewhere compare plain names ('sentence')."""
     return encoder.supports(str(pooling))
 
 

@@ -8,7 +8,7 @@ the `pool_batches` runner that `load_encoder` sets.
 
 Example:
     >>> encoder = load_encoder("default")            # an Encoder
-    >>> rows, pooled = next(encoder.embed_batches(["query: 花呗怎么还款"], ["cls"], 64, 32))
+    >>> rows, pooled = next(encoder.embed_batches(["query: 花呗怎么还款"], ["cls"], 64, 32))   # names: the protocol
     >>> pooled["cls"].shape                          # (1, 384)
 """
 
@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Pooling
 from stseval.encoders import batching
 from stseval.encoders.backends import DEFAULT_BACKEND, HiddenStates
 from stseval.encoders.fingerprint import tokenizer_files
-from stseval.encoders.pooling import NEEDS_POOLER, POOLINGS, layer_avg_index, pool_all
+from stseval.encoders.pooling import pool_all
 from stseval.encoders.precision import DEFAULT_PRECISION, autocast
 from stseval.encoders.protocol import Batch
 
@@ -44,7 +45,7 @@ characters may be all unknown under a sound tokenizer."""
 
 PaddedBatch = dict[str, np.ndarray]
 """One forward pass's inputs: input_ids, attention_mask (and token_type_ids), each (rows, width) int64."""
-PoolBatches = Callable[["Encoder", Iterator[PaddedBatch], list[str]], Iterator[dict[str, np.ndarray]]]
+PoolBatches = Callable[["Encoder", Iterator[PaddedBatch], list[Pooling]], Iterator[dict[str, np.ndarray]]]
 """Runs `Encoder.pool_batch` over padded batches elsewhere (worker processes), results in input order."""
 
 
@@ -93,13 +94,13 @@ class Encoder:
         # under bf16 the layers' outputs are bfloat16: pool, whiten and score in float32
         return hidden if self.precision == DEFAULT_PRECISION else tuple(h.float() for h in hidden)
 
-    def pool_batch(self, batch: PaddedBatch, names: list[str]) -> dict[str, np.ndarray]:
-        """One forward pass over a padded batch: {pooling: (b, d) float32 vectors}."""
+    def pool_batch(self, batch: PaddedBatch, poolings: list[Pooling]) -> dict[str, np.ndarray]:
+        """One forward pass over a padded batch: {str(pooling): (b, d) float32 vectors}."""
         with torch.inference_mode():
             tensors = {name: torch.from_numpy(values).to(self.device) for name, values in batch.items()}
             pooler_dense = self.model.get_submodule("pooler.dense") if self.has_pooler else None
-            pooled = pool_all(names, self.forward(tensors), tensors["attention_mask"], pooler_dense)
-            return {name: pooled[name].float().cpu().numpy() for name in names}
+            pooled = pool_all(poolings, self.forward(tensors), tensors["attention_mask"], pooler_dense)
+            return {str(pooling): pooled[pooling].float().cpu().numpy() for pooling in poolings}
 
     @property
     def dimension(self) -> int:
@@ -119,15 +120,19 @@ class Encoder:
         return int(self.model.config.num_hidden_layers)
 
     def supports(self, pooling: str) -> bool:
+        """The `SentenceEncoder` method, which speaks names (`str(Pooling)`): `can_pool` of the name's value."""
+        value = Pooling.read(pooling)  # the one reader of names; None for a name that is no pooling
+        return value is not None and self.can_pool(value)
+
+    def can_pool(self, pooling: Pooling) -> bool:
         """Whether `encode` can produce `pooling` with this model (pooler needs trained weights)."""
-        layer = layer_avg_index(pooling)
-        if layer is not None:  # layer-avg:N, N = 0 (embedding output) .. n_layers
-            return layer <= self.n_layers
-        if pooling not in POOLINGS:
+        if pooling.layer is not None:  # layer-avg:N, N = 0 (embedding output) .. n_layers
+            return pooling.layer <= self.n_layers
+        if not pooling.needs_hidden_states:  # `sentence`: the output of sentence-vector encoders only
             return False
-        if pooling in NEEDS_POOLER:
+        if pooling.needs_pooler:
             return self.has_pooler
-        if pooling in ("first-last-avg", "last2avg"):
+        if pooling.kind in ("first-last-avg", "last2avg"):
             return self.n_layers >= 2
         return True
 
@@ -135,16 +140,22 @@ class Encoder:
                       batch_size: int) -> Iterator[Batch]:
         """The `SentenceEncoder` method: (rows, {pooling: (len(rows), d) float32}) per forward pass.
 
-        Sentences are tokenised once and grouped by padded width (`bucket_widths`), every batch
-        filled to exactly min(batch_size, INVARIANT_BATCH_ROWS) rows, widest first; with
-        `processes` > 1 the batches run in worker processes. See `encode`.
+        `poolings` are names, as the protocol passes them (`encode` checked them with `supports`); each is
+        read once into its `Pooling` value here. Sentences are tokenised once and grouped by padded width
+        (`bucket_widths`), every batch filled to exactly min(batch_size, INVARIANT_BATCH_ROWS) rows, widest
+        first; with `processes` > 1 the batches run in worker processes. See `encode`.
         """
-        return transformer_batches(self, texts, list(poolings), min(max_length, self.max_positions), batch_size)
+        values = [Pooling.read(name) for name in poolings]
+        unknown = [name for name, value in zip(poolings, values, strict=True) if value is None]
+        if unknown:
+            raise StsevalError(f"--pooling {','.join(unknown)}: not available for model {self.name}")
+        return transformer_batches(self, texts, [value for value in values if value is not None],
+                                   min(max_length, self.max_positions), batch_size)
 
 
-def transformer_batches(encoder: Encoder, texts: Sequence[str], names: list[str], max_length: int,
+def transformer_batches(encoder: Encoder, texts: Sequence[str], poolings: list[Pooling], max_length: int,
                         batch_size: int, query: bool = False) -> Iterator[Batch]:
-    """`Encoder.embed_batches`: (rows, {pooling: (len(rows), d)}) per invariant forward pass, widest first.
+    """`Encoder.embed_batches`: (rows, {str(pooling): (len(rows), d)}) per invariant forward pass, widest first.
 
     query=True: QUERY_ROWS rows per pass and widths rounded up to QUERY_WIDTH_STEP (see `encode`)."""
     encodings = encoder.tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
@@ -176,9 +187,10 @@ def transformer_batches(encoder: Encoder, texts: Sequence[str], names: list[str]
         if encoder.pool_batches is None:
             raise RuntimeError(f"{encoder.name}: processes={encoder.processes} but no worker runner; "
                                "load the encoder with load_encoder(..., processes=N)")
-        pooled_batches = encoder.pool_batches(encoder, inputs, names)
+        pooled_batches = encoder.pool_batches(encoder, inputs, poolings)
     else:
-        pooled_batches = (encoder.pool_batch(batch, names) for batch in inputs)
+        pooled_batches = (encoder.pool_batch(batch, poolings) for batch in inputs)
+    names = [str(pooling) for pooling in poolings]
     for batch_rows, pooled in zip(batches, pooled_batches, strict=True):
         yield batch_rows, {name: pooled[name][: len(batch_rows)] for name in names}  # the rest are fill copies
 

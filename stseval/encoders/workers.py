@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Pooling
 from stseval.encoders.precision import DEFAULT_PRECISION
 from stseval.encoders.transformer import Encoder, PaddedBatch
 
@@ -24,7 +25,7 @@ Load = Callable[..., object]
 _WORKER_ENCODER: Encoder | None = None  # the encoder a worker process loaded (see pooled_in_workers)
 
 
-def pooled_in_workers(encoder: Encoder, inputs: Iterator[PaddedBatch], names: list[str],
+def pooled_in_workers(encoder: Encoder, inputs: Iterator[PaddedBatch], poolings: list[Pooling],
                       load: Load) -> Iterator[dict[str, np.ndarray]]:
     """`Encoder.pool_batch` over `inputs` in encoder.processes spawned processes, results in input order.
 
@@ -46,7 +47,7 @@ def pooled_in_workers(encoder: Encoder, inputs: Iterator[PaddedBatch], names: li
                                "did the model change on disk?")
         in_flight: deque = deque()
         for batch in inputs:
-            in_flight.append(pool.submit(_worker_pool_batch, batch, names))
+            in_flight.append(pool.submit(_worker_pool_batch, batch, poolings))
             if len(in_flight) >= 2 * encoder.processes:
                 yield in_flight.popleft().result()
         while in_flight:
@@ -68,8 +69,8 @@ def _worker_encoder() -> Encoder:
     return _WORKER_ENCODER
 
 
-def _worker_pool_batch(batch: PaddedBatch, names: list[str]) -> dict[str, np.ndarray]:
-    return _worker_encoder().pool_batch(batch, names)
+def _worker_pool_batch(batch: PaddedBatch, poolings: list[Pooling]) -> dict[str, np.ndarray]:
+    return _worker_encoder().pool_batch(batch, poolings)
 
 
 def _worker_fingerprint() -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Pooling
 from stseval.data.tasks import Pair, TaskSpec, load_pairs
 from stseval.evaluation.metrics import bootstrap_ci, cosine_scores, spearman, undefined_reason
 
@@ -19,15 +21,15 @@ class SplitVectors:
     task: str
     split: str
     pairs: list[Pair]
-    vectors_a: dict[str, np.ndarray]  # pooling -> (n, d) float32, sentence1
-    vectors_b: dict[str, np.ndarray]  # pooling -> (n, d) float32, sentence2
+    vectors_a: dict[str, np.ndarray]  # str(pooling), the name rows hold -> (n, d) float32, sentence1
+    vectors_b: dict[str, np.ndarray]  # str(pooling) -> (n, d) float32, sentence2
 
     @property
     def gold_scores(self) -> np.ndarray:
         """(n,) float64 gold labels."""
         return np.array([pair.score for pair in self.pairs], dtype=np.float64)
 
-    def all_vectors(self, pooling: str) -> np.ndarray:
+    def all_vectors(self, pooling: str) -> np.ndarray:  # the pooling's name, as the dicts are keyed
         """(2n, d) sentence1 and sentence2 vectors stacked: the sentences whitening statistics use."""
         return np.concatenate([self.vectors_a[pooling], self.vectors_b[pooling]])
 
@@ -36,7 +38,7 @@ def encode_splits(
     encoder,
     spec: TaskSpec,
     splits: list[str],
-    poolings: list[str],
+    poolings: Sequence[Pooling],
     data_dir: Path,
     prefix: str = "",
     batch_size: int = 64,
@@ -51,7 +53,8 @@ def encode_splits(
         encoder: from `stseval.encoders.encoder.load_encoder` (any `SentenceEncoder`).
         spec: the task; its max_length (64, PAWSX 128) is used.
         splits: split names, e.g. ["valid", "test"].
-        poolings: pooling names the encoder supports.
+        poolings: `Pooling` values the encoder supports (`can_pool`), parsed once where the option was read;
+            the vectors come back keyed by their names, `str(pooling)`.
         max_pairs: keep a seeded random sample of at most this many pairs per split (file order kept),
             for settings where encoding a whole split costs too much; None keeps every pair.
     Returns:
@@ -65,7 +68,7 @@ def encode_splits(
     }
     texts = [text for pairs in pairs_by_split.values() for pair in pairs for text in (pair.sentence1, pair.sentence2)]
     try:
-        vectors = encode(encoder, texts, poolings, max_length=spec.max_length, prefix=prefix,
+        vectors = encode(encoder, texts, list(poolings), max_length=spec.max_length, prefix=prefix,
                          batch_size=batch_size, cache=cache, show_progress=show_progress)
     except MissingSentencesError as err:  # precomputed vectors (vectors:DIR) lacking some: say for which task
         raise StsevalError(f"{spec.name} {'+'.join(splits)}: {err}") from None

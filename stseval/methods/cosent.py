@@ -15,7 +15,7 @@ chosen on valid Spearman, CLS pooling in his table, BERT's own dropout (0.1). Th
 here; the pooling is a setting (`cls`, `last-avg`, ... as for SimCSE).
 
 Example:
-    >>> settings = CosentSettings(pooling="cls", max_length=64, seed=0)
+    >>> settings = CosentSettings(pooling=Pooling("cls"), max_length=64, seed=0)
     >>> trained = train_cosent(encoder.folder, texts_a, texts_b, gold, settings, Path("runs/cosent/demo"))
     >>> SentenceTransformer(str(trained.folder)).encode(["今天天气很好"]).shape    # (1, d)
 """
@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from stseval.common.errors import StsevalError
+from stseval.common.settings import Dropout, Pooling
 from stseval.methods.simcse.batching import embed_length_sorted, to_device
 from stseval.methods.simcse.evaluator import Evaluator
 from stseval.methods.simcse.loop import Objective, TrainedModel, train_model
-from stseval.methods.simcse.settings import check_loop_settings
+from stseval.methods.simcse.settings import check_loop_settings, settings_identity
 
 SCALE = 20.0
 """CoSENT's scale (inverse temperature), as Su and sentence-transformers' CoSENTLoss default."""
@@ -43,14 +44,14 @@ SCALE = 20.0
 class CosentSettings:
     """Everything one CoSENT run depends on besides the base model and the pairs (defaults: Su's)."""
 
-    pooling: str = "cls"
+    pooling: Pooling = Pooling("cls")  # a token pooling value, parsed once where --pooling was read
     batch_size: int = 32  # pairs per step (2 x batch_size sentences forwarded)
     learning_rate: float = 2e-5
     epochs: int = 5
     max_length: int = 64
     seed: int = 0
     prefix: str = ""  # prepended to both sentences of every pair, e.g. "query: " for E5
-    dropout: float = 0.1  # BERT's own training dropout, as in Su's run
+    dropout: Dropout = Dropout(0.1)  # BERT's own training dropout, as in Su's run
     checkpoint_steps: int = 200  # a checkpoint every N steps (resume point)
     precision: str = "fp32"  # bf16: forward and loss under torch.autocast; weights and Adam stay float32
 
@@ -124,7 +125,7 @@ def train_cosent(
         raise StsevalError(f"--train-on: every training label is {labels[0]:g}; CoSENT learns from pairs whose "
                            "labels differ")
     identity = {"objective": "cosent", "base_model": base_model, "base_fingerprint": base_fingerprint,
-                **asdict(settings), "scale": SCALE, "n_pairs": len(labels),
+                **settings_identity(settings), "scale": SCALE, "n_pairs": len(labels),
                 "pairs_sha256": pairs_sha256(texts_a, texts_b, labels)}
 
     def objective(model, device: str, world_size: int) -> Objective:

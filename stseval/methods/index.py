@@ -32,8 +32,10 @@ import numpy as np
 from stseval.common.arrays import l2_normalize
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import file_sha256, write_bytes_atomic
+from stseval.common.settings import Pooling
 from stseval.common.version import __version__
 from stseval.methods.whitening import Whitening, load_whitening, save_whitening
+from stseval.options import REDUCTION_METHODS  # noqa: F401 - re-exported; its one home is options (torch-free)
 
 DEFAULT_FACTORY = "Flat"
 INDEX_FILE = "index.faiss"
@@ -41,9 +43,6 @@ SENTENCES_FILE = "sentences.jsonl"
 WHITENING_FILE = "whitening.npz"
 METADATA_FILE = "meta.json"
 FORMAT_VERSION = 1
-
-REDUCTION_METHODS = ("raw-truncate", "whitening", "pca")
-"""raw-truncate: first k coordinates; whitening: BERT-whitening cut to k; pca: rotation onto the top k axes."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +372,7 @@ def _metadata_from_json(raw, meta_path: Path) -> IndexMetadata:
     return metadata
 
 
-def check_query_settings(loaded: LoadedIndex, model_fingerprint: str, pooling: str, prefix: str,
+def check_query_settings(loaded: LoadedIndex, model_fingerprint: str, pooling: Pooling, prefix: str,
                          whitening: Whitening | None) -> None:
     """Refuse to search with queries made differently from the corpus vectors.
 
@@ -387,8 +386,8 @@ def check_query_settings(loaded: LoadedIndex, model_fingerprint: str, pooling: s
     problems = []
     if model_fingerprint != meta.model_fingerprint:
         problems.append(f"model fingerprint {model_fingerprint!r} != {meta.model_fingerprint!r} ({meta.model})")
-    if pooling != meta.pooling:
-        problems.append(f"pooling {pooling!r} != {meta.pooling!r}")
+    if str(pooling) != meta.pooling:  # meta.json holds str(pooling), the one formatter's text
+        problems.append(f"pooling {str(pooling)!r} != {meta.pooling!r}")
     if prefix != meta.prefix:
         problems.append(f"prefix {prefix!r} != {meta.prefix!r}")
     query_digest = whitening_digest(whitening)

@@ -128,10 +128,11 @@ def export_model(encoder: SentenceEncoder, pooling: Pooling, out: Path, *, prefi
         StsevalError naming --out, --pooling or --model when the export cannot be what stseval scored.
     """
     from stseval.encoders.encoder import Encoder
+    from stseval.encoders.protocol import can_pool
 
     out = Path(out)
     check_out_empty(out)
-    if not encoder.supports(str(pooling)):
+    if not can_pool(encoder, pooling):
         raise StsevalError(f"--pooling {pooling}: not available for {encoder.name}")
     is_transformer = isinstance(encoder, Encoder)
     backend = getattr(encoder, "backend", "fp32")
@@ -344,7 +345,7 @@ def export(model: str | SentenceEncoder, pooling: str | Pooling, out: Path, *, p
     the model card (--whiten-from puts its own there).
     """
     from stseval.encoders.encoder import load_encoder
-    from stseval.encoders.protocol import supported_poolings
+    from stseval.encoders.protocol import can_pool, supported_poolings
     from stseval.methods.whitening import load_whitening
     from stseval.runs.results import provenance as run_provenance
 
@@ -368,7 +369,7 @@ def export(model: str | SentenceEncoder, pooling: str | Pooling, out: Path, *, p
         max_length = max_length or int(settings.get("max_length", 0) or 0) or None
         facts = {"source": "simcse", "simcse_run": str(simcse_run), "simcse": settings}
     loaded = load_encoder(model) if isinstance(model, (str, Path)) else model
-    if not loaded.supports(pooling):
+    if not can_pool(loaded, value):
         raise StsevalError(f"--pooling {pooling}: {loaded.name} gives {', '.join(supported_poolings(loaded))} only")
     rows: list[dict] = []
     if kernel is not None:
@@ -380,7 +381,7 @@ def export(model: str | SentenceEncoder, pooling: str | Pooling, out: Path, *, p
     elif whiten_from is not None:
         if task is None:
             raise StsevalError("--task: --whiten-from needs the task whose chosen row to export")
-        whitening, rows = chosen_whitening(loaded, pooling, prefix, Path(whiten_from), task, choose_on, data_dir)
+        whitening, rows = chosen_whitening(loaded, value, prefix, Path(whiten_from), task, choose_on, data_dir)
         facts = dict(facts, whiten_from=str(whiten_from), task=task, choose_on=choose_on)
     elif whitening is not None and whitening.mu.shape[1] != loaded.dimension:
         raise StsevalError(f"whitening: fitted on {whitening.mu.shape[1]}-d vectors; {loaded.name} gives "
@@ -414,7 +415,7 @@ def _simcse_identity(run_dir: Path) -> dict:
     return identity if isinstance(identity, dict) else {}
 
 
-def chosen_whitening(encoder: SentenceEncoder, pooling: str, prefix: str, results: Path, task: str,
+def chosen_whitening(encoder: SentenceEncoder, value: Pooling, prefix: str, results: Path, task: str,
                      choose_on: str, data_dir: Path | None) -> tuple[Whitening, list[dict]]:
     """Refit the whitening of the `<method>-chosen` row (whitening or pca) of `task` in a results file.
 
@@ -430,6 +431,7 @@ def chosen_whitening(encoder: SentenceEncoder, pooling: str, prefix: str, result
     from stseval.runs.specs import FitSource, available_splits
 
     spec = task_by_name(task, option="--task")
+    pooling = str(value)  # the text rows hold
     frame = read_rows(results)
     same = frame[(frame["model_fingerprint"] == encoder.fingerprint) & (frame["pooling"] == pooling)
                  & (frame["prefix"] == prefix) & (frame["status"] == "ok") & (frame["metric"] == "spearman_cosine")]
@@ -450,10 +452,10 @@ def chosen_whitening(encoder: SentenceEncoder, pooling: str, prefix: str, result
     source = spec if own else TASKS[fit.value]
     fit_splits = own or available_splits(source, folder)
     split = str(row["split"])
-    encoded = encode_splits(encoder, spec, sorted({*(own or []), split}), [pooling], folder, prefix=prefix)
+    encoded = encode_splits(encoder, spec, sorted({*(own or []), split}), [value], folder, prefix=prefix)
     parts = [encoded[name].all_vectors(pooling) for name in own]
     if not own:
-        other = encode_splits(encoder, source, fit_splits, [pooling], folder, prefix=prefix)
+        other = encode_splits(encoder, source, fit_splits, [value], folder, prefix=prefix)
         parts = [other[name].all_vectors(pooling) for name in fit_splits]
     basis = fit_whitening_basis(np.concatenate(parts))
     dims = None if row["dims"] == "full" else int(row["dims"])

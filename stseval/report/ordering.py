@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from stseval.common.settings import Pooling
 from stseval.data.tasks import TASKS
-from stseval.options import POOLINGS, layer_avg_index
+from stseval.options import POOLINGS
 
 TASK_ORDER: tuple[str, ...] = tuple(TASKS)
 POOLING_ORDER = POOLINGS  # from options, which (unlike stseval.encoders.pooling) does not load torch
@@ -28,12 +29,19 @@ def order_key(column: str, value: str) -> tuple:
     known = _KNOWN_ORDER.get(column, ())
     if value in known:
         return (0, float(known.index(value)), "", value)
-    layer = layer_avg_index(value) if column == "pooling" else None
+    layer = row_layer(value) if column == "pooling" else None
     if layer is not None:  # layer-avg:N after the other poolings, by N
         return (0, float(len(known) + layer), "", value)
     if column == "dims" and (value == "full" or value.isdigit()):
         return (0, float("-inf") if value == "full" else -float(value), "", value)
     return (1, 0.0, value.lower(), value)
+
+
+def row_layer(pooling: object) -> int | None:
+    """N of a row's 'layer-avg:N' pooling text, else None (any other pooling, a legacy or foreign name): how the
+    report reads a row's pooling, through `Pooling.read`, the lenient reader of the text `str(pooling)` wrote."""
+    value = Pooling.read(pooling)
+    return None if value is None else value.layer
 
 
 def in_order(column: str, values) -> list[str]:

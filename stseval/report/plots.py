@@ -26,7 +26,6 @@ import pandas as pd
 
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import atomic_path, check_writable_dir, write_text_atomic
-from stseval.common.settings import layer_avg_index
 from stseval.options import PLOTS
 from stseval.report.grids import (
     AVG,
@@ -38,6 +37,7 @@ from stseval.report.grids import (
     resolve_duplicates,
     select_rows,
 )
+from stseval.report.ordering import row_layer
 from stseval.report.provenance import collect_provenance
 from stseval.report.tables import grid_to_csv_frame, grid_to_markdown
 from stseval.runs.results import write_frame
@@ -77,7 +77,7 @@ def layer_rows(frame: pd.DataFrame) -> pd.DataFrame:
         StsevalError naming --filter when the rows hold several models or prefixes, or whitening of
         several dims or --fit-on sources; or when no layer-avg row is left.
     """
-    layered = frame[[layer_avg_index(name) is not None for name in as_text(frame["pooling"])]]  # read leniently
+    layered = frame[[row_layer(name) is not None for name in as_text(frame["pooling"])]]  # read leniently
     methods = as_text(layered["method"])
     plain = (methods == "whitening") & (as_text(layered["beta"]) == _WHITENED[0]) \
         & (as_text(layered["gamma"]) == _WHITENED[1])
@@ -164,7 +164,7 @@ def plot_layers(grid: pd.DataFrame, path: Path, title: str = "") -> None:
     from matplotlib.figure import Figure
 
     index = grid.index.to_frame(index=False)
-    layers = np.array([layer_avg_index(name) for name in index["pooling"]])
+    layers = np.array([row_layer(name) for name in index["pooling"]])
     figure = Figure(figsize=(7.2, 4.4), dpi=110)
     FigureCanvasAgg(figure)
     axis = figure.add_subplot(1, 1, 1)

@@ -48,6 +48,7 @@ from stseval.runs.simcse import (
     is_main_process,
     load_base_model,
     model_slug,
+    pooling_of,
 )
 from stseval.runs.specs import CosentRun
 
@@ -182,7 +183,7 @@ def _compute(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
 
 def _score_raw(job: _Job, spec: TaskSpec, rows: list[ResultRow]) -> list[ResultRow]:
     run, started = job.run, time.perf_counter()
-    evaluated = encode_test(run, spec, job.encoder, [row.pooling for row in rows], job.cache)
+    evaluated = encode_test(run, spec, job.encoder, [pooling_of(run, row) for row in rows], job.cache)
     for row in rows:
         score = score_pairs(evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling],
                             evaluated.gold_scores, run.n_resamples, run.seed)
@@ -195,12 +196,12 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
     from stseval.encoders.encoder import encode, load_encoder
 
     run = job.run
-    training, value = unit.context
-    pooling, spec = str(value), training.spec  # the name: what vectors are keyed by and methods/cosent.py takes
+    training, pooling = unit.context
+    spec, key = training.spec, str(pooling)  # key: the name encode() keys the vectors by
     settings = CosentSettings(pooling=pooling, batch_size=run.training.batch_size,
                               learning_rate=run.training.learning_rate, epochs=run.training.epochs,
                               max_length=spec.max_length, seed=run.seed, prefix=run.encode.prefix,
-                              dropout=run.training.dropout.rate, checkpoint_steps=run.training.checkpoint_steps,
+                              dropout=run.training.dropout, checkpoint_steps=run.training.checkpoint_steps,
                               precision=run.encode.precision)
     run_dir = run.runs_dir / "cosent" / _run_folder_name(run, spec.name, pooling)
     job.log(f"{unit.label}: training on {training.train_label} -> {run_dir}")
@@ -226,7 +227,7 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
         keep = np.sort(rng.choice(len(sentences), size=min(MAX_FIT_SENTENCES, len(sentences)), replace=False))
         fit_vectors = encode(trained_encoder, [sentences[i] for i in keep], [pooling], max_length=spec.max_length,
                              prefix=run.encode.prefix, batch_size=run.encode.batch_size,
-                             show_progress=run.encode.show_progress)[pooling]
+                             show_progress=run.encode.show_progress)[key]
         whitening = (fit_whitening(fit_vectors), len(keep))
     best = best_valid_facts(best_folder)
     facts = dict(run_dir=str(trained.folder), trained_fingerprint=trained_encoder.fingerprint[:12],
@@ -237,13 +238,13 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
         eval_spec: TaskSpec = cell.setting
         raw = encode_test(run, eval_spec, job.encoder, [pooling], job.cache)
         gold = raw.gold_scores
-        scores = {"raw": cosine_scores(raw.vectors_a[pooling], raw.vectors_b[pooling])}
+        scores = {"raw": cosine_scores(raw.vectors_a[key], raw.vectors_b[key])}
         evaluated = encode_test(run, eval_spec, trained_encoder, [pooling], None)
-        vectors_a, vectors_b = evaluated.vectors_a[pooling], evaluated.vectors_b[pooling]
+        vectors_a, vectors_b = evaluated.vectors_a[key], evaluated.vectors_b[key]
         scores[COSENT] = cosine_scores(vectors_a, vectors_b)
         if best_encoder is not None:
             best_vectors = encode_test(run, eval_spec, best_encoder, [pooling], None)
-            scores[BEST_VALID] = cosine_scores(best_vectors.vectors_a[pooling], best_vectors.vectors_b[pooling])
+            scores[BEST_VALID] = cosine_scores(best_vectors.vectors_a[key], best_vectors.vectors_b[key])
         if whitening is not None:
             (mu, kernel), _ = whitening
             scores[THEN_WHITENED] = cosine_scores(apply_whitening(vectors_a, mu, kernel),
@@ -275,7 +276,7 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
     return rows
 
 
-def _run_folder_name(run: CosentRun, task: str, pooling: str) -> str:
+def _run_folder_name(run: CosentRun, task: str, pooling: Pooling) -> str:
     """<model>-cosent-<train task>-<pooling>-s<seed>, plus every setting that differs from Su's defaults."""
     name = f"{model_slug(run.encode.model)}-cosent-{task}-{pooling}-s{run.seed}"
     training = run.training

@@ -88,16 +88,15 @@ def read_sentences_file(path: Path) -> list[str]:
     return list(dict.fromkeys(read_sentence_lines(path, "--sentences")))
 
 
-def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: Pooling | str, max_length: int, *,
+def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], pooling: Pooling, max_length: int, *,
                  prefix: str = "",
                  batch_size: int = 64, cache: EmbeddingCache | None = None,
                  show_progress: bool = True, query: bool = False) -> np.ndarray:
     """(n, d) float32 vectors of texts under one pooling (see encoders.encode; query: its query path)."""
     from stseval.encoders.encoder import encode  # torch stays out of array-only users of this module
 
-    name = str(pooling)  # encode() keys its vectors by the pooling's name
-    return encode(encoder, list(texts), [name], max_length=max_length, prefix=prefix,
-                  batch_size=batch_size, cache=cache, show_progress=show_progress, query=query)[name]
+    return encode(encoder, list(texts), [pooling], max_length=max_length, prefix=prefix,  # keyed by str(pooling)
+                  batch_size=batch_size, cache=cache, show_progress=show_progress, query=query)[str(pooling)]
 
 
 def _open_cache(use_cache: bool) -> EmbeddingCache | None:
@@ -277,7 +276,11 @@ def search_index(
     meta = loaded.metadata
     encoder = load_encoder(model or meta.model, precision=precision)
     query_whitening = load_whitening(whitening_file) if whitening_file is not None else loaded.whitening
-    pooling = meta.pooling if pooling is None else str(pooling)  # compared as the index's meta.json writes it
+    from stseval.runs.specs import parse_one_pooling
+
+    # the index's own pooling, read back from meta.json (written by str()), or --pooling parsed here, at the edge
+    pooling = Pooling.parse(meta.pooling) if pooling is None else (
+        parse_one_pooling(pooling) if isinstance(pooling, str) else pooling)
     prefix = meta.prefix if prefix is None else prefix
     check_query_settings(loaded, encoder.fingerprint, pooling, prefix, query_whitening)
     with threads_pinned(threads):

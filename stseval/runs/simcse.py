@@ -261,7 +261,7 @@ def _compute(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
 def _score_raw(job: _Job, task: _TaskPlan, rows: list[ResultRow]) -> list[ResultRow]:
     """Score the base model (method raw) for the given poolings, in one encoding pass."""
     run, started = job.run, time.perf_counter()
-    evaluated = encode_test(job.run, task.spec, job.encoder, [row.pooling for row in rows], job.cache)
+    evaluated = encode_test(job.run, task.spec, job.encoder, [pooling_of(run, row) for row in rows], job.cache)
     for row in rows:
         score = score_pairs(evaluated.vectors_a[row.pooling], evaluated.vectors_b[row.pooling],
                             evaluated.gold_scores, run.n_resamples, run.seed)
@@ -269,8 +269,13 @@ def _score_raw(job: _Job, task: _TaskPlan, rows: list[ResultRow]) -> list[Result
     return rows
 
 
-def encode_test(run: SimcseRun | CosentRun, spec: TaskSpec, encoder, poolings: list[str], cache):
-    """The scored split of a task (or its seeded sample), encoded under the poolings."""
+def pooling_of(run: SimcseRun | CosentRun, row: ResultRow) -> Pooling:
+    """The run's `Pooling` value a planned row names (rows hold `str(pooling)`): looked up, not parsed again."""
+    return {str(pooling): pooling for pooling in run.encode.poolings}[row.pooling]
+
+
+def encode_test(run: SimcseRun | CosentRun, spec: TaskSpec, encoder, poolings: list[Pooling], cache):
+    """The scored split of a task (or its seeded sample), encoded under the poolings (vectors keyed by name)."""
     return encode_splits(encoder, spec, [run.split], poolings, run.data_dir, prefix=run.encode.prefix,
                          batch_size=run.encode.batch_size, cache=cache, show_progress=run.encode.show_progress,
                          max_pairs=run.max_eval_pairs, sample_seed=run.seed)[run.split]
@@ -280,8 +285,7 @@ def _train_and_score(job: _Job, unit: Unit, cell: Cell) -> list[ResultRow]:
     """Train one cell's model (or reuse its finished folder), then fill its rows."""
     run, task, (pooling, rate) = job.run, unit.context, cell.setting
     training = run.training
-    # methods/simcse.py still takes the pooling's name and the rate as a float
-    settings = SimcseSettings(pooling=str(pooling), dropout=rate.rate, loss=training.loss,
+    settings = SimcseSettings(pooling=pooling, dropout=rate, loss=training.loss,
                               batch_size=training.batch_size, learning_rate=training.learning_rate,
                               epochs=training.epochs, max_length=task.spec.max_length, seed=run.seed,
                               prefix=run.encode.prefix, checkpoint_steps=training.checkpoint_steps,
@@ -399,11 +403,12 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
     """({method: (n,) cosine scores}, raw cosine scores, gold, trained model fingerprint) on the scored pairs."""
     from stseval.encoders.encoder import encode, load_encoder
 
-    run, pooling = job.run, rows[0].pooling
+    run, pooling = job.run, pooling_of(job.run, rows[0])
+    name = rows[0].pooling  # str(pooling): what the encoded vectors are keyed by
 
     def predicted(encoder_to_score, use_cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         evaluated = encode_test(job.run, task.spec, encoder_to_score, [pooling], use_cache)
-        return evaluated.vectors_a[pooling], evaluated.vectors_b[pooling], evaluated.gold_scores
+        return evaluated.vectors_a[name], evaluated.vectors_b[name], evaluated.gold_scores
 
     raw_a, raw_b, gold = predicted(job.encoder, job.cache)  # cached by _score_raw
     trained_encoder = load_encoder(str(trained.folder), device=job.device, precision=run.encode.precision)
@@ -412,7 +417,7 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
     if any(row.method == "simcse+whitening" for row in rows):
         fit_vectors = encode(trained_encoder, task.chosen, [pooling], max_length=task.spec.max_length,
                              prefix=run.encode.prefix, batch_size=run.encode.batch_size,
-                             show_progress=run.encode.show_progress)[pooling]
+                             show_progress=run.encode.show_progress)[name]
         mu, kernel = fit_whitening(fit_vectors)
         scores["simcse+whitening"] = cosine_scores(apply_whitening(vectors_a, mu, kernel),
                                                    apply_whitening(vectors_b, mu, kernel))

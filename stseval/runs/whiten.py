@@ -57,7 +57,12 @@ class _Job:
     encode: EncodeSpec
     encoder: SentenceEncoder
     cache: EmbeddingCache
-    supported: list[str] = field(default_factory=list)  # names of the poolings the model can produce (rows' text)
+    supported: list[Pooling] = field(default_factory=list)  # the poolings the model can produce (`can_pool`)
+
+    @property
+    def supported_names(self) -> list[str]:
+        """str() of each supported pooling: the rows' text, and the keys of the encoded vectors."""
+        return pooling_names(self.supported)
 
 
 def run_whiten(run: WhitenRun, log: Callable[[str], None] = print) -> RunOutput:
@@ -99,7 +104,7 @@ def _run_model(run: WhitenRun, encode: EncodeSpec, results: ResultsFile, cache: 
         check_layers_within(encode.poolings, encoder.n_layers, encoder.name)
     _check_file_fits_rank(run, encoder.dimension)
     encode = _model_poolings(encode, encoder, log)
-    job = _Job(run, encode, encoder, cache, pooling_names(p for p in encode.poolings if can_pool(encoder, p)))
+    job = _Job(run, encode, encoder, cache, [p for p in encode.poolings if can_pool(encoder, p)])
     units = [_plan_task(job, spec, base) for spec in run.tasks]
     log(encoding_estimate(job, [unit for unit in units if _has_pending(results, unit)]))
     computed += run_units(results, units, functools.partial(_score_task, job), log,
@@ -226,7 +231,7 @@ def _score_task(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow]:
                             prefix=job.encode.prefix, batch_size=job.encode.batch_size, cache=job.cache,
                             show_progress=job.encode.show_progress)
     fits = _Fits(job, spec, encoded)
-    return [_score_cell(job, cell, encoded[cell.rows[0].split], fits) if cell.rows[0].pooling in job.supported
+    return [_score_cell(job, cell, encoded[cell.rows[0].split], fits) if cell.rows[0].pooling in job.supported_names
             else _not_available(cell.rows[0], job.encoder) for cell in cells]
 
 
@@ -296,12 +301,12 @@ def _encode_fit_source(job: _Job, spec: TaskSpec, fit: FitSource) -> dict[str, n
     run, encode = job.run, job.encode
     if fit.kind in ("pooled", "task"):
         sources = run.tasks if fit.kind == "pooled" else (TASKS[fit.value],)
-        parts: dict[str, list[np.ndarray]] = {pooling: [] for pooling in job.supported}
+        parts: dict[str, list[np.ndarray]] = {pooling: [] for pooling in job.supported_names}
         for source in sources:
             other = encode_splits(job.encoder, source, available_splits(source, run.data_dir), job.supported,
                                   run.data_dir, prefix=encode.prefix, batch_size=encode.batch_size, cache=job.cache,
                                   show_progress=encode.show_progress)
-            for pooling in job.supported:
+            for pooling in job.supported_names:
                 parts[pooling].extend(split_vectors.all_vectors(pooling) for split_vectors in other.values())
         return {pooling: np.concatenate(vectors) for pooling, vectors in parts.items()}
     from stseval.encoders.encoder import encode as encode_texts
@@ -397,7 +402,7 @@ def _kernel_missing(job: _Job, unit: Unit, cell: Cell) -> bool:
     """Whether --save-kernel asks for this finished cell's kernel and no file of this cell's key is there
     (absent, unreadable, or recording another key): redo the cell, which rewrites the file."""
     row, folder = cell.rows[0], job.run.save_kernel_dir
-    if folder is None or row.method != "whitening" or row.pooling not in job.supported:
+    if folder is None or row.method != "whitening" or row.pooling not in job.supported_names:
         return False
     path = kernel_path(folder, job.encoder.name, row.task, row)
     if not path.is_file():

@@ -31,7 +31,7 @@ equals one process on the global batch (`stseval.methods.simcse.distributed`):
 Only rank 0 evaluates and writes results (see stseval/runs/simcse.py).
 
 Example:
-    >>> settings = SimcseSettings(pooling="cls", dropout=0.3, max_length=64, seed=0)
+    >>> settings = SimcseSettings(pooling=Pooling("cls"), dropout=Dropout(0.3), max_length=64, seed=0)
     >>> sentences = select_sentences(all_sentences, max_sentences=10_000, seed=0)
     >>> trained = train_simcse(encoder.folder, sentences, settings, Path("runs/simcse/demo"))
     >>> SentenceTransformer(str(trained.folder)).encode(["今天天气很好"]).shape    # (1, d)
@@ -59,14 +59,21 @@ from stseval.methods.simcse.sentences import (
     select_sentences,
     sentences_sha256,
 )
-from stseval.methods.simcse.settings import LOSSES, LoopSettings, SimcseSettings, check_dropout, check_loop_settings
+from stseval.methods.simcse.settings import (
+    LOSSES,
+    LoopSettings,
+    SimcseSettings,
+    check_loop_settings,
+    check_trainable,
+    settings_identity,
+)
 from stseval.methods.simcse.train import train_simcse
 
 __all__ = [
     "BEST_VALID_DIR", "CHECKPOINT_DIR", "CURVE_FILE", "DEFAULT_MAX_SENTENCES", "KEPT_FILES", "LOSSES", "PHASES",
     "SCALE", "SETTINGS_FILE", "SU_DIRECTIONS", "UNCAPPED_TASKS", "Evaluator", "LoopSettings", "Objective",
     "PoolingHead", "SimcseSettings", "TrainedModel", "build_loss", "build_simcse_model",
-    "check_dropout", "check_loop_settings", "default_max_sentences", "embed_length_sorted", "ensure_writable",
+    "check_loop_settings", "check_trainable", "default_max_sentences", "embed_length_sorted", "ensure_writable",
     "finished_run", "length_sorted_chunks", "model_card", "prune_run", "select_sentences", "sentences_sha256",
-    "set_dropout", "simcse_batch_loss", "to_device", "train_model", "train_simcse",
+    "set_dropout", "settings_identity", "simcse_batch_loss", "to_device", "train_model", "train_simcse",
 ]

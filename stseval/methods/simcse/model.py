@@ -32,14 +32,15 @@ import torch
 from torch import nn
 
 from stseval.common.errors import StsevalError
-from stseval.encoders.pooling import NEEDS_POOLER, pool
-from stseval.methods.simcse.settings import check_dropout, check_pooling
+from stseval.common.settings import Dropout, Pooling
+from stseval.encoders.pooling import pool
+from stseval.methods.simcse.settings import check_trainable
 
 if TYPE_CHECKING:  # annotations only: sentence-transformers takes seconds to import
     from sentence_transformers.sentence_transformer.modules import Transformer
 
 
-def set_dropout(model: nn.Module, dropout: float) -> int:
+def set_dropout(model: nn.Module, dropout: Dropout) -> int:
     """Set every dropout probability of a model: config fields, nn.Dropout modules, float attributes.
 
     Hugging Face models read dropout from three places: `config.hidden_dropout_prob` /
@@ -49,26 +50,26 @@ def set_dropout(model: nn.Module, dropout: float) -> int:
 
     Args:
         model: any torch module, e.g. a SentenceTransformer or a BertModel.
-        dropout: probability in [0, 1).
+        dropout: the probability (a `Dropout`: in [0, 1) by construction).
     Returns:
         how many places were set (0 means the model has no dropout at all).
     """
-    dropout = check_dropout(dropout)
+    rate = dropout.rate
     changed = 0
     for module in model.modules():
         config = getattr(module, "config", None)
         if config is not None and hasattr(config, "to_dict"):
             for key, value in config.to_dict().items():
                 if "dropout" in key and isinstance(value, float):
-                    setattr(config, key, dropout)
+                    setattr(config, key, rate)
                     changed += 1
         if isinstance(module, nn.Dropout):
-            module.p = dropout
+            module.p = rate
             changed += 1
             continue
         for key, value in vars(module).items():
             if "dropout" in key and isinstance(value, float) and not isinstance(value, bool):
-                setattr(module, key, dropout)
+                setattr(module, key, rate)
                 changed += 1
     return changed
 
@@ -81,7 +82,7 @@ class PoolingHead(nn.Module):
     `attention_mask` (b, s); adds `sentence_embedding` (b, h).
     """
 
-    def __init__(self, pooling: str, pooler_dense: nn.Linear | None = None):
+    def __init__(self, pooling: Pooling, pooler_dense: nn.Linear | None = None):
         super().__init__()
         self.pooling = pooling
         self.pooler_dense = pooler_dense  # BERT's own pooler layer (shared), for pooler / pooler-tanh only
@@ -93,13 +94,14 @@ class PoolingHead(nn.Module):
         return features
 
 
-def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_length: int, device: str | None = None):
+def build_simcse_model(model_folder: Path, pooling: Pooling, dropout: Dropout, max_length: int,
+                       device: str | None = None):
     """A SentenceTransformer over a Hugging Face encoder folder whose output is `pooling`.
 
     Args:
         model_folder: folder with config.json, *.safetensors and the tokenizer (e.g. `Encoder.folder`).
-        pooling: one of `stseval.encoders.pooling.POOLINGS`, computed by `PoolingHead`; `save` writes
-            it as the built-in modules listed in the module docstring.
+        pooling: a token pooling (kind one of `stseval.common.settings.POOLINGS`), computed by `PoolingHead`;
+            `save` writes it as the built-in modules listed in the module docstring.
         dropout: set everywhere (see `set_dropout`); used while training only, the model is
             returned in train mode and evaluation must call `.eval()`.
         max_length: tokens kept per sentence, [CLS] and [SEP] included.
@@ -111,10 +113,9 @@ def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_len
     """
     from sentence_transformers.sentence_transformer.modules import Transformer
 
-    dropout = check_dropout(dropout)
-    check_pooling(pooling)
-    layer_pooling = pooling in ("first-last-avg", "last2avg")
-    config_kwargs = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    check_trainable(pooling, dropout)
+    layer_pooling = pooling.kind in ("first-last-avg", "last2avg")
+    config_kwargs = {"hidden_dropout_prob": dropout.rate, "attention_probs_dropout_prob": dropout.rate}
     if layer_pooling:
         config_kwargs["output_hidden_states"] = True
     transformer = Transformer(
@@ -126,7 +127,7 @@ def build_simcse_model(model_folder: Path, pooling: str, dropout: float, max_len
         # transformers filled it with random weights; drop it so they are neither trained nor saved as real
         backbone.pooler = None
     pooler_dense = None
-    if pooling in NEEDS_POOLER:
+    if pooling.needs_pooler:
         pooler = getattr(backbone, "pooler", None)
         if pooler is None or not hasattr(pooler, "dense") or not has_trained_pooler(Path(model_folder)):
             raise StsevalError(f"--pooling {pooling}: {model_folder} has no trained pooler layer; use cls, last-avg, "
@@ -164,27 +165,29 @@ def _simcse_model_class() -> type:
 
 def _builtin_pooling(transformer: Transformer, head: PoolingHead) -> list[nn.Module]:
     """Built-in sentence-transformers modules that give `head`'s vectors (table in the module docstring)."""
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WeightedLayerPooling
+    from sentence_transformers.sentence_transformer.modules import Dense, WeightedLayerPooling
+    from sentence_transformers.sentence_transformer.modules import Pooling as StPooling
 
     dim = transformer.get_embedding_dimension()
-    if head.pooling in NEEDS_POOLER:
+    kind = head.pooling.kind
+    if head.pooling.needs_pooler:
         if head.pooler_dense is None:
-            raise ValueError(f"PoolingHead({head.pooling!r}) has no pooler layer")
+            raise ValueError(f"PoolingHead({str(head.pooling)!r}) has no pooler layer")
         with torch.random.fork_rng(devices=[]):  # Dense draws a random Linear that is replaced at once
             dense = Dense(dim, dim, bias=head.pooler_dense.bias is not None,
-                          activation_function=nn.Tanh() if head.pooling == "pooler-tanh" else nn.Identity())
+                          activation_function=nn.Tanh() if kind == "pooler-tanh" else nn.Identity())
         dense.linear = head.pooler_dense
-        return [Pooling(dim, "cls"), dense]
-    if head.pooling in ("first-last-avg", "last2avg"):
+        return [StPooling(dim, "cls"), dense]
+    if kind in ("first-last-avg", "last2avg"):
         n_layers = int(transformer.auto_model.config.num_hidden_layers)
         # hidden_states[0] is the embedding output, [1] the first layer, [n_layers] the last
-        layer_start = 1 if head.pooling == "first-last-avg" else n_layers - 1
+        layer_start = 1 if kind == "first-last-avg" else n_layers - 1
         weights = torch.zeros(n_layers + 1 - layer_start)
         weights[[0, -1]] = 1.0
         layers = WeightedLayerPooling(dim, num_hidden_layers=n_layers, layer_start=layer_start,
                                       layer_weights=nn.Parameter(weights, requires_grad=False))
-        return [layers, Pooling(dim, "mean")]
-    return [Pooling(dim, {"cls": "cls", "last-avg": "mean", "max": "max"}[head.pooling])]
+        return [layers, StPooling(dim, "mean")]
+    return [StPooling(dim, {"cls": "cls", "last-avg": "mean", "max": "max"}[kind])]
 
 
 def has_trained_pooler(model_folder: Path) -> bool:

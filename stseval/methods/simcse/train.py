@@ -5,7 +5,7 @@ chunks: less padding, same vectors), applies the loss of `build_loss` to (copy o
 an Adam step; the loop (`stseval.methods.simcse.loop.train_model`) does the rest.
 
 Example:
-    >>> settings = SimcseSettings(pooling="cls", dropout=0.3, max_length=64, seed=0)
+    >>> settings = SimcseSettings(pooling=Pooling("cls"), dropout=Dropout(0.3), max_length=64, seed=0)
     >>> sentences = select_sentences(all_sentences, max_sentences=10_000, seed=0)
     >>> trained = train_simcse(encoder.folder, sentences, settings, Path("runs/simcse/demo"))
     >>> SentenceTransformer(str(trained.folder)).encode(["今天天气很好"]).shape    # (1, d)
@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from stseval.methods.simcse.loop import Objective, TrainedModel, train_model
 from stseval.methods.simcse.loss import build_loss, simcse_batch_loss
 from stseval.methods.simcse.model import model_card
 from stseval.methods.simcse.sentences import sentences_sha256
-from stseval.methods.simcse.settings import SimcseSettings
+from stseval.methods.simcse.settings import SimcseSettings, settings_identity
 
 
 def train_simcse(
@@ -73,7 +72,7 @@ def train_simcse(
     sentences = [settings.prefix + sentence for sentence in sentences]
     if len(sentences) < 2:
         raise StsevalError(f"--train-on: {len(sentences)} training sentence(s); SimCSE needs at least 2")
-    identity = {"base_model": base_model, "base_fingerprint": base_fingerprint, **asdict(settings),
+    identity = {"base_model": base_model, "base_fingerprint": base_fingerprint, **settings_identity(settings),
                 "n_sentences": len(sentences), "sentences_sha256": sentences_sha256(sentences)}
 
     def objective(model, device: str, world_size: int) -> Objective:
