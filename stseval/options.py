@@ -3,7 +3,7 @@
 Nothing here imports torch, transformers, faiss, scipy or pandas (importing torch alone takes about
 3 s on a 2-core machine). cli.py calls these checks first and only then imports the module that does
 the work. Each check lives once: the values that need no data are parsed here, the data-dependent
-ones (--fit-on, --train-on, --split) in stseval/runs/specs.py, which builds each command's run spec from
+ones (--fit-on, --train-on, --split) in stseval/runs/specs/, which builds each command's run spec from
 these. The runs trust their spec and check only what needs the loaded model (dims against its size).
 
 Example:

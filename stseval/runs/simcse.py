@@ -3,7 +3,7 @@
 A cell is one SimCSE run. For each one not yet in the results file:
 
 1. "before": the base model's raw vectors on the test split (method `raw`; once per task and pooling);
-2. train unsupervised SimCSE (stseval/simcse.py) on the task's sentences, labels unused, and save the
+2. train unsupervised SimCSE (stseval/methods/simcse/) on the task's sentences, labels unused, and save the
    model to `runs/simcse/<model>-<task>-<pooling>-d<dropout>-s<seed>/` (safetensors, sentence-
    transformers folder, README model card); an interrupted training resumes from its last checkpoint;
    once the cell is scored the folder keeps only the model(s) `--keep` names (default: the best on valid);
