@@ -24,7 +24,7 @@ from stseval.runs.results import cell_key, read_rows
 
 
 def plot_training_curve(curve_csv: Path, path: Path, title: str = "") -> None:
-    """PNG of a SimCSE training curve (curve.csv of a methods/simcse run folder): valid Spearman and training loss vs step."""
+    """PNG of a SimCSE training curve (a run folder's curve.csv): valid Spearman and training loss vs step."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, whatever backend pyplot uses
     from matplotlib.figure import Figure
 

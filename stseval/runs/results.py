@@ -1,7 +1,7 @@
 """Long-format result rows, their provenance, atomic writes and resume.
 
 One row per (model, pooling, method, dims, fit_on, train_on, prefix, dropout, task, split, metric) with a
-`value`. Wide grids are views built by stseval/report/ (rows.py, grids.py) from these rows; they are never read back as a source.
+`value`. Wide grids are views built by stseval/report/grids.py from these rows; they are never read back as a source.
 
 Files written before the descriptive columns existed carry them in one `extra` column of `key=value;...`
 text; `read_rows` converts such a file into the columns (`convert_legacy_extra`), with the same cell keys,
