@@ -32,24 +32,12 @@ ALL_BUT_POOLER = [name for name in POOLINGS if name not in ("pooler", "pooler-ta
 FINGERPRINT = "ab" * 32
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "stseval_home")
+
+
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     return {"bert": make_bert(tmp_path_factory.mktemp("models") / "bert")}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads slow every op."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,12 @@ from stseval.encoders import fingerprint
 from stseval.encoders.fingerprint import TOKENIZER_FILES, files_fingerprint, model_fingerprints, tokenizer_files
 from tiny_models import make_bert
 
+pytestmark = pytest.mark.usefixtures("stseval_home")
+
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     return make_bert(tmp_path_factory.mktemp("models") / "bert")
-
-
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 def test_files_fingerprint_is_sha256_over_names_and_contents(tmp_path):

@@ -12,16 +12,12 @@ from stseval.encoders.folders import DEFAULT_MODEL_LABEL, transformer_folder
 from stseval.encoders.loading import load_encoder
 from tiny_models import make_bert, make_sentence_transformers_folder
 
+pytestmark = pytest.mark.usefixtures("stseval_home")
+
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     return make_bert(tmp_path_factory.mktemp("models") / "bert")
-
-
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 def test_sentence_transformers_folder_resolves_to_its_transformer_module(tmp_path, bert_dir):
