@@ -1,5 +1,6 @@
 """Shared fixtures: a seeded rng, the real task data from ../shared (full and sampled), STSEVAL_HOME and torch
-threads per test or module, and the SimCSE tests' tiny BERT, sentences and synthetic STS-B folder.
+threads per test or module, a tiny BERT folder per module, and the SimCSE tests' tiny BERT, sentences and synthetic
+STS-B folder.
 
 The real data is never copied into the repository (BQ and LCQMC licences). A test whose input is
 absent (the shared data, a committed results file) calls `missing_input`: locally it skips and says
@@ -140,3 +141,11 @@ def sts_b_dir(tmp_path) -> Path:
     from training_helpers import write_sts_b_folder
 
     return write_sts_b_folder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """tests/tiny_models.py's default seeded BERT (2 layers, hidden 32, with pooler), saved once per module."""
+    from tiny_models import make_bert
+
+    return make_bert(tmp_path_factory.mktemp("models") / "bert")
