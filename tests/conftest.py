@@ -1,4 +1,6 @@
-"""Shared fixtures: a seeded rng, and the real task data from ../shared (full and sampled).
+"""Shared fixtures: a seeded rng, the real task data from ../shared (full and sampled), STSEVAL_HOME and torch
+threads per test or module, a tiny BERT folder per module, and the SimCSE tests' tiny BERT, sentences and synthetic
+STS-B folder.
 
 The real data is never copied into the repository (BQ and LCQMC licences). A test whose input is
 absent (the shared data, a committed results file) calls `missing_input`: locally it skips and says
@@ -87,3 +89,63 @@ def pinned_torch():
     torch.set_num_threads(threads)
     torch.set_float32_matmul_precision(precision)
 
+
+
+@pytest.fixture
+def stseval_home(tmp_path, monkeypatch) -> Path:
+    """STSEVAL_HOME set to a fresh folder under tmp_path (the embedding cache, downloads); returns it.
+
+    Modules that want it for every test say `pytestmark = pytest.mark.usefixtures("stseval_home")`.
+    """
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module, restored afterwards: tiny models gain nothing from threads, and on a
+    busy machine idle threads slow every op. (`pinned_torch` also pins the matmul precision, per test.)"""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# The SimCSE tests' tiny model and data (tests/training_helpers.py holds the functions). Module-scoped, so each
+# test module gets its own copy, built from the same seeds. Imports are lazy: they load torch and stseval.methods.
+
+
+@pytest.fixture(scope="module")
+def simcse_bert(tmp_path_factory) -> Path:
+    """A seeded 3-layer BertModel (hidden 32, with pooler) and its character tokenizer, saved to a folder."""
+    from tiny_models import make_bert
+    from training_helpers import N_LAYERS
+
+    return make_bert(tmp_path_factory.mktemp("tiny-bert"), num_hidden_layers=N_LAYERS)
+
+
+@pytest.fixture(scope="module")
+def simcse_texts() -> list[str]:
+    """64 seeded random sentences of 4-16 characters over the tiny vocabulary."""
+    from training_helpers import seeded_sentences
+
+    return seeded_sentences()
+
+
+@pytest.fixture
+def sts_b_dir(tmp_path) -> Path:
+    """A synthetic STS-B data folder in the tiny vocabulary (valid and test, 24 pairs each, scores 0-5; no train
+    split), under tmp_path / "data"."""
+    from training_helpers import write_sts_b_folder
+
+    return write_sts_b_folder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """tests/tiny_models.py's default seeded BERT (2 layers, hidden 32, with pooler), saved once per module."""
+    from tiny_models import make_bert
+
+    return make_bert(tmp_path_factory.mktemp("models") / "bert")

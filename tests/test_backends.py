@@ -26,35 +26,18 @@ from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.encoder import encode
 from stseval.encoders.loading import load_encoder
 from stseval.encoders.pooling import POOLINGS
-from tiny_models import SENTENCES, make_bert
+from tiny_models import SENTENCES
 
 ALL_BUT_POOLER = [name for name in POOLINGS if name not in ("pooler", "pooler-tanh")]
 FINGERPRINT = "ab" * 32
 
 
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    return {"bert": make_bert(tmp_path_factory.mktemp("models") / "bert")}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads slow every op."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "stseval_home")
 
 
 @pytest.fixture(scope="module")
-def bert(model_dirs):
-    return load_encoder(str(model_dirs["bert"]))
+def bert(tiny_bert_dir):
+    return load_encoder(str(tiny_bert_dir))
 
 
 @contextmanager
@@ -134,10 +117,10 @@ def test_onnx_without_onnxruntime_says_what_to_install(backend, monkeypatch, tmp
     assert not (tmp_path / "onnx").exists()  # refused before exporting anything
 
 
-def test_backend_option_and_model_suffix_must_agree(model_dirs):
+def test_backend_option_and_model_suffix_must_agree(tiny_bert_dir):
     with pytest.raises(StsevalError, match=r"--backend onnx: --model .*\+int8 names another backend"):
-        load_encoder(f"{model_dirs['bert']}+int8", backend="onnx")
-    assert load_encoder(f"{model_dirs['bert']}+int8", backend="int8").backend == "int8"  # the same one is fine
+        load_encoder(f"{tiny_bert_dir}+int8", backend="onnx")
+    assert load_encoder(f"{tiny_bert_dir}+int8", backend="int8").backend == "int8"  # the same one is fine
 
 
 @pytest.mark.parametrize("model", ["use-multilingual-v3", "vectors:/no/such/folder"])
@@ -146,17 +129,17 @@ def test_backends_apply_to_pytorch_models_only(model):
         load_encoder(model, backend="int8")
 
 
-def test_a_backend_other_than_fp32_does_not_combine_with_bf16(model_dirs):
+def test_a_backend_other_than_fp32_does_not_combine_with_bf16(tiny_bert_dir):
     with pytest.raises(StsevalError, match=r"^--precision bf16: .*does not combine with --backend int8"):
-        load_encoder(str(model_dirs["bert"]), backend="int8", precision="bf16")
+        load_encoder(str(tiny_bert_dir), backend="int8", precision="bf16")
 
 
 def _cosines(a, b):
     return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def test_int8_backend_is_in_name_fingerprint_and_cache_key(model_dirs, bert, tmp_path):
-    int8 = load_encoder(str(model_dirs["bert"]), backend="int8")
+def test_int8_backend_is_in_name_fingerprint_and_cache_key(tiny_bert_dir, bert, tmp_path):
+    int8 = load_encoder(str(tiny_bert_dir), backend="int8")
     assert int8.name == f"{bert.name}+int8" and int8.backend == "int8"
     assert int8.fingerprint != bert.fingerprint
     assert int8.tokenizer_fingerprint == bert.tokenizer_fingerprint
@@ -170,23 +153,23 @@ def test_int8_backend_is_in_name_fingerprint_and_cache_key(model_dirs, bert, tmp
     assert _cosines(int8_vectors, fp32_vectors).min() > 0.99  # int8 is an approximation, a close one
 
 
-def test_backend_suffix_in_a_model_name_loads_that_backend(model_dirs, bert):
+def test_backend_suffix_in_a_model_name_loads_that_backend(tiny_bert_dir, bert):
     """Results name such models 'folder+int8'; loading that name back gives the same fingerprint."""
-    int8 = load_encoder(f"{model_dirs['bert']}+int8")
+    int8 = load_encoder(f"{tiny_bert_dir}+int8")
     assert int8.backend == "int8" and int8.folder == bert.folder
     assert load_encoder(int8.name).fingerprint == int8.fingerprint
 
 
 @pytest.mark.parametrize("backend,options", [("fast", {}), ("int8", {"device": "cuda:0"})])
-def test_bad_backend_is_a_clear_error(model_dirs, backend, options, monkeypatch):
+def test_bad_backend_is_a_clear_error(tiny_bert_dir, backend, options, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(StsevalError, match="--backend"):
-        load_encoder(str(model_dirs["bert"]), backend=backend, **options)
+        load_encoder(str(tiny_bert_dir), backend=backend, **options)
 
 
-def test_onnx_backend_matches_fp32_and_reuses_its_export(model_dirs, bert, stseval_home):
+def test_onnx_backend_matches_fp32_and_reuses_its_export(tiny_bert_dir, bert, stseval_home):
     pytest.importorskip("onnxruntime")
-    onnx = load_encoder(str(model_dirs["bert"]), backend="onnx")
+    onnx = load_encoder(str(tiny_bert_dir), backend="onnx")
     exports = list(stseval_home.glob("onnx/*/model.onnx"))
     assert len(exports) == 1
     written = exports[0].stat().st_mtime_ns
@@ -196,14 +179,14 @@ def test_onnx_backend_matches_fp32_and_reuses_its_export(model_dirs, bert, stsev
     for name in reference:
         np.testing.assert_allclose(ours[name], reference[name], atol=1e-5)
     assert onnx.name.endswith("+onnx") and onnx.fingerprint not in (bert.fingerprint,)
-    load_encoder(str(model_dirs["bert"]), backend="onnx")
+    load_encoder(str(tiny_bert_dir), backend="onnx")
     assert exports[0].stat().st_mtime_ns == written  # exported once, then reused
 
 
-def test_onnx_int8_backend_is_close_to_fp32(model_dirs, bert):
+def test_onnx_int8_backend_is_close_to_fp32(tiny_bert_dir, bert):
     pytest.importorskip("onnxruntime")
-    quantized = load_encoder(str(model_dirs["bert"]), backend="onnx-int8")
+    quantized = load_encoder(str(tiny_bert_dir), backend="onnx-int8")
     ours = encode(quantized, list(SENTENCES), "last-avg", max_length=16, show_progress=False)["last-avg"]
     reference = encode(bert, list(SENTENCES), "last-avg", max_length=16, show_progress=False)["last-avg"]
-    assert quantized.fingerprint != load_encoder(str(model_dirs["bert"]), backend="onnx").fingerprint
+    assert quantized.fingerprint != load_encoder(str(tiny_bert_dir), backend="onnx").fingerprint
     assert _cosines(ours, reference).min() > 0.99

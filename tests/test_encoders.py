@@ -16,6 +16,9 @@ from tiny_models import SENTENCES, make_bert, make_roformer, make_sentence_trans
 ALL_BUT_POOLER = [name for name in POOLINGS if name not in ("pooler", "pooler-tanh")]
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "stseval_home")
+
+
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
@@ -25,21 +28,6 @@ def model_dirs(tmp_path_factory):
         "roformer": make_roformer(root / "roformer"),
         "sentence-transformers": make_sentence_transformers_folder(root / "st"),
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads slow every op."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture(scope="module")

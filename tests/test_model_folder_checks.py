@@ -8,7 +8,6 @@ StsevalError from the Python API, before anything is written.
 
 from __future__ import annotations
 
-import random
 import shutil
 from pathlib import Path
 
@@ -22,12 +21,9 @@ from stseval.encoders.encoder import TOKENIZER_FILES, encode, load_encoder
 from tiny_models import SENTENCES, VOCAB, make_bert
 
 runner = CliRunner()
-CHARS = "".join(token for token in VOCAB if len(token) == 1 and not token.isascii())  # the tiny vocab's Chinese
 
 
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("stseval_home")
 
 
 @pytest.fixture(scope="module")
@@ -67,22 +63,6 @@ def truncated_folder(tiny_bert, tmp_path) -> Path:
     shutil.copytree(tiny_bert, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    return folder
-
-
-@pytest.fixture
-def sts_b_dir(tmp_path) -> Path:
-    """A synthetic STS-B folder in the tiny vocabulary (valid and test, 24 pairs each, scores 0-5)."""
-    chooser = random.Random(1)
-    folder = tmp_path / "data"
-    (folder / "STS-B").mkdir(parents=True)
-    for split in ("valid", "test"):
-        lines = []
-        for row in range(24):
-            first = "".join(chooser.choice(CHARS) for _ in range(chooser.randint(4, 12)))
-            second = first[: chooser.randint(2, len(first))] + chooser.choice(CHARS)
-            lines.append(f"{first}\t{second}\t{row % 6}\n")
-        (folder / "STS-B" / f"STS-B.{split}.data").write_text("".join(lines), encoding="utf-8")
     return folder
 
 

@@ -22,6 +22,9 @@ runner = CliRunner()
 POOLINGS = ["cls", "last-avg", "first-last-avg"]
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     # 384 wide like e5-small, so the bf16 rounding is averaged over realistic dot-product lengths
@@ -33,14 +36,6 @@ def bert_dir(tmp_path_factory):
 def home_and_emulated_bf16(tmp_path, monkeypatch):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv(options.ALLOW_EMULATED_BF16, "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ------------------------------------------------------------------ option checks (no torch needed)

@@ -18,26 +18,12 @@ import pytest
 from stseval.common.errors import StsevalError
 from stseval.methods.simcse.run_folder import SETTINGS_FILE
 from stseval.runs.results import read_rows
-from tiny_models import make_bert
-from training_helpers import N_LAYERS, write_sts_b_folder
 
 pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread: two CPU cores are shared with other work
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A seeded 3-layer BertModel (hidden 32, with pooler) and its character tokenizer, saved to a folder."""
-    return make_bert(tmp_path_factory.mktemp("tiny-bert"), num_hidden_layers=N_LAYERS)
-
-
-@pytest.fixture
-def sts_b_dir(tmp_path) -> Path:
-    """A synthetic STS-B data folder (valid and test, 24 pairs each, scores 0-5); no train split."""
-    return write_sts_b_folder(tmp_path)
-
-
-def _queue_options(tiny_bert: Path, sts_b_dir: Path, tmp_path: Path, **overrides) -> dict:
-    options = dict(model=str(tiny_bert), tasks=["STS-B"], poolings=["cls"], dropouts=[0.1], batch_size=16,
+def _queue_options(simcse_bert: Path, sts_b_dir: Path, tmp_path: Path, **overrides) -> dict:
+    options = dict(model=str(simcse_bert), tasks=["STS-B"], poolings=["cls"], dropouts=[0.1], batch_size=16,
                    learning_rate=1e-3, data_dir=sts_b_dir, out=tmp_path / "results",
                    runs_dir=tmp_path / "runs", n_resamples=0, device="cpu", show_progress=False, log=lambda line: None)
     options.update(overrides)
@@ -55,11 +41,11 @@ def _run_queue(log=lambda line: None, **options):
     return output.results
 
 
-def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+def test_queue_scores_before_and_after_and_skips_finished_cells(simcse_bert, sts_b_dir, tmp_path, monkeypatch):
     from stseval.runs import simcse as simcse_run
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
+    options = _queue_options(simcse_bert, sts_b_dir, tmp_path, then_whiten=True)
     out_csv = _run_queue(**options)
     rows = pd.read_csv(out_csv, dtype=str, keep_default_na=False)
     assert list(zip(rows["method"], rows["metric"], strict=True)) == [
@@ -80,18 +66,18 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
     best = trained[trained["method"] == "simcse-best-valid"].iloc[0]
     assert best["chosen_on"] == "valid" and int(best["best_step"]) >= 0
     assert -1 <= float(best["best_valid_spearman"]) <= 1
-    run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
+    run_dir = tmp_path / "runs" / "simcse" / f"{simcse_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
     assert set(trained["run_dir"]) == {str(run_dir)}
     assert set(trained["train_steps"]) == {"6"} and set(rows["max_length"]) == {"64"}
     whitened = trained[trained["method"] == "simcse+whitening"]
     assert set(whitened["n_fit"]) == {"96"} and set(whitened["beta"]) == set(whitened["gamma"]) == {"1"}
     assert set(rows.loc[rows["method"] != "simcse+whitening", "beta"]) == {""}
-    stem = f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"  # settings other than Su's are in the name
+    stem = f"{simcse_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"  # settings other than Su's are in the name
     curve = pd.read_csv(tmp_path / "results" / "curves" / f"{stem}.csv")
     assert list(curve["step"]) == [0, 6]  # before training and at the end (every 20 steps: never, 6 steps)
     assert (tmp_path / "results" / "curves" / f"{stem}.png").stat().st_size > 1000
 
-    run_dir = tmp_path / "runs" / "simcse" / f"{tiny_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
+    run_dir = tmp_path / "runs" / "simcse" / f"{simcse_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"
     # --keep best (the default): the best-on-valid model stays, the final one is deleted once scored
     assert (run_dir / SETTINGS_FILE).is_file() and (run_dir / "best-valid" / "model.safetensors").is_file()
     assert not (run_dir / "model.safetensors").exists() and json.loads((run_dir / SETTINGS_FILE).read_text())[
@@ -116,13 +102,13 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(tiny_bert, sts_b
         assert trained_again, changed
 
 
-def test_a_legacy_results_file_of_the_long_job_resumes_without_training(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+def test_a_legacy_results_file_of_the_long_job_resumes_without_training(simcse_bert, sts_b_dir, tmp_path, monkeypatch):
     """results/simcse_su/simcse.csv keeps getting rows from a run of the old code: new code skips them."""
     from legacy_results import SIMCSE_KEYS, write_legacy
     from stseval.runs import simcse as simcse_run
 
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    options = _queue_options(tiny_bert, sts_b_dir, tmp_path, then_whiten=True)
+    options = _queue_options(simcse_bert, sts_b_dir, tmp_path, then_whiten=True)
     out_csv = _run_queue(**options)
     current = write_legacy(out_csv, SIMCSE_KEYS)
     legacy_bytes = out_csv.read_bytes()
@@ -141,13 +127,13 @@ def test_a_legacy_results_file_of_the_long_job_resumes_without_training(tiny_ber
      ({"poolings": ["avg"]}, "--pooling"), ({"loss": "x"}, "--loss"), ({"train_on": "train"}, "--train-on"),
      ({"max_sentences": "1"}, "--max-sentences"), ({"split": "train"}, "--split")],
 )
-def test_queue_rejects_bad_options_before_training(tiny_bert, sts_b_dir, tmp_path, monkeypatch, overrides, option):
+def test_queue_rejects_bad_options_before_training(simcse_bert, sts_b_dir, tmp_path, monkeypatch, overrides, option):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     with pytest.raises(StsevalError, match=f"^{option}"):
-        _run_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
+        _run_queue(**_queue_options(simcse_bert, sts_b_dir, tmp_path, **overrides))
 
 
-def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+def test_queue_rejects_empty_training_file_and_unwritable_folders(simcse_bert, sts_b_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
     blank = tmp_path / "blank.txt"
     blank.write_text("\n  \n", encoding="utf-8")
@@ -157,7 +143,7 @@ def test_queue_rejects_empty_training_file_and_unwritable_folders(tiny_bert, sts
                               ({"out": a_file}, "--out"),
                               ({"runs_dir": a_file}, "--runs-dir")):
         with pytest.raises(StsevalError, match=f"^{option}"):
-            _run_queue(**_queue_options(tiny_bert, sts_b_dir, tmp_path, **overrides))
+            _run_queue(**_queue_options(simcse_bert, sts_b_dir, tmp_path, **overrides))
 
 
 def test_sentence_vector_encoders_are_refused_before_training(sts_b_dir, tmp_path, monkeypatch):
@@ -182,7 +168,7 @@ def test_sentence_vector_encoders_are_refused_before_training(sts_b_dir, tmp_pat
     assert not list((tmp_path / "runs").glob("simcse/*/stseval_simcse.json"))  # nothing was trained
 
 
-def test_queue_scores_step_0_once_prints_x100_and_keeps_what_keep_asks(tiny_bert, sts_b_dir, tmp_path, monkeypatch):
+def test_queue_scores_step_0_once_prints_x100_and_keeps_what_keep_asks(simcse_bert, sts_b_dir, tmp_path, monkeypatch):
     """Two dropouts share the untrained model's curve point; the log prints Spearman x 100 as the grids do;
     --keep decides which trained models stay on disk, and a folder missing one is trained again, not reused."""
     from stseval.evaluation.validation import ValidationPairs
@@ -192,11 +178,11 @@ def test_queue_scores_step_0_once_prints_x100_and_keeps_what_keep_asks(tiny_bert
     real, calls = ValidationPairs.__call__, []  # every scoring of the validation pairs goes through here
     monkeypatch.setattr(ValidationPairs, "__call__", lambda *a, **k: calls.append(1) or real(*a, **k))
     lines: list[str] = []
-    options = _queue_options(tiny_bert, sts_b_dir, tmp_path, dropouts=[0.1, 0.3], keep="none")
+    options = _queue_options(simcse_bert, sts_b_dir, tmp_path, dropouts=[0.1, 0.3], keep="none")
     out_csv = _run_queue(**dict(options, log=lines.append))
     assert len(calls) == 3  # 6 steps, a point every 20: step 0 once for both dropouts, then each run's last step
     assert "simcse-train: 2 model(s) to train, 12 steps of 16 sentences in all" in lines[0]  # before any work
-    stems = [f"{tiny_bert.name}-STS-B-cls-d{rate}-s0-b16-lr0.001" for rate in ("0.1", "0.3")]
+    stems = [f"{simcse_bert.name}-STS-B-cls-d{rate}-s0-b16-lr0.001" for rate in ("0.1", "0.3")]
     curves = [pd.read_csv(tmp_path / "results" / "curves" / f"{stem}.csv") for stem in stems]
     assert curves[0].iloc[0, 2] == curves[1].iloc[0, 2] and list(curves[0]["step"]) == [0, 6]
     rows = pd.read_csv(out_csv, dtype=str, keep_default_na=False)

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from tiny_models import make_bert
-from training_helpers import N_LAYERS, write_sts_b_folder
-
 pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread here; the two processes get OMP_NUM_THREADS=1
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A seeded 3-layer BertModel (hidden 32, with pooler) and its character tokenizer, saved to a folder."""
-    return make_bert(tmp_path_factory.mktemp("tiny-bert"), num_hidden_layers=N_LAYERS)
-
-
-@pytest.fixture
-def sts_b_dir(tmp_path) -> Path:
-    """A synthetic STS-B data folder (valid and test, 24 pairs each, scores 0-5); no train split."""
-    return write_sts_b_folder(tmp_path)
-
 
 def _free_port() -> int:
     import socket
@@ -33,7 +16,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tiny_bert, sts_b_dir, tmp_path):
+def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(simcse_bert, sts_b_dir, tmp_path):
     """2 CPU processes (gloo) x 8 sentences = 1 process x 16: same losses step by step, one model, one set of rows."""
     import json
     import os
@@ -41,7 +24,7 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tin
     import sys
 
     env = dict(os.environ, STSEVAL_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
-    common = ["-m", "stseval.cli", "simcse-train", "--model", str(tiny_bert), "--tasks", "STS-B", "--data-dir",
+    common = ["-m", "stseval.cli", "simcse-train", "--model", str(simcse_bert), "--tasks", "STS-B", "--data-dir",
               str(sts_b_dir), "--pooling", "cls", "--dropout", "0", "--lr", "1e-3", "--bootstrap", "0",
               "--curve-pairs", "0", "--device", "cpu"]
     runs = {}

@@ -4,8 +4,6 @@ it is seeded, it writes a loadable folder, and bf16 keeps float32 weights.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,27 +11,14 @@ import torch
 from stseval.methods.simcse.checkpoints import CHECKPOINT_DIR
 from stseval.methods.simcse.run_folder import SETTINGS_FILE
 from stseval.methods.simcse.train import train_simcse
-from tiny_models import make_bert
-from training_helpers import N_LAYERS, forward, seeded_sentences, simcse_settings
+from training_helpers import forward, simcse_settings
 
 pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread: two CPU cores are shared with other work
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A seeded 3-layer BertModel (hidden 32, with pooler) and its character tokenizer, saved to a folder."""
-    return make_bert(tmp_path_factory.mktemp("tiny-bert"), num_hidden_layers=N_LAYERS)
-
-
-@pytest.fixture(scope="module")
-def sentences() -> list[str]:
-    """64 seeded random sentences of 4-16 characters over the tiny vocabulary."""
-    return seeded_sentences()
-
-
-def test_training_lowers_the_loss_and_writes_a_loadable_folder(tiny_bert, sentences, tmp_path):
+def test_training_lowers_the_loss_and_writes_a_loadable_folder(simcse_bert, simcse_texts, tmp_path):
     losses: list[float] = []
-    trained = train_simcse(tiny_bert, sentences, simcse_settings(epochs=4), tmp_path / "run", base_model="tiny",
+    trained = train_simcse(simcse_bert, simcse_texts, simcse_settings(epochs=4), tmp_path / "run", base_model="tiny",
                            card_facts={"task": "synthetic"}, show_progress=False,
                            on_step=lambda step, loss: losses.append(loss))
     assert trained.steps == 16 and len(losses) == 16 and trained.losses == losses
@@ -44,23 +29,24 @@ def test_training_lowers_the_loss_and_writes_a_loadable_folder(tiny_bert, senten
     assert not trained.model.training
 
 
-def test_same_seed_gives_same_vectors(tiny_bert, sentences, tmp_path):
+def test_same_seed_gives_same_vectors(simcse_bert, simcse_texts, tmp_path):
     def vectors(seed: int, folder: str) -> np.ndarray:
-        trained = train_simcse(tiny_bert, sentences, simcse_settings(seed=seed), tmp_path / folder, show_progress=False)
-        return trained.model.encode(sentences, convert_to_numpy=True)
+        trained = train_simcse(simcse_bert, simcse_texts, simcse_settings(seed=seed), tmp_path / folder,
+                               show_progress=False)
+        return trained.model.encode(simcse_texts, convert_to_numpy=True)
 
     first = vectors(0, "a")
     np.testing.assert_allclose(vectors(0, "b"), first, rtol=0, atol=1e-6)
     assert not np.allclose(vectors(1, "c"), first, atol=1e-4)
 
 
-def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tiny_bert, sentences, tmp_path, monkeypatch):
+def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(simcse_bert, simcse_texts, tmp_path, monkeypatch):
     """--precision bf16: forward and loss under autocast, master weights and Adam state float32 (emulated bf16
     here when the CPU has none: same rounding, slower)."""
     monkeypatch.setenv("STSEVAL_ALLOW_EMULATED_BF16", "1")
     losses: list[float] = []
     seen_dtypes: set[torch.dtype] = set()
-    trained = train_simcse(tiny_bert, sentences, simcse_settings(epochs=4, precision="bf16"), tmp_path / "run",
+    trained = train_simcse(simcse_bert, simcse_texts, simcse_settings(epochs=4, precision="bf16"), tmp_path / "run",
                            show_progress=False, on_step=lambda step, loss: losses.append(loss))
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.2
     assert {parameter.dtype for parameter in trained.model.parameters()} == {torch.float32}
@@ -71,8 +57,8 @@ def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tiny_bert, sent
     from stseval.encoders.precision import autocast
 
     with autocast("cpu", "bf16"):
-        forward(trained.model, sentences[:2])
+        forward(trained.model, simcse_texts[:2])
     handle.remove()
     assert seen_dtypes == {torch.bfloat16}
-    fp32 = train_simcse(tiny_bert, sentences, simcse_settings(epochs=1), tmp_path / "fp32", show_progress=False)
+    fp32 = train_simcse(simcse_bert, simcse_texts, simcse_settings(epochs=1), tmp_path / "fp32", show_progress=False)
     assert "precision" not in fp32.identity  # float32 folders keep the identity they had before --precision

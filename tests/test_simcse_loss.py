@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,22 +10,9 @@ from stseval.common.settings import Dropout, Pooling
 from stseval.encoders.pooling import POOLINGS
 from stseval.methods.simcse.loss import build_loss, simcse_batch_loss
 from stseval.methods.simcse.model import build_simcse_model
-from tiny_models import make_bert
-from training_helpers import N_LAYERS, forward, seeded_sentences
+from training_helpers import forward
 
 pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread: two CPU cores are shared with other work
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A seeded 3-layer BertModel (hidden 32, with pooler) and its character tokenizer, saved to a folder."""
-    return make_bert(tmp_path_factory.mktemp("tiny-bert"), num_hidden_layers=N_LAYERS)
-
-
-@pytest.fixture(scope="module")
-def sentences() -> list[str]:
-    """64 seeded random sentences of 4-16 characters over the tiny vocabulary."""
-    return seeded_sentences()
 
 
 def _su_rows_by_hand(copy_one: torch.Tensor, copy_two: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
@@ -39,10 +24,10 @@ def _su_rows_by_hand(copy_one: torch.Tensor, copy_two: torch.Tensor, scale: floa
     return F.cross_entropy(similarities * scale, partner, reduction="none")
 
 
-def test_su_loss_equals_su_formula_by_hand(tiny_bert):
+def test_su_loss_equals_su_formula_by_hand(simcse_bert):
     generator = torch.Generator().manual_seed(0)
     copy_one, copy_two = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
-    loss = build_loss(build_simcse_model(tiny_bert, Pooling("cls"), Dropout(0.1), 32), "su")
+    loss = build_loss(build_simcse_model(simcse_bert, Pooling("cls"), Dropout(0.1), 32), "su")
     rows = _su_rows_by_hand(copy_one, copy_two)
 
     ours = loss.compute_loss_from_embeddings([copy_one, copy_two], None)
@@ -51,19 +36,19 @@ def test_su_loss_equals_su_formula_by_hand(tiny_bert):
     torch.testing.assert_close((ours + mirrored) / 2, rows.mean())  # Su's whole loss
 
 
-def test_princeton_loss_is_plain_info_nce(tiny_bert):
+def test_princeton_loss_is_plain_info_nce(simcse_bert):
     generator = torch.Generator().manual_seed(1)
     copy_one, copy_two = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
-    loss = build_loss(build_simcse_model(tiny_bert, Pooling("cls"), Dropout(0.1), 32), "princeton")
+    loss = build_loss(build_simcse_model(simcse_bert, Pooling("cls"), Dropout(0.1), 32), "princeton")
     cosine = F.normalize(copy_one, dim=1) @ F.normalize(copy_two, dim=1).T
     by_hand = F.cross_entropy(cosine / 0.05, torch.arange(5))
     torch.testing.assert_close(loss.compute_loss_from_embeddings([copy_one, copy_two], None), by_hand)
 
 
-def test_one_step_of_each_loss_on_the_model_matches_the_formula(tiny_bert, sentences):
+def test_one_step_of_each_loss_on_the_model_matches_the_formula(simcse_bert, simcse_texts):
     """Through the model (dropout 0, so both copies are equal): su and cached give Su's number."""
-    model = build_simcse_model(tiny_bert, Pooling("first-last-avg"), Dropout(0.0), max_length=32)
-    texts = sentences[:8]
+    model = build_simcse_model(simcse_bert, Pooling("first-last-avg"), Dropout(0.0), max_length=32)
+    texts = simcse_texts[:8]
     embeddings = forward(model, texts)
     by_hand = _su_rows_by_hand(embeddings, embeddings).mean()
     for name in ("su", "cached"):
@@ -73,10 +58,10 @@ def test_one_step_of_each_loss_on_the_model_matches_the_formula(tiny_bert, sente
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_chunked_forward_gives_the_padded_loss_and_gradient(tiny_bert, sentences, pooling):
-    model = build_simcse_model(tiny_bert, Pooling(pooling), Dropout(0.0), 32)
+def test_chunked_forward_gives_the_padded_loss_and_gradient(simcse_bert, simcse_texts, pooling):
+    model = build_simcse_model(simcse_bert, Pooling(pooling), Dropout(0.0), 32)
     loss_fn = build_loss(model, "su")
-    features = model.preprocess(sentences[:24])
+    features = model.preprocess(simcse_texts[:24])
     doubled = {key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value
                for key, value in features.items()}
     first, second = model(doubled)["sentence_embedding"].chunk(2)

@@ -1,5 +1,7 @@
 """End-to-end `stseval whiten` on a tiny random BERT and a few hundred real pairs per split."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +23,13 @@ def tiny_bert(tmp_path_factory, monkeypatch):
 
 def run(*args):
     return runner.invoke(app, ["whiten", *args])
+
+
+def whiten_rows(out: Path, *args) -> pd.DataFrame:
+    """Runs `stseval whiten *args --out out`, asserts it succeeded, and returns out/whiten.csv (empty cells as "")."""
+    result = run(*args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return pd.read_csv(out / "whiten.csv", keep_default_na=False)
 
 
 def test_whiten_writes_long_rows_and_grid_then_resumes(tiny_bert, sample_data_dir, tmp_path):
@@ -152,11 +161,9 @@ def test_transfer_source_is_encoded_once_for_all_poolings(tiny_bert, sample_data
 
 
 def test_all_available_rows_say_which_splits(tiny_bert, sample_data_dir, tmp_path):
-    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
-                 "--fit-on", "all-available", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
-                 "--bootstrap", "0")
-    assert result.exit_code == 0, result.output
-    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    rows = whiten_rows(tmp_path / "o", "--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks",
+                       "STS-B,PAWSX", "--fit-on", "all-available", "--data-dir", str(sample_data_dir),
+                       "--bootstrap", "0")
     whitened = rows[rows.method == "whitening"].set_index("task")
     assert set(whitened.fit_on) == {"all-available"}  # one grid row across tasks
     # STS-B has a train split here, PAWSX does not: 300 pairs x 2 sides per split
@@ -324,11 +331,8 @@ def test_repeated_option_values_write_each_cell_once(tiny_bert, sample_data_dir,
 
 
 def test_pooler_alone_on_a_model_without_one_gives_na_cells(tiny_bert, sample_data_dir, tmp_path):
-    result = run("--model", str(tiny_bert), "--pooling", "pooler", "--dims", "full", "--tasks", "STS-B",
-                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
-                 "--bootstrap", "0")
-    assert result.exit_code == 0, result.output
-    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    rows = whiten_rows(tmp_path / "o", "--model", str(tiny_bert), "--pooling", "pooler", "--dims", "full", "--tasks",
+                       "STS-B", "--fit-on", "test", "--data-dir", str(sample_data_dir), "--bootstrap", "0")
     assert len(rows) == 2 and (rows.status == "n/a").all() and (rows.pooling == "pooler").all()
     assert "n/a" in (tmp_path / "o" / "grid.md").read_text()
 
@@ -437,11 +441,8 @@ def test_rows_carry_the_time_their_cell_was_computed(tiny_bert, sample_data_dir,
 
     stamps = iter(f"2026-01-01T00:00:{second:02d}+00:00" for second in range(60))
     monkeypatch.setattr(whiten_run, "_now", lambda: next(stamps))
-    result = run("--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks", "STS-B,PAWSX",
-                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
-                 "--bootstrap", "0")
-    assert result.exit_code == 0, result.output
-    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    rows = whiten_rows(tmp_path / "o", "--model", str(tiny_bert), "--pooling", "cls", "--dims", "full", "--tasks",
+                       "STS-B,PAWSX", "--fit-on", "test", "--data-dir", str(sample_data_dir), "--bootstrap", "0")
     assert rows.created_at.nunique() == len(rows) == 4
 
 
@@ -787,11 +788,8 @@ def test_default_poolings_are_the_ones_the_model_has(tiny_bert, sample_data_dir,
 
 
 def test_named_pooler_still_gives_na_on_a_model_without_one(tiny_bert, sample_data_dir, tmp_path):
-    result = run("--model", str(tiny_bert), "--pooling", "cls,pooler", "--dims", "full", "--tasks", "STS-B",
-                 "--fit-on", "test", "--data-dir", str(sample_data_dir), "--out", str(tmp_path / "o"),
-                 "--bootstrap", "0")
-    assert result.exit_code == 0, result.output
-    rows = pd.read_csv(tmp_path / "o" / "whiten.csv", keep_default_na=False)
+    rows = whiten_rows(tmp_path / "o", "--model", str(tiny_bert), "--pooling", "cls,pooler", "--dims", "full",
+                       "--tasks", "STS-B", "--fit-on", "test", "--data-dir", str(sample_data_dir), "--bootstrap", "0")
     assert set(rows.loc[rows.pooling == "pooler", "status"]) == {"n/a"}
 
 

@@ -8,30 +8,22 @@ from stseval.encoders.cache import EmbeddingCache
 from stseval.encoders.encoder import encode
 from stseval.encoders.loading import load_encoder
 from stseval.encoders.pooling import POOLINGS
-from tiny_models import SENTENCES, make_bert
+from tiny_models import SENTENCES
 
 ALL_BUT_POOLER = [name for name in POOLINGS if name not in ("pooler", "pooler-tanh")]
 
 
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    return {"bert": make_bert(tmp_path_factory.mktemp("models") / "bert")}
+pytestmark = pytest.mark.usefixtures("stseval_home")
 
 
 @pytest.fixture(scope="module")
-def bert(model_dirs):
-    return load_encoder(str(model_dirs["bert"]))
+def bert(tiny_bert_dir):
+    return load_encoder(str(tiny_bert_dir))
 
 
-@pytest.fixture(autouse=True)
-def stseval_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-def test_two_processes_give_the_same_vectors_as_one(model_dirs, bert, tmp_path):
+def test_two_processes_give_the_same_vectors_as_one(tiny_bert_dir, bert, tmp_path):
     """--processes 2 spreads batches over two workers; batches are the same, so are the vectors."""
-    two = load_encoder(str(model_dirs["bert"]), processes=2)
+    two = load_encoder(str(tiny_bert_dir), processes=2)
     assert two.fingerprint == bert.fingerprint  # where it runs is not what it computes
     texts = [f"{a}{b}" for a in SENTENCES for b in SENTENCES]  # 64 sentences, 8 batches of 8
     settings = dict(max_length=32, batch_size=8, show_progress=False)

@@ -1,6 +1,7 @@
 """Helpers shared by the training tests (SimCSE and CoSENT through one loop): seeded sentences, settings, data.
 
-Fixtures stay in each test module (pytest finds them there); these are the plain functions behind them.
+The plain functions behind the fixtures in tests/conftest.py (simcse_bert, simcse_texts, sts_b_dir) and the
+training tests.
 """
 
 from __future__ import annotations
