@@ -61,38 +61,35 @@ def whiten(run: WhitenRun, log: Log) -> str:
 def simcse_train(run: SimcseRun, log: Log) -> str | None:
     """`stseval simcse-train`: train and score every cell (resuming), draw the training curves, write the
     grid; returns its markdown, or None in a torchrun process other than rank 0 (which writes nothing)."""
+    from stseval.runs.simcse import run_simcse
+
+    return _train_and_write(run, "simcse", run_simcse, log)
+
+
+def cosent_train(run: CosentRun, log: Log) -> str | None:
+    """`stseval cosent-train`: train and score every cell (resuming), draw the valid curves, write the grid;
+    returns its markdown, or None in a torchrun process other than rank 0."""
+    from stseval.runs.cosent import run_cosent
+
+    return _train_and_write(run, "cosent", run_cosent, log)
+
+
+def _train_and_write(run: SimcseRun | CosentRun, kind: str, train: Callable, log: Log) -> str | None:
+    """The training commands' shared tail: library messages to RUNS/KIND/library.log, the run, then (rank 0
+    only) one PNG per training curve and the run's grid."""
     from stseval.common.library_log import libraries_to_log
     from stseval.evaluation.scoring import split_label
     from stseval.report.drawing import write_curve_plots
     from stseval.report.write import write_run_grid
-    from stseval.runs.simcse import is_main_process, run_simcse
+    from stseval.runs.simcse import is_main_process
 
-    library_log = run.runs_dir / "simcse" / "library.log"
+    library_log = run.runs_dir / kind / "library.log"
     log(f"stseval: library messages (load reports, warnings) go to {library_log}")
     with libraries_to_log(library_log):
-        output = run_simcse(run, log=log)
+        output = train(run, log=log)
     if not is_main_process():
         return None
     write_curve_plots(output.curves)
-    return write_run_grid(output.results, run.out_dir, split_label(run.split, run.max_eval_pairs),
-                          [spec.name for spec in run.tasks])
-
-
-def cosent_train(run: CosentRun, log: Log) -> str | None:
-    """`stseval cosent-train`: train and score every cell (resuming), write the grid; returns its markdown,
-    or None in a torchrun process other than rank 0."""
-    from stseval.common.library_log import libraries_to_log
-    from stseval.evaluation.scoring import split_label
-    from stseval.report.write import write_run_grid
-    from stseval.runs.cosent import run_cosent
-    from stseval.runs.simcse import is_main_process
-
-    library_log = run.runs_dir / "cosent" / "library.log"
-    log(f"stseval: library messages (load reports, warnings) go to {library_log}")
-    with libraries_to_log(library_log):
-        output = run_cosent(run, log=log)
-    if not is_main_process():
-        return None
     return write_run_grid(output.results, run.out_dir, split_label(run.split, run.max_eval_pairs),
                           [spec.name for spec in run.tasks])
 

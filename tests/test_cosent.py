@@ -229,3 +229,20 @@ def test_a_bad_train_line_is_refused_with_file_and_line_before_any_model_loads(t
     result = CliRunner().invoke(app, ["cosent-train", "--model", str(tiny_bert), "--train-on", "STS-B",
                                       "--tasks", "STS-B", "--data-dir", str(data_dir), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "STS-B.train.data:5" in result.output, result.output
+
+
+def test_the_command_writes_rows_grid_and_a_curve_png_per_training(tiny_bert, data_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stseval.cli import app
+
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["cosent-train", "--model", str(tiny_bert), "--train-on", "STS-B",
+                                      "--tasks", "STS-B", "--pooling", "cls", "--epochs", "1", "--eval-steps", "3",
+                                      "--batch-size", "16", "--bootstrap", "0", "--data-dir", str(data_dir),
+                                      "--runs-dir", str(tmp_path / "runs"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "cosent.csv").is_file() and (out / "grid.md").is_file()
+    [curve] = (out / "curves").glob("*.csv")
+    assert curve.with_suffix(".png").is_file()  # the valid curve is drawn beside its CSV, as simcse-train does
