@@ -29,6 +29,12 @@ if [ -d results/whitening_encoders ]; then
 .venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen --best --filter method=raw --filter "method=*-chosen" --rows model,pooling,method
 .venv/bin/stseval report results/whitening_encoders --out results/report --name encoders_chosen_settings --filter "method=*-chosen"
 fi
+# issue 28's table: raw, whitening chosen on valid, SimCSE best on valid and CoSENT (trained on BQ / STS-B train,
+# scored on every task) on the same encoder and test pairs, beside Su's supervised and unsupervised rows; seeds
+# as rows, mean +- sd over seeds in cosent_anchor_seeds.md; grows as scripts/reproduce_cosent.sh lands cells
+if [ -d results/cosent ] && [ -d results/whitening_studies ]; then
+.venv/bin/stseval report results/whitening_studies results/simcse_su results/cosent --out results/report --name cosent_anchor --best --filter pooling=last-avg --filter pooling=cls --filter method=raw --filter "method=whitening-chosen" --filter method=simcse-best-valid --filter "method=cosent*" --rows model,pooling,method,train_on,dropout,seed --metric spearman_cosine --over-seeds --reference su2022-cosent --reference su2021:BERT
+fi
 # each run folder's own grid (results/<run>/grid.*), redrawn from its results as the run's write_run_grid does,
 # with the run's split and --tasks order from the grid's provenance
 .venv/bin/python - <<'PY'
