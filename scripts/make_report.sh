@@ -35,6 +35,7 @@ fi
 if [ -d results/cosent ] && [ -d results/whitening_studies ]; then
 .venv/bin/stseval report results/cosent results/whitening_studies results/simcse_su --out results/report --name cosent_anchor --best --filter pooling=last-avg --filter pooling=cls --filter method=raw --filter "method=whitening-chosen" --filter method=simcse-best-valid --filter "method=cosent*" --rows model,pooling,method,train_on,dropout,seed --metric spearman_cosine --over-seeds --reference su2022-cosent --reference su2021:BERT
 .venv/bin/stseval report results/cosent --out results/report --name cosent_minus_raw --rows model,pooling,method,train_on,seed --metric spearman_cosine_minus_raw --ci --over-seeds
+.venv/bin/stseval report results/cosent --out results/report --name cosent_curves --plot curves
 fi
 # each run folder's own grid (results/<run>/grid.*), redrawn from its results as the run's write_run_grid does,
 # with the run's split and --tasks order from the grid's provenance

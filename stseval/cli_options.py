@@ -405,8 +405,9 @@ Plot = Annotated[str | None, typer.Option(
     "--plot",
     help="Instead of a grid, a study plot with its table: rotation (Spearman vs k: raw-truncate, pca, whitening; "
          "one panel per task + avg), layers (Spearman vs layer of the layer-avg:N poolings, raw and whitened) "
-         "or curves (SimCSE valid Spearman vs training step, from each run's curves/<run>.csv beside its "
-         "results; a panel per task, a line per dropout and seed). Pick one model/pooling/fit-on with --filter.",
+         "or curves (SimCSE or CoSENT valid Spearman vs training step, from each run's curves/<run>.csv beside "
+         "its results; SimCSE: a panel per task, a line per dropout and seed; CoSENT: a panel per train task, a "
+         "line per pooling and seed). Pick one model/pooling/fit-on with --filter.",
 )]
 
 # cache clean

@@ -52,6 +52,10 @@ PLOTS = ("rotation", "layers", "curves")
 BEST_VALID_METHOD = "simcse-best-valid"
 """`simcse-train`: method of the rows scored with the checkpoint that did best on the validation pairs (Su's
 headline is `simcse`, the end of the epoch); report/curves.py reads these rows."""
+COSENT_METHOD = "cosent"
+COSENT_BEST_VALID_METHOD = "cosent-best-valid"
+"""`cosent-train`: methods of the rows scored with the end-of-training model and with the checkpoint that did
+best on the train task's valid sample; report/curves.py reads these rows."""
 WHITEN_DEFAULT_POOLINGS: tuple[Pooling, ...] = tuple(Pooling(name) for name in
                                                      ("cls", "pooler", "last-avg", "first-last-avg", SENTENCE_POOLING))
 """`whiten` without --pooling: those of these the model has (`SentenceEncoder.supports`, resolved once it is

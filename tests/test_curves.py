@@ -1,4 +1,4 @@
-"""report --plot curves: SimCSE training curves found through the rows' run folders, drawn side by side."""
+"""report --plot curves: SimCSE and CoSENT training curves found through the rows' run folders, drawn side by side."""
 
 from __future__ import annotations
 
@@ -130,3 +130,75 @@ def test_one_tasks_curves_show_their_whole_title_legend_and_axis_label(results, 
     figure = curves_figure(points, title)
     assert texts_outside(figure) == []
     assert figure.axes[0].get_ylabel() == Y_LABEL == "change in valid Spearman x 100 since step 0"
+
+
+def _cosent_rows(train_task: str, pooling: str, seed: int, epochs: str, by_task: dict[str, tuple[float, float]],
+                 best_step: str) -> list[ResultRow]:
+    """One cosent run scored on every task of by_task (task: (end of training, best on valid))."""
+    run_dir = f"runs/cosent/tiny-cosent-{train_task}-{pooling}-s{seed}"
+    rows = []
+    for task, (end, best) in by_task.items():
+        common = dict(model=MODEL, pooling=pooling, task=task, split="test", metric="spearman_cosine", dropout="0.1",
+                      seed=seed, loss="cosent", batch_size="32", learning_rate="2e-05", epochs=epochs,
+                      train_on=f"{train_task}:train (100 pairs, sha256 abc)", run_dir=run_dir, n_pairs=100,
+                      created_at="2026-01-01T00:00:00+00:00", command="stseval cosent-train",
+                      data_sha256=f"sha-{task}", model_fingerprint="fp")
+        rows += [ResultRow(method="raw", value=end - 0.1, **{**common, "run_dir": "", "train_on": ""}),
+                 ResultRow(method="cosent", value=end, **common),
+                 ResultRow(method="cosent-best-valid", value=best, best_step=best_step, **common)]
+    return rows
+
+
+@pytest.fixture
+def cosent_results(tmp_path):
+    folder = tmp_path / "results" / "cosent"
+    (folder / "curves").mkdir(parents=True)
+    # BQ trains 1 epoch and STS-B 5: runs of one objective may differ in epochs
+    rows = (_cosent_rows("STS-B", "cls", 0, "5", {"BQ": (0.40, 0.41), "STS-B": (0.79, 0.80)}, "40")
+            + _cosent_rows("STS-B", "last-avg", 0, "5", {"BQ": (0.45, 0.46), "STS-B": (0.81, 0.82)}, "20")
+            + _cosent_rows("BQ", "cls", 0, "1", {"BQ": (0.60, 0.62), "STS-B": (0.70, 0.71)}, "45"))
+    write_frame(rows_to_frame(rows), folder / "cosent.csv")
+    for train_task, pooling, values in (("STS-B", "cls", [0.76, 0.80, 0.84, 0.83]),
+                                        ("STS-B", "last-avg", [0.70, 0.75, 0.74, 0.73]),
+                                        ("BQ", "cls", [0.30, 0.50, 0.55, 0.58])):
+        pd.DataFrame({"step": [0, 20, 40, 45], "train_loss": [float("nan"), 5.0, 4.0, 3.0],
+                      f"{train_task}:valid-sample1000_spearman": values}
+                     ).to_csv(folder / "curves" / f"tiny-cosent-{train_task}-{pooling}-s0.csv", index=False)
+    return folder
+
+
+def test_cosent_curves_draw_each_run_once_a_panel_per_train_task_and_its_own_tasks_test(cosent_results, tmp_path):
+    written = write_curves([cosent_results], tmp_path / "out", name="cosent_curves")
+    points = pd.read_csv(written[0], dtype={"seed": str})
+    # each run is scored on two tasks but has one curve: 3 runs x 4 points, not 6 x 4
+    assert len(points) == 12
+    assert set(points.columns) >= {"train_task", "pooling", "seed", "valid_minus_step0"}
+    assert list(points.loc[points["pooling"] == "last-avg", "valid_minus_step0"]) == pytest.approx([0, 5, 4, 3])
+    markdown = written[1].read_text(encoding="utf-8")
+    assert markdown.startswith("# CoSENT training curves: each train task's valid sample Spearman")
+    lines = [line for line in markdown.splitlines() if line.startswith(("| BQ", "| STS-B"))]
+    # train tasks in the project's order (BQ before STS-B), then pooling; test columns on the run's own task
+    assert lines == ["| BQ | cls | 0 | 30.00 | 45 | 58.00 | 45 | 58.00 | 60.00 | 62.00 |",
+                     "| STS-B | cls | 0 | 76.00 | 40 | 84.00 | 45 | 83.00 | 79.00 | 80.00 |",
+                     "| STS-B | last-avg | 0 | 70.00 | 20 | 75.00 | 45 | 73.00 | 81.00 | 82.00 |"]
+    assert "test, end of training" in markdown and "`stseval cosent-train`" in markdown
+
+
+def test_cosent_curves_figure_has_a_panel_per_train_task_and_a_colour_per_pooling(cosent_results):
+    from figure_checks import texts_outside
+    from stseval.report.curves import COSENT, curve_points, curves_figure
+    from stseval.report.grids import load_results
+
+    points = curve_points(load_results([cosent_results]).query("split == 'test'"))
+    figure = curves_figure(points, "CoSENT training curves", COSENT)
+    assert [axis.get_title() for axis in figure.axes] == ["trained on BQ", "trained on STS-B"]
+    colours = {line.get_label(): line.get_color() for line in figure.axes[1].get_lines()}
+    assert colours["cls, seed 0"] != colours["last-avg, seed 0"]
+    assert texts_outside(figure) == []
+
+
+def test_simcse_and_cosent_rows_together_are_refused_with_the_filter_to_pick_one(results, cosent_results, tmp_path):
+    with pytest.raises(StsevalError, match="simcse and cosent runs; pick one with --filter 'method=simcse\\*'"):
+        write_curves([results, cosent_results], tmp_path / "out", name="both")
+    written = write_curves([results, cosent_results], tmp_path / "out", name="cosent", filters=["method=cosent*"])
+    assert set(pd.read_csv(written[0])["train_task"]) == {"BQ", "STS-B"}

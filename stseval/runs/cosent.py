@@ -38,6 +38,7 @@ from stseval.evaluation.validation import ValidationPairs
 from stseval.methods.cosent import CosentSettings, train_cosent
 from stseval.methods.simcse import BEST_VALID_DIR, CURVE_FILE, ensure_writable
 from stseval.methods.whitening import apply_whitening, fit_whitening
+from stseval.options import COSENT_BEST_VALID_METHOD, COSENT_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, library_versions
 from stseval.runs.simcse import (
@@ -52,8 +53,8 @@ from stseval.runs.simcse import (
 )
 from stseval.runs.specs import CosentRun
 
-COSENT = "cosent"
-BEST_VALID = "cosent-best-valid"
+COSENT = COSENT_METHOD
+BEST_VALID = COSENT_BEST_VALID_METHOD
 THEN_WHITENED = "cosent+whitening"
 MINUS_COSENT = "spearman_cosine_minus_cosent"
 """Metric of cosent+whitening's paired difference row against cosent (end of training)."""
