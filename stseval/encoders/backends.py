@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from stseval.common.errors import StsevalError
+from stseval.encoders.fingerprint import split_variant, variant_fingerprint, variant_label
 
 BACKENDS: dict[str, str] = {
     "fp32": "PyTorch float32, the reference",
@@ -49,22 +49,17 @@ def check_backend(backend: str, device: str = "cpu") -> str:
 
 def split_backend(name: str) -> tuple[str, str]:
     """'default+int8' -> ('default', 'int8'); a name without a backend suffix -> (name, 'fp32')."""
-    for backend in BACKENDS:
-        if backend != DEFAULT_BACKEND and name.endswith(f"+{backend}"):
-            return name[: -len(backend) - 1], backend
-    return name, DEFAULT_BACKEND
+    return split_variant(name, BACKENDS, DEFAULT_BACKEND)
 
 
 def backend_label(name: str, backend: str) -> str:
     """The model's name in results: the plain name for fp32, else name+backend."""
-    return name if backend == DEFAULT_BACKEND else f"{name}+{backend}"
+    return variant_label(name, backend, DEFAULT_BACKEND)
 
 
 def backend_fingerprint(fingerprint: str, backend: str) -> str:
     """The model fingerprint under `backend`: unchanged for fp32, else a hash of both."""
-    if backend == DEFAULT_BACKEND:
-        return fingerprint
-    return hashlib.sha256(f"{fingerprint}\nbackend={backend}".encode()).hexdigest()
+    return variant_fingerprint(fingerprint, "backend", backend, DEFAULT_BACKEND)
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from stseval.common.fileio import file_sha256, write_text_atomic
@@ -109,3 +109,25 @@ def _file_sha256_memoised(path: Path) -> str:
 
 file_sha256_memoised = _file_sha256_memoised
 """sha256 of a file, remembered under $STSEVAL_HOME/fingerprints while its size, times and inode hold."""
+
+
+def split_variant(name: str, variants: Iterable[str], default: str) -> tuple[str, str]:
+    """A model name with a variant suffix, split: ('default+int8', BACKENDS, 'fp32') -> ('default', 'int8');
+    a name without one of the non-default suffixes -> (name, default)."""
+    for variant in variants:
+        if variant != default and name.endswith(f"+{variant}"):
+            return name[: -len(variant) - 1], variant
+    return name, default
+
+
+def variant_label(name: str, variant: str, default: str) -> str:
+    """The model's name in results: the plain name for the default variant, else name+variant."""
+    return name if variant == default else f"{name}+{variant}"
+
+
+def variant_fingerprint(fingerprint: str, kind: str, variant: str, default: str) -> str:
+    """The model fingerprint under a backend or precision (kind): unchanged for the default, else a hash of
+    both (the cache key and results rows depend on these exact bytes)."""
+    if variant == default:
+        return fingerprint
+    return hashlib.sha256(f"{fingerprint}\n{kind}={variant}".encode()).hexdigest()

@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 
 import torch
 
 from stseval.common.errors import StsevalError
+from stseval.encoders.fingerprint import split_variant, variant_fingerprint, variant_label
 from stseval.options import DEFAULT_PRECISION, PRECISIONS, check_precision, check_threads
 
 __all__ = ["DEFAULT_PRECISION", "PRECISIONS", "autocast", "check_precision", "precision_fingerprint",
@@ -31,22 +31,17 @@ __all__ = ["DEFAULT_PRECISION", "PRECISIONS", "autocast", "check_precision", "pr
 
 def split_precision(name: str) -> tuple[str, str]:
     """'default+bf16' -> ('default', 'bf16'); a name without a precision suffix -> (name, 'fp32')."""
-    for precision in PRECISIONS:
-        if precision != DEFAULT_PRECISION and name.endswith(f"+{precision}"):
-            return name[: -len(precision) - 1], precision
-    return name, DEFAULT_PRECISION
+    return split_variant(name, PRECISIONS, DEFAULT_PRECISION)
 
 
 def precision_label(name: str, precision: str) -> str:
     """The model's name in results: the plain name for fp32, else name+precision."""
-    return name if precision == DEFAULT_PRECISION else f"{name}+{precision}"
+    return variant_label(name, precision, DEFAULT_PRECISION)
 
 
 def precision_fingerprint(fingerprint: str, precision: str) -> str:
     """The model fingerprint under `precision`: unchanged for fp32, else a hash of both."""
-    if precision == DEFAULT_PRECISION:
-        return fingerprint
-    return hashlib.sha256(f"{fingerprint}\nprecision={precision}".encode()).hexdigest()
+    return variant_fingerprint(fingerprint, "precision", precision, DEFAULT_PRECISION)
 
 
 def check_device_precision(precision: str, device: torch.device) -> None:
