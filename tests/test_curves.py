@@ -182,6 +182,7 @@ def test_cosent_curves_draw_each_run_once_a_panel_per_train_task_and_its_own_tas
                      "| STS-B | cls | 0 | 76.00 | 40 | 84.00 | 45 | 83.00 | 79.00 | 80.00 |",
                      "| STS-B | last-avg | 0 | 70.00 | 20 | 75.00 | 45 | 73.00 | 81.00 | 82.00 |"]
     assert "test, end of training" in markdown and "`stseval cosent-train`" in markdown
+    assert "Spearman x 100 of tiny-bert. " in markdown  # pooling is a column here, not repeated per model
 
 
 def test_cosent_curves_figure_has_a_panel_per_train_task_and_a_colour_per_pooling(cosent_results):

@@ -196,7 +196,8 @@ def summary_markdown(summary: pd.DataFrame, provenance: dict, title: str, object
         cells = [md_escape(str(record[c])) if c in objective.run_keys or c.endswith("step") else
                  ("" if pd.isna(record[c]) else f"{record[c]:.2f}") for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
-    models = ", ".join(f"{m} {p}" for m, p in dict.fromkeys(zip(summary["model"], summary["pooling"], strict=True)))
+    named = ["model", "pooling"] if "pooling" in objective.hidden else ["model"]  # the ones the table leaves out
+    models = ", ".join(" ".join(keys) for keys in dict.fromkeys(zip(*(summary[key] for key in named), strict=True)))
     lines += ["", f"Spearman x 100 of {models}. Valid: the training curve's sample of the valid split (it may "
               "choose the checkpoint); test: never used to choose.", "", *provenance_lines(provenance)]
     return "\n".join(lines) + "\n"
