@@ -26,6 +26,8 @@ def test_training_lowers_the_loss_and_writes_a_loadable_folder(simcse_bert, simc
     assert (tmp_path / "run" / SETTINGS_FILE).is_file() and not (tmp_path / "run" / CHECKPOINT_DIR).exists()
     card = (tmp_path / "run" / "README.md").read_text(encoding="utf-8")
     assert "dropout" in card and "synthetic" in card and "sentences_sha256" in card
+    # a card, not a log: the per-step losses stay in stseval_simcse.json (the list was the card's bulk)
+    assert card.startswith("---\nlibrary_name: sentence-transformers") and "- losses:" not in card
     assert not trained.model.training
 
 

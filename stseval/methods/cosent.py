@@ -34,6 +34,7 @@ from stseval.common.settings import Dropout, Pooling
 from stseval.methods.simcse.batching import embed_length_sorted, to_device
 from stseval.methods.simcse.evaluator import Evaluator
 from stseval.methods.simcse.loop import Objective, TrainedModel, train_model
+from stseval.methods.simcse.model import card_text
 from stseval.methods.simcse.settings import check_loop_settings, settings_identity
 
 SCALE = 20.0
@@ -148,31 +149,13 @@ def train_cosent(
 
 def model_card(identity: dict, result: dict, card_facts: dict[str, str]) -> str:
     """README.md for a CoSENT run folder: what it was trained on, with which settings and libraries."""
-    facts = "\n".join(f"- {name}: {value}" for name, value in card_facts.items())
-    settings = "\n".join(f"- {name}: {value!r}" for name, value in identity.items())
-    outcome = "\n".join(f"- {name}: {value}" for name, value in result.items() if name != "losses")
     base_model = identity["base_model"] or "a local model"
-    return f"""---
-library_name: sentence-transformers
-pipeline_tag: sentence-similarity
-tags: [sentence-transformers, cosent, supervised, chinese, stseval]
----
-
-# CoSENT ({identity['pooling']}) from {base_model}
-
-Trained by `stseval cosent-train` on labelled pairs with CoSENT (Su Jianlin, https://kexue.fm/archives/8847):
-for every two pairs whose gold labels are ordered, the cosine of the lower-labelled pair is pushed below
-the cosine of the higher one (sentence-transformers `CoSENTLoss`, scale {identity['scale']:g}).
+    about = f"""Trained by `stseval cosent-train` on labelled pairs with CoSENT (Su Jianlin,
+https://kexue.fm/archives/8847): for every two pairs whose gold labels are ordered, the cosine of the
+lower-labelled pair is pushed below the cosine of the higher one (sentence-transformers `CoSENTLoss`,
+scale {identity['scale']:g}).
 
 Load with `SentenceTransformer(path)` (built-in modules only, no remote code) or with
-`stseval.encoders.encoder.load_encoder(path)`.
-
-## Data
-{facts}
-
-## Settings
-{settings}
-
-## Training
-{outcome}
-"""
+`stseval.encoders.encoder.load_encoder(path)`."""
+    return card_text("cosent, supervised", f"CoSENT ({identity['pooling']}) from {base_model}", about,
+                     identity, result, card_facts)

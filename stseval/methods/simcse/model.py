@@ -201,28 +201,21 @@ def has_trained_pooler(model_folder: Path) -> bool:
     return False
 
 
-def model_card(identity: dict, result: dict, card_facts: dict[str, str]) -> str:
-    """README.md for a trained run folder: what it was trained on, with which settings and libraries."""
+def card_text(tags: str, heading: str, about: str, identity: dict, result: dict, card_facts: dict[str, str]) -> str:
+    """README.md of a trained run folder (SimCSE, CoSENT): front matter with tags, heading, what the training
+    did (about), then its data facts, settings (identity) and outcome (result, without the per-step losses)."""
     facts = "\n".join(f"- {name}: {value}" for name, value in card_facts.items())
     settings = "\n".join(f"- {name}: {value!r}" for name, value in identity.items())
-    outcome = "\n".join(f"- {name}: {value}" for name, value in result.items())
-    base_model = identity["base_model"] or "a local model"
+    outcome = "\n".join(f"- {name}: {value}" for name, value in result.items() if name != "losses")
     return f"""---
 library_name: sentence-transformers
 pipeline_tag: sentence-similarity
-tags: [sentence-transformers, simcse, unsupervised, chinese, stseval]
+tags: [sentence-transformers, {tags}, chinese, stseval]
 ---
 
-# Unsupervised SimCSE ({identity['pooling']}, dropout {identity['dropout']:g}) from {base_model}
+# {heading}
 
-Trained by `stseval simcse-train` (stseval/simcse.py) the way Su Jianlin ran SimCSE on the Chinese
-STS tasks (https://kexue.fm/archives/8348): each training sentence is its own positive through
-two dropout masks, the other sentences of the batch are negatives, InfoNCE at temperature 0.05.
-Labels were not used. Sentences were not deduplicated (as in Su's script).
-
-Load with `SentenceTransformer(path)` (built-in modules only, no remote code) or with
-`stseval.encoders.encoder.load_encoder(path)`, which pools the Transformer's hidden states itself with the
-same definition ({identity['pooling']}). Evaluate in eval mode (dropout off); `encode` does that.
+{about}
 
 ## Data
 {facts}
@@ -233,3 +226,18 @@ same definition ({identity['pooling']}). Evaluate in eval mode (dropout off); `e
 ## Training
 {outcome}
 """
+
+
+def model_card(identity: dict, result: dict, card_facts: dict[str, str]) -> str:
+    """README.md for a trained run folder: what it was trained on, with which settings and libraries."""
+    base_model = identity["base_model"] or "a local model"
+    about = f"""Trained by `stseval simcse-train` (stseval/methods/simcse/) the way Su Jianlin ran SimCSE on the
+Chinese STS tasks (https://kexue.fm/archives/8348): each training sentence is its own positive through
+two dropout masks, the other sentences of the batch are negatives, InfoNCE at temperature 0.05.
+Labels were not used. Sentences were not deduplicated (as in Su's script).
+
+Load with `SentenceTransformer(path)` (built-in modules only, no remote code) or with
+`stseval.encoders.encoder.load_encoder(path)`, which pools the Transformer's hidden states itself with the
+same definition ({identity['pooling']}). Evaluate in eval mode (dropout off); `encode` does that."""
+    heading = f"Unsupervised SimCSE ({identity['pooling']}, dropout {identity['dropout']:g}) from {base_model}"
+    return card_text("simcse, unsupervised", heading, about, identity, result, card_facts)
