@@ -341,6 +341,20 @@ def test_over_seeds_keeps_whitening_on_the_training_sample_in_one_row_across_tas
     assert summary[summary["method"] == "whitening"].iloc[0]["fit_on"] == "test"  # a fit of its own keeps its name
 
 
+def test_over_seeds_keeps_a_chosen_setting_in_one_row_whatever_dims_each_task_chose():
+    from stseval.report.seeds import CHOSEN_ON_VALID, seed_summary
+
+    rows = make_rows({("last-avg", "whitening-chosen"): [0.3, 0.4, 0.7, 0.1, 0.75]}, fit_on="all-available")
+    for row, dims in zip(rows, ("128", "64", "128", "full", "full"), strict=True):
+        row.dims = dims  # as whiten --choose-on valid records each task's choice
+    rows += make_rows({("last-avg", "whitening"): [0.2] * 5}, fit_on="test", dims="128")
+    summary = seed_summary(rows_to_frame(rows), "spearman_cosine", "test")
+    chosen = summary[summary["method"] == "whitening-chosen"]
+    assert len(chosen) == 1 and chosen.iloc[0]["dims"] == CHOSEN_ON_VALID  # was three rows, by chosen dims
+    assert chosen.iloc[0]["avg"] == pytest.approx(45.0)  # and so the average over the five tasks exists
+    assert summary[summary["method"] == "whitening"].iloc[0]["dims"] == "128"  # a fixed dims keeps its value
+
+
 def _sample_rows(split: str, method: str = "raw") -> list[ResultRow]:
     rows = make_rows({("last-avg", method): [0.1, 0.2, 0.3, 0.4, 0.5]})
     for row in rows:

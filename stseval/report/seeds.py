@@ -24,6 +24,8 @@ SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout
               "learning_rate", "epochs")
 """What a seed summary keeps apart; everything else about a cell but the seed (and train_on, whose
 sentence sample is drawn by the seed) must agree for its seeds to be averaged."""
+CHOSEN_ON_VALID = "chosen on valid"
+"""The dims of a `*-chosen` setting in a seed summary: each task and seed chose its own."""
 
 
 def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
@@ -47,6 +49,9 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
     # sentences)"); it is one setting across tasks and seeds, so it is summarised as one row.
     train_on = as_text(rows["train_on"])
     rows.loc[(rows["fit_on"] != "") & (rows["fit_on"] == train_on), "fit_on"] = FIT_ON_TRAINING_SENTENCES
+    # A "*-chosen" row's dims (and beta, gamma) were chosen on valid per task and seed: a result of the
+    # setting, not a setting, so they do not split it into one row per chosen value.
+    rows.loc[rows["method"].str.endswith("-chosen") & (rows["dims"] != ""), "dims"] = CHOSEN_ON_VALID
     all_tasks = set(rows["task"])
     records = []
     for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
