@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from stseval.common.errors import StsevalError
+from stseval.options import CHOSEN_SUFFIX
 from stseval.report.grids import AVG, WEIGHTED_AVG
 from stseval.report.ordering import TASK_ORDER, in_order
 from stseval.report.rows import FIT_ON_TRAINING_SENTENCES, as_text, select_rows
@@ -49,9 +50,9 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
     # sentences)"); it is one setting across tasks and seeds, so it is summarised as one row.
     train_on = as_text(rows["train_on"])
     rows.loc[(rows["fit_on"] != "") & (rows["fit_on"] == train_on), "fit_on"] = FIT_ON_TRAINING_SENTENCES
-    # A "*-chosen" row's dims (and beta, gamma) were chosen on valid per task and seed: a result of the
-    # setting, not a setting, so they do not split it into one row per chosen value.
-    rows.loc[rows["method"].str.endswith("-chosen") & (rows["dims"] != ""), "dims"] = CHOSEN_ON_VALID
+    # A "*-chosen" row's dims were chosen on valid per task and seed: a result of the setting, not a setting,
+    # so they do not split it into one row per chosen value.
+    rows.loc[rows["method"].str.endswith(CHOSEN_SUFFIX) & (rows["dims"] != ""), "dims"] = CHOSEN_ON_VALID
     all_tasks = set(rows["task"])
     records = []
     for keys, group in rows.groupby(list(SEED_GROUP), sort=False):
