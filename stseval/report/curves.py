@@ -54,6 +54,8 @@ class Objective:
     shared_keys: tuple[str, ...]  # settings every drawn run must agree on (checked)
     panel: str  # one panel per value of this run key
     colour: str  # one colour per value of this run key
+    panel_title: str  # format of a panel's title, from its panel value
+    line_label: str  # format of a line's legend entry, from its colour value and seed
     end_label: str  # the table's column of the end-of-training model
     hidden: tuple[str, ...]  # run keys the table leaves to its footer
 
@@ -65,10 +67,12 @@ class Objective:
 
 SIMCSE = Objective("SimCSE", "simcse", BEST_VALID_METHOD, ("model", "pooling", "task", "dropout", "seed"),
                    ("prefix", "loss", "batch_size", "learning_rate", "epochs"), panel="task", colour="dropout",
-                   end_label="test, end of epoch", hidden=("model", "pooling"))
+                   panel_title="{}", line_label="dropout {}, seed {}", end_label="test, end of epoch",
+                   hidden=("model", "pooling"))
 COSENT = Objective("CoSENT", COSENT_METHOD, COSENT_BEST_VALID_METHOD, ("model", "train_task", "pooling", "seed"),
                    ("prefix", "loss", "batch_size", "learning_rate", "dropout"), panel="train_task",
-                   colour="pooling", end_label="test, end of training", hidden=("model",))
+                   colour="pooling", panel_title="trained on {}", line_label="{}, seed {}",
+                   end_label="test, end of training", hidden=("model",))
 """CoSENT's epochs follow the train task (5 on STS-B, 1 on BQ), so they may differ between runs."""
 _COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 _STYLES = ("-", "--", "-.", ":")
@@ -246,10 +250,9 @@ def curves_figure(points: pd.DataFrame, title: str = "", objective: Objective = 
         for (value, seed), curve in panel.groupby([colour_key, "seed"], sort=False):
             colour = _COLOURS[colours.index(str(value)) % len(_COLOURS)]
             style = _STYLES[seeds.index(str(seed)) % len(_STYLES)]
-            label = f"dropout {value}, seed {seed}" if colour_key == "dropout" else f"{value}, seed {seed}"
             axis.plot(curve["step"], curve["valid_minus_step0"], color=colour, linestyle=style, marker="o",
-                      markersize=2.5, linewidth=1.2, label=label)
-        axis.set_title(task if panel_key == "task" else f"trained on {task}")
+                      markersize=2.5, linewidth=1.2, label=objective.line_label.format(value, seed))
+        axis.set_title(objective.panel_title.format(task))
         axis.set_xlabel("training step")
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel(Y_LABEL, fontsize="small")
