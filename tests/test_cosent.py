@@ -16,7 +16,7 @@ from stseval.evaluation.metrics import spearman_cosine
 from stseval.evaluation.validation import ValidationPairs
 from stseval.methods.cosent import CosentSettings, train_cosent
 from stseval.methods.simcse.checkpoints import CHECKPOINT_DIR
-from stseval.methods.simcse.run_folder import BEST_VALID_DIR, SETTINGS_FILE
+from stseval.methods.simcse.run_folder import BEST_VALID_DIR, LEGACY_SETTINGS_FILE, SETTINGS_FILE
 from tiny_models import make_bert
 from training_helpers import CHARS, stop_at
 
@@ -117,6 +117,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_bert, tmp_path):
         assert torch.equal(weight, other), name
     again = train_cosent(tiny_bert, texts_a, texts_b, gold, settings, tmp_path / "run", show_progress=False)
     assert again.reused
+    # a folder finished before the settings file was renamed is still a finished run, not trained again
+    (tmp_path / "run" / SETTINGS_FILE).rename(tmp_path / "run" / LEGACY_SETTINGS_FILE)
+    assert train_cosent(tiny_bert, texts_a, texts_b, gold, settings, tmp_path / "run", show_progress=False).reused
     with pytest.raises(StsevalError, match="--runs-dir: .* learning_rate"):
         train_cosent(tiny_bert, texts_a, texts_b, gold, _settings(epochs=2, learning_rate=1e-4), tmp_path / "run")
 

@@ -165,7 +165,7 @@ def test_sentence_vector_encoders_are_refused_before_training(sts_b_dir, tmp_pat
     assert result.output.splitlines()[-1] == (f"stseval: simcse-train needs a transformer model folder; "
                                               f"--model vectors:{folder} gives sentence vectors only")
     assert not (tmp_path / "out" / "simcse.csv").exists()
-    assert not list((tmp_path / "runs").glob("simcse/*/stseval_simcse.json"))  # nothing was trained
+    assert not list((tmp_path / "runs").glob(f"simcse/*/{SETTINGS_FILE}"))  # nothing was trained
 
 
 def test_queue_scores_step_0_once_prints_x100_and_keeps_what_keep_asks(simcse_bert, sts_b_dir, tmp_path, monkeypatch):

@@ -23,6 +23,8 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(sim
     import subprocess
     import sys
 
+    from stseval.methods.simcse import SETTINGS_FILE
+
     env = dict(os.environ, STSEVAL_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
     common = ["-m", "stseval.cli", "simcse-train", "--model", str(simcse_bert), "--tasks", "STS-B", "--data-dir",
               str(sts_b_dir), "--pooling", "cls", "--dropout", "0", "--lr", "1e-3", "--bootstrap", "0",
@@ -35,12 +37,12 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(sim
         command = [*launcher, *common, "--batch-size", str(batch), "--out", str(out), "--runs-dir", str(runs_dir)]
         finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert finished.returncode == 0, finished.stderr[-3000:]
-        models = [path.parent for path in (runs_dir / "simcse").glob("*/stseval_simcse.json")]
+        models = [path.parent for path in (runs_dir / "simcse").glob(f"*/{SETTINGS_FILE}")]
         assert len(models) == 1, models
         rows = pd.read_csv(out / "simcse.csv", dtype=str, keep_default_na=False)
         assert list(zip(rows["method"], rows["metric"], strict=True)) == [
             ("raw", "spearman_cosine"), ("simcse", "spearman_cosine"), ("simcse", "spearman_cosine_minus_raw")]
-        runs[name] = json.loads((models[0] / "stseval_simcse.json").read_text(encoding="utf-8"))["result"]
+        runs[name] = json.loads((models[0] / SETTINGS_FILE).read_text(encoding="utf-8"))["result"]
     assert runs["two"]["world_size"] == 2 and runs["one"]["world_size"] == 1
     assert runs["two"]["steps"] == runs["one"]["steps"] == 6  # 96 sentences / 16
     np.testing.assert_allclose(runs["two"]["losses"], runs["one"]["losses"], rtol=0, atol=2e-4)

@@ -404,10 +404,10 @@ def _one_pooling(pooling: str | Pooling) -> Pooling:
 
 
 def _simcse_identity(run_dir: Path) -> dict:
-    """The settings a finished SimCSE run folder records (stseval_simcse.json), or StsevalError naming it."""
-    from stseval.methods.simcse import SETTINGS_FILE
+    """The settings a finished SimCSE run folder records (its settings file), or StsevalError naming it."""
+    from stseval.methods.simcse import settings_path
 
-    path = run_dir / SETTINGS_FILE
+    path = settings_path(run_dir)
     try:
         identity = json.loads(path.read_text(encoding="utf-8"))["identity"]
     except (OSError, ValueError, KeyError, TypeError) as err:

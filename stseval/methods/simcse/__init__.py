@@ -51,6 +51,7 @@ from stseval.methods.simcse.run_folder import (
     ensure_writable,
     finished_run,
     prune_run,
+    settings_path,
 )
 from stseval.methods.simcse.sentences import (
     DEFAULT_MAX_SENTENCES,
@@ -75,5 +76,5 @@ __all__ = [
     "PoolingHead", "SimcseSettings", "TrainedModel", "build_loss", "build_simcse_model",
     "check_loop_settings", "check_trainable", "default_max_sentences", "embed_length_sorted", "ensure_writable",
     "finished_run", "length_sorted_chunks", "model_card", "prune_run", "select_sentences", "sentences_sha256",
-    "set_dropout", "settings_identity", "simcse_batch_loss", "to_device", "train_model", "train_simcse",
+    "set_dropout", "settings_identity", "settings_path", "simcse_batch_loss", "to_device", "train_model", "train_simcse",
 ]

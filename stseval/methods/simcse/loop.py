@@ -59,6 +59,7 @@ from stseval.methods.simcse.run_folder import (
     check_same_run,
     ensure_writable,
     finished_run,
+    settings_path,
     write_curve,
     write_json_atomic,
 )
@@ -170,7 +171,7 @@ def train_model(
     done = finished_run(run_dir)
     needed = {"final", "best"} if evaluator is not None else {"final"}  # what scoring a reused folder loads
     if done is not None and not needed.issubset(done.get("kept", ["final", "best"])):
-        (run_dir / SETTINGS_FILE).unlink()  # --keep deleted a model scoring needs: train again
+        settings_path(run_dir).unlink()  # --keep deleted a model scoring needs: train again
         done = None
     if done is not None:
         check_same_run(done.get("identity", {}), identity, run_dir)

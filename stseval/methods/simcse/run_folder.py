@@ -6,7 +6,8 @@
       checkpoints/                          step-N/ resume points while training (stseval.methods.simcse.checkpoints)
       curve.csv                             step, mean training loss, validation Spearman
       README.md                             the model card
-      stseval_simcse.json                   identity (settings, data) and result; written last
+      stseval_training.json                 identity (settings, data) and result; written last
+                                            (stseval_simcse.json in folders trained before CoSENT shared the loop)
 
 A folder holding another identity is refused (`check_same_run`), one holding this finished identity is
 reused without training (`stseval.methods.simcse.loop.train_model`).
@@ -21,8 +22,11 @@ from pathlib import Path
 from stseval.common.errors import StsevalError
 from stseval.common.fileio import check_writable_dir, write_text_atomic
 
-SETTINGS_FILE = "stseval_simcse.json"
+SETTINGS_FILE = "stseval_training.json"
 """Written last into a run folder: its presence means the trained model there is complete."""
+
+LEGACY_SETTINGS_FILE = "stseval_simcse.json"
+"""SETTINGS_FILE's name before CoSENT runs shared the loop; still read, so those finished folders are reused."""
 
 CURVE_FILE = "curve.csv"
 """Training curve written into a run folder: step, mean training loss since the last point, valid Spearman."""
@@ -30,13 +34,20 @@ CURVE_FILE = "curve.csv"
 BEST_VALID_DIR = "best-valid"
 """Sub-folder of a run folder holding the checkpoint that scored best on the validation pairs."""
 
-KEPT_FILES = frozenset({"README.md", SETTINGS_FILE, CURVE_FILE})
+KEPT_FILES = frozenset({"README.md", SETTINGS_FILE, LEGACY_SETTINGS_FILE, CURVE_FILE})
 """What a run folder keeps whatever `--keep` says: the model card, the settings and result, the curve."""
+
+
+def settings_path(run_dir: Path) -> Path:
+    """The settings file of a run folder: SETTINGS_FILE, or LEGACY_SETTINGS_FILE where only that one exists."""
+    legacy = Path(run_dir) / LEGACY_SETTINGS_FILE
+    current = Path(run_dir) / SETTINGS_FILE
+    return legacy if legacy.is_file() and not current.is_file() else current
 
 
 def finished_run(run_dir: Path) -> dict | None:
     """The identity recorded in a finished run folder, or None if training there never finished."""
-    path = Path(run_dir) / SETTINGS_FILE
+    path = settings_path(run_dir)
     if not path.is_file():
         return None
     try:
@@ -65,7 +76,7 @@ def prune_run(run_dir: Path, keep: str) -> list[str]:
     kept = sorted(name for name in wanted if name == "final" or has_best)
     done = finished_run(run_dir)
     if done is not None:
-        write_json_atomic(run_dir / SETTINGS_FILE, {**done, "kept": kept})
+        write_json_atomic(settings_path(run_dir), {**done, "kept": kept})
     return kept
 
 
