@@ -187,6 +187,10 @@ def test_queue_trains_once_scores_every_task_and_skips_finished_cells(tiny_bert,
     best = trained[trained["method"] == "cosent-best-valid"].iloc[0]
     assert best["chosen_on"] == "STS-B:valid" and int(best["best_step"]) > 0
     assert set(trained.loc[trained["method"] == "cosent+whitening", "n_fit"]) == {"192"}
+    # the fit's rank is recorded (0 would say "not whitened"). CLS vectors leave a LayerNorm, so
+    # sum_i (y_i - b_i) / g_i = 0 holds for every one: 31 of the tiny model's 32 directions have variance, and
+    # float32 rounding across the last one (~1e-14 of the top eigenvalue) stays far below the 1e-10 floor
+    assert set(trained.loc[trained["method"] == "cosent+whitening", "fit_rank"]) == {"31"}
     # each task's rows record the checksum of every split file it has, as whiten's and simcse-train's rows do,
     # so `report` puts CoSENT beside whitening and SimCSE instead of refusing them as other data
     from stseval.data.tasks import TASKS, available_splits, data_fingerprint

@@ -71,6 +71,9 @@ def test_queue_scores_before_and_after_and_skips_finished_cells(simcse_bert, sts
     assert set(trained["train_steps"]) == {"6"} and set(rows["max_length"]) == {"64"}
     whitened = trained[trained["method"] == "simcse+whitening"]
     assert set(whitened["n_fit"]) == {"96"} and set(whitened["beta"]) == set(whitened["gamma"]) == {"1"}
+    # the fit's rank is recorded (0 would say "not whitened"): 31, as LayerNorm outputs (CLS) satisfy one linear
+    # equation, sum_i (y_i - b_i) / g_i = 0; float32 rounding across it stays far below the 1e-10 eigenvalue floor
+    assert set(whitened["fit_rank"]) == {"31"}
     assert set(rows.loc[rows["method"] != "simcse+whitening", "beta"]) == {""}
     stem = f"{simcse_bert.name}-STS-B-cls-d0.1-s0-b16-lr0.001"  # settings other than Su's are in the name
     curve = pd.read_csv(tmp_path / "results" / "curves" / f"{stem}.csv")

@@ -37,7 +37,7 @@ from stseval.evaluation.scoring import sample_pairs, score_pairs, split_label
 from stseval.evaluation.validation import ValidationPairs
 from stseval.methods.cosent import CosentSettings, train_cosent
 from stseval.methods.simcse import BEST_VALID_DIR, CURVE_FILE, ensure_writable
-from stseval.methods.whitening import apply_whitening, fit_whitening
+from stseval.methods.whitening import apply_whitening, fit_whitening_basis
 from stseval.options import COSENT_BEST_VALID_METHOD, COSENT_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
 from stseval.runs.results import ResultRow, ResultsFile, library_versions
@@ -221,7 +221,7 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
     best_folder = trained.folder / BEST_VALID_DIR
     best_encoder = load_encoder(str(best_folder), device=job.device, precision=precision) \
         if best_folder.is_dir() else None
-    whitening = None
+    basis = None
     if run.then_whiten:
         rng = np.random.default_rng(run.seed)
         sentences = training.texts_a + training.texts_b
@@ -229,7 +229,8 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
         fit_vectors = encode(trained_encoder, [sentences[i] for i in keep], [pooling], max_length=spec.max_length,
                              prefix=run.encode.prefix, batch_size=run.encode.batch_size,
                              show_progress=run.encode.show_progress)[key]
-        whitening = (fit_whitening(fit_vectors), len(keep))
+        basis = fit_whitening_basis(fit_vectors)
+        whitening = basis.whitening()  # beta = gamma = 1, every direction: Su's whitening
     best = best_valid_facts(best_folder)
     facts = dict(run_dir=str(trained.folder), trained_fingerprint=trained_encoder.fingerprint[:12],
                  train_steps=str(trained.steps), final_loss=f"{trained.final_loss:.4f}",
@@ -246,10 +247,9 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
         if best_encoder is not None:
             best_vectors = encode_test(run, eval_spec, best_encoder, [pooling], None)
             scores[BEST_VALID] = cosine_scores(best_vectors.vectors_a[key], best_vectors.vectors_b[key])
-        if whitening is not None:
-            (mu, kernel), _ = whitening
-            scores[THEN_WHITENED] = cosine_scores(apply_whitening(vectors_a, mu, kernel),
-                                                  apply_whitening(vectors_b, mu, kernel))
+        if basis is not None:
+            scores[THEN_WHITENED] = cosine_scores(apply_whitening(vectors_a, whitening.mu, whitening.kernel),
+                                                  apply_whitening(vectors_b, whitening.mu, whitening.kernel))
         for row in cell.rows:
             for name, value in facts.items():
                 setattr(row, name, value)
@@ -261,8 +261,8 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
                 else scores[COSENT]
             fill_value(row, scores[row.method], baseline, gold, run)
             row.seconds = round(trained.train_seconds + time.perf_counter() - started, 3)
-            if row.method == THEN_WHITENED and whitening is not None:
-                row.n_fit = whitening[1]
+            if row.method == THEN_WHITENED and basis is not None:
+                row.n_fit, row.fit_rank = basis.n_fit, basis.rank
             if row.method == BEST_VALID and best:
                 row.chosen_on, row.best_step = str(best["label"]), str(best["step"])
                 row.best_valid_spearman = f"{best['valid_spearman']:.6f}"

@@ -57,7 +57,7 @@ from stseval.methods.simcse import (
     select_sentences,
     train_simcse,
 )
-from stseval.methods.whitening import apply_whitening, fit_whitening
+from stseval.methods.whitening import apply_whitening, fit_whitening_basis
 from stseval.options import BEST_VALID_METHOD
 from stseval.runs.plan import Cell, RunOutput, Unit, fill_score, now, planned_row, run_units
 from stseval.runs.results import (
@@ -368,8 +368,6 @@ def _score_trained(job: _Job, task: _TaskPlan, trained, rows: list[ResultRow]) -
             else scores["simcse"]
         fill_value(row, scores[row.method], baseline, gold, run)
         row.seconds = round(trained.train_seconds + time.perf_counter() - started, 3)
-        if row.method == "simcse+whitening":
-            row.n_fit = len(task.chosen)
         if row.method == BEST_VALID_METHOD and best:
             row.chosen_on, row.best_step = str(best["label"]), str(best["step"])
             row.best_valid_spearman = f"{best['valid_spearman']:.6f}"
@@ -418,9 +416,13 @@ def _trained_scores(job: _Job, task: _TaskPlan, trained,
         fit_vectors = encode(trained_encoder, task.chosen, [pooling], max_length=task.spec.max_length,
                              prefix=run.encode.prefix, batch_size=run.encode.batch_size,
                              show_progress=run.encode.show_progress)[name]
-        mu, kernel = fit_whitening(fit_vectors)
-        scores["simcse+whitening"] = cosine_scores(apply_whitening(vectors_a, mu, kernel),
-                                                   apply_whitening(vectors_b, mu, kernel))
+        basis = fit_whitening_basis(fit_vectors)
+        whitening = basis.whitening()
+        scores["simcse+whitening"] = cosine_scores(apply_whitening(vectors_a, whitening.mu, whitening.kernel),
+                                                   apply_whitening(vectors_b, whitening.mu, whitening.kernel))
+        for row in rows:
+            if row.method == "simcse+whitening":
+                row.n_fit, row.fit_rank = basis.n_fit, basis.rank
     fingerprint = trained_encoder.fingerprint
     del trained_encoder  # one trained model in memory at a time
     gc.collect()

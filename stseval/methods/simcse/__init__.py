@@ -76,5 +76,6 @@ __all__ = [
     "PoolingHead", "SimcseSettings", "TrainedModel", "build_loss", "build_simcse_model",
     "check_loop_settings", "check_trainable", "default_max_sentences", "embed_length_sorted", "ensure_writable",
     "finished_run", "length_sorted_chunks", "model_card", "prune_run", "select_sentences", "sentences_sha256",
-    "set_dropout", "settings_identity", "settings_path", "simcse_batch_loss", "to_device", "train_model", "train_simcse",
+    "set_dropout", "settings_identity", "settings_path", "simcse_batch_loss", "to_device", "train_model",
+    "train_simcse",
 ]
