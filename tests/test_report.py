@@ -355,6 +355,21 @@ def test_over_seeds_keeps_a_chosen_setting_in_one_row_whatever_dims_each_task_ch
     assert summary[summary["method"] == "whitening"].iloc[0]["dims"] == "128"  # a fixed dims keeps its value
 
 
+def test_over_seeds_keeps_models_trained_on_different_labelled_splits_apart():
+    from stseval.report.seeds import seed_summary
+
+    rows = []
+    for seed in (0, 1):
+        for train_on, stsb in (("BQ:train (100000 pairs, sha256 37d80cb8cc0a)", 0.70),
+                               ("STS-B:train (5231 pairs, sha256 456904474b18)", 0.80)):
+            rows += make_rows({("cls", "cosent-best-valid"): [0.3, 0.4, 0.7, 0.1, stsb + seed / 100]}, seed=seed,
+                              train_on=train_on, epochs="5")
+    summary = seed_summary(rows_to_frame(rows), "spearman_cosine", "test")
+    # one row per train split, each the mean of its own two seeds (one row averaging both was the old output)
+    assert sorted(zip(summary["train_on"], summary["STS-B"], strict=True)) == [
+        ("BQ:train", pytest.approx(70.5)), ("STS-B:train", pytest.approx(80.5))]
+
+
 def _sample_rows(split: str, method: str = "raw") -> list[ResultRow]:
     rows = make_rows({("last-avg", method): [0.1, 0.2, 0.3, 0.4, 0.5]})
     for row in rows:

@@ -30,6 +30,8 @@ FIT_ON_TRAINING_SENTENCES = "the training sentences"
 """fit_on shown for whitening fitted on exactly the sentences the model was trained on (train_on)."""
 _SAMPLE_COUNTS = re.compile(r" \(\d+ of \d+ sentences\)$")
 # ^ what a SimCSE run appends to train_on per task ("train+valid+test (1024 of 16100 sentences)")
+_LABELLED_SPLIT = r"^([^\s:()]+:[^\s()]+)"
+# ^ the "TASK:split" a supervised (CoSENT) run's train_on starts with: "BQ:train (100000 pairs, sha256 ...)"
 
 
 def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -307,6 +309,11 @@ def as_text(series: pd.Series) -> pd.Series:
     """Values as strings, missing ones as ""."""
     return series.astype(object).where(series.notna(), "").astype(str)
 
+
+def labelled_split(train_on: pd.Series) -> pd.Series:
+    """The labelled split each row was trained on ("BQ:train" of "BQ:train (100000 pairs, sha256 ...)");
+    "" where train_on names none (untrained rows, SimCSE's unlabelled sentences of each task)."""
+    return as_text(train_on).str.extract(_LABELLED_SPLIT, expand=False).fillna("")
 
 def describe_cell(cell: pd.Series) -> str:
     """'model=..., pooling=..., ...' for the non-empty fields of a cell key."""

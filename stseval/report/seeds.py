@@ -18,13 +18,14 @@ from stseval.common.errors import StsevalError
 from stseval.options import CHOSEN_SUFFIX
 from stseval.report.grids import AVG, WEIGHTED_AVG
 from stseval.report.ordering import TASK_ORDER, in_order
-from stseval.report.rows import FIT_ON_TRAINING_SENTENCES, as_text, select_rows
+from stseval.report.rows import FIT_ON_TRAINING_SENTENCES, as_text, labelled_split, select_rows
 from stseval.report.tables import md_escape
 
-SEED_GROUP = ("model", "pooling", "method", "dims", "fit_on", "prefix", "dropout", "loss", "batch_size",
-              "learning_rate", "epochs")
-"""What a seed summary keeps apart; everything else about a cell but the seed (and train_on, whose
-sentence sample is drawn by the seed) must agree for its seeds to be averaged."""
+SEED_GROUP = ("model", "pooling", "method", "train_on", "dims", "fit_on", "prefix", "dropout", "loss",
+              "batch_size", "learning_rate", "epochs")
+"""What a seed summary keeps apart; everything else about a cell but the seed must agree for its seeds to be
+averaged. train_on counts as its labelled split only ("BQ:train"): a SimCSE row's train_on names each task's
+own sentence sample, drawn by the seed."""
 CHOSEN_ON_VALID = "chosen on valid"
 """The dims of a `*-chosen` setting in a seed summary: each task and seed chose its own."""
 
@@ -50,6 +51,8 @@ def seed_summary(frame: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
     # sentences)"); it is one setting across tasks and seeds, so it is summarised as one row.
     train_on = as_text(rows["train_on"])
     rows.loc[(rows["fit_on"] != "") & (rows["fit_on"] == train_on), "fit_on"] = FIT_ON_TRAINING_SENTENCES
+    # CoSENT on BQ and on STS-B are two settings (they were told apart only by their epochs)
+    rows["train_on"] = labelled_split(train_on)
     # A "*-chosen" row's dims were chosen on valid per task and seed: a result of the setting, not a setting,
     # so they do not split it into one row per chosen value.
     rows.loc[rows["method"].str.endswith(CHOSEN_SUFFIX) & (rows["dims"] != ""), "dims"] = CHOSEN_ON_VALID
