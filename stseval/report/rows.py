@@ -315,6 +315,7 @@ def labelled_split(train_on: pd.Series) -> pd.Series:
     "" where train_on names none (untrained rows, SimCSE's unlabelled sentences of each task)."""
     return as_text(train_on).str.extract(_LABELLED_SPLIT, expand=False).fillna("")
 
+
 def describe_cell(cell: pd.Series) -> str:
     """'model=..., pooling=..., ...' for the non-empty fields of a cell key."""
     return ", ".join(f"{name}={value}" for name, value in cell.items() if str(value) != "")

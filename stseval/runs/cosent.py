@@ -221,7 +221,7 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
     best_folder = trained.folder / BEST_VALID_DIR
     best_encoder = load_encoder(str(best_folder), device=job.device, precision=precision) \
         if best_folder.is_dir() else None
-    basis = None
+    basis = whitening = None
     if run.then_whiten:
         rng = np.random.default_rng(run.seed)
         sentences = training.texts_a + training.texts_b
@@ -247,7 +247,7 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
         if best_encoder is not None:
             best_vectors = encode_test(run, eval_spec, best_encoder, [pooling], None)
             scores[BEST_VALID] = cosine_scores(best_vectors.vectors_a[key], best_vectors.vectors_b[key])
-        if basis is not None:
+        if whitening is not None:
             scores[THEN_WHITENED] = cosine_scores(apply_whitening(vectors_a, whitening.mu, whitening.kernel),
                                                   apply_whitening(vectors_b, whitening.mu, whitening.kernel))
         for row in cell.rows:
