@@ -18,7 +18,7 @@ from stseval.methods.cosent import CosentSettings, train_cosent
 from stseval.methods.simcse.checkpoints import CHECKPOINT_DIR
 from stseval.methods.simcse.run_folder import BEST_VALID_DIR, LEGACY_SETTINGS_FILE, SETTINGS_FILE
 from tiny_models import make_bert
-from training_helpers import CHARS, stop_at
+from training_helpers import CHARS, free_port, stop_at
 
 pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread: two CPU cores are shared with other work
 
@@ -253,3 +253,31 @@ def test_the_command_writes_rows_grid_and_a_curve_png_per_training(tiny_bert, da
     assert (out / "cosent.csv").is_file() and (out / "grid.md").is_file()
     [curve] = (out / "curves").glob("*.csv")
     assert curve.with_suffix(".png").is_file()  # the valid curve is drawn beside its CSV, as simcse-train does
+
+
+def test_torchrun_two_processes_train_one_model_and_write_each_row_once(tiny_bert, data_dir, tmp_path):
+    """cosent-train under torchrun (2 CPU processes, gloo): one run folder, each row written once by rank 0.
+
+    CoSENT compares the pairs within a batch, so unlike SimCSE's gathered negatives two processes of 8 pairs
+    are not one process of 16: only the step count and the single writer are asserted."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    env = dict(os.environ, STSEVAL_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(free_port())]
+    options = {"--model": str(tiny_bert), "--train-on": "STS-B", "--tasks": "STS-B,ATEC", "--data-dir": str(data_dir),
+               "--pooling": "cls", "--batch-size": "8", "--epochs": "1", "--bootstrap": "0", "--curve-pairs": "0",
+               "--device": "cpu", "--out": str(tmp_path / "out"), "--runs-dir": str(tmp_path / "runs")}
+    command = [*launcher, "-m", "stseval.cli", "cosent-train", *[part for item in options.items() for part in item]]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert len(list((tmp_path / "runs" / "cosent").glob(f"*/{SETTINGS_FILE}"))) == 1
+    rows = pd.read_csv(tmp_path / "out" / "cosent.csv", dtype=str, keep_default_na=False)
+    assert not rows.duplicated(["task", "pooling", "method", "metric"]).any()
+    assert set(rows["task"]) == {"STS-B", "ATEC"} and set(rows["status"]) == {"ok"}
+    trained = rows[rows["method"] != "raw"]
+    assert set(trained["train_steps"]) == {"6"}  # 96 pairs / (8 pairs x 2 processes)

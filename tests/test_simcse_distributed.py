@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training_helpers import free_port
+
 pytestmark = pytest.mark.usefixtures("pinned_torch")  # one torch thread here; the two processes get OMP_NUM_THREADS=1
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(simcse_bert, sts_b_dir, tmp_path):
@@ -31,7 +26,7 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(sim
               "--curve-pairs", "0", "--device", "cpu"]
     runs = {}
     for name, launcher, batch in (("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                           "--master_port", str(_free_port())], 8),
+                                           "--master_port", str(free_port())], 8),
                                   ("one", [sys.executable], 16)):
         out, runs_dir = tmp_path / name / "out", tmp_path / name / "runs"
         command = [*launcher, *common, "--batch-size", str(batch), "--out", str(out), "--runs-dir", str(runs_dir)]

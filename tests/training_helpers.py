@@ -61,3 +61,12 @@ def write_sts_b_folder(tmp_path: Path) -> Path:
             lines.append(f"{first}\t{second}\t{row % 6}\n")
         (folder / "STS-B" / f"STS-B.{split}.data").write_text("".join(lines), encoding="utf-8")
     return folder
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for torchrun's --master_port."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
