@@ -37,6 +37,7 @@ from stseval.report.grids import (
     select_rows,
 )
 from stseval.report.provenance import collect_provenance, provenance_lines
+from stseval.report.rows import labelled_split
 from stseval.report.tables import md_escape
 from stseval.runs.results import write_frame
 
@@ -97,8 +98,9 @@ def objective_of(rows: pd.DataFrame) -> Objective:
 
 
 def with_train_task(rows: pd.DataFrame) -> pd.DataFrame:
-    """rows plus `train_task`: the task part of train_on ("STS-B" of "STS-B:train (5231 pairs, ...)")."""
-    return rows.assign(train_task=as_text(rows["train_on"]).str.split(":", n=1).str[0])
+    """rows plus `train_task`: the task part of train_on ("STS-B" of "STS-B:train (5231 pairs, ...)");
+    "" for runs not trained on a labelled split (SimCSE)."""
+    return rows.assign(train_task=labelled_split(rows["train_on"]).str.split(":", n=1).str[0])
 
 
 def curve_points(rows: pd.DataFrame, objective: Objective | None = None) -> pd.DataFrame:
