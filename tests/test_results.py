@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from stseval.common.errors import StsevalError
-from stseval.runs.results import COLUMNS, ResultRow, ResultsFile, cell_key, read_rows, rows_to_frame, write_frame
+from stseval.runs.results import (COLUMNS, ResultRow, ResultsFile, cell_key, machine_description, read_rows,
+                                  rows_to_frame, widest_vector_unit, write_frame)
 
 
 def make_row(**changes):
@@ -331,3 +332,12 @@ def test_other_library_versions_are_named_one_by_one_with_both_versions(tmp_path
     assert ("1 rows of other library versions (torch 2.4.0 there, 2.5.1 in this run; numpy 1.26.4 there, "
             "2.0.0 in this run; faiss-cpu absent there, 1.8.0 in this run, first at r.csv:2)") in str(caught.value)
     assert "python" not in str(caught.value) and "transformers" not in str(caught.value)
+
+
+def test_machine_names_the_widest_vector_unit_so_avx2_and_avx512_hosts_differ(monkeypatch):
+    # one cloud model name ("AMD EPYC") covers both kinds of host; their wall times differ
+    assert widest_vector_unit(frozenset({"sse2", "avx2", "avx512f", "avx512_bf16"})) == "AVX-512 BF16"
+    assert widest_vector_unit(frozenset({"sse2", "avx2", "fma"})) == "AVX2"
+    assert widest_vector_unit(frozenset({"fp", "asimd"})) == ""
+    monkeypatch.setattr("stseval.options.cpu_flags", lambda: frozenset({"avx2"}))
+    assert machine_description().split(", ")[2].endswith(" (AVX2)")

@@ -200,10 +200,24 @@ def provenance(seed: int = 0) -> dict[str, str | int]:
     }
 
 
+VECTOR_UNITS: tuple[tuple[str, str], ...] = (
+    ("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+"""(/proc/cpuinfo flag, name) from widest to narrowest: the first a CPU has is named in `machine`, because one
+cloud CPU model name ("AMD EPYC") covers hosts with and without AVX-512/bf16, which run at different speeds."""
+
+
+def widest_vector_unit(flags: frozenset[str]) -> str:
+    """The name of the widest x86 vector unit among a CPU's flags, or "" when none is known (e.g. arm64)."""
+    return next((name for flag, name in VECTOR_UNITS if flag in flags), "")
+
+
 def machine_description() -> str:
-    """'x86_64, 2 CPUs, <cpu model>[, cuda <gpu name>]': the machine a row's wall time was measured on."""
+    """'x86_64, 2 CPUs, <cpu model> (<widest vector unit>)[, cuda <gpu name>]': the machine a row's wall time was
+    measured on."""
     import os
     import platform
+
+    from stseval.options import cpu_flags
 
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -214,6 +228,9 @@ def machine_description() -> str:
     except OSError:
         pass
     described = f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu}"
+    unit = widest_vector_unit(cpu_flags())
+    if unit:
+        described += f" ({unit})"
     try:
         import torch
 
