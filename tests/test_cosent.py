@@ -281,3 +281,31 @@ def test_torchrun_two_processes_train_one_model_and_write_each_row_once(tiny_ber
     assert set(rows["task"]) == {"STS-B", "ATEC"} and set(rows["status"]) == {"ok"}
     trained = rows[rows["method"] != "raw"]
     assert set(trained["train_steps"]) == {"6"}  # 96 pairs / (8 pairs x 2 processes)
+
+
+def test_rows_count_the_training_time_once(tiny_bert, data_dir, tmp_path, monkeypatch):
+    # a clock that jumps a day while the model trains, and a training that records that day: seconds must be
+    # the day plus the scoring (minutes at most), not two days (the training once as recorded, once as timed)
+    import dataclasses
+    import time as real_time
+    import types
+
+    import pandas as pd
+
+    from stseval.runs import cosent as cosent_run
+
+    day, offset = 86400.0, [0.0]
+    monkeypatch.setattr(cosent_run, "time", types.SimpleNamespace(perf_counter=lambda: real_time.perf_counter()
+                                                                  + offset[0]))
+    real_train = cosent_run.train_cosent
+
+    def day_long_training(*args, **kwargs):
+        trained = real_train(*args, **kwargs)
+        offset[0] += day
+        return dataclasses.replace(trained, train_seconds=day)
+
+    monkeypatch.setattr(cosent_run, "train_cosent", day_long_training)
+    monkeypatch.setenv("STSEVAL_HOME", str(tmp_path / "home"))
+    rows = pd.read_csv(_queue(tiny_bert, data_dir, tmp_path, tasks="STS-B", then_whiten=False).results)
+    seconds = rows.loc[rows["method"] != "raw", "seconds"]
+    assert len(seconds) and ((seconds >= day) & (seconds < 1.5 * day)).all()

@@ -2,8 +2,17 @@ import pandas as pd
 import pytest
 
 from stseval.common.errors import StsevalError
-from stseval.runs.results import (COLUMNS, ResultRow, ResultsFile, cell_key, machine_description, read_rows,
-                                  rows_to_frame, widest_vector_unit, write_frame)
+from stseval.runs.results import (
+    COLUMNS,
+    ResultRow,
+    ResultsFile,
+    cell_key,
+    machine_description,
+    read_rows,
+    rows_to_frame,
+    widest_vector_unit,
+    write_frame,
+)
 
 
 def make_row(**changes):

@@ -209,13 +209,14 @@ def _train_and_score(job: _Job, unit: Unit, cells: list[Cell]) -> list[ResultRow
     card = {"train_on": training.train_label, "data_dir": str(run.data_dir),
             "stseval_version": str(job.base["stseval_version"]), "git_commit": str(job.base["git_commit"]),
             "versions": library_versions()}
-    started = time.perf_counter()
     trained = train_cosent(job.encoder.folder, training.texts_a, training.texts_b, training.gold,  # type: ignore[attr-defined]
                            settings, run_dir, base_model=run.encode.model,
                            base_fingerprint=job.encoder.fingerprint, card_facts=card,  # type: ignore[attr-defined]
                            show_progress=run.encode.show_progress, validation=training.validation)
     if not job.main_process:
         return []
+    # rows' seconds: the recorded training time (also right for a reused run folder) plus the scoring from here
+    started = time.perf_counter()
     precision = run.encode.precision
     trained_encoder = load_encoder(str(trained.folder), device=job.device, precision=precision)
     best_folder = trained.folder / BEST_VALID_DIR
