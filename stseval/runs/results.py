@@ -86,7 +86,7 @@ class ResultRow:
     trained_fingerprint: str = ""  # SimCSE: first 12 hex characters of the trained model's fingerprint
     train_steps: str = ""  # SimCSE: optimizer steps taken
     final_loss: str = ""  # SimCSE: training loss of the last step
-    sentences_per_s: str = ""  # SimCSE: training throughput
+    sentences_per_s: str = ""  # training throughput: sentences/s (SimCSE), training pairs/s (CoSENT)
     chosen_on: str = ""  # simcse-best-valid: the pairs that chose the checkpoint, e.g. "valid-sample1000"
     best_step: str = ""  # simcse-best-valid: the step of the chosen checkpoint
     best_valid_spearman: str = ""  # simcse-best-valid: its Spearman on `chosen_on`
